@@ -1,0 +1,145 @@
+"""The `direct-data` command line. Each command parses, calls the library, prints."""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+from typing import Optional
+
+import typer
+from click.core import ParameterSource
+from rich.console import Console
+from rich.table import Table
+
+from direct_data import __version__
+from direct_data.config import ConfigError, build_config, load_toml
+from direct_data.read import InputError
+
+app = typer.Typer(
+    name="direct-data",
+    help="Mine contrastive negatives (macro: distant semantic partitions; micro: single-axis physics rewrites) "
+    "for DiReCT post-training of text-to-video models, and train Wan 2.1 on them.",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+    context_settings={"help_option_names": ["-h", "--help"]},
+)
+console = Console()
+err = Console(stderr=True)
+
+
+def _explicit(ctx: typer.Context) -> set[str]:
+    return {k for k in ctx.params if ctx.get_parameter_source(k) not in (ParameterSource.DEFAULT, ParameterSource.DEFAULT_MAP)}
+
+
+def _fail(msg: str) -> None:
+    err.print(f"[bold red]error:[/] {msg}", highlight=False, soft_wrap=True)
+    raise typer.Exit(2)
+
+
+def _version(value: bool) -> None:
+    if value:
+        console.print(f"direct-data {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def main(version: bool = typer.Option(False, "--version", callback=_version, is_eager=True, help="Print the version and exit.")) -> None:
+    pass
+
+
+def _stats_table(title: str, rows: list[tuple[str, object]]) -> Table:
+    t = Table(title=title, show_header=False, title_justify="left")
+    t.add_column("", style="bold")
+    t.add_column("", justify="right")
+    for k, v in rows:
+        t.add_row(k, str(v))
+    return t
+
+
+from direct_data.partition import PartitionConfig  # noqa: E402
+
+_P = PartitionConfig()
+
+
+@app.command()
+def partition(
+    ctx: typer.Context,
+    inputs: list[Path] = typer.Argument(..., help="Prompt files (.jsonl .json .csv .parquet .txt) or `datasets` save_to_disk folders."),
+    out: Path = typer.Option(..., "--out", "-o", help="Output folder (shards, manifest.json, README.md card)."),
+    config: Optional[Path] = typer.Option(None, "--config", help="TOML file; its [partition] table sets defaults, flags override."),
+    text_column: Optional[str] = typer.Option(_P.text_column, help="Text column [default: prompt, else caption, else text]."),
+    max_chars: int = typer.Option(_P.max_chars, help="Reject prompts longer than this (after whitespace folding)."),
+    model: Optional[str] = typer.Option(_P.model, help="sentence-transformers folder or name [default: packaged all-MiniLM-L6-v2]."),
+    batch_size: int = typer.Option(_P.batch_size, help="Embedding batch size."),
+    max_seq_length: Optional[int] = typer.Option(_P.max_seq_length, help="Embedder max tokens [default: the model's]."),
+    k: Optional[int] = typer.Option(_P.k, "--k", help="Number of partitions [default: round(sqrt(N/4)), clamped to [2, min(4096, N/10)]]."),
+    niter: int = typer.Option(_P.niter, help="k-means iterations."),
+    seed: int = typer.Option(_P.seed, help="Seed of the k-means sample, init and the negative draw."),
+    balanced: bool = typer.Option(_P.balanced, "--balanced/--no-balanced", help="Rebalance partition sizes (FAISS contrib penalties)."),
+    max_points_per_centroid: int = typer.Option(_P.max_points_per_centroid, help="k-means trains on at most k * this many vectors."),
+    macro_negatives: int = typer.Option(_P.macro_negatives, help="Macro negatives per prompt."),
+    exclude_nearest: int = typer.Option(_P.exclude_nearest, help="Also exclude the M partitions nearest to the prompt's own."),
+    shard_rows: int = typer.Option(_P.shard_rows, help="Rows per output shard."),
+    cache_dir: Optional[str] = typer.Option(_P.cache_dir, help="Embedding cache [default: $DIRECT_DATA_CACHE/embeddings or ~/.cache/direct-data/embeddings]."),
+    embed_chunk: int = typer.Option(_P.embed_chunk, help="Texts embedded and committed to the cache at a time (the resume unit)."),
+    force: bool = typer.Option(False, "--force", help="Recompute even if the output is up to date."),
+    dry_run: bool = typer.Option(False, "--dry-run", help="Print the plan and write nothing."),
+    rank: int = typer.Option(0, help="This worker's rank (embedding is sharded; rank 0 partitions)."),
+    world_size: int = typer.Option(1, help="Number of workers."),
+) -> None:
+    """Embed prompts, cluster them into semantic partitions, and draw macro negatives from distant partitions."""
+    from direct_data.partition import run_partition
+
+    try:
+        cfg = build_config(PartitionConfig, toml=load_toml(config, "partition"), cli=ctx.params, explicit=_explicit(ctx))
+        res = run_partition(inputs, out, cfg, force=force, dry_run=dry_run, show_progress=sys.stderr.isatty(), rank=rank, world_size=world_size)
+    except (InputError, ConfigError, ValueError) as e:
+        _fail(str(e))
+        return
+    if dry_run:
+        console.print(_stats_table("partition: plan (nothing written)", list(res.plan.items())))
+        return
+    if res.up_to_date:
+        console.print(f"[green]up to date[/]: {out} (use --force to recompute)")
+    if res.manifest is None:
+        console.print(res.reason)
+        return
+    m = res.manifest
+    s, c, cert = m.stats, m.counts, m.stats["certificate"]
+    console.print(
+        _stats_table(
+            f"partition -> {out}",
+            [
+                ("read", c["read"]), ("kept", c["kept"]), ("merged duplicates", c["merged"]), ("rejected", c["rejected"]),
+                ("reject reasons", ", ".join(f"{k}={v}" for k, v in s["reject_reasons"].items()) or "-"),
+                ("k", s["k"]), ("sizes (min..max)", f"{s['size_min']}..{s['size_max']}"), ("imbalance factor", s["imbalance_factor"]),
+                ("macro negatives", cert["negatives"]), ("exclusivity violations", cert["violations"]),
+                ("shortfall prompts", cert["shortfall_prompts"]),
+                ("anchor-negative cos (median)", cert["anchor_negative_cos"].get("p50", "-")),
+                ("same-partition cos (median)", cert["same_partition_cos"].get("p50", "-")),
+                ("embedded / from cache", f"{res.run['embedded']} / {res.run['cached']}" if res.run else "-"),
+            ],
+        )
+    )
+
+
+@app.command("make-sample")
+def make_sample(
+    out: Path = typer.Option(Path("out/sample.jsonl"), "--out", "-o", help="Where to write the JSONL sample."),
+    n: int = typer.Option(400, help="Rows to generate."),
+    seed: int = typer.Option(0, help="Grammar seed."),
+) -> None:
+    """Write the embedded default input: prompts generated from the project's own grammar."""
+    from direct_data.samples import write_sample
+
+    rows = write_sample(out, n, seed=seed)
+    console.print(f"wrote {rows} prompts to {out}")
+
+
+def run() -> None:  # pragma: no cover
+    app()
+
+
+if __name__ == "__main__":  # pragma: no cover
+    app()

@@ -1,0 +1,307 @@
+"""Read prompts from files: `.jsonl`, `.json`, `.csv`, `.parquet`, `.txt` and `datasets` folders.
+
+Every input row ends as exactly one of: a kept prompt, a merged exact duplicate of a kept prompt,
+or a reject with a reason. A file that cannot be parsed at all raises `InputError`, a one-line
+message naming the file and the line.
+"""
+
+from __future__ import annotations
+
+import csv
+import hashlib
+import io
+import json
+import unicodedata
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Iterator
+
+DEFAULT_TEXT_COLUMNS = ("prompt", "caption", "text")
+DEFAULT_MAX_CHARS = 2000
+SUFFIXES = (".jsonl", ".json", ".csv", ".parquet", ".txt")
+
+
+class InputError(ValueError):
+    """An input that cannot be read at all. Its message is one line, naming the file (and line)."""
+
+
+def normalize_text(text: str) -> str:
+    """Unicode NFC, every run of whitespace folded to one space, ends stripped."""
+    return " ".join(unicodedata.normalize("NFC", text).split())
+
+
+def prompt_id(normalized: str) -> str:
+    """Stable id of a normalised prompt: the first 16 hex chars of its sha256."""
+    return hashlib.sha256(normalized.encode("utf-8")).hexdigest()[:16]
+
+
+@dataclass
+class RawRow:
+    source: str
+    row: int
+    record: dict | None  # None when the row could not be decoded
+    error: str | None = None  # reason code when record is None
+    detail: str = ""
+    raw: str = ""
+
+
+@dataclass
+class Prompt:
+    prompt_id: str
+    prompt: str
+    source: str
+    row: int
+    meta: dict
+    n_duplicates: int = 0
+
+
+@dataclass
+class Reject:
+    source: str
+    row: int
+    reason: str
+    detail: str
+    raw: str
+
+    def to_row(self, stage: str) -> dict:
+        return {"stage": stage, "source": self.source, "row": self.row, "reason": self.reason, "detail": self.detail, "raw": self.raw[:500]}
+
+
+@dataclass
+class ReadResult:
+    prompts: list[Prompt] = field(default_factory=list)
+    rejects: list[Reject] = field(default_factory=list)
+    read: int = 0
+    merged: int = 0
+    per_source: dict[str, int] = field(default_factory=dict)
+
+    @property
+    def kept(self) -> int:
+        return len(self.prompts)
+
+    def accounted(self) -> bool:
+        return self.read == self.kept + self.merged + len(self.rejects)
+
+
+def _decode_lines(path: Path) -> Iterator[tuple[int, str | None, bytes]]:
+    with open(path, "rb") as f:
+        for i, line in enumerate(f):
+            try:
+                yield i, line.decode("utf-8"), line
+            except UnicodeDecodeError:
+                yield i, None, line
+
+
+def _read_jsonl(path: Path) -> Iterator[RawRow]:
+    parsed_any, first_error = False, None
+    rows = []
+    for i, text, raw in _decode_lines(path):
+        if text is None:
+            rows.append(RawRow(str(path), i, None, "not_utf8", "line is not valid UTF-8", raw.decode("utf-8", "replace")))
+            continue
+        if not text.strip():
+            continue  # blank lines are not rows
+        try:
+            rec = json.loads(text)
+        except json.JSONDecodeError as e:
+            first_error = first_error or (i, e)
+            rows.append(RawRow(str(path), i, None, "invalid_json", f"JSON error: {e.msg}", text))
+            continue
+        parsed_any = True
+        if not isinstance(rec, dict):
+            rows.append(RawRow(str(path), i, None, "not_an_object", f"expected a JSON object, got {type(rec).__name__}", text))
+            continue
+        rows.append(RawRow(str(path), i, rec))
+    if not parsed_any and first_error is not None:
+        i, e = first_error
+        raise InputError(f"{path}:{i + 1}: cannot parse as JSON Lines ({e.msg})")
+    yield from rows
+
+
+def _read_json(path: Path) -> Iterator[RawRow]:
+    try:
+        data = json.loads(path.read_bytes().decode("utf-8"))
+    except UnicodeDecodeError as e:
+        raise InputError(f"{path}: not UTF-8 (byte {e.start})") from None
+    except json.JSONDecodeError as e:
+        raise InputError(f"{path}:{e.lineno}: cannot parse as JSON ({e.msg})") from None
+    if isinstance(data, dict):
+        # {"data": [...]} / {"prompts": [...]} / a columnar dict of equal-length lists
+        lists = {k: v for k, v in data.items() if isinstance(v, list)}
+        if len(lists) == 1 and all(isinstance(x, dict) for x in next(iter(lists.values()))):
+            data = next(iter(lists.values()))
+        elif lists and len(lists) == len(data) and len({len(v) for v in lists.values()}) == 1:
+            keys = list(lists)
+            data = [dict(zip(keys, vals)) for vals in zip(*lists.values())]
+        else:
+            raise InputError(f"{path}:1: expected a list of objects (or a columnar object of lists)")
+    if not isinstance(data, list):
+        raise InputError(f"{path}:1: expected a list of objects, got {type(data).__name__}")
+    for i, rec in enumerate(data):
+        if isinstance(rec, dict):
+            yield RawRow(str(path), i, rec)
+        elif isinstance(rec, str):
+            yield RawRow(str(path), i, {"prompt": rec})
+        else:
+            yield RawRow(str(path), i, None, "not_an_object", f"expected an object, got {type(rec).__name__}", json.dumps(rec, default=str))
+
+
+def _read_csv(path: Path) -> Iterator[RawRow]:
+    raw = path.read_bytes()
+    try:
+        text = raw.decode("utf-8-sig")
+    except UnicodeDecodeError:
+        # decode line by line so only the bad rows are rejected
+        text = raw.decode("utf-8", "surrogateescape")
+    reader = csv.reader(io.StringIO(text, newline=""), strict=True)
+    try:
+        header = next(reader)
+    except StopIteration:
+        return
+    except csv.Error as e:
+        raise InputError(f"{path}:1: cannot parse CSV header ({e})") from None
+    rows = []
+    while True:
+        try:
+            values = next(reader)
+        except StopIteration:
+            break
+        except csv.Error as e:
+            raise InputError(f"{path}:{reader.line_num}: cannot parse CSV ({e})") from None
+        i = reader.line_num - 1  # line of the record's end, 0-based
+        if not values:
+            continue
+        if any(_has_surrogates(v) for v in values):
+            rows.append(RawRow(str(path), i, None, "not_utf8", "row is not valid UTF-8", ",".join(v.encode("utf-8", "replace").decode() for v in values)))
+            continue
+        if len(values) != len(header):
+            rows.append(RawRow(str(path), i, None, "bad_columns", f"{len(values)} fields, header has {len(header)}", ",".join(values)))
+            continue
+        rows.append(RawRow(str(path), i, dict(zip(header, values))))
+    yield from rows
+
+
+def _has_surrogates(s: str) -> bool:
+    try:
+        s.encode("utf-8")
+        return False
+    except UnicodeEncodeError:
+        return True
+
+
+def _read_txt(path: Path) -> Iterator[RawRow]:
+    for i, text, raw in _decode_lines(path):
+        if text is None:
+            yield RawRow(str(path), i, None, "not_utf8", "line is not valid UTF-8", raw.decode("utf-8", "replace"))
+        elif text.strip():
+            yield RawRow(str(path), i, {"prompt": text.rstrip("\r\n")})
+
+
+def _read_parquet(path: Path) -> Iterator[RawRow]:
+    import pyarrow.parquet as pq
+
+    try:
+        pf = pq.ParquetFile(path)
+    except Exception as e:  # pyarrow raises several types for a corrupt file
+        raise InputError(f"{path}: cannot read as Parquet ({str(e).splitlines()[0]})") from None
+    i = 0
+    for batch in pf.iter_batches(batch_size=8192):
+        for rec in batch.to_pylist():
+            yield RawRow(str(path), i, rec)
+            i += 1
+
+
+def _read_dataset_dir(path: Path) -> Iterator[RawRow]:
+    from datasets import DatasetDict, load_from_disk
+
+    try:
+        ds = load_from_disk(str(path))
+    except Exception as e:
+        raise InputError(f"{path}: not a `datasets` folder saved with save_to_disk ({str(e).splitlines()[0]})") from None
+    if isinstance(ds, DatasetDict):
+        splits = [(name, ds[name]) for name in sorted(ds)]
+    else:
+        splits = [("", ds)]
+    for name, split in splits:
+        src = f"{path}[{name}]" if name else str(path)
+        for i, rec in enumerate(split):
+            yield RawRow(src, i, rec)
+
+
+def iter_raw_rows(path: str | Path) -> Iterator[RawRow]:
+    """Rows of one input, undecoded rows marked with a reason. Raises `InputError` for unreadable files."""
+    path = Path(path)
+    if not path.exists():
+        raise InputError(f"{path}: no such file or folder")
+    if path.is_dir():
+        if (path / "dataset_info.json").exists() or (path / "dataset_dict.json").exists() or (path / "state.json").exists():
+            return _read_dataset_dir(path)
+        raise InputError(f"{path}: a folder must be a `datasets` save_to_disk folder")
+    readers = {".jsonl": _read_jsonl, ".json": _read_json, ".csv": _read_csv, ".parquet": _read_parquet, ".txt": _read_txt}
+    try:
+        return readers[path.suffix.lower()](path)
+    except KeyError:
+        raise InputError(f"{path}: unsupported format {path.suffix!r} (use one of {', '.join(SUFFIXES)} or a datasets folder)") from None
+
+
+def _pick_column(record: dict, text_column: str | None) -> str | None:
+    if text_column is not None:
+        return text_column if text_column in record else None
+    for c in DEFAULT_TEXT_COLUMNS:
+        if c in record:
+            return c
+    return None
+
+
+def read_prompts(
+    paths: list[str | Path],
+    *,
+    text_column: str | None = None,
+    max_chars: int = DEFAULT_MAX_CHARS,
+) -> ReadResult:
+    """Read, normalise, validate and de-duplicate prompts from `paths`, in the order given.
+
+    The first occurrence of a text is kept (with its other columns in `meta`); later exact
+    duplicates (after normalisation) are merged into it and counted.
+    """
+    result = ReadResult()
+    seen: dict[str, Prompt] = {}
+    for path in paths:
+        n_source = 0
+        for r in iter_raw_rows(path):
+            result.read += 1
+            n_source += 1
+            if r.record is None:
+                result.rejects.append(Reject(r.source, r.row, r.error or "unreadable", r.detail, r.raw))
+                continue
+            col = _pick_column(r.record, text_column)
+            if col is None:
+                want = text_column or "/".join(DEFAULT_TEXT_COLUMNS)
+                result.rejects.append(Reject(r.source, r.row, "missing_column", f"no {want} column", json.dumps(r.record, default=str)))
+                continue
+            value = r.record[col]
+            if not isinstance(value, str):
+                result.rejects.append(Reject(r.source, r.row, "wrong_type", f"{col} is {type(value).__name__}, not a string", json.dumps(value, default=str)))
+                continue
+            if _has_surrogates(value):
+                result.rejects.append(Reject(r.source, r.row, "not_utf8", "text is not valid UTF-8", value.encode("utf-8", "replace").decode()))
+                continue
+            text = normalize_text(value)
+            if not text:
+                result.rejects.append(Reject(r.source, r.row, "empty", "text is empty after whitespace folding", value))
+                continue
+            if len(text) > max_chars:
+                result.rejects.append(Reject(r.source, r.row, "too_long", f"{len(text)} chars > max_chars={max_chars}", text))
+                continue
+            pid = prompt_id(text)
+            if pid in seen:
+                seen[pid].n_duplicates += 1
+                result.merged += 1
+                continue
+            meta = {k: v for k, v in r.record.items() if k != col}
+            p = Prompt(pid, text, r.source, r.row, meta)
+            seen[pid] = p
+            result.prompts.append(p)
+        result.per_source[str(path)] = n_source
+    assert result.accounted()
+    return result
