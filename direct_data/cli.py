@@ -8,7 +8,6 @@ from pathlib import Path
 from typing import Optional
 
 import typer
-from click.core import ParameterSource
 from rich.console import Console
 from rich.table import Table
 
@@ -29,7 +28,8 @@ err = Console(stderr=True)
 
 
 def _explicit(ctx: typer.Context) -> set[str]:
-    return {k for k in ctx.params if ctx.get_parameter_source(k) not in (ParameterSource.DEFAULT, ParameterSource.DEFAULT_MAP)}
+    """Parameters the user actually typed (typer vendors its own click, so compare enum names)."""
+    return {k for k in ctx.params if getattr(ctx.get_parameter_source(k), "name", "DEFAULT") not in ("DEFAULT", "DEFAULT_MAP")}
 
 
 def _fail(msg: str) -> None:

@@ -59,7 +59,8 @@ def model_identity(name_or_path: str) -> ModelIdentity:
     """Identity of a local model folder (hash of its weights) or of a hub id (its name and revision)."""
     p = Path(name_or_path)
     if p.is_dir():
-        return ModelIdentity(name=p.name, revision=hash_weights(p))
+        packaged = p.resolve() == packaged_embedder_path().resolve()
+        return ModelIdentity(name=DEFAULT_EMBEDDER if packaged else p.name, revision=hash_weights(p))
     return ModelIdentity(name=name_or_path, revision=os.environ.get("DIRECT_DATA_MODEL_REVISION", "main"))
 
 

@@ -136,10 +136,9 @@ class ShardWriter:
         self.shards.append(ShardInfo(name, table.num_rows, sha256_file(path), path.stat().st_size))
 
     def close(self) -> list[ShardInfo]:
-        """Flush what is left. A table with no rows still gets one (empty) shard, so readers find it."""
+        """Flush what is left. A table with no rows gets no shard (`datasets` cannot read empty Parquet
+        files); the manifest then lists none and `read_shards` returns an empty table."""
         self._flush()
-        if not self.shards:
-            self._write_shard(self.schema.empty_table())
         return self.shards
 
     def __enter__(self) -> "ShardWriter":
@@ -154,7 +153,7 @@ def read_shards(out_dir: str | Path, table: str) -> pa.Table:
     """All shards of `table` in a stage folder, in order, as one Arrow table."""
     paths = sorted(Path(out_dir).glob(f"{table}-*.parquet"))
     if not paths:
-        raise FileNotFoundError(f"no {table}-*.parquet shards in {out_dir}")
+        return arrow_schema(table).empty_table()
     return pa.concat_tables(pq.read_table(p) for p in paths)
 
 

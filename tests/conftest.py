@@ -1,0 +1,33 @@
+"""Shared fixtures: the real prompt sets in ../shared and one embedding cache per test session."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+SHARED_PROMPTS = ROOT.parent / "shared" / "data" / "prompts"
+PHYSICS_SOURCES = ("phyworldbench.jsonl", "vbench2_physics.jsonl", "videophy1_test.jsonl")
+GENERAL_SOURCES = ("vbench1_all_dimension.jsonl",)
+
+
+def shared_prompt_files() -> list[Path]:
+    files = sorted(SHARED_PROMPTS.glob("*.jsonl"))
+    if len(files) != 9:
+        pytest.fail(f"expected the nine prompt files in {SHARED_PROMPTS}, found {len(files)}")
+    return files
+
+
+@pytest.fixture(scope="session")
+def session_cache(tmp_path_factory) -> Path:
+    """One embedding cache for the whole session (tests that test the cache make their own)."""
+    d = Path(os.environ["DIRECT_DATA_TEST_CACHE"]) if os.environ.get("DIRECT_DATA_TEST_CACHE") else tmp_path_factory.mktemp("ddcache")
+    os.environ["DIRECT_DATA_CACHE"] = str(d)
+    return d
+
+
+@pytest.fixture(scope="session")
+def prompt_files() -> list[Path]:
+    return shared_prompt_files()
