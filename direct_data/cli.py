@@ -124,6 +124,90 @@ def partition(
     )
 
 
+from direct_data.perturb import PerturbConfig  # noqa: E402
+
+_Q = PerturbConfig()
+
+
+@app.command()
+def perturb(
+    ctx: typer.Context,
+    inputs: list[Path] = typer.Argument(..., help="A `partition` output folder, or prompt files (any format `partition` reads)."),
+    out: Path = typer.Option(..., "--out", "-o", help="Output folder (negatives and rejects shards, manifest.json, README.md)."),
+    config: Optional[Path] = typer.Option(None, "--config", help="TOML file; its [perturb] table sets defaults, flags override."),
+    axes: list[str] = typer.Option(list(_Q.axes), "--axis", "-a", help="Physics axis to rewrite along (repeatable, or `all`): kinematics, forces, materials, interactions, magnitudes."),
+    backend: str = typer.Option(_Q.backend, help="rules (offline, deterministic) | vllm (offline engine) | openai (any OpenAI-compatible server)."),
+    model: Optional[str] = typer.Option(_Q.model, help="LLM folder or hub id; `gemma3-270m` = the packaged test model."),
+    base_url: Optional[str] = typer.Option(_Q.base_url, help="openai backend: server URL, e.g. http://127.0.0.1:8000/v1."),
+    api_key_env: str = typer.Option(_Q.api_key_env, help="openai backend: environment variable holding the API key."),
+    num_candidates: int = typer.Option(_Q.num_candidates, help="Candidates per (prompt, axis); the first valid one is kept."),
+    temperature: float = typer.Option(_Q.temperature, help="Sampling temperature (LLM backends)."),
+    seed: int = typer.Option(_Q.seed, help="Base seed; each request gets its own seed derived from it."),
+    max_tokens: Optional[int] = typer.Option(_Q.max_tokens, help="Max new tokens [default: enough to close the JSON object]."),
+    max_model_len: int = typer.Option(_Q.max_model_len, help="vllm backend: context length."),
+    max_concurrency: int = typer.Option(_Q.max_concurrency, help="openai backend: requests in flight."),
+    chunk_prompts: int = typer.Option(_Q.chunk_prompts, help="Prompts per chunk (with all their axes): the resume unit."),
+    shard_rows: int = typer.Option(_Q.shard_rows, help="Rows per output shard."),
+    text_column: Optional[str] = typer.Option(_Q.text_column, help="Text column of plain prompt files."),
+    max_chars: int = typer.Option(_Q.max_chars, help="Reject prompts longer than this (plain prompt files)."),
+    use_embedding: bool = typer.Option(_Q.use_embedding, "--use-embedding/--no-use-embedding", help="Check the sentence-embedding cosine band."),
+    prompts_dir: Optional[str] = typer.Option(_Q.prompts_dir, help="Folder of the axis templates [default: prompts/]."),
+    cache_dir: Optional[str] = typer.Option(_Q.cache_dir, help="LLM request cache [default: ~/.cache/direct-data/requests]."),
+    force: bool = typer.Option(False, "--force", help="Recompute even if the output is up to date."),
+    dry_run: bool = typer.Option(False, "--dry-run", help="Print the plan (requests, tokens, chunks done) and write nothing."),
+    rank: int = typer.Option(0, help="This worker's rank (chunk j goes to rank j mod world-size)."),
+    world_size: int = typer.Option(1, help="Number of workers."),
+) -> None:
+    """Rewrite each prompt along exactly one physics axis, keeping the scene: validated micro (hard) negatives."""
+    from direct_data.perturb import run_perturb
+
+    try:
+        cfg = build_config(PerturbConfig, toml=load_toml(config, "perturb"), cli=ctx.params, explicit=_explicit(ctx))
+        res = run_perturb(inputs, out, cfg, force=force, dry_run=dry_run, show_progress=sys.stderr.isatty(), rank=rank, world_size=world_size)
+    except (InputError, ConfigError, ValueError, ImportError, FileNotFoundError) as e:
+        _fail(str(e))
+        return
+    if dry_run:
+        console.print(_stats_table("perturb: plan (nothing written)", list(res.plan.items())))
+        return
+    if res.up_to_date:
+        console.print(f"[green]up to date[/]: {out} (use --force to recompute)")
+    if res.manifest is None:
+        console.print(res.reason)
+        return
+    m = res.manifest
+    t = Table(title=f"perturb ({m.config['backend']}) -> {out}", title_justify="left")
+    for col in ("axis", "requests", "accepted", "rate", "rejection reasons"):
+        t.add_column(col, justify="right" if col in ("requests", "accepted", "rate") else "left")
+    for a, d in m.stats["per_axis"].items():
+        t.add_row(a, str(d["requests"]), str(d["accepted"]), f"{d['acceptance']:.1%}", ", ".join(f"{k}={v}" for k, v in d["reasons"].items()) or "-")
+    console.print(t)
+    console.print(f"{m.counts['requests']} requests = {m.counts['accepted']} negatives + {m.counts['rejected']} rejects; {res.run}")
+
+
+@app.command()
+def validate(
+    path: Path = typer.Argument(..., help="Rows of (prompt, axis, negative) in any supported format."),
+    out: Path = typer.Option(..., "--out", "-o", help="Folder for the verdict shards."),
+    use_embedding: bool = typer.Option(True, "--use-embedding/--no-use-embedding", help="Check the sentence-embedding cosine band."),
+) -> None:
+    """Validate hard negatives made elsewhere: each row's verdict (accepted or the reason) and scores."""
+    from direct_data.perturb import run_validate
+
+    try:
+        s = run_validate(path, out, use_embedding=use_embedding)
+    except (InputError, ValueError) as e:
+        _fail(str(e))
+        return
+    t = Table(title=f"validate {path} -> {out}", title_justify="left")
+    for col in ("axis", "rows", "accepted", "rejection reasons"):
+        t.add_column(col)
+    for a, d in sorted(s["per_axis"].items()):
+        t.add_row(a, str(d["rows"]), str(d["accepted"]), ", ".join(f"{k}={v}" for k, v in d.items() if k not in ("rows", "accepted")) or "-")
+    console.print(t)
+    console.print(f"{s['rows']} rows: {s['accepted']} accepted, {s['rows'] - s['accepted']} rejected")
+
+
 @app.command("make-sample")
 def make_sample(
     out: Path = typer.Option(Path("out/sample.jsonl"), "--out", "-o", help="Where to write the JSONL sample."),

@@ -32,11 +32,11 @@ EVENTS = [
 ]
 SCENES = [
     "A quiet {p} at {t}, {w}, seen from a slowly panning camera.",
-    "A portrait of {h} standing in a {p} at {t}, smiling at the camera.",
-    "Aerial view of a {p} at {t}, {w}.",
-    "A still frame of a {p} with {w} at {t}.",
-    "Time-lapse of clouds over a {p} at {t}.",
-    "A close-up of {h} reading a book in a {p}, soft light at {t}.",
+    "A portrait of {h} standing in {ap} at {t}, smiling at the camera.",
+    "Aerial view of {ap} at {t}, {w}.",
+    "A still frame of {ap} {w} at {t}.",
+    "Time-lapse of clouds over {ap} at {t}.",
+    "A close-up of {h} reading a book in {ap}, soft light at {t}.",
 ]
 PLACES = ["mountain lake", "city street", "desert canyon", "pine forest", "harbour", "flower garden", "snowy village", "old library"]
 TIMES = ["sunrise", "noon", "sunset", "night", "dusk"]
@@ -63,7 +63,8 @@ def generate_sample(n: int = 400, *, seed: int = 0, duplicate_share: float = 0.0
             family = "physics"
         else:
             tpl = rng.choice(SCENES)
-            text = tpl.format(p=rng.choice(PLACES), t=rng.choice(TIMES), w=rng.choice(WEATHER), h=rng.choice(HUMANS))
+            p = rng.choice(PLACES)
+            text = tpl.format(p=p, ap=f"{_article(p).lower()} {p}", t=rng.choice(TIMES), w=rng.choice(WEATHER), h=rng.choice(HUMANS))
             family = "scene"
         rows.append({"prompt": text, "family": family})
     for _ in range(n_dup):
