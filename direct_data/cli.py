@@ -208,6 +208,49 @@ def validate(
     console.print(f"{s['rows']} rows: {s['accepted']} accepted, {s['rows'] - s['accepted']} rejected")
 
 
+from direct_data.encode import EncodeConfig  # noqa: E402
+
+_E = EncodeConfig()
+
+
+@app.command()
+def encode(
+    ctx: typer.Context,
+    partition_dir: Path = typer.Argument(..., help="A `partition` output folder (the captions and, in `meta`, the video paths)."),
+    out: Path = typer.Option(..., "--out", "-o", help="Output folder (text_states and latents shards, manifest.json)."),
+    negatives: Optional[Path] = typer.Option(None, "--negatives", help="A `perturb` output folder: its accepted hard negatives are encoded too."),
+    config: Optional[Path] = typer.Option(None, "--config", help="TOML file; its [encode] table sets defaults, flags override."),
+    text_encoder: Optional[str] = typer.Option(_E.text_encoder, help="Wan 2.1 diffusers checkpoint folder (its umT5) or any transformers encoder folder [default: packaged MiniLM]."),
+    max_text_tokens: Optional[int] = typer.Option(_E.max_text_tokens, help="Max tokens [default: 512 for umT5, 128 otherwise]."),
+    text_dtype: str = typer.Option(_E.text_dtype, help="float16 | bfloat16 | float32."),
+    vae: Optional[str] = typer.Option(_E.vae, help="Wan 2.1 diffusers checkpoint folder (vae/) or an AutoencoderKLWan folder."),
+    video_column: Optional[str] = typer.Option(_E.video_column, help="Column of the input rows holding each clip's video path."),
+    latents: Optional[str] = typer.Option(_E.latents, help="safetensors file of precomputed latents, one tensor per prompt_id."),
+    latent_dtype: str = typer.Option(_E.latent_dtype, help="float32 | bfloat16 | float16."),
+    batch_size: int = typer.Option(_E.batch_size, help="Texts per encoder batch."),
+    chunk_rows: int = typer.Option(_E.chunk_rows, help="Rows per committed chunk (the resume unit)."),
+    shard_rows: int = typer.Option(_E.shard_rows, help="Rows per output shard."),
+    force: bool = typer.Option(False, "--force", help="Recompute even if the output is up to date."),
+    rank: int = typer.Option(0, help="This worker's rank (chunk j goes to rank j mod world-size)."),
+    world_size: int = typer.Option(1, help="Number of workers."),
+) -> None:
+    """Text-encoder states of every caption and hard negative, and VAE latents of every clip."""
+    from direct_data.encode import run_encode
+
+    try:
+        cfg = build_config(EncodeConfig, toml=load_toml(config, "encode"), cli=ctx.params, explicit=_explicit(ctx))
+        res = run_encode(partition_dir, out, cfg, negatives_dir=negatives, force=force, show_progress=sys.stderr.isatty(), rank=rank, world_size=world_size)
+    except (InputError, ConfigError, ValueError, FileNotFoundError, OSError) as e:
+        _fail(str(e))
+        return
+    if res.up_to_date:
+        console.print(f"[green]up to date[/]: {out} (use --force to recompute)")
+    if res.manifest is None:
+        console.print(res.reason)
+        return
+    console.print(_stats_table(f"encode -> {out}", list(res.manifest.counts.items()) + [("encoder", res.manifest.model), ("run", res.run)]))
+
+
 @app.command("make-sample")
 def make_sample(
     out: Path = typer.Option(Path("out/sample.jsonl"), "--out", "-o", help="Where to write the JSONL sample."),

@@ -123,3 +123,34 @@ def remove_stale(out_dir: str | Path, manifest: Manifest, *, patterns: tuple[str
     for p in Path(out_dir).glob(".*.tmp"):
         p.unlink(missing_ok=True)
     return sorted(removed)
+
+
+class ChunkLog:
+    """Commit markers of a chunked stage: `<dir>/<name>.json`, written atomically after the chunk's
+    shards. A marker counts only if its key matches (same config and inputs), so a changed run never
+    reuses a stale chunk. A killed run, rerun, skips the committed chunks and redoes the rest."""
+
+    def __init__(self, directory: str | Path, key: str, *, force: bool = False):
+        self.dir = Path(directory)
+        self.key = key
+        self.force = force
+        self._fresh: set[str] = set()  # committed by this process (still valid under --force)
+
+    def _path(self, name: str) -> Path:
+        return self.dir / f"{name}.json"
+
+    def committed(self, name: str) -> dict | None:
+        p = self._path(name)
+        if not p.exists() or (self.force and name not in self._fresh):
+            return None
+        d = json.loads(p.read_text())
+        return d if d.get("key") == self.key else None
+
+    def commit(self, name: str, payload: dict) -> None:
+        atomic_write_bytes(self._path(name), json.dumps({**payload, "key": self.key}, sort_keys=True).encode())
+        self._fresh.add(name)
+
+    def prune(self, keep: set[str]) -> None:
+        for p in self.dir.glob("*.json"):
+            if p.stem not in keep:
+                p.unlink()

@@ -24,7 +24,7 @@ from typing import Any, Protocol
 from datasets import Features, List, Value
 
 from direct_data.axes import AXES, parse_axes
-from direct_data.manifest import Manifest, config_hash, describe_inputs, remove_stale, up_to_date
+from direct_data.manifest import ChunkLog, Manifest, config_hash, describe_inputs, remove_stale, up_to_date
 from direct_data.progress import progress_bar
 from direct_data.read import DEFAULT_MAX_CHARS, read_prompts
 from direct_data.schema import register
@@ -394,18 +394,14 @@ def run_perturb(
     sources, read_counts = load_sources(inputs, cfg)
     requests = [(s, a) for s in sources for a in cfg.axes]
     chunks = [sources[i : i + cfg.chunk_prompts] for i in range(0, len(sources), cfg.chunk_prompts)]
-    chunk_dir = out_dir / "chunks"
     key_base = config_hash({"config": cfg.hashed(), "inputs": [i["sha256"] for i in described]})
+    log = ChunkLog(out_dir / "chunks", key_base, force=force)
 
-    def chunk_key(j: int) -> str:
-        return hashlib.sha256((key_base + "".join(s.prompt_id for s in chunks[j])).encode()).hexdigest()
+    def name(j: int) -> str:  # a chunk's name carries its prompts, so a changed split is never reused
+        return f"chunk-{j:05d}-" + hashlib.sha256("".join(s.prompt_id for s in chunks[j]).encode()).hexdigest()[:12]
 
     def committed(j: int) -> dict | None:
-        p = chunk_dir / f"chunk-{j:05d}.json"
-        if not p.exists() or force:
-            return None
-        d = json.loads(p.read_text())
-        return d if d.get("key") == chunk_key(j) else None
+        return log.committed(name(j))
 
     done = [j for j in range(len(chunks)) if committed(j)]
     if dry_run:
@@ -433,9 +429,8 @@ def run_perturb(
                 w.write_many(negatives)
             with ShardWriter(out_dir, "negative_rejects", max_rows=cfg.shard_rows, prefix=f"c{j:05d}-") as rw:
                 rw.write_many(rejects)
-            marker = {"key": chunk_key(j), "requests": len(items), "accepted": len(negatives), "rejected": len(rejects),
-                      "shards": {"negatives": [s.to_dict() for s in w.shards], "negative_rejects": [s.to_dict() for s in rw.shards]}}
-            atomic_write_bytes(chunk_dir / f"chunk-{j:05d}.json", json.dumps(marker, sort_keys=True).encode())
+            log.commit(name(j), {"requests": len(items), "accepted": len(negatives), "rejected": len(rejects),
+                                 "shards": {"negatives": [s.to_dict() for s in w.shards], "negative_rejects": [s.to_dict() for s in rw.shards]}})
             bar.update(len(items))
     markers = [committed(j) for j in range(len(chunks))]
     run = {"chunks_run": len(mine), "chunks_skipped": len(done), **getattr(rewriter, "stats", {})}
@@ -466,9 +461,7 @@ def run_perturb(
     manifest.add_file(out_dir, "README.md")
     manifest.write(out_dir)
     removed = remove_stale(out_dir, manifest)
-    for p in chunk_dir.glob("chunk-*.json"):
-        if int(p.stem.split("-")[1]) >= len(chunks):
-            p.unlink()
+    log.prune({name(j) for j in range(len(chunks))})
     run["removed_stale"] = removed
     return PerturbResult(out_dir, False, reason, manifest, run=run)
 
