@@ -355,3 +355,41 @@ def load_latents(encode_dir: str | Path) -> dict[str, Any]:
 def content_hash(t) -> str:
     data, dtype = to_bytes(t)
     return hashlib.sha256(data + dtype.encode()).hexdigest()[:16]
+
+
+def load_train_data(partition_dir: str | Path, encode_dir: str | Path, *, check_finite: bool = True):
+    """A `direct_data.train.TrainData` from the stage outputs: every prompt that has a latent, with
+    its caption states, partition, macro negatives (as row indices), and hard negatives (states and
+    axis). Returns (data, accounting); prompts without a latent are counted, not silently dropped."""
+    import numpy as np
+
+    from direct_data.partition import load_centroids
+    from direct_data.train import TrainData
+
+    parts = read_shards(partition_dir, "partitions").select(["prompt_id", "partition_id", "macro_negatives"]).to_pylist()
+    states = load_text_states(encode_dir)
+    latents = load_latents(encode_dir)
+    hard: dict[str, list] = {}
+    for r in read_shards(encode_dir, "text_states").select(["key", "prompt_id", "kind", "axis"]).to_pylist():
+        if r["kind"] == "negative":
+            hard.setdefault(r["prompt_id"], []).append((states[r["key"]], r["axis"]))
+    rows = [r for r in parts if r["prompt_id"] in latents and r["prompt_id"] in states]
+    index = {r["prompt_id"]: i for i, r in enumerate(rows)}
+    cc = load_centroids(partition_dir)["centroid_cos"].astype(np.float64)
+    neighbors = {}
+    for p in range(len(cc)):
+        sims = cc[p].copy()
+        sims[p] = -np.inf
+        neighbors[p] = [int(q) for q in np.argsort(-sims, kind="stable")[: len(cc) - 1]]
+    data = TrainData(
+        [latents[r["prompt_id"]].float() for r in rows],
+        [states[r["prompt_id"]].float() for r in rows],
+        [r["partition_id"] for r in rows],
+        macro_ids=[[index[n] for n in r["macro_negatives"] if n in index] for r in rows],
+        hard=[[(s.float(), a) for s, a in hard.get(r["prompt_id"], [])] for r in rows],
+        partition_neighbors=neighbors,
+        row_ids=[r["prompt_id"] for r in rows],
+        check_finite=check_finite,
+    )
+    accounting = {"prompts": len(parts), "with_latent": len(rows), "no_latent": len(parts) - len(rows), **data.accounting()}
+    return data, accounting
