@@ -251,6 +251,103 @@ def encode(
     console.print(_stats_table(f"encode -> {out}", list(res.manifest.counts.items()) + [("encoder", res.manifest.model), ("run", res.run)]))
 
 
+def _parse_set(items: list[str]) -> dict:
+    """`--set key=value` pairs; values parsed as JSON when they can be (numbers, true/false, lists)."""
+    out = {}
+    for it in items:
+        if "=" not in it:
+            raise ConfigError(f"--set expects key=value, got {it!r}")
+        k, v = it.split("=", 1)
+        try:
+            out[k.strip().replace("-", "_")] = json.loads(v)
+        except json.JSONDecodeError:
+            out[k.strip().replace("-", "_")] = v
+    return out
+
+
+@app.command()
+def train(
+    ctx: typer.Context,
+    partition_dir: Path = typer.Argument(..., help="A `partition` output folder (partitions, macro negatives)."),
+    encode_dir: Path = typer.Argument(..., help="An `encode` output folder (text states of captions and hard negatives, latents)."),
+    out: Path = typer.Option(..., "--out", "-o", help="Run folder: log.jsonl, checkpoints/ (safetensors), resumed if present."),
+    objective: str = typer.Option("direct", help="sft (flow matching) | deltafm (random in-batch negatives) | direct (FM + macro + micro + regulariser)."),
+    config: Optional[Path] = typer.Option(None, "--config", help="TOML file; its [train] table overrides the preset, flags override it."),
+    model_config: Optional[str] = typer.Option(None, help="tiny | mid | wan2.1-1.3b (random init) [default: tiny]."),
+    pretrained: Optional[str] = typer.Option(None, help="A local diffusers Wan checkpoint folder (its transformer/)."),
+    lora_rank: Optional[int] = typer.Option(None, help="LoRA rank; 0 = full fine-tuning [default: 16]."),
+    max_steps: Optional[int] = typer.Option(None, help="Optimiser steps [default: 1000]."),
+    batch_size: Optional[int] = typer.Option(None, help="Rows per batch (every batch spans >= 2 partitions) [default: 4]."),
+    lr: Optional[float] = typer.Option(None, help="AdamW learning rate [default: 1e-4]."),
+    seed: Optional[int] = typer.Option(None, help="Seed of init, sampler and noise [default: 0]."),
+    device: Optional[str] = typer.Option(None, help="auto | cpu | cuda [default: auto]."),
+    set_: list[str] = typer.Option([], "--set", help="Any other TrainConfig field, key=value (repeatable): lam_macro, lam_micro, micro_variant (triplet|push|repel), micro_fraction, micro_margin, reg (none|moments|moments-target|mmd|l2), lam_reg, lam_naive, macro_source (batch|dataset), exclude_nearest, shift, noise_dist, grad_clip, warmup_steps, lr_schedule, ckpt_every, val_every, max_nan_skips, bf16, grad_checkpointing, text_len, ..."),
+    val_rows: int = typer.Option(8, help="Rows held as the fixed validation batch (flow-matching loss logged on it)."),
+    resume: bool = typer.Option(True, "--resume/--no-resume", help="Continue from the latest checkpoint in --out."),
+) -> None:
+    """Post-train a Wan 2.1 transformer with flow matching plus DiReCT's macro, micro and regulariser terms."""
+    from direct_data.encode import load_train_data
+    from direct_data.train import NonFiniteLossError, make_val_batch, preset
+    from direct_data.train import train as run_train
+
+    try:
+        over = load_toml(config, "train")
+        over.update({k: v for k, v in ctx.params.items() if k in _explicit(ctx) and k in {"model_config", "pretrained", "lora_rank", "max_steps", "batch_size", "lr", "seed", "device"}})
+        over.update(_parse_set(set_))
+        over["out_dir"] = str(out)
+        over.setdefault("progress", sys.stderr.isatty())
+        cfg = preset(objective, **over)
+        data, acct = load_train_data(partition_dir, encode_dir)
+        val = make_val_batch(data, list(range(min(val_rows, len(data))))) if val_rows else None
+        res = run_train(cfg, data, val=val, resume=resume)
+    except NonFiniteLossError as e:
+        _fail(str(e))
+        return
+    except (ConfigError, ValueError, FileNotFoundError) as e:
+        _fail(str(e))
+        return
+    last = res.records[-1] if res.records else {}
+    rows = [("objective", cfg.objective), ("steps", res.step), ("nan/inf steps skipped", res.nan_skips), ("data", acct)]
+    rows += [(k, f"{v:.4g}" if isinstance(v, float) else v) for k, v in last.items() if k.startswith(("loss", "conflict"))]
+    if res.val_fm:
+        rows.append(("validation FM loss (first -> last)", f"{res.val_fm[0][1]:.4f} -> {res.val_fm[-1][1]:.4f}"))
+    rows.append(("checkpoint", res.checkpoint))
+    console.print(_stats_table(f"train -> {out}", rows))
+
+
+@app.command()
+def sample(
+    checkpoint: Path = typer.Argument(..., help="A checkpoint folder of `direct-data train` (out/checkpoints/step-N)."),
+    out: Path = typer.Option(..., "--out", "-o", help="Folder for samples.safetensors, prompts.json and the clips."),
+    prompt: list[str] = typer.Option([], "--prompt", "-p", help="A prompt (repeatable)."),
+    prompts_file: Optional[Path] = typer.Option(None, "--prompts", help="A file of prompts (any format `partition` reads)."),
+    latent_shape: str = typer.Option(..., help="C,F,H,W of the latents to sample, e.g. 16,21,60,104 for 480p x 81 frames."),
+    text_encoder: Optional[str] = typer.Option(None, help="The encoder used by `encode` [default: packaged MiniLM]."),
+    max_text_tokens: Optional[int] = typer.Option(None, help="As in `encode`."),
+    vae: Optional[str] = typer.Option(None, help="Wan checkpoint or AutoencoderKLWan folder to decode latents (omit for pixel-space latents)."),
+    steps: int = typer.Option(20, help="Sampling steps."),
+    shift: Optional[float] = typer.Option(None, help="Noise-level shift [default: the run's]."),
+    seed: int = typer.Option(0, help="Noise seed (prompt i always gets the same noise)."),
+    fmt: str = typer.Option("gif", "--format", help="gif | mp4."),
+) -> None:
+    """Sample clips from a checkpoint for a list of prompts: arrays (safetensors) and GIF/MP4 files."""
+    from direct_data.read import read_prompts
+    from direct_data.sample import run_sample
+
+    texts = list(prompt)
+    try:
+        if prompts_file:
+            texts += [p.prompt for p in read_prompts([prompts_file]).prompts]
+        if not texts:
+            raise ValueError("give --prompt or --prompts")
+        shape = [int(x) for x in latent_shape.split(",")]
+        s = run_sample(checkpoint, texts, out, latent_shape=shape, text_encoder=text_encoder, max_text_tokens=max_text_tokens, vae=vae, steps=steps, shift=shift, seed=seed, fmt=fmt)
+    except (InputError, ValueError, FileNotFoundError) as e:
+        _fail(str(e))
+        return
+    console.print(_stats_table(f"sample -> {out}", list(s.items())))
+
+
 @app.command("make-sample")
 def make_sample(
     out: Path = typer.Option(Path("out/sample.jsonl"), "--out", "-o", help="Where to write the JSONL sample."),
