@@ -295,6 +295,11 @@ def load_sources(inputs: list[Path], cfg: PerturbConfig) -> tuple[list[Source], 
     return [Source(p.prompt_id, p.prompt) for p in rr.prompts], counts
 
 
+def _scores_json(scores: dict) -> str:
+    """Validator scores as strict JSON (NaN, e.g. a cosine that was not computed, becomes null)."""
+    return json.dumps({k: (v if not isinstance(v, float) or math.isfinite(v) else None) for k, v in scores.items()}, sort_keys=True, default=str)
+
+
 def _norm(text: str) -> str:
     return " ".join(text.lower().split()).strip(" .!")
 
@@ -347,7 +352,7 @@ def decide(
             seen.add(_norm(p.text))
             cos = v.scores.get("cosine", float("nan"))
             negatives.append({**common, "partition_id": src.partition_id, "negative": p.text, "span_before": p.span_before,
-                              "span_after": p.span_after, "cosine": float(cos), "scores": json.dumps(v.scores, sort_keys=True),
+                              "span_after": p.span_after, "cosine": float(cos), "scores": _scores_json(v.scores),
                               "candidate": j})
         else:
             reason = reasons[0] if reasons else "no_candidate"
@@ -539,7 +544,7 @@ def run_validate(path: str | Path, out: str | Path, *, use_embedding: bool = Tru
             reason = v.reason if raw.record is not None else "schema"
             w.write({"row": raw.row, "prompt": _str(rec.get("prompt")), "axis": _str(axis), "negative": _str(rec.get("negative")),
                      "accepted": bool(v.accepted and raw.record is not None), "reason": reason,
-                     "detail": v.detail or raw.detail or "", "scores": json.dumps(v.scores, sort_keys=True, default=str)})
+                     "detail": v.detail or raw.detail or "", "scores": _scores_json(v.scores)})
             s = summary.setdefault(_str(axis) or "?", {"rows": 0, "accepted": 0})
             s["rows"] += 1
             s["accepted"] += bool(v.accepted and raw.record is not None)
