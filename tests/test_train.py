@@ -1,0 +1,299 @@
+"""The DiReCT trainer on a real tiny diffusers `WanTransformer3DModel` (built from its config, no hub)."""
+
+from __future__ import annotations
+
+import json
+import math
+
+import pytest
+import torch
+
+from direct_data import train as T
+from direct_data import wan
+
+C, F, H, W = 16, 2, 8, 8  # latent (Wan VAE channels), 2 x 8 x 8 -> 32 tokens with patch (1, 2, 2)
+D = 384  # MiniLM token-state width: the tiny model's text_dim
+
+
+@pytest.fixture(autouse=True, scope="module")
+def _one_thread():
+    """Tiny models: one intra-op thread is faster than two fighting over a shared CPU."""
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(n)
+
+
+def structured_data(n: int = 32, parts: int = 4, text_len: int = 8, seed: int = 0, **kw) -> T.TrainData:
+    """Rows of `parts` semantic clusters: each partition has its own latent prototype and caption
+    states; every row carries a hard negative (its caption states, perturbed)."""
+    g = torch.Generator().manual_seed(seed)
+    part = torch.arange(n) % parts
+    latents = torch.randn(parts, C, F, H, W, generator=g)[part] + 0.3 * torch.randn(n, C, F, H, W, generator=g)
+    text = torch.randn(parts, text_len, D, generator=g)[part] + 0.1 * torch.randn(n, text_len, D, generator=g)
+    lengths = torch.randint(text_len // 2, text_len + 1, (n,), generator=g)
+    hard = text + 0.5 * torch.randn(n, text_len, D, generator=g)
+    axes = ["kinematics", "forces", "materials", "interactions", "magnitudes"]
+    return T.TrainData.from_tensors(latents, text, lengths, part, hard_states=hard, hard_lengths=lengths,
+                                    hard_axis=[axes[i % 5] for i in range(n)], **kw)
+
+
+def _cfg(name: str, **kw) -> T.TrainConfig:
+    base = dict(batch_size=4, lr=3e-3, lora_rank=8, progress=False, model_config="tiny")
+    base.update(kw)
+    return T.preset(name, **base)
+
+
+# ---------------------------------------------------------------------------------------------- sampler
+
+
+def test_sampler_every_batch_spans_two_partitions_deterministic_and_resumable():
+    # one dominant partition: plain shuffling would give single-partition batches
+    part = torch.tensor([0] * 40 + [1] * 5 + [2] * 3)
+    s = T.PartitionBatchSampler(part, batch_size=4, seed=7)
+    seen = []
+    for _ in range(40):
+        epoch, rows = s.next_batch()
+        assert len(rows) == 4 and len(set(rows)) == 4
+        assert len({int(part[i]) for i in rows}) >= 2, rows
+        seen.append((epoch, tuple(rows)))
+    assert seen[-1][0] >= 2  # crossed epochs
+    # deterministic from (seed, epoch)
+    s2 = T.PartitionBatchSampler(part, batch_size=4, seed=7)
+    assert [(e, tuple(r)) for e, r in (s2.next_batch() for _ in range(40))] == seen
+    # resume mid-epoch from the state dict
+    s3 = T.PartitionBatchSampler(part, batch_size=4, seed=7)
+    for _ in range(13):
+        s3.next_batch()
+    s4 = T.PartitionBatchSampler(part, batch_size=4, seed=7)
+    s4.load_state_dict(s3.state_dict())
+    assert [tuple(s4.next_batch()[1]) for _ in range(27)] == [r for _, r in seen[13:]]
+    # each row at most once per epoch
+    for e in range(2):
+        rows = [i for b in s.epoch_batches(e) for i in b]
+        assert len(rows) == len(set(rows))
+    with pytest.raises(ValueError, match="two partitions"):
+        T.PartitionBatchSampler(torch.zeros(8, dtype=torch.long), 4)
+    with pytest.raises(ValueError, match="seed"):
+        T.PartitionBatchSampler(part, 4, seed=8).load_state_dict(s.state_dict())
+
+
+def test_batch_carries_hard_negatives_of_its_rows():
+    data = structured_data()
+    g = torch.Generator().manual_seed(0)
+    b = T.collate(data, [0, 1, 2, 3], text_len=data.max_text_len, micro_fraction=0.5, use_micro=True, gen=g)
+    assert b.micro_rows.numel() == 2 and b.hard_text.shape == (2, data.max_text_len, D)
+    for k, pos in enumerate(b.micro_rows.tolist()):
+        row = int(b.rows[pos])
+        states, axis = data.hard[row][0]
+        torch.testing.assert_close(b.hard_text[k, : states.shape[0]], states)
+        assert float(b.hard_text[k, states.shape[0]:].abs().sum()) == 0.0  # zero padding, as Wan pads
+        assert b.hard_axis[k] == axis
+
+
+def test_data_accounting_rejects_bad_rows_and_macro_candidates():
+    g = torch.Generator().manual_seed(0)
+    lat = torch.randn(6, C, F, H, W, generator=g)
+    lat[2, 0, 0, 0, 0] = float("nan")
+    text = torch.randn(6, 4, D, generator=g)
+    lengths = torch.tensor([4, 4, 4, 0, 4, 4])
+    data = T.TrainData.from_tensors(lat, text, lengths, [0, 1, 2, 0, 1, 2], partition_neighbors={0: [1, 2]})
+    assert data.rejected == [(2, "non-finite latent"), (3, "empty text states")]
+    assert data.accounting()["kept"] + data.accounting()["rejected"] == 6
+    assert data.source_rows == [0, 1, 4, 5]
+    # kept rows: 0 (p0), 1 (p1), 4 (p1), 5 (p2); excluding the nearest partition of p0 (p1) leaves p2
+    assert data.macro_candidates(0, exclude_nearest=0).tolist() == [1, 2, 3]
+    assert data.macro_candidates(0, exclude_nearest=1).tolist() == [3]
+    rows = torch.arange(4)
+    for m in (0, 1):
+        mat = data.macro_eligible_matrix(rows, m)
+        assert torch.equal(mat, torch.stack([data.macro_eligible(i, rows, m) for i in range(4)]))
+    assert data.macro_eligible_matrix(rows, 1)[0].tolist() == [False, False, False, True]
+    explicit = T.TrainData.from_tensors(lat, text, lengths, [0, 1, 2, 0, 1, 2], macro_ids=[[5, 2], [], [], [], [0], []])
+    assert explicit.macro_candidates(0, 0).tolist() == [3]  # input row 5 -> kept row 3; rejected row 2 dropped
+    assert explicit.macro_eligible_matrix(rows, 0).tolist() == [[False, False, False, True], [False] * 4,
+                                                                [True, False, False, False], [False] * 4]
+    with pytest.raises(ValueError, match="latent shape"):
+        T.TrainData([torch.zeros(C, F, H, W), torch.zeros(C, F, H, 4)], [torch.zeros(2, D)] * 2, [0, 1])
+
+
+# ---------------------------------------------------------------------------------------------- training
+
+
+@pytest.mark.parametrize("objective", ["sft", "direct"])
+def test_fm_loss_falls_on_fixed_validation_batch(objective, tmp_path):
+    data = structured_data()
+    val = T.make_val_batch(data, range(8), seed=99)
+    cfg = _cfg(objective, max_steps=100, val_every=50, out_dir=str(tmp_path))
+    res = T.train(cfg, data, model=wan.build_transformer("tiny", seed=0), val=val)
+    (s0, v0), (s1, v1) = res.val_fm[0], res.val_fm[-1]
+    assert (s0, s1) == (0, 100)
+    assert v1 < 0.93 * v0, res.val_fm
+    assert res.nan_skips == 0
+    recs = [json.loads(x) for x in (tmp_path / "log.jsonl").read_text().splitlines()]
+    assert recs[0] == {"step": 0, "val_fm": v0}
+    steps = [r for r in recs if r["step"] > 0]
+    assert [r["step"] for r in steps] == list(range(1, 101))
+    last = steps[-1]
+    for key in ("loss", "fm", "lr", "grad_norm", "conflict_naive", "cos_naive"):
+        assert key in last and math.isfinite(last[key])
+    assert 0.0 <= last["conflict_naive"] <= 1.0
+    if objective == "direct":
+        for key in ("macro", "micro", "reg", "conflict_macro", "macro_rows"):
+            assert key in last and math.isfinite(last[key]), key
+        assert last["macro"] <= 0.0 and last["micro"] >= 0.0 and last["reg"] >= 0.0
+        assert last["loss"] == pytest.approx(last["fm"] + last["macro"] + last["micro"] + last["reg"], rel=1e-5)
+        assert any("conflict_micro" in r for r in steps)
+        assert last["micro_rows"] == 1  # 25% of a batch of 4
+    else:
+        assert last["loss"] == last["fm"]
+    # the training FM term fell too (mean of the first vs last 20 steps)
+    first = sum(r["fm"] for r in steps[:20]) / 20
+    final = sum(r["fm"] for r in steps[-20:]) / 20
+    assert final < first
+
+
+@pytest.mark.parametrize("lora_rank,reg", [(8, "moments"), (0, "l2")])
+def test_stop_and_resume_gives_the_same_loss_curve(lora_rank, reg, tmp_path):
+    data = structured_data()
+    kw = dict(max_steps=12, ckpt_every=4, lora_rank=lora_rank, reg=reg, lr_schedule="cosine", warmup_steps=3,
+              lr=1e-3 if lora_rank == 0 else 3e-3)
+    full = T.train(_cfg("direct", out_dir=str(tmp_path / "full"), **kw), data, model=wan.build_transformer("tiny"))
+    part = T.train(_cfg("direct", out_dir=str(tmp_path / "resumed"), **kw), data,
+                   model=wan.build_transformer("tiny"), stop_after=6)
+    assert part.stopped and part.step == 6
+    assert T.latest_checkpoint(tmp_path / "resumed").name == "step-00000006"
+    res = T.train(_cfg("direct", out_dir=str(tmp_path / "resumed"), **kw), data, model=wan.build_transformer("tiny"))
+    assert res.step == 12 and not res.stopped
+    keys = ("loss", "fm", "macro", "micro", "reg", "lr", "grad_norm", "epoch")
+    curve = lambda recs: [tuple(r[k] for k in keys) for r in recs]  # noqa: E731
+    assert curve(res.records) == curve(full.records)
+    logged = [json.loads(x) for x in (tmp_path / "resumed" / "log.jsonl").read_text().splitlines()]
+    assert [r["step"] for r in logged] == list(range(1, 13))
+    # final weights identical too
+    for (n1, p1), (n2, p2) in zip(full.model.named_parameters(), res.model.named_parameters()):
+        assert n1 == n2 and torch.equal(p1, p2), n1
+    # only the newest checkpoints are kept
+    assert sorted(p.name for p in (tmp_path / "full" / "checkpoints").iterdir()) == ["step-00000008", "step-00000012"]
+
+
+def test_lora_checkpoint_loads_through_wan_pipeline(tmp_path):
+    from diffusers import FlowMatchEulerDiscreteScheduler, WanPipeline
+
+    data = structured_data()
+    cfg = _cfg("sft", max_steps=10, lora_rank=4, lora_alpha=8.0, out_dir=str(tmp_path))
+    res = T.train(cfg, data, model=wan.build_transformer("tiny", seed=3))
+    pipe = WanPipeline(tokenizer=None, text_encoder=None, vae=None, transformer=wan.build_transformer("tiny", seed=3),
+                       scheduler=FlowMatchEulerDiscreteScheduler(shift=5.0))
+    g = torch.Generator().manual_seed(0)
+    x, c, t = torch.randn(2, C, F, H, W, generator=g), torch.randn(2, 8, D, generator=g), torch.tensor([250.0, 900.0])
+    with torch.no_grad():
+        base = pipe.transformer(x, t, c, return_dict=False)[0]
+        pipe.load_lora_weights(str(res.checkpoint), weight_name=T.LORA_WEIGHT_NAME)
+        loaded = pipe.transformer(x, t, c, return_dict=False)[0]
+        res.model.eval()
+        trained = res.model(x, t, c, return_dict=False)[0]
+    assert float((trained - base).abs().max()) > 1e-3  # the adapter learned something
+    torch.testing.assert_close(loaded, trained, atol=1e-5, rtol=1e-5)  # and diffusers applies it identically
+    out = pipe(prompt_embeds=c[:1], height=16, width=16, num_frames=5, num_inference_steps=2, guidance_scale=1.0,
+               output_type="latent").frames
+    assert out.shape == (1, C, 2, 2, 2) and bool(torch.isfinite(out).all())
+
+
+def test_full_finetune_checkpoint_is_save_pretrained(tmp_path):
+    from diffusers import WanTransformer3DModel
+
+    data = structured_data()
+    res = T.train(_cfg("sft", max_steps=3, lora_rank=0, out_dir=str(tmp_path)), data, model=wan.build_transformer("tiny"))
+    loaded = WanTransformer3DModel.from_pretrained(res.checkpoint / "transformer")
+    for (n, p), (n2, p2) in zip(res.model.named_parameters(), loaded.named_parameters()):
+        assert n == n2 and torch.equal(p, p2)
+    assert not list(res.checkpoint.rglob("*.bin")) and not list(res.checkpoint.rglob("*.pt"))
+
+
+def test_non_finite_steps_are_skipped_counted_then_stop(tmp_path):
+    data = structured_data(check_finite=False)
+    data.latents[5] = data.latents[5].clone()
+    data.latents[5][0, 0, 0, 0] = float("inf")  # a corrupt row: its batch gives a non-finite loss
+    cfg = _cfg("sft", max_steps=24, max_nan_skips=5)  # 3 epochs of 8 batches: the row comes up 3 times
+    res = T.train(cfg, data, model=wan.build_transformer("tiny"))
+    skipped = [r for r in res.records if r["skipped"]]
+    assert res.nan_skips == 3 and len(skipped) == 3 and res.step == 24
+    assert all(math.isnan(r["loss"]) for r in skipped)
+    assert all(bool(torch.isfinite(p).all()) for p in res.model.parameters())
+    with pytest.raises(T.NonFiniteLossError, match="max_nan_skips=1"):
+        T.train(_cfg("sft", max_steps=24, max_nan_skips=1, out_dir=str(tmp_path)), data,
+                model=wan.build_transformer("tiny"))
+    # the stop left a resumable checkpoint at the step it stopped
+    assert T.latest_checkpoint(tmp_path) is not None
+
+
+@pytest.mark.parametrize("variant", [
+    dict(micro_variant="push", reg="mmd", macro_source="dataset", exclude_nearest=1),
+    dict(micro_variant="repel", reg="moments-target", lam_naive=0.05),
+    dict(micro_variant="triplet", reg="none", lam_micro=0.05, micro_fraction=1.0, noise_dist="uniform"),
+])
+def test_every_variant_runs_with_finite_terms(variant):
+    data = structured_data(partition_neighbors={0: [1, 2], 1: [0, 3], 2: [3, 0], 3: [2, 1]})
+    res = T.train(_cfg("direct", max_steps=3, **variant), data, model=wan.build_transformer("tiny"))
+    for r in res.records:
+        assert not r["skipped"] and all(math.isfinite(r[k]) for k in ("loss", "fm", "macro", "micro"))
+    if variant.get("micro_fraction") == 1.0:
+        assert res.records[-1]["micro_rows"] == 4
+
+
+def test_config_validation():
+    with pytest.raises(ValueError, match="lam_macro"):
+        T.preset("direct", lam_macro=1.0)
+    with pytest.raises(ValueError, match="micro_variant"):
+        T.preset("direct", micro_variant="pull")
+    with pytest.raises(ValueError, match="unknown objective"):
+        T.preset("dpo")
+    with pytest.raises(ValueError, match="text_dim"):
+        T.train(_cfg("sft", max_steps=1), structured_data(), model=wan.build_transformer("tiny", text_dim=64))
+
+
+# ---------------------------------------------------------------------------------------------- model builders
+
+
+def test_wan_1p3b_config_is_the_real_architecture():
+    from diffusers import WanTransformer3DModel
+
+    with torch.device("meta"):  # no memory: shapes only
+        model = WanTransformer3DModel(**wan.transformer_config("wan2.1-1.3b"))
+    n = sum(p.numel() for p in model.parameters())
+    assert 1.40e9 < n < 1.44e9, n  # Wan2.1-T2V-1.3B: ~1.42B parameters
+    assert len(model.blocks) == 30 and model.proj_out.in_features == 1536
+    assert model.condition_embedder.text_embedder.linear_1.in_features == 4096  # umT5-XXL states
+    with pytest.raises(ValueError, match="unknown model config"):
+        wan.transformer_config("wan2.1-14b-typo")
+
+
+def test_pretrained_folder_lora_and_reference_switch(tmp_path):
+    tiny = wan.build_transformer("tiny", seed=5)
+    tiny.save_pretrained(tmp_path / "ckpt" / "transformer", safe_serialization=True)
+    for path in (tmp_path / "ckpt", tmp_path / "ckpt" / "transformer"):
+        loaded = wan.build_transformer(pretrained=path)
+        for (n, p), (_, q) in zip(tiny.named_parameters(), loaded.named_parameters()):
+            assert torch.equal(p, q), n
+    with pytest.raises(FileNotFoundError, match="config.json"):
+        wan.build_transformer(pretrained=tmp_path)
+    g = torch.Generator().manual_seed(0)
+    x, c, t = torch.randn(1, C, F, H, W, generator=g), torch.randn(1, 6, D, generator=g), torch.tensor([500.0])
+    wan.add_lora(loaded, rank=4, alpha=8)
+    assert {n for n, p in loaded.named_parameters() if p.requires_grad} and all(
+        "lora_" in n for n, p in loaded.named_parameters() if p.requires_grad)
+    with torch.no_grad():
+        for n, p in loaded.named_parameters():
+            if "lora_B" in n:
+                p.normal_(generator=g)
+        on = loaded(x, t, c, return_dict=False)[0]
+        with wan.adapters_disabled(loaded):
+            off = loaded(x, t, c, return_dict=False)[0]
+        again = loaded(x, t, c, return_dict=False)[0]
+        base = tiny(x, t, c, return_dict=False)[0]
+    torch.testing.assert_close(off, base)  # adapters off = the pretrained model
+    assert float((on - base).abs().max()) > 1e-3
+    torch.testing.assert_close(again, on)  # and switched back on after the block
+    with pytest.raises(ValueError, match="matched nothing|Target modules"):
+        wan.add_lora(wan.build_transformer("tiny"), rank=4, target_modules=("no_such_layer",))
