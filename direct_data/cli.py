@@ -308,7 +308,7 @@ def train(
         return
     last = res.records[-1] if res.records else {}
     rows = [("objective", cfg.objective), ("steps", res.step), ("nan/inf steps skipped", res.nan_skips), ("data", acct)]
-    rows += [(k, f"{v:.4g}" if isinstance(v, float) else v) for k, v in last.items() if k.startswith(("loss", "conflict"))]
+    rows += [(k, f"{v:.4g}" if isinstance(v, float) else v) for k, v in last.items() if k in ("loss", "fm", "macro", "micro", "reg") or k.startswith("conflict")]
     if res.val_fm:
         rows.append(("validation FM loss (first -> last)", f"{res.val_fm[0][1]:.4f} -> {res.val_fm[-1][1]:.4f}"))
     rows.append(("checkpoint", res.checkpoint))
@@ -321,7 +321,7 @@ def sample(
     out: Path = typer.Option(..., "--out", "-o", help="Folder for samples.safetensors, prompts.json and the clips."),
     prompt: list[str] = typer.Option([], "--prompt", "-p", help="A prompt (repeatable)."),
     prompts_file: Optional[Path] = typer.Option(None, "--prompts", help="A file of prompts (any format `partition` reads)."),
-    latent_shape: str = typer.Option(..., help="C,F,H,W of the latents to sample, e.g. 16,21,60,104 for 480p x 81 frames."),
+    latent_shape: Optional[str] = typer.Option(None, help="C,F,H,W of the latents, e.g. 16,21,60,104 for 480p x 81 frames [default: the run's]."),
     text_encoder: Optional[str] = typer.Option(None, help="The encoder used by `encode` [default: packaged MiniLM]."),
     max_text_tokens: Optional[int] = typer.Option(None, help="As in `encode`."),
     vae: Optional[str] = typer.Option(None, help="Wan checkpoint or AutoencoderKLWan folder to decode latents (omit for pixel-space latents)."),
@@ -340,7 +340,7 @@ def sample(
             texts += [p.prompt for p in read_prompts([prompts_file]).prompts]
         if not texts:
             raise ValueError("give --prompt or --prompts")
-        shape = [int(x) for x in latent_shape.split(",")]
+        shape = [int(x) for x in latent_shape.split(",")] if latent_shape else None
         s = run_sample(checkpoint, texts, out, latent_shape=shape, text_encoder=text_encoder, max_text_tokens=max_text_tokens, vae=vae, steps=steps, shift=shift, seed=seed, fmt=fmt)
     except (InputError, ValueError, FileNotFoundError) as e:
         _fail(str(e))

@@ -23,7 +23,7 @@ def load_checkpoint_model(checkpoint: str | Path, *, device: str = "cpu"):
 
     LoRA checkpoints rebuild the base from the run's config (named config + seed, or its
     `pretrained` folder) and load the adapter; full checkpoints load `transformer/`.
-    Returns (model, trainer config dict)."""
+    Returns (model, trainer config dict with the run's `text_len` and `latent_shape` added)."""
     from safetensors.torch import load_file
 
     from direct_data import wan
@@ -31,7 +31,9 @@ def load_checkpoint_model(checkpoint: str | Path, *, device: str = "cpu"):
 
     ckpt = Path(checkpoint)
     meta = json.loads((ckpt / "trainer_state.json").read_text())
-    cfg = meta["config"]
+    cfg = dict(meta["config"])
+    cfg["text_len"] = meta["state"].get("text_len") or cfg.get("text_len")  # the padding the run trained with
+    cfg["latent_shape"] = meta["state"].get("latent_shape")
     if (ckpt / "transformer").is_dir():
         model = wan.build_transformer(pretrained=ckpt / "transformer")
     else:
@@ -133,7 +135,7 @@ def run_sample(
     prompts: list[str],
     out_dir: str | Path,
     *,
-    latent_shape: Sequence[int],
+    latent_shape: Sequence[int] | None = None,
     text_encoder: str | None = None,
     max_text_tokens: int | None = None,
     vae: str | None = None,
@@ -147,6 +149,11 @@ def run_sample(
     model, cfg = load_checkpoint_model(checkpoint)
     enc = TextEncoder(text_encoder, max_tokens=max_text_tokens, dtype="float32")
     states = enc.encode(prompts)
+    latent_shape = latent_shape or cfg.get("latent_shape")
+    if not latent_shape:
+        raise ValueError("give --latent-shape (the checkpoint does not record one)")
+    if cfg.get("text_len") and max(s.shape[0] for s in states) > cfg["text_len"]:
+        states = [s[: cfg["text_len"]] for s in states]  # as long as the run's longest caption, as in training
     lat = sample_latents(model, states, latent_shape, steps=steps, shift=shift if shift is not None else cfg.get("shift", 5.0), seed=seed, text_len=cfg.get("text_len"))
     clips = to_frames(lat, vae_path=vae)
     files = save_clips(clips, lat, prompts, out_dir, fmt=fmt)

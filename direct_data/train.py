@@ -845,7 +845,7 @@ def train(cfg: TrainConfig, data: TrainData, *, model=None, val: ValBatch | None
             return None
         p = save_checkpoint(out_dir / "checkpoints" / f"step-{step:08d}", model=model, optimizer=optimizer,
                             scheduler=scheduler, sampler=sampler, gens=gens,
-                            state={"step": step, "nan_skips": nan_skips}, cfg=cfg)
+                            state={"step": step, "nan_skips": nan_skips, "text_len": text_len, "latent_shape": list(data.latent_shape), "text_dim": data.text_dim}, cfg=cfg)
         olds = sorted((q for q in p.parent.glob("step-*") if q.is_dir() and not q.name.endswith(".tmp")),
                       key=lambda q: int(q.name.split("-")[1]))
         for q in olds[: max(0, len(olds) - cfg.keep_checkpoints)]:
