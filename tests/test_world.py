@@ -1,0 +1,236 @@
+"""The physics world: determinism, the train/eval entanglement, the caption grammar and the judge."""
+
+from __future__ import annotations
+
+import collections
+
+import imageio.v3 as iio
+import numpy as np
+import pytest
+
+from direct_data.world import (
+    BASIC, KINDS, PHYSICS, PREFERRED, SPLITS, SceneSpec, caption, counterfactual, draw_picks, judge, make_split,
+    parse_caption, render, sample_spec, save_strip, write_gif,
+)
+from direct_data.world.scenes import MATERIALS, sample_physics_params
+from direct_data.world.validation import validate_judge
+
+
+def _mutual_information(pairs: list[tuple[str, str]]) -> float:
+    """I(X; Y) in bits from the empirical joint of (x, y) pairs."""
+    n = len(pairs)
+    joint = collections.Counter(pairs)
+    px = collections.Counter(x for x, _ in pairs)
+    py = collections.Counter(y for _, y in pairs)
+    return sum(c / n * np.log2(c * n / (px[x] * py[y])) for (x, y), c in joint.items())
+
+
+@pytest.fixture(scope="module")
+def eval_rows() -> list[dict]:
+    rows = make_split(200, "eval", seed=11)
+    counts = collections.Counter(r["physics"] for r in rows)
+    assert set(counts) == set(PHYSICS) and min(counts.values()) >= 5, counts
+    return rows
+
+
+# --------------------------------------------------------------------------------------------
+# Determinism and shapes.
+# --------------------------------------------------------------------------------------------
+
+
+def test_make_split_is_deterministic_in_the_seed():
+    a, b = make_split(24, "train", seed=7), make_split(24, "train", seed=7)
+    assert [r["prompt"] for r in a] == [r["prompt"] for r in b]
+    assert all(x["clip"].tobytes() == y["clip"].tobytes() for x, y in zip(a, b))
+    assert [r["spec"] for r in a] == [r["spec"] for r in b]
+    c = make_split(24, "train", seed=8)
+    assert [r["prompt"] for r in a] != [r["prompt"] for r in c]
+    for r in a:
+        assert r["clip"].shape == (9, 32, 32, 3) and r["clip"].dtype == np.uint8
+        assert r["id"].startswith("world-train-7-")
+        assert SceneSpec(**r["spec"]).physics == r["physics"]
+    assert len({r["id"] for r in a}) == 24
+    # the hard negatives come from their own stream: every other field is unchanged
+    d = make_split(24, "train", seed=7, negatives=True)
+    assert [r["prompt"] for r in d] == [r["prompt"] for r in a]
+    assert all(x["clip"].tobytes() == y["clip"].tobytes() for x, y in zip(a, d))
+    assert all(r["negatives"] for r in d)
+
+
+def test_render_is_pure_and_sized():
+    spec = sample_spec(np.random.default_rng(0), "eval")
+    assert render(spec).tobytes() == render(spec).tobytes()
+    assert render(spec, frames=13, size=48).shape == (13, 48, 48, 3)
+    with pytest.raises(ValueError):
+        render(spec, frames=2)
+
+
+def test_bad_specs_and_splits_are_rejected():
+    with pytest.raises(ValueError, match="kind"):
+        SceneSpec(kind="horse", colour="red", setting="grass", physics="falls")
+    with pytest.raises(ValueError, match="direction"):
+        SceneSpec(kind="ball", colour="red", setting="grass", physics="rolls")
+    with pytest.raises(ValueError, match="direction"):
+        SceneSpec(kind="ball", colour="red", setting="grass", physics="falls", direction="left")
+    with pytest.raises(ValueError, match="split"):
+        make_split(3, "test")
+
+
+# --------------------------------------------------------------------------------------------
+# Entanglement by design.
+# --------------------------------------------------------------------------------------------
+
+
+def test_train_split_is_entangled_and_eval_split_is_not():
+    stats = {}
+    for split in SPLITS:
+        rng = np.random.default_rng(5)
+        specs = [sample_spec(rng, split) for _ in range(3000)]
+        mats = [s for s in specs if s.physics in MATERIALS]
+        red = [s for s in mats if s.colour == "red"]
+        by_semantics = collections.defaultdict(collections.Counter)
+        for s in specs:
+            by_semantics[(s.colour, s.setting, s.kind)][s.physics] += 1
+        stats[split] = {
+            "mi_colour": _mutual_information([(s.colour, s.physics) for s in specs]),
+            "mi_setting": _mutual_information([(s.setting, s.physics) for s in specs]),
+            "p_rubber_given_red": np.mean([s.physics == "rubber" for s in red]),
+            "shortcut_accuracy": sum(max(c.values()) for c in by_semantics.values()) / len(specs),
+            "basic": np.mean([s.physics in BASIC for s in specs]),
+            "preferred_colour": np.mean([PREFERRED[s.physics][0] == s.colour for s in specs]),
+        }
+    tr, ev, br = stats["train"], stats["eval"], stats["broad"]
+    # train: the colour alone carries most of the physics class's 4 bits; eval: ~nothing
+    assert tr["mi_colour"] > 1.2 and tr["mi_setting"] > 0.8
+    assert ev["mi_colour"] < 0.05 and ev["mi_setting"] < 0.05
+    assert tr["p_rubber_given_red"] > 0.8 and 0.1 < ev["p_rubber_given_red"] < 0.4
+    assert tr["shortcut_accuracy"] > 0.65 and ev["shortcut_accuracy"] < 0.2
+    assert tr["preferred_colour"] == pytest.approx(0.85, abs=0.03)
+    assert ev["preferred_colour"] == pytest.approx(1 / 6, abs=0.03)
+    # broad: uncorrelated, mostly the basic classes
+    assert br["mi_colour"] < 0.05
+    assert br["basic"] == pytest.approx(0.8 + 0.2 * len(BASIC) / len(PHYSICS), abs=0.03)
+
+
+# --------------------------------------------------------------------------------------------
+# The grammar.
+# --------------------------------------------------------------------------------------------
+
+
+def test_captions_parse_back_to_their_spec():
+    rng = np.random.default_rng(2)
+    for _ in range(2000):
+        spec = sample_spec(rng, "eval")
+        text = caption(spec, rng)
+        p = parse_caption(text)
+        assert (p.kind, p.colour, p.setting, p.physics, p.direction) == (
+            spec.kind, spec.colour, spec.setting, spec.physics, spec.direction), text
+        assert p.material == (spec.physics if spec.physics in MATERIALS else None), text
+
+
+def test_one_spec_has_many_paraphrases():
+    rng = np.random.default_rng(3)
+    for physics in PHYSICS:
+        spec = SceneSpec(kind="cube", colour="blue", setting="sand", physics=physics,
+                         **sample_physics_params(rng, physics, "cube"))
+        texts = {caption(spec, rng) for _ in range(300)}
+        assert len(texts) >= 150, (physics, len(texts))
+        firsts = {t.split()[0] for t in texts}
+        assert firsts & {"A", "The", "One"} and firsts & {"On", "In", "Out", "Among", "Indoors"}, firsts
+        assert all(parse_caption(t).physics == physics for t in texts)
+
+
+def test_counterfactual_changes_one_axis_and_keeps_the_scene():
+    rng = np.random.default_rng(4)
+    for _ in range(300):
+        spec = sample_spec(rng, "eval")
+        neg = counterfactual(spec, rng)
+        assert neg is not None, spec  # every class has a same-axis counterpart
+        assert (neg.kind, neg.colour, neg.setting) == (spec.kind, spec.colour, spec.setting)
+        assert (neg.physics, neg.direction) != (spec.physics, spec.direction)
+        picks = draw_picks(rng)
+        a, b = caption(spec, picks=picks), caption(neg, picks=picks)
+        assert a != b and parse_caption(b).physics == neg.physics
+    with pytest.raises(ValueError):
+        counterfactual(spec, rng, axis="colour")
+
+
+# --------------------------------------------------------------------------------------------
+# The judge.
+# --------------------------------------------------------------------------------------------
+
+
+def test_judge_agrees_with_the_ground_truth_on_true_captions(eval_rows):
+    by_caption = [judge(r["clip"], r["prompt"], details=False) for r in eval_rows]
+    by_spec = [judge(r["clip"], SceneSpec(**r["spec"]), details=False) for r in eval_rows]
+    for results in (by_caption, by_spec):
+        assert np.mean([j["physics"] for j in results]) >= 0.98
+        assert np.mean([j["semantic"] for j in results]) >= 0.98
+    # every class is recognised, not only the frequent ones
+    per_class = collections.defaultdict(list)
+    for r, j in zip(eval_rows, by_caption):
+        per_class[r["physics"]].append(j["physics"])
+    assert min(np.mean(v) for v in per_class.values()) >= 0.8, {k: np.mean(v) for k, v in per_class.items()}
+
+
+def test_judge_is_near_chance_on_shuffled_captions_and_rejects_counterfactuals():
+    r = validate_judge(200, seed=12)
+    assert r["true_physics"] >= 0.98 and r["true_semantic"] >= 0.98
+    # chance = how often a random caption really asks for the clip's physics / scene
+    assert r["shuffled_physics"] <= 0.12
+    assert abs(r["shuffled_physics"] - r["shuffled_physics_chance"]) <= 0.02
+    assert r["shuffled_physics_agreement"] >= 0.98
+    assert r["shuffled_semantic"] <= 0.06 and r["shuffled_semantic_agreement"] >= 0.98
+    # the micro negatives: same scene words, other physics -> physics 0, semantic still 1
+    assert r["counterfactual_physics"] <= 0.02 and r["counterfactual_semantic"] >= 0.98
+
+
+def test_judge_is_robust_to_noise_and_blur():
+    r = validate_judge(160, seed=13, noise=10.0, blur=0.6)
+    assert r["true_physics"] >= 0.97 and r["true_semantic"] >= 0.97
+    assert r["shuffled_physics_agreement"] >= 0.97 and r["counterfactual_physics"] <= 0.03
+
+
+def test_judge_reads_only_the_caption():
+    spec = SceneSpec(kind="ball", colour="red", setting="grass", physics="rubber", x0=0.5, h0=0.55)
+    clip = render(spec)
+    good = judge(clip, "A red rubber ball is dropped onto the grass and bounces high.")
+    assert (good["physics"], good["semantic"]) == (1, 1)
+    assert good["observed"]["physics_matches"] == ["rubber"]
+    wrong = judge(clip, "A blue glass cube is dropped onto the sand and shatters.")
+    assert (wrong["physics"], wrong["kind_ok"], wrong["colour_ok"], wrong["setting_ok"]) == (0, False, False, False)
+    assert "not shattered" in wrong["physics_reason"]
+    vague = judge(clip, "A red ball on the grass.")
+    assert vague["physics"] == 0 and vague["semantic"] == 1 and "names no physics" in vague["physics_reason"]
+
+
+def test_judge_rejects_bad_input():
+    clip = render(SceneSpec(kind="cube", colour="black", setting="snow", physics="falls", x0=0.5, h0=0.55))
+    with pytest.raises(ValueError, match="shape"):
+        judge(clip[0], "A black cube falls onto the snow.")
+    with pytest.raises(TypeError):
+        judge(clip, 42)
+    as_float = judge(clip.astype(np.float32) / 255.0, "A black cube falls onto the snow.", details=False)
+    assert (as_float["physics"], as_float["semantic"]) == (1, 1)
+    empty = np.repeat(clip[-1:] * 0 + clip[0, :1, :1], len(clip), axis=0)  # one flat colour, no object
+    j = judge(empty, "A black cube falls onto the snow.")
+    assert j["physics"] == 0 and j["physics_reason"] == "no object found"
+
+
+# --------------------------------------------------------------------------------------------
+# Looking at clips.
+# --------------------------------------------------------------------------------------------
+
+
+def test_gif_and_strip_are_written(tmp_path):
+    rows = make_split(3, "broad", seed=0)
+    moving = render(SceneSpec(kind="ball", colour="red", setting="sand", physics="rolls", direction="right",
+                              x0=0.3, amount=0.4))
+    gif = write_gif(moving, tmp_path / "a.gif", scale=2)
+    frames = iio.imread(gif, index=None)
+    assert frames.shape[:3] == (9, 64, 64)   # (the GIF writer merges identical consecutive frames)
+    png = save_strip([r["clip"] for r in rows], tmp_path / "s.png", scale=2, gap=1)
+    sheet = iio.imread(png)
+    assert sheet.shape == (3 * (64 + 1) + 1, 9 * (64 + 1) + 1, 3)
+    assert (sheet[1:65, 1:65] == rows[0]["clip"][0].repeat(2, 0).repeat(2, 1)).all()
+    assert all(k in KINDS for k in (r["kind"] for r in rows))
