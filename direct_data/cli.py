@@ -182,7 +182,8 @@ def perturb(
     for a, d in m.stats["per_axis"].items():
         t.add_row(a, str(d["requests"]), str(d["accepted"]), f"{d['acceptance']:.1%}", ", ".join(f"{k}={v}" for k, v in d["reasons"].items()) or "-")
     console.print(t)
-    console.print(f"{m.counts['requests']} requests = {m.counts['accepted']} negatives + {m.counts['rejected']} rejects; {res.run}")
+    console.print(f"{m.counts['requests']} requests = {m.counts['accepted']} negatives + {m.counts['rejected']} rejects")
+    console.print(f"run: {json.dumps(res.run, sort_keys=True)}", soft_wrap=True, highlight=False)
 
 
 @app.command()

