@@ -645,9 +645,12 @@ GEMMA_DIR_NAME = "gemma3-270m-bf16"
 
 
 def default_model_cache() -> Path:
-    """`$DIRECT_DATA_CACHE/models`, else `~/.cache/direct-data/models` (never inside the repo)."""
-    root = os.environ.get("DIRECT_DATA_CACHE")
-    return (Path(root) if root else Path.home() / ".cache" / "direct-data") / "models"
+    """`$DIRECT_DATA_MODEL_CACHE`, else `~/.cache/direct-data/models` (never inside the repo).
+
+    Kept apart from `$DIRECT_DATA_CACHE` (embeddings, requests), which tests point at temp folders:
+    converted weights are content-addressed and safe to share."""
+    root = os.environ.get("DIRECT_DATA_MODEL_CACHE")
+    return Path(root) if root else Path.home() / ".cache" / "direct-data" / "models"
 
 
 def prepare_gemma(cache_dir: str | os.PathLike | None = None) -> Path:

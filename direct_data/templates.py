@@ -19,7 +19,7 @@ from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
 
-AXES: tuple[str, ...] = ("kinematics", "forces", "materials", "interactions", "magnitudes")
+from direct_data.axes import AXES  # noqa: E402  (the one axis registry)
 SLOT = "{{caption}}"
 MAX_TAIL_CHARS = 64  # what may follow the slot; keeps the shared prefix as long as possible
 
