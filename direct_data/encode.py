@@ -12,7 +12,6 @@ latents_std`` per channel. Tensors are raw little-endian bytes in Arrow binary c
 
 from __future__ import annotations
 
-import hashlib
 import json
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
@@ -21,7 +20,7 @@ from typing import Any, Iterator
 import numpy as np
 from datasets import Features, List, Value
 
-from direct_data.manifest import ChunkLog, Manifest, config_hash, describe_inputs, remove_stale, up_to_date
+from direct_data.manifest import ChunkLog, Manifest, config_hash, remove_stale, up_to_date
 from direct_data.progress import progress_bar
 from direct_data.schema import register
 from direct_data.shards import ShardWriter, read_shards
@@ -234,6 +233,8 @@ def run_encode(
     world_size: int = 1,
 ) -> EncodeResult:
     """Encode every caption and hard negative (and every clip, when a VAE or latents are given)."""
+    import torch
+
     from direct_data.read import Reject
     from direct_data.shards import sha256_file
 
@@ -269,7 +270,6 @@ def run_encode(
             run["text_chunks_run"] += 1
 
     # latents: from a VAE over a video column, or provided arrays
-    rejects: list[Reject] = []
     clips = []
     if cfg.vae or cfg.latents:
         parts = read_shards(partition_dir, "partitions").select(["prompt_id", "meta"]).to_pylist()
@@ -296,16 +296,16 @@ def run_encode(
                         if provided is not None:
                             if pid not in available:
                                 raise KeyError(f"no tensor named {pid} in {cfg.latents}")
-                            z, src, vae_id = provided.get_tensor(pid).to(getattr(__import__("torch"), cfg.latent_dtype)), f"provided:{Path(cfg.latents).name}", ""
+                            z, src, vae_id = provided.get_tensor(pid), f"provided:{Path(cfg.latents).name}", ""
                         else:
                             if not video:
                                 raise KeyError(f"no {cfg.video_column!r} value")
                             vencoder = vencoder or VideoEncoder(cfg.vae)
-                            z, src, vae_id = vencoder.encode(read_video(video)).to(getattr(__import__("torch"), cfg.latent_dtype)), str(video), vencoder.identity
+                            z, src, vae_id = vencoder.encode(read_video(video)), str(video), vencoder.identity
                     except Exception as ex:  # one bad clip is a reject row, not a crashed stage
                         chunk_rejects.append(Reject(str(partition_dir), i, "latent_unavailable", f"{type(ex).__name__}: {ex}", str(video or pid)).to_row(STAGE))
                         continue
-                    data, dtype = to_bytes(z)
+                    data, dtype = to_bytes(z.to(getattr(torch, cfg.latent_dtype)))
                     w.write({"prompt_id": pid, "shape": list(z.shape), "dtype": dtype, "source": src, "vae": vae_id, "data": data})
                 bar.update(e - s)
             with ShardWriter(out_dir, "rejects", prefix=f"c{j:05d}-") as rw:
@@ -350,11 +350,6 @@ def load_text_states(encode_dir: str | Path) -> dict[str, Any]:
 def load_latents(encode_dir: str | Path) -> dict[str, Any]:
     """prompt_id -> latent tensor (C, F, H, W)."""
     return {r["prompt_id"]: from_bytes(r["data"], r["dtype"], tuple(r["shape"])) for r in read_shards(encode_dir, "latents").to_pylist()}
-
-
-def content_hash(t) -> str:
-    data, dtype = to_bytes(t)
-    return hashlib.sha256(data + dtype.encode()).hexdigest()[:16]
 
 
 def load_train_data(partition_dir: str | Path, encode_dir: str | Path, *, check_finite: bool = True):

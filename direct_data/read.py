@@ -14,7 +14,7 @@ import json
 import unicodedata
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Iterator
 
 DEFAULT_TEXT_COLUMNS = ("prompt", "caption", "text")
 DEFAULT_MAX_CHARS = 2000

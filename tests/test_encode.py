@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import shutil
 from pathlib import Path
 
 import numpy as np
@@ -11,7 +10,6 @@ import pytest
 import torch
 
 from direct_data.encode import EncodeConfig, TextEncoder, VideoEncoder, from_bytes, load_latents, load_text_states, read_video, run_encode, to_bytes
-from direct_data.manifest import Manifest
 from direct_data.partition import PartitionConfig, run_partition
 from direct_data.perturb import PerturbConfig, run_perturb
 from direct_data.shards import read_shards

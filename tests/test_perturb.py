@@ -8,16 +8,14 @@ import signal
 import subprocess
 import sys
 import time
-from pathlib import Path
 
-import pyarrow.parquet as pq
 import pytest
 from typer.testing import CliRunner
 
 from direct_data.axes import AXES
 from direct_data.cli import app
 from direct_data.manifest import Manifest
-from direct_data.perturb import PerturbConfig, RulesRewriter, run_perturb
+from direct_data.perturb import PerturbConfig, run_perturb
 from direct_data.shards import read_shards
 
 from .conftest import ROOT, SHARED_PROMPTS
@@ -79,7 +77,7 @@ def test_rerun_up_to_date_and_deterministic(videophy_run, validator, tmp_path):
     out, res = videophy_run
     cfg = PerturbConfig(axes=("all",), chunk_prompts=100)
     assert run_perturb([VIDEOPHY], out, cfg, validator=validator).up_to_date
-    other = run_perturb([VIDEOPHY], tmp_path / "o", cfg, validator=validator)
+    run_perturb([VIDEOPHY], tmp_path / "o", cfg, validator=validator)
     for t in ("negatives", "negative_rejects"):
         for s in res.manifest.shards[t]:
             assert (out / s["path"]).read_bytes() == (tmp_path / "o" / s["path"]).read_bytes()
