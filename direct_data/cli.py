@@ -362,6 +362,11 @@ def make_sample(
     console.print(f"wrote {rows} prompts to {out}")
 
 
+from direct_data.world.cli import world_app  # noqa: E402
+
+app.add_typer(world_app, name="world")
+
+
 def run() -> None:  # pragma: no cover
     app()
 

@@ -1,0 +1,523 @@
+"""The physics-world experiment: does DiReCT post-training beat SFT on physics the project can judge?
+
+One function per step, each reading and writing files under one output folder, so every step can
+be run, inspected and re-run on its own (`run_experiment` chains them):
+
+    generate   world splits -> ``data/{broad,train}.jsonl`` (captions + ground truth) and
+               ``data/{broad,train}_latents.safetensors`` (each clip as pixels in [-1, 1], shape
+               (3, T, H, W), keyed by prompt_id), ``data/eval.jsonl`` (captions to sample)
+    partition  the real `run_partition` on both caption sets (MiniLM embeddings, spherical k-means)
+    perturb    the real `run_perturb` on the train partition, every axis: ``rules`` backend, or
+               ``vllm`` with the model in ``LLM_MODEL`` / ``--llm-model``
+    encode     the real `run_encode`: MiniLM token states of captions and hard negatives, the
+               provided pixel "latents" (the world is small enough that pixel space is the latent
+               space: no VAE)
+    pretrain   a tiny Wan-architecture transformer (`WORLD_MODEL`) trained from scratch with flow
+               matching on the broad split (full training, saved as a diffusers checkpoint)
+    posttrain  from that base, on the entangled train split: ``sft``, ``deltafm``, ``direct`` and
+               the ablations ``direct-no-macro``, ``direct-no-micro``, ``direct-no-reg``, for each
+               seed, at equal compute (see `equal_compute_steps`)
+    evaluate   sample every evaluation caption with every model and seed, judge each clip
+    report     `direct_data.world.report.write_report`: report.md, results.json, PNG plots
+
+Everything is deterministic in the seeds: the data, the stages, the training runs (one torch
+thread by default, so float reductions run in a fixed order) and the sampling noise.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any, Sequence
+
+import numpy as np
+
+__all__ = [
+    "WORLD_MODEL", "VARIANTS", "ExperimentConfig", "quick_config", "full_config", "set_threads",
+    "clip_to_latent", "generate", "partition", "perturb", "encode", "pretrain", "equal_compute_steps",
+    "posttrain", "encode_captions", "sample_clips", "judge_clips", "evaluate_model", "evaluate",
+    "run_experiment",
+]
+
+log = logging.getLogger(__name__)
+
+#: The world's Wan 2.1 transformer: the real block structure (self-attention with 3-D RoPE, cross-
+#: attention to the text states, FFN, adaptive norms), 3 layers, 192 wide (6 heads of 32), on
+#: RGB pixels: 3 channels, patches of 3 frames x 4 x 4 pixels, so a 9 x 32 x 32 clip is 3 x 8 x 8 =
+#: 192 tokens; text states are MiniLM's 384-wide token states. The width is kept above the patch's
+#: 144 values: measured on the broad split, 128 wide x 4 layers reached FM loss 0.60 after 100 steps
+#: of batch 32 where this model reached 0.36 (1.25 vs 1.75 s per step, one thread, shared machine).
+WORLD_MODEL: dict[str, Any] = {
+    "in_channels": 3, "out_channels": 3, "patch_size": (3, 4, 4), "num_attention_heads": 6,
+    "attention_head_dim": 32, "ffn_dim": 768, "num_layers": 3, "text_dim": 384, "freq_dim": 64,
+}
+
+#: Post-training variants: (preset, overrides of the preset).
+VARIANTS: dict[str, tuple[str, dict[str, Any]]] = {
+    "sft": ("sft", {}),
+    "deltafm": ("deltafm", {}),
+    "direct": ("direct", {}),
+    "direct-no-macro": ("direct", {"lam_macro": 0.0}),
+    "direct-no-micro": ("direct", {"lam_micro": 0.0}),
+    "direct-no-reg": ("direct", {"reg": "none"}),
+}
+
+
+@dataclass
+class ExperimentConfig:
+    """Every knob of the experiment (`quick_config` / `full_config` are the two presets)."""
+
+    mode: str = "full"
+    # --- the world ---
+    frames: int = 9
+    size: int = 32
+    data_seed: int = 0
+    n_broad: int = 1500
+    n_train: int = 600
+    n_eval: int = 64
+    n_base_check: int = 32  # base judged on this many broad captions (its own training distribution)
+    # --- stages ---
+    k_broad: int | None = None  # partitions (None: the stage's default for N)
+    k_train: int | None = None
+    llm_model: str | None = None  # perturb with vLLM when set (else the rules backend)
+    text_len: int = 64  # text states padded to this many tokens in every run and at sampling
+    # --- model and pretraining ---
+    model: dict[str, Any] = field(default_factory=lambda: dict(WORLD_MODEL))
+    pretrain_steps: int = 300
+    pretrain_batch: int = 32
+    pretrain_lr: float = 1e-3
+    pretrain_warmup: int = 30
+    shift: float = 1.0  # noise-level shift for training and sampling (pixel space: no shift)
+    # --- post-training ---
+    variants: tuple[str, ...] = tuple(VARIANTS)
+    seeds: tuple[int, ...] = (0, 1, 2)
+    sft_steps: int = 60  # the compute budget, in sft steps; other variants get equal compute
+    post_batch: int = 16
+    post_lr: float = 3e-4
+    micro_fraction: float = 0.5
+    # --- sampling ---
+    sample_steps: int = 12
+    sample_batch: int = 32
+    # --- machine ---
+    threads: int = 1
+    workers: int = 2  # post-train + evaluate jobs run in this many processes (each `threads` threads)
+
+    def __post_init__(self) -> None:
+        unknown = set(self.variants) - set(VARIANTS)
+        if unknown:
+            raise ValueError(f"unknown variants {sorted(unknown)}: choose from {list(VARIANTS)}")
+        if "sft" not in self.variants:
+            raise ValueError("the variants must include 'sft' (the reference for equal compute and the target)")
+        if self.frames < 9 or self.size < 32:
+            raise ValueError(f"the judge needs frames >= 9 and size >= 32, got {self.frames}, {self.size}")
+        if not self.seeds:
+            raise ValueError("give at least one seed")
+        self.variants = tuple(self.variants)
+        self.seeds = tuple(int(s) for s in self.seeds)
+        self.model = {**self.model, "patch_size": tuple(self.model["patch_size"])}
+
+    @property
+    def latent_shape(self) -> tuple[int, int, int, int]:
+        return (3, self.frames, self.size, self.size)
+
+    def to_json(self) -> dict[str, Any]:
+        d = asdict(self)
+        d["model"]["patch_size"] = list(d["model"]["patch_size"])
+        return d
+
+
+def quick_config(**overrides: Any) -> ExperimentConfig:
+    """The smoke-test preset (minutes): tiny data, few steps, one seed, sft / deltafm / direct."""
+    base = dict(mode="quick", n_broad=160, n_train=96, n_eval=8, n_base_check=8, k_broad=4, k_train=4,
+                pretrain_steps=30, pretrain_batch=8, sft_steps=6, post_batch=8, seeds=(0,),
+                variants=("sft", "deltafm", "direct"), sample_steps=4, workers=1,
+                model={**WORLD_MODEL, "num_layers": 2, "num_attention_heads": 4, "ffn_dim": 256})
+    return ExperimentConfig(**{**base, **overrides})
+
+
+def full_config(**overrides: Any) -> ExperimentConfig:
+    """The full experiment (the `make` default)."""
+    return ExperimentConfig(**overrides)
+
+
+def set_threads(n: int) -> None:
+    """Torch intra-op threads (one by default: on a shared 2-core machine a second OpenMP thread
+    mostly waits for the first, and a fixed count keeps float reductions deterministic)."""
+    import torch
+
+    torch.set_num_threads(max(1, int(n)))
+
+
+# =============================================================================================
+# generate
+# =============================================================================================
+
+
+def clip_to_latent(clip: np.ndarray):
+    """uint8 clip (T, H, W, 3) -> float32 tensor (3, T, H, W) in [-1, 1] (inverse of `sample.to_frames`)."""
+    import torch
+
+    return torch.from_numpy(np.ascontiguousarray(clip)).float().permute(3, 0, 1, 2).contiguous() / 127.5 - 1.0
+
+
+def save_safetensors(tensors: dict[str, Any], path: str | Path, metadata: dict[str, str] | None = None) -> Path:
+    """Write float32 tensors as a safetensors file with a canonical layout (names sorted, header
+    JSON with sorted keys), so the same tensors give the same bytes: the `safetensors` writer's
+    header order varies between runs, which would make the encode stage see a changed input."""
+    import struct
+
+    names = sorted(tensors)
+    header: dict[str, Any] = {"__metadata__": dict(sorted((metadata or {}).items()))} if metadata else {}
+    blobs, offset = [], 0
+    for name in names:
+        t = tensors[name].detach().cpu().contiguous().float()
+        b = t.numpy().astype("<f4").tobytes()
+        header[name] = {"dtype": "F32", "shape": list(t.shape), "data_offsets": [offset, offset + len(b)]}
+        blobs.append(b)
+        offset += len(b)
+    h = json.dumps(header, sort_keys=True, separators=(",", ":")).encode()
+    h += b" " * (-len(h) % 8)
+    path = Path(path)
+    tmp = path.with_name(path.name + ".tmp")
+    with open(tmp, "wb") as f:
+        f.write(struct.pack("<Q", len(h)))
+        f.write(h)
+        for b in blobs:
+            f.write(b)
+    os.replace(tmp, path)
+    return path
+
+
+def _row_meta(r: dict[str, Any]) -> dict[str, Any]:
+    keep = ("id", "prompt", "split", "kind", "colour", "setting", "physics", "axis", "direction", "shortcut", "spec")
+    return {k: r[k] for k in keep}
+
+
+def generate(cfg: ExperimentConfig, out: str | Path) -> dict[str, Any]:
+    """Render the three splits; write captions (JSONL) and clips (safetensors, keyed by prompt_id).
+
+    A caption that repeats within a split would be merged by the partition stage (one prompt_id);
+    the first clip of a caption is kept and the repeats are counted (``duplicates``).
+    """
+    from direct_data.read import normalize_text, prompt_id
+    from direct_data.world import make_split
+
+    data = Path(out) / "data"
+    data.mkdir(parents=True, exist_ok=True)
+    counts: dict[str, Any] = {}
+    for split, n in (("broad", cfg.n_broad), ("train", cfg.n_train), ("eval", cfg.n_eval)):
+        rows = make_split(n, split, cfg.data_seed, frames=cfg.frames, size=cfg.size)
+        seen: dict[str, dict[str, Any]] = {}
+        for r in rows:
+            pid = prompt_id(normalize_text(r["prompt"]))
+            if pid not in seen:
+                seen[pid] = {**r, "prompt_id": pid}
+        kept = list(seen.values())
+        with open(data / f"{split}.jsonl", "w") as f:
+            for r in kept:
+                f.write(json.dumps(_row_meta(r), sort_keys=True) + "\n")
+        if split != "eval":
+            save_safetensors({r["prompt_id"]: clip_to_latent(r["clip"]) for r in kept}, data / f"{split}_latents.safetensors",
+                             metadata={"format": "direct-data/world-pixels/v1", "range": "[-1, 1]", "layout": "C,T,H,W"})
+        counts[split] = {"rendered": n, "kept": len(kept), "duplicates": n - len(kept),
+                         "physics": dict(sorted(_count(r["physics"] for r in kept).items()))}
+    return counts
+
+
+def _count(values) -> dict[str, int]:
+    out: dict[str, int] = {}
+    for v in values:
+        out[v] = out.get(v, 0) + 1
+    return out
+
+
+def read_rows(out: str | Path, split: str) -> list[dict[str, Any]]:
+    return [json.loads(line) for line in (Path(out) / "data" / f"{split}.jsonl").read_text().splitlines() if line.strip()]
+
+
+# =============================================================================================
+# the data stages (the real ones)
+# =============================================================================================
+
+
+def partition(cfg: ExperimentConfig, out: str | Path) -> dict[str, Any]:
+    """`run_partition` on the broad and the train captions."""
+    from direct_data.partition import PartitionConfig, run_partition
+
+    out = Path(out)
+    res = {}
+    for split, k in (("broad", cfg.k_broad), ("train", cfg.k_train)):
+        r = run_partition([out / "data" / f"{split}.jsonl"], out / "stages" / f"partition_{split}",
+                          PartitionConfig(k=k, seed=cfg.data_seed, exclude_nearest=1))
+        m = r.manifest
+        res[split] = {"counts": m.counts if m else {}, "k": (m.stats or {}).get("k") if m else None}
+    return res
+
+
+def perturb(cfg: ExperimentConfig, out: str | Path) -> dict[str, Any]:
+    """`run_perturb` on the train partition, all five axes (rules, or vLLM with ``cfg.llm_model``)."""
+    from direct_data.perturb import PerturbConfig, run_perturb
+
+    out = Path(out)
+    pc = (PerturbConfig(axes=("all",), backend="vllm", model=cfg.llm_model, seed=cfg.data_seed) if cfg.llm_model
+          else PerturbConfig(axes=("all",), backend="rules", seed=cfg.data_seed))
+    r = run_perturb([out / "stages" / "partition_train"], out / "stages" / "perturb_train", pc)
+    m = r.manifest
+    return {"backend": pc.backend, "model": pc.model, "counts": m.counts if m else {},
+            "per_axis": (m.stats or {}).get("per_axis") if m else None}
+
+
+def encode(cfg: ExperimentConfig, out: str | Path) -> dict[str, Any]:
+    """`run_encode` for both splits: MiniLM token states, provided pixel latents (and hard negatives)."""
+    from direct_data.encode import EncodeConfig, run_encode
+
+    out = Path(out)
+    res = {}
+    for split in ("broad", "train"):
+        neg = out / "stages" / "perturb_train" if split == "train" else None
+        r = run_encode(out / "stages" / f"partition_{split}", out / "stages" / f"encode_{split}",
+                       EncodeConfig(latents=str(out / "data" / f"{split}_latents.safetensors")), negatives_dir=neg)
+        res[split] = r.manifest.counts if r.manifest else {}
+    return res
+
+
+def load_data(out: str | Path, split: str):
+    from direct_data.encode import load_train_data
+
+    out = Path(out)
+    return load_train_data(out / "stages" / f"partition_{split}", out / "stages" / f"encode_{split}")
+
+
+# =============================================================================================
+# training
+# =============================================================================================
+
+
+def _val_batch(data, cfg: ExperimentConfig, n: int = 16):
+    from direct_data.train import make_val_batch
+
+    rows = list(range(0, len(data), max(1, len(data) // n)))[:n]
+    return make_val_batch(data, rows, text_len=cfg.text_len, shift=cfg.shift)
+
+
+def pretrain(cfg: ExperimentConfig, out: str | Path) -> dict[str, Any]:
+    """Train the base from scratch with flow matching on the broad split (full training)."""
+    from direct_data.train import preset, train
+
+    out = Path(out)
+    data, acc = load_data(out, "broad")
+    run_dir = out / "runs" / "base"
+    tc = preset("sft", model_config="tiny", model_overrides=dict(cfg.model), lora_rank=0, batch_size=cfg.pretrain_batch,
+                max_steps=cfg.pretrain_steps, lr=cfg.pretrain_lr, warmup_steps=cfg.pretrain_warmup,
+                lr_schedule="cosine", shift=cfg.shift, seed=cfg.data_seed, text_len=cfg.text_len, out_dir=str(run_dir),
+                val_every=max(1, cfg.pretrain_steps // 10), progress=False, weight_decay=0.0)
+    # a finished base with the same config is reused (the trainer resumes at its last step, so
+    # nothing is trained again and the result is the same); any other run folder is replaced
+    old = run_dir / "config.json"
+    reuse = old.is_file() and json.loads(old.read_text()) == json.loads(json.dumps(tc.to_json()))
+    if run_dir.exists() and not reuse:
+        import shutil
+
+        shutil.rmtree(run_dir)
+    prev = json.loads((run_dir / "summary.json").read_text()) if (run_dir / "summary.json").is_file() else None
+    t0 = time.perf_counter()
+    res = train(tc, data, val=_val_batch(data, cfg), resume=reuse)
+    seconds = time.perf_counter() - t0
+    if prev is not None and res.step == prev.get("steps"):
+        seconds = float(prev["seconds"])  # the training time of the run that produced it
+    n_params = sum(p.numel() for p in res.model.parameters())
+    summary = {"checkpoint": str(res.checkpoint), "steps": res.step, "seconds": seconds, "params": n_params,
+               "val_fm": res.val_fm, "data": acc}
+    (run_dir / "summary.json").write_text(json.dumps(summary, indent=1, default=str))
+    return summary
+
+
+def step_cost(variant: str, cfg: ExperimentConfig) -> float:
+    """Compute of one training step in row-forward units: a forward of one row costs 1, its
+    backward 2. sft and deltafm: ``3 B``; the micro term adds ``3 m`` (``m = round(micro_fraction
+    B)`` hard-negative rows in the same forward), the moments regulariser ``B`` (a no-grad forward
+    of the frozen reference); the macro term is free (it reuses targets)."""
+    name, over = VARIANTS[variant]
+    b = cfg.post_batch
+    if name in ("sft", "deltafm"):
+        return 3.0 * b
+    m = max(1, round(cfg.micro_fraction * b)) if over.get("lam_micro", 0.05) > 0 else 0
+    ref = b if over.get("reg", "moments") in ("moments", "mmd", "l2") else 0
+    return 3.0 * (b + m) + ref
+
+
+def equal_compute_steps(variant: str, cfg: ExperimentConfig) -> int:
+    """Steps that give ``variant`` the compute of ``cfg.sft_steps`` sft steps (`step_cost`): equal
+    compute, calibrated to equal wall-clock (the measured seconds of every run are reported)."""
+    return max(1, int(round(cfg.sft_steps * step_cost("sft", cfg) / step_cost(variant, cfg))))
+
+
+def posttrain(cfg: ExperimentConfig, out: str | Path, variant: str, seed: int, base_checkpoint: str | Path,
+              data=None) -> dict[str, Any]:
+    """Post-train ``variant`` from the base on the train split (full fine-tuning) with ``seed``."""
+    from direct_data.train import preset, train
+
+    out = Path(out)
+    if data is None:
+        data, _ = load_data(out, "train")
+    name, over = VARIANTS[variant]
+    run_dir = out / "runs" / f"{variant}-s{seed}"
+    steps = equal_compute_steps(variant, cfg)
+    tc = preset(name, **{**over, "model_config": "tiny", "model_overrides": dict(cfg.model),
+                         "pretrained": str(Path(base_checkpoint) / "transformer"), "lora_rank": 0,
+                         "batch_size": cfg.post_batch, "max_steps": steps, "lr": cfg.post_lr, "shift": cfg.shift,
+                         "seed": seed, "text_len": cfg.text_len, "out_dir": str(run_dir),
+                         "micro_fraction": cfg.micro_fraction, "progress": False,
+                         "val_every": max(1, steps // 5)})
+    t0 = time.perf_counter()
+    res = train(tc, data, val=_val_batch(data, cfg), resume=False)
+    seconds = time.perf_counter() - t0
+    summary = {"variant": variant, "seed": seed, "steps": res.step, "seconds": seconds,
+               "checkpoint": str(res.checkpoint), "val_fm": res.val_fm, "step_cost": step_cost(variant, cfg)}
+    (run_dir / "summary.json").write_text(json.dumps(summary, indent=1, default=str))
+    return summary
+
+
+# =============================================================================================
+# sampling and judging
+# =============================================================================================
+
+
+def encode_captions(captions: Sequence[str], cfg: ExperimentConfig):
+    """MiniLM token states of captions, exactly as the encode stage stores them (float16, then float)."""
+    from direct_data.encode import EncodeConfig, TextEncoder
+
+    ec = EncodeConfig()
+    enc = TextEncoder(ec.text_encoder, max_tokens=ec.max_text_tokens, dtype=ec.text_dtype)
+    return [s.float()[: cfg.text_len] for s in enc.encode(list(captions))]
+
+
+def sample_clips(checkpoint: str | Path, states, cfg: ExperimentConfig, seed: int) -> np.ndarray:
+    """Sample one clip per caption (text states) from a checkpoint: uint8 (N, T, H, W, 3)."""
+    from direct_data.sample import load_checkpoint_model, sample_latents, to_frames
+
+    model, _ = load_checkpoint_model(checkpoint)
+    lat = sample_latents(model, states, cfg.latent_shape, steps=cfg.sample_steps, shift=cfg.shift, seed=seed,
+                         batch_size=cfg.sample_batch, text_len=cfg.text_len)
+    return to_frames(lat)
+
+
+def judge_clips(clips: np.ndarray, rows: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Judge each clip against its caption: physics / semantic 0/1 (plus the per-attribute checks)."""
+    from direct_data.world import judge
+
+    out = []
+    for clip, r in zip(clips, rows):
+        j = judge(clip, r["prompt"], details=False)
+        out.append({"id": r["id"], "physics": j["physics"], "semantic": j["semantic"], "kind_ok": int(j["kind_ok"]),
+                    "colour_ok": int(j["colour_ok"]), "setting_ok": int(j["setting_ok"]), "axis": r["axis"],
+                    "physics_class": r["physics"], "shortcut": bool(r["shortcut"]), "reason": j["physics_reason"]})
+    return out
+
+
+def evaluate_model(cfg: ExperimentConfig, out: str | Path, name: str, checkpoint: str | Path, seed: int,
+                   split: str = "eval", n: int | None = None) -> dict[str, Any]:
+    """Sample and judge ``split`` captions with one model and seed; saves clips and verdicts."""
+    from safetensors.torch import save_file
+    import torch
+
+    out = Path(out)
+    rows = read_rows(out, split)[: n or None]
+    t0 = time.perf_counter()
+    clips = sample_clips(checkpoint, encode_captions([r["prompt"] for r in rows], cfg), cfg, seed)
+    t_sample = time.perf_counter() - t0
+    verdicts = judge_clips(clips, rows)
+    d = out / "samples" / f"{name}-s{seed}-{split}"
+    d.mkdir(parents=True, exist_ok=True)
+    save_file({"frames": torch.from_numpy(np.ascontiguousarray(clips))}, str(d / "clips.safetensors"))  # one tensor: stable
+    (d / "verdicts.jsonl").write_text("".join(json.dumps(v, sort_keys=True) + "\n" for v in verdicts))
+    return {"model": name, "seed": seed, "split": split, "n": len(rows), "sample_seconds": t_sample,
+            "physics": float(np.mean([v["physics"] for v in verdicts])),
+            "semantic": float(np.mean([v["semantic"] for v in verdicts])),
+            "physics_by_axis": {a: float(np.mean([v["physics"] for v in verdicts if v["axis"] == a]))
+                                for a in sorted({v["axis"] for v in verdicts})},
+            "physics_shortcut": _mean_or_none([v["physics"] for v in verdicts if v["shortcut"]]),
+            "physics_off_shortcut": _mean_or_none([v["physics"] for v in verdicts if not v["shortcut"]])}
+
+
+def _mean_or_none(xs: list[int]) -> float | None:
+    return float(np.mean(xs)) if xs else None
+
+
+def _job(cfg_json: dict[str, Any], out: str, variant: str, seed: int, base_checkpoint: str) -> dict[str, Any]:
+    """One post-training run and its evaluation (a process-pool job: arguments are plain data)."""
+    cfg = ExperimentConfig(**{**cfg_json, "variants": tuple(cfg_json["variants"]), "seeds": tuple(cfg_json["seeds"])})
+    set_threads(cfg.threads)
+    run = posttrain(cfg, out, variant, seed, base_checkpoint)
+    ev = evaluate_model(cfg, out, variant, run["checkpoint"], seed)
+    return {"run": run, "eval": ev}
+
+
+def evaluate(cfg: ExperimentConfig, out: str | Path, base_checkpoint: str | Path) -> dict[str, Any]:
+    """The base (on its own broad captions and on the evaluation captions, one sampling seed per
+    experiment seed), then every post-training variant x seed, trained and evaluated (in
+    ``cfg.workers`` processes; every job is deterministic on its own, so the results do not depend
+    on the number of workers)."""
+    out = Path(out)
+    base_check = evaluate_model(cfg, out, "base", base_checkpoint, cfg.seeds[0], split="broad", n=cfg.n_base_check)
+    base_eval = [evaluate_model(cfg, out, "base", base_checkpoint, s) for s in cfg.seeds]
+    jobs = [(v, s) for s in cfg.seeds for v in cfg.variants]
+    args = [(cfg.to_json(), str(out), v, s, str(base_checkpoint)) for v, s in jobs]
+    if cfg.workers > 1 and len(jobs) > 1:
+        import multiprocessing as mp
+        from concurrent.futures import ProcessPoolExecutor
+
+        # spawn: a fresh interpreter per worker (no forked OpenMP state); the calling script must
+        # guard its entry point with `if __name__ == "__main__":` (console scripts and pytest do)
+        with ProcessPoolExecutor(max_workers=cfg.workers, mp_context=mp.get_context("spawn")) as pool:
+            results = list(pool.map(_job, *zip(*args)))
+    else:
+        results = [_job(*a) for a in args]
+    return {"base_check": base_check, "base": base_eval, "runs": results}
+
+
+# =============================================================================================
+# the whole experiment
+# =============================================================================================
+
+
+def run_experiment(cfg: ExperimentConfig, out: str | Path, *, progress=None) -> dict[str, Any]:
+    """generate -> partition -> perturb -> encode -> pretrain -> post-train + evaluate -> report.
+
+    ``progress``: an optional callable ``(step_name, seconds)`` called after each step. Returns the
+    results dict also written to ``out/results.json``."""
+    from direct_data.world.report import write_report
+
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    set_threads(cfg.threads)
+    (out / "config.json").write_text(json.dumps(cfg.to_json(), indent=1, sort_keys=True))
+    timings: dict[str, float] = {}
+    results: dict[str, Any] = {"config": cfg.to_json(), "timings": timings}
+    t_all = time.perf_counter()
+
+    def step(name: str, fn, *a):
+        t0 = time.perf_counter()
+        results[name] = fn(*a)
+        timings[name] = time.perf_counter() - t0
+        if progress is not None:
+            progress(name, timings[name])
+        return results[name]
+
+    step("generate", generate, cfg, out)
+    step("partition", partition, cfg, out)
+    step("perturb", perturb, cfg, out)
+    step("encode", encode, cfg, out)
+    base = step("pretrain", pretrain, cfg, out)
+    step("evaluate", evaluate, cfg, out, base["checkpoint"])
+    t0 = time.perf_counter()
+    timings["total_before_report"] = time.perf_counter() - t_all
+    write_report(out, results)
+    timings["report"] = time.perf_counter() - t0
+    timings["total"] = time.perf_counter() - t_all
+    (out / "results.json").write_text(json.dumps(results, indent=1, sort_keys=True, default=str))
+    return results

@@ -1,0 +1,385 @@
+"""The physics-world report: ``report.md``, ``results.json`` and PNG plots (matplotlib, Agg).
+
+`summarize(results)` turns the experiment's raw results into the table (one row per model: base,
+the post-training variants), mean and spread (sample standard deviation over seeds, and the
+min-max range), the gradient-conflict rates per negative type (from each run's ``log.jsonl``), and
+the verdict on the target (direct physics >= 1.15 x sft, semantic no more than 2 points below).
+`write_report(out, results)` writes it all; the plots are:
+
+* ``plots/loss_curves.png``: flow-matching loss of the pretraining run and of every post-training
+  variant (seed 0; a moving average), with the validation FM loss as markers;
+* ``plots/adherence.png``: physics and semantic adherence per model, mean with seed-spread bars;
+* ``plots/samples.png``: a strip of sample frames: the ground-truth rendering of a few evaluation
+  captions, then the base, sft and direct samples of the same captions (seed 0).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+__all__ = ["summarize", "conflict_rates", "write_report", "plot_losses", "plot_adherence", "plot_samples",
+           "TARGET_RATIO", "TARGET_SEMANTIC_DROP"]
+
+TARGET_RATIO = 1.15
+TARGET_SEMANTIC_DROP = 0.02
+
+
+def _read_log(run_dir: Path) -> list[dict[str, Any]]:
+    p = run_dir / "log.jsonl"
+    return [json.loads(x) for x in p.read_text().splitlines() if x.strip()] if p.is_file() else []
+
+
+def conflict_rates(run_dir: str | Path) -> dict[str, float | None]:
+    """Mean over the logged steps of the gradient-conflict rate per negative type (naive = a random
+    in-batch negative, logged for every objective; macro; micro): the fraction of rows whose
+    contrastive gradient has a positive cosine with the flow-matching gradient's opposite, i.e.
+    fights reconstruction (`direct_data.losses.conflict_rate`)."""
+    recs = [r for r in _read_log(Path(run_dir)) if "loss" in r]
+    out: dict[str, float | None] = {}
+    for k in ("naive", "macro", "micro"):
+        xs = [r[f"conflict_{k}"] for r in recs if r.get(f"conflict_{k}") is not None
+              and isinstance(r[f"conflict_{k}"], (int, float)) and math.isfinite(r[f"conflict_{k}"])]
+        out[k] = float(np.mean(xs)) if xs else None
+    return out
+
+
+def _stats(xs: list[float]) -> dict[str, float]:
+    a = np.asarray(xs, np.float64)
+    return {"mean": float(a.mean()), "std": float(a.std(ddof=1)) if len(a) > 1 else 0.0,
+            "min": float(a.min()), "max": float(a.max()), "n": int(len(a))}
+
+
+def summarize(results: dict[str, Any], out: str | Path) -> dict[str, Any]:
+    """The table, conflict rates, timings and the verdict, as a dict (also the JSON in results)."""
+    out = Path(out)
+    ev = results["evaluate"]
+    per_model: dict[str, list[dict[str, Any]]] = {"base": list(ev["base"])}
+    runs: dict[str, list[dict[str, Any]]] = {}
+    for job in ev["runs"]:
+        per_model.setdefault(job["run"]["variant"], []).append(job["eval"])
+        runs.setdefault(job["run"]["variant"], []).append(job["run"])
+    table = []
+    for name, evs in per_model.items():
+        row = {"model": name, "physics": _stats([e["physics"] for e in evs]),
+               "semantic": _stats([e["semantic"] for e in evs]), "seeds": [e["seed"] for e in evs],
+               "n_per_seed": evs[0]["n"]}
+        axes = sorted({a for e in evs for a in e["physics_by_axis"]})
+        row["physics_by_axis"] = {a: float(np.mean([e["physics_by_axis"][a] for e in evs if a in e["physics_by_axis"]]))
+                                  for a in axes}
+        off = [e["physics_off_shortcut"] for e in evs if e.get("physics_off_shortcut") is not None]
+        row["physics_off_shortcut"] = float(np.mean(off)) if off else None
+        if name in runs:
+            rr = runs[name]
+            row["steps"] = rr[0]["steps"]
+            row["train_seconds"] = _stats([r["seconds"] for r in rr])
+            confl = [conflict_rates(Path(r["checkpoint"]).parents[1]) for r in rr]
+            row["conflict"] = {k: (float(np.mean([c[k] for c in confl if c[k] is not None]))
+                                   if any(c[k] is not None for c in confl) else None) for k in ("naive", "macro", "micro")}
+        table.append(row)
+    by = {r["model"]: r for r in table}
+    verdict: dict[str, Any] = {}
+    if "sft" in by and "direct" in by:
+        p_s, p_d = by["sft"]["physics"]["mean"], by["direct"]["physics"]["mean"]
+        s_s, s_d = by["sft"]["semantic"]["mean"], by["direct"]["semantic"]["mean"]
+        ratio = p_d / p_s if p_s > 0 else (math.inf if p_d > 0 else float("nan"))
+        verdict = {"physics_ratio": ratio, "semantic_drop": s_s - s_d,
+                   "physics_target_met": bool(ratio >= TARGET_RATIO),
+                   "semantic_target_met": bool(s_s - s_d <= TARGET_SEMANTIC_DROP)}
+        verdict["met"] = verdict["physics_target_met"] and verdict["semantic_target_met"]
+    return {"table": table, "verdict": verdict, "base_check": ev["base_check"]}
+
+
+# =============================================================================================
+# plots
+# =============================================================================================
+
+
+def _plt():
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    return plt
+
+
+def _smooth(y: np.ndarray, w: int) -> np.ndarray:
+    if len(y) < 2 or w <= 1:
+        return y
+    w = min(w, len(y))
+    k = np.ones(w) / w
+    return np.convolve(np.pad(y, (w - 1, 0), mode="edge"), k, mode="valid")
+
+
+def plot_losses(out: str | Path, variants: list[str], path: str | Path) -> Path:
+    plt = _plt()
+    out = Path(out)
+    fig, axes = plt.subplots(1, 2, figsize=(11, 3.8))
+    for ax, names, title in ((axes[0], ["base"], "pretraining (broad split)"),
+                             (axes[1], [f"{v}-s0" for v in variants], "post-training (train split, seed 0)")):
+        for name in names:
+            recs = _read_log(out / "runs" / name)
+            steps = [r for r in recs if "fm" in r]
+            if not steps:
+                continue
+            x = np.array([r["step"] for r in steps])
+            y = np.array([r["fm"] for r in steps])
+            line, = ax.plot(x, _smooth(y, max(1, len(y) // 20)), label=name.removesuffix("-s0"), lw=1.2)
+            val = [(r["step"], r["val_fm"]) for r in recs if r.get("val_fm") is not None]
+            if val:
+                ax.plot(*zip(*val), "o", color=line.get_color(), ms=3)
+        ax.set_title(title, fontsize=10)
+        ax.set_xlabel("step")
+        ax.set_ylabel("FM loss (line: train avg; dots: val)")
+        ax.set_yscale("log")
+        ax.legend(fontsize=7)
+    fig.tight_layout()
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path
+
+
+def plot_adherence(table: list[dict[str, Any]], path: str | Path) -> Path:
+    plt = _plt()
+    names = [r["model"] for r in table]
+    x = np.arange(len(names))
+    fig, ax = plt.subplots(figsize=(max(6, 1.1 * len(names) + 2), 3.8))
+    for k, (key, off) in enumerate((("physics", -0.2), ("semantic", 0.2))):
+        m = np.array([r[key]["mean"] for r in table])
+        lo = m - np.array([r[key]["min"] for r in table])
+        hi = np.array([r[key]["max"] for r in table]) - m
+        ax.bar(x + off, m, 0.4, yerr=np.vstack([lo, hi]), capsize=3, label=f"{key} adherence")
+    ax.set_xticks(x, names, rotation=20, fontsize=8)
+    ax.set_ylim(0, 1)
+    ax.set_ylabel("judge pass rate (mean; bars: seed min-max)")
+    ax.legend(fontsize=8)
+    ax.set_title("physics-world evaluation captions (independent split)", fontsize=10)
+    fig.tight_layout()
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path
+
+
+def plot_samples(out: str | Path, models: list[str], path: str | Path, n: int = 4, seed: int = 0) -> Path:
+    """Rows: for each of ``n`` evaluation captions, the ground-truth rendering then each model's sample."""
+    from safetensors.torch import load_file
+
+    from direct_data.world import SceneSpec, render, save_strip
+
+    out = Path(out)
+    rows = [json.loads(x) for x in (out / "data" / "eval.jsonl").read_text().splitlines() if x.strip()][:n]
+    clips, labels = [], []
+    for i, r in enumerate(rows):
+        spec = SceneSpec(**r["spec"])
+        first = None
+        for name in models:
+            f = out / "samples" / f"{name}-s{seed}-eval" / "clips.safetensors"
+            if f.is_file():
+                frames = load_file(str(f))["frames"].numpy()
+                first = first if first is not None else frames
+                if i < len(frames):
+                    clips.append(frames[i])
+                    labels.append(f"{i}: {name}")
+        truth = render(spec, frames=(first.shape[1] if first is not None else 9),
+                       size=(first.shape[2] if first is not None else 32))
+        clips.insert(len(clips) - sum(1 for lab in labels if lab.startswith(f"{i}:")), truth)
+        labels.insert(len(labels) - sum(1 for lab in labels if lab.startswith(f"{i}:")), f"{i}: truth")
+    path = Path(path)
+    save_strip(clips, path, scale=3)
+    (path.with_suffix(".txt")).write_text("".join(f"row {k}: {lab}\n" for k, lab in enumerate(labels))
+                                          + "".join(f"caption {i}: {r['prompt']}\n" for i, r in enumerate(rows)))
+    return path
+
+
+def reading(summ: dict[str, Any]) -> str:
+    """A data-driven reading of the table: the comparison with its noise, the ablations, the
+    conflict rates, and what limits the conclusion (written from the numbers, never fixed text)."""
+    by = {r["model"]: r for r in summ["table"]}
+    v = summ["verdict"]
+    out: list[str] = []
+    bc = summ["base_check"]
+    if bc["physics"] < 0.3 or bc["semantic"] < 0.3:
+        out.append(
+            f"The base passes the judge on only {100 * bc['physics']:.0f}% (physics) / {100 * bc['semantic']:.0f}% "
+            "(semantic) of captions from its own training distribution: the generator is weak at this budget, and "
+            "differences between post-training objectives are bounded by what the samples can show. Treat the "
+            "comparison below as a measurement of small effects near the judge's floor.")
+    if v and "sft" in by and "direct" in by:
+        s, d = by["sft"], by["direct"]
+        noise = max(s["physics"]["std"], d["physics"]["std"])
+        diff = d["physics"]["mean"] - s["physics"]["mean"]
+        n = s["n_per_seed"] * s["physics"]["n"]
+        p = max(1e-9, min(1 - 1e-9, (s["physics"]["mean"] + d["physics"]["mean"]) / 2))
+        se = (2 * p * (1 - p) / max(1, n)) ** 0.5
+        sig = abs(diff) > 2 * max(se, noise / max(1, s["physics"]["n"]) ** 0.5)
+        out.append(
+            f"direct vs sft, physics: {100 * d['physics']['mean']:.1f}% vs {100 * s['physics']['mean']:.1f}% "
+            f"(ratio {v['physics_ratio']:.2f}; target {TARGET_RATIO}); semantic: {100 * d['semantic']['mean']:.1f}% vs "
+            f"{100 * s['semantic']['mean']:.1f}%. The binomial standard error of a difference over {n} clips per model "
+            f"is about {100 * se:.1f} points and the seed spread (sd) up to {100 * noise:.1f} points, so the physics "
+            f"difference of {100 * diff:+.1f} points is {'outside' if sig else 'within'} the noise. "
+            + ("The target is met." if v["met"] else "The target is not met: on this world, at this budget, the "
+               "method does not show the paper's gain over SFT."))
+        if "deltafm" in by:
+            out.append(f"deltafm (random in-batch negatives) reaches {100 * by['deltafm']['physics']['mean']:.1f}% physics.")
+        abl = [(k, by[k]) for k in ("direct-no-macro", "direct-no-micro", "direct-no-reg") if k in by]
+        if abl:
+            out.append("Ablations (physics): " + ", ".join(
+                f"{k} {100 * r['physics']['mean']:.1f}% ({100 * (r['physics']['mean'] - d['physics']['mean']):+.1f} vs direct)"
+                for k, r in abl) + ".")
+        c = d.get("conflict", {})
+        if c:
+            out.append("Conflict rates in the direct runs: " + ", ".join(
+                f"{k} {_pct(c.get(k))}" for k in ("naive", "macro", "micro")) +
+                ". A rate near 50% means the contrastive gradient is unrelated to the reconstruction error "
+                "(negatives far from the positive); far above 50% means it mostly fights reconstruction.")
+        if d.get("steps") and s.get("steps"):
+            out.append(f"At equal compute direct ran {d['steps']} steps to sft's {s['steps']} "
+                       f"(measured {d['train_seconds']['mean']:.0f} s vs {s['train_seconds']['mean']:.0f} s per run): "
+                       "the extra forwards of the micro negatives and the regulariser's reference are paid in fewer updates.")
+    return " ".join(out)
+
+
+# =============================================================================================
+# report.md
+# =============================================================================================
+
+
+def _fmt(s: dict[str, float]) -> str:
+    return f"{100 * s['mean']:.1f} ± {100 * s['std']:.1f} [{100 * s['min']:.0f}–{100 * s['max']:.0f}]"
+
+
+def _pct(x: float | None) -> str:
+    return "–" if x is None or (isinstance(x, float) and math.isnan(x)) else f"{100 * x:.0f}%"
+
+
+def write_report(out: str | Path, results: dict[str, Any]) -> Path:
+    """Write ``report.md`` and the plots under ``out`` (results as `run_experiment` builds them)."""
+    out = Path(out)
+    cfg = results["config"]
+    summ = summarize(results, out)
+    results["summary"] = summ
+    table, verdict = summ["table"], summ["verdict"]
+    plots = out / "plots"
+    plot_losses(out, list(cfg["variants"]), plots / "loss_curves.png")
+    plot_adherence(table, plots / "adherence.png")
+    plot_samples(out, [m for m in ("base", "sft", "direct") if m == "base" or m in cfg["variants"]],
+                 plots / "samples.png")
+    t = results["timings"]
+    pre = results["pretrain"]
+    gen = results["generate"]
+    lines = [
+        f"# Physics world: DiReCT vs SFT ({cfg['mode']} run)",
+        "",
+        "Generated by `direct-data world run`. Every number below comes from this run's files.",
+        "",
+        "## Setup",
+        "",
+        f"- **World**: clips of {cfg['frames']} frames x {cfg['size']}x{cfg['size']} RGB; "
+        f"broad split {gen['broad']['kept']} clips (pretraining), train split {gen['train']['kept']} (entangled: "
+        f"the scene words predict the physics), eval split {gen['eval']['kept']} captions (independent). "
+        f"Repeated captions merged: broad {gen['broad']['duplicates']}, train {gen['train']['duplicates']}.",
+        "- **Latents = pixels**: the world is small enough that pixel space is the latent space: each clip is "
+        "its RGB pixels in [-1, 1], shape (3, T, H, W), handed to the encode stage as provided latents "
+        "(no VAE). Samples are read back the same way (`sample.to_frames`).",
+        f"- **Stages** (the real ones): partition (MiniLM, k = {results['partition']['broad']['k']} broad / "
+        f"{results['partition']['train']['k']} train), perturb (`{results['perturb']['backend']}` backend"
+        + (f", model `{results['perturb']['model']}`" if results['perturb']['model'] else "")
+        + f": {results['perturb']['counts'].get('accepted')} hard negatives accepted of "
+        f"{results['perturb']['counts'].get('requests')} requests), encode (MiniLM token states, 384 wide).",
+        f"- **Model**: Wan 2.1 transformer architecture (diffusers `WanTransformer3DModel`), "
+        f"{cfg['model']['num_layers']} layers, {cfg['model']['num_attention_heads'] * cfg['model']['attention_head_dim']} wide, "
+        f"patch {tuple(cfg['model']['patch_size'])}, {pre['params'] / 1e6:.2f} M parameters, "
+        f"{(cfg['frames'] // cfg['model']['patch_size'][0]) * (cfg['size'] // cfg['model']['patch_size'][1]) ** 2} tokens per clip.",
+        f"- **Base**: pretrained from scratch with flow matching on the broad split: {pre['steps']} steps x "
+        f"batch {cfg['pretrain_batch']}, lr {cfg['pretrain_lr']} (cosine), noise shift {cfg['shift']}, "
+        f"{pre['seconds']:.0f} s. Validation FM loss {pre['val_fm'][0][1]:.3f} -> {pre['val_fm'][-1][1]:.3f}.",
+        f"- **Post-training**: full fine-tuning from the base on the train split, batch {cfg['post_batch']}, "
+        f"lr {cfg['post_lr']}, micro fraction {cfg['micro_fraction']}, seeds {list(cfg['seeds'])}. "
+        f"**Equal compute, calibrated to equal wall-clock**: sft gets {cfg['sft_steps']} steps; every other variant "
+        "gets the steps that cost the same in row-forward units (forward 1, backward 2: the micro rows and the "
+        "regulariser's reference forward make a DiReCT step dearer; `experiment.step_cost`). The measured "
+        "training seconds per run are in the table, so the calibration can be checked.",
+        f"- **Evaluation**: each model samples every evaluation caption ({cfg['sample_steps']} Euler steps, "
+        "one seeded noise per caption and seed); the judge scores physics and semantic adherence (0/1). The base "
+        "row uses one sampling seed per experiment seed.",
+        "",
+        "## Results",
+        "",
+        f"Pass rates in % on the evaluation captions: mean ± standard deviation over seeds [min–max]; "
+        f"{table[0]['n_per_seed']} captions per seed.",
+        "",
+        "| model | physics | semantic | physics off-shortcut | steps | train s (mean) | conflict naive | conflict macro | conflict micro |",
+        "|---|---|---|---|---|---|---|---|---|",
+    ]
+    for r in table:
+        c = r.get("conflict", {})
+        if "train_seconds" in r:
+            steps, secs = str(r["steps"]), f"{r['train_seconds']['mean']:.0f}"
+        else:
+            steps, secs = f"{pre['steps']} (pretrain)", f"{pre['seconds']:.0f}"
+        lines.append(f"| {r['model']} | {_fmt(r['physics'])} | {_fmt(r['semantic'])} | "
+                     f"{_pct(r['physics_off_shortcut'])} | {steps} | {secs} | "
+                     f"{_pct(c.get('naive'))} | {_pct(c.get('macro'))} | {_pct(c.get('micro'))} |")
+    axes = sorted({a for r in table for a in r["physics_by_axis"]})
+    lines += ["", "Physics adherence per axis of the evaluation caption (mean over seeds):", "",
+              "| model | " + " | ".join(axes) + " |", "|---|" + "---|" * len(axes)]
+    for r in table:
+        lines.append(f"| {r['model']} | " + " | ".join(_pct(r["physics_by_axis"].get(a)) for a in axes) + " |")
+    bc = summ["base_check"]
+    lines += [
+        "",
+        f"**Base on its own training distribution** (broad captions, {bc['n']} clips): physics "
+        f"{100 * bc['physics']:.0f}%, semantic {100 * bc['semantic']:.0f}%. Ground-truth renderings pass the judge "
+        "at >= 98% on both (see `direct_data.world.validation`).",
+        "",
+        "**Gradient conflict** (from each run's `log.jsonl`, mean over steps and seeds): the fraction of rows whose "
+        "contrastive gradient on the predicted velocity opposes the flow-matching gradient. `naive` is a random "
+        "in-batch negative (logged for every objective as a diagnostic, the deltaFM term itself); `macro` a "
+        "negative from another semantic partition; `micro` the hard physics negative (triplet).",
+        "",
+    ]
+    if verdict:
+        lines += [
+            "## Target",
+            "",
+            f"Target: direct physics >= {TARGET_RATIO} x sft and semantic no more than "
+            f"{100 * TARGET_SEMANTIC_DROP:.0f} points below sft. Got: physics ratio **{verdict['physics_ratio']:.2f}** "
+            f"({'met' if verdict['physics_target_met'] else 'not met'}), semantic drop "
+            f"**{100 * verdict['semantic_drop']:.1f} points** ({'met' if verdict['semantic_target_met'] else 'not met'}).",
+            "",
+        ]
+    lines += ["## Reading", "", reading(summ), ""]
+    if results.get("notes"):
+        lines += [results["notes"], ""]
+    lines += [
+        "## Plots",
+        "",
+        "![loss curves](plots/loss_curves.png)",
+        "",
+        "![adherence](plots/adherence.png)",
+        "",
+        "![samples](plots/samples.png)",
+        "",
+        "Sample strip (`plots/samples.txt` names the rows): for each of four evaluation captions, the "
+        "ground-truth rendering, then base, sft and direct (seed 0), frames left to right.",
+        "",
+        "## Timings (seconds, this machine)",
+        "",
+        "| " + " | ".join(t) + " |",
+        "|" + "---|" * len(t),
+        "| " + " | ".join(f"{v:.0f}" for v in t.values()) + " |",
+        "",
+    ]
+    path = out / "report.md"
+    path.write_text("\n".join(lines))
+    return path

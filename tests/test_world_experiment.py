@@ -1,0 +1,89 @@
+"""Smoke test of the physics-world experiment: `direct-data world run --quick` end to end, real stages."""
+
+from __future__ import annotations
+
+import json
+import re
+
+import typer
+from typer.testing import CliRunner
+
+from direct_data.world.cli import world_app
+from direct_data.world.experiment import VARIANTS, equal_compute_steps, quick_config, step_cost
+
+runner = CliRunner()
+
+
+def test_equal_compute_gives_dearer_steps_fewer_steps():
+    cfg = quick_config(sft_steps=100, post_batch=16, micro_fraction=0.5, variants=tuple(VARIANTS))
+    assert equal_compute_steps("sft", cfg) == 100 == equal_compute_steps("deltafm", cfg)
+    # direct: 16 rows + 8 micro rows with backward (3 units each) + 16 reference rows (1 unit) = 88 vs 48
+    assert step_cost("direct", cfg) == 3 * 24 + 16
+    assert equal_compute_steps("direct", cfg) == round(100 * 48 / 88)
+    assert equal_compute_steps("direct-no-micro", cfg) > equal_compute_steps("direct", cfg)
+    assert equal_compute_steps("direct-no-reg", cfg) > equal_compute_steps("direct", cfg)
+
+
+def test_quick_run_end_to_end(tmp_path, session_cache):
+    out = tmp_path / "world"
+    app = typer.Typer()
+    app.add_typer(world_app, name="world")
+    r = runner.invoke(app, ["world", "run", "--out", str(out), "--quick"], env={"COLUMNS": "200", "LLM_MODEL": ""})
+    assert r.exit_code == 0, r.output
+    res = json.loads((out / "results.json").read_text())
+    cfg = res["config"]
+
+    # every stage ran and accounted for its rows
+    for name in ("generate", "partition", "perturb", "encode", "pretrain", "evaluate", "report"):
+        assert res["timings"][name] >= 0
+    assert res["partition"]["train"]["counts"]["kept"] == res["generate"]["train"]["kept"]
+    assert res["perturb"]["backend"] == "rules" and res["perturb"]["counts"]["accepted"] > 0
+    assert res["encode"]["train"]["latents"] == res["generate"]["train"]["kept"]
+    assert res["encode"]["train"]["negatives"] == res["perturb"]["counts"]["accepted"]
+    assert res["pretrain"]["steps"] == cfg["pretrain_steps"]
+    assert (out / "runs" / "base" / "checkpoints").is_dir()
+    runs = res["evaluate"]["runs"]
+    assert sorted(j["run"]["variant"] for j in runs) == sorted(cfg["variants"])
+    for j in runs:
+        assert (out / "runs" / f"{j['run']['variant']}-s0" / "log.jsonl").is_file()
+        assert j["eval"]["n"] == res["generate"]["eval"]["kept"]
+    direct_log = [json.loads(x) for x in (out / "runs" / "direct-s0" / "log.jsonl").read_text().splitlines()]
+    assert {"macro", "micro", "reg", "conflict_macro", "conflict_micro"} <= set().union(*direct_log)
+
+    # the report: table rows for base and every variant, numbers in [0, 1], plots on disk
+    table = res["summary"]["table"]
+    assert [row["model"] for row in table] == ["base", *cfg["variants"]]
+    for row in table:
+        for key in ("physics", "semantic"):
+            assert 0.0 <= row[key]["min"] <= row[key]["mean"] <= row[key]["max"] <= 1.0
+        for c in row.get("conflict", {}).values():
+            assert c is None or 0.0 <= c <= 1.0
+    report = (out / "report.md").read_text()
+    for model in ["base", *cfg["variants"]]:
+        assert re.search(rf"^\| {re.escape(model)} \| \d", report, re.M), model
+    assert "pixel space is the latent space" in report
+    for png in ("loss_curves.png", "adherence.png", "samples.png"):
+        p = out / "plots" / png
+        assert p.is_file() and p.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert res["timings"]["total"] < 300
+
+
+def test_generate_is_byte_identical_and_pixels_round_trip(tmp_path):
+    import numpy as np
+    from safetensors.torch import load_file
+
+    from direct_data.read import normalize_text, prompt_id
+    from direct_data.sample import to_frames
+    from direct_data.world import make_split
+    from direct_data.world.experiment import generate
+
+    cfg = quick_config(n_broad=12, n_train=8, n_eval=4)
+    a, b = generate(cfg, tmp_path / "a"), generate(cfg, tmp_path / "b")
+    assert a == b and a["train"]["kept"] + a["train"]["duplicates"] == 8
+    for name in ("broad.jsonl", "train.jsonl", "eval.jsonl", "broad_latents.safetensors", "train_latents.safetensors"):
+        assert (tmp_path / "a" / "data" / name).read_bytes() == (tmp_path / "b" / "data" / name).read_bytes(), name
+    lat = load_file(str(tmp_path / "a" / "data" / "train_latents.safetensors"))
+    row = make_split(8, "train", cfg.data_seed)[0]
+    x = lat[prompt_id(normalize_text(row["prompt"]))]
+    assert tuple(x.shape) == (3, 9, 32, 32) and float(x.min()) >= -1 and float(x.max()) <= 1
+    assert np.array_equal(to_frames(x[None])[0], row["clip"])  # pixels in [-1, 1] read back exactly
