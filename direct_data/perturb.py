@@ -424,6 +424,7 @@ def run_perturb(
             "candidates_per_request": cfg.num_candidates, "chunks": len(chunks), "chunks_done": len(done),
             "requests_to_run": sum(len(chunks[j]) for j in range(len(chunks)) if j not in done) * len(cfg.axes),
             "estimated_completion_tokens": 0 if cfg.backend == "rules" else (len(requests) - len(done) * cfg.chunk_prompts * len(cfg.axes)) * cfg.num_candidates * per_token,
+            "shards_to_write": f"<= {2 * (len(chunks) - len(done))} (a negatives and a rejects shard per chunk)",
             "backend": cfg.backend, "would_recompute_because": "forced" if (ok and force) else reason,
         }
         return PerturbResult(out_dir, ok, reason, plan=plan)
