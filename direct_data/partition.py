@@ -296,13 +296,10 @@ def partition_vectors(x: np.ndarray, cfg: PartitionConfig) -> dict[str, Any]:
     labels = top[:, 0].copy()
     if cfg.balanced and k > 1:
         labels = balanced_assign(x, centroids)
-    own = np.einsum("ij,ij->i", x, centroids[labels]).astype(np.float32)
+    own = _rowwise_dot(x, centroids, labels)
     # nearest *other* partition, by cosine: the top-2 of the plain assignment covers the common case
     second = np.where(top[:, 0] == labels, top[:, 1], top[:, 0])
-    if k > 1:
-        second_sim = np.einsum("ij,ij->i", x, centroids[second]).astype(np.float32)
-    else:
-        second_sim = np.full(n, -np.inf, dtype=np.float32)
+    second_sim = _rowwise_dot(x, centroids, second) if k > 1 else np.full(n, -np.inf, dtype=np.float32)
     margin = (own - second_sim).astype(np.float32)
     margin[second < 0] = np.nan
     centroid_cos = (centroids @ centroids.T).astype(np.float32)
@@ -330,6 +327,14 @@ def partition_vectors(x: np.ndarray, cfg: PartitionConfig) -> dict[str, Any]:
         "labels": labels, "second": second, "own": own, "margin": margin, "centroids": centroids,
         "centroid_cos": centroid_cos, "negatives": negatives, "stats": stats,
     }
+
+
+def _rowwise_dot(x: np.ndarray, centroids: np.ndarray, idx: np.ndarray, *, batch: int = ASSIGN_BATCH) -> np.ndarray:
+    """x[i] . centroids[idx[i]] for every row, in blocks (no N x d gather of the centroids)."""
+    out = np.empty(len(x), dtype=np.float32)
+    for s in range(0, len(x), batch):
+        out[s : s + batch] = np.einsum("ij,ij->i", x[s : s + batch], centroids[idx[s : s + batch]])
+    return out
 
 
 def run_partition(
