@@ -58,7 +58,7 @@ def run(
                       f"semantic {100 * r['semantic']['mean']:5.1f} ± {100 * r['semantic']['std']:4.1f}", highlight=False)
     v = res["summary"]["verdict"]
     if v:
-        console.print(f"direct / sft physics = {v['physics_ratio']:.2f} (target 1.15), semantic drop "
+        console.print(f"direct / sft physics = {v['physics_ratio']:.2f} (target 1.15; nan: sft never passes), semantic drop "
                       f"{100 * v['semantic_drop']:.1f} points (target <= 2): {'met' if v['met'] else 'not met'}")
     console.print(f"total {res['timings']['total']:.0f} s")
 

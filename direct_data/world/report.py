@@ -86,9 +86,9 @@ def summarize(results: dict[str, Any], out: str | Path) -> dict[str, Any]:
     if "sft" in by and "direct" in by:
         p_s, p_d = by["sft"]["physics"]["mean"], by["direct"]["physics"]["mean"]
         s_s, s_d = by["sft"]["semantic"]["mean"], by["direct"]["semantic"]["mean"]
-        ratio = p_d / p_s if p_s > 0 else (math.inf if p_d > 0 else float("nan"))
+        ratio = p_d / p_s if p_s > 0 else float("nan")  # undefined when sft never passes: not "met"
         verdict = {"physics_ratio": ratio, "semantic_drop": s_s - s_d,
-                   "physics_target_met": bool(ratio >= TARGET_RATIO),
+                   "physics_target_met": bool(p_s > 0 and ratio >= TARGET_RATIO),
                    "semantic_target_met": bool(s_s - s_d <= TARGET_SEMANTIC_DROP)}
         verdict["met"] = verdict["physics_target_met"] and verdict["semantic_target_met"]
     return {"table": table, "verdict": verdict, "base_check": ev["base_check"]}
