@@ -22,6 +22,7 @@ ROOT = Path(__file__).resolve().parents[1]
 PROMPTS = ROOT.parent / "shared" / "data" / "prompts"
 RESULTS = ROOT / "bench" / "results"
 VLLM_PROMPTS = int(os.environ.get("BENCH_VLLM_PROMPTS", "40"))
+RULES_PROMPTS = int(os.environ.get("BENCH_RULES_PROMPTS", "0"))  # 0: every prompt; N: a seeded sample of N lines
 
 
 def run(args: list[str], env: dict) -> float:
@@ -37,7 +38,15 @@ def main() -> None:
     env = {**os.environ, "PYTHONUNBUFFERED": "1"}
     files = sorted(PROMPTS.glob("*.jsonl"))
     res: dict = {"machine": {"cores": os.cpu_count(), "platform": platform.platform(), "load_start": os.getloadavg()}, "backends": {}}
-    t = run([*map(str, files), "--axis", "all", "--out", str(tmp / "rules")], env)
+    rules_inputs = [str(f) for f in files]
+    if RULES_PROMPTS:
+        import random
+
+        lines = [l for f in files for l in f.read_text().splitlines() if l.strip()]
+        random.Random(1).shuffle(lines)
+        (tmp / "rules_sample.jsonl").write_text("\n".join(lines[:RULES_PROMPTS]) + "\n")
+        rules_inputs = [str(tmp / "rules_sample.jsonl")]
+    t = run([*rules_inputs, "--axis", "all", "--out", str(tmp / "rules")], env)
     m = Manifest.read(tmp / "rules")
     res["backends"]["rules"] = {"prompts": m.counts["prompts"], "seconds": round(t, 1), "per_axis": m.stats["per_axis"]}
     try:
