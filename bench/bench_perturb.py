@@ -55,7 +55,7 @@ def main() -> None:
         have_vllm = True
     except Exception:
         have_vllm = False
-    if have_vllm:
+    if have_vllm and VLLM_PROMPTS > 0:
         import random
 
         from direct_data.llm import cpu_engine_env, prepare_gemma
