@@ -282,7 +282,7 @@ def train(
     lr: Optional[float] = typer.Option(None, help="AdamW learning rate [default: 1e-4]."),
     seed: Optional[int] = typer.Option(None, help="Seed of init, sampler and noise [default: 0]."),
     device: Optional[str] = typer.Option(None, help="auto | cpu | cuda [default: auto]."),
-    set_: list[str] = typer.Option([], "--set", help="Any other TrainConfig field, key=value (repeatable): lam_macro, lam_micro, micro_variant (triplet|push|repel), micro_fraction, micro_margin, reg (none|moments|moments-target|mmd|l2), lam_reg, lam_naive, macro_source (batch|dataset), exclude_nearest, shift, noise_dist, grad_clip, warmup_steps, lr_schedule, ckpt_every, val_every, max_nan_skips, bf16, grad_checkpointing, text_len, ..."),
+    set_: list[str] = typer.Option([], "--set", help="Any other TrainConfig field, key=value (repeatable): lam_macro, lam_micro, micro_variant (triplet|push|repel), micro_fraction, micro_margin, reg (none|moments|moments-target|mmd|l2), lam_reg, lam_naive, macro_source (batch|dataset), exclude_nearest, shift, noise_dist, grad_clip, warmup_steps, lr_schedule, ckpt_every, val_every, max_nan_skips, bf16, grad_checkpointing, text_len, prediction (v|x0), cond_dropout, ..."),
     val_rows: int = typer.Option(8, help="Rows held as the fixed validation batch (flow-matching loss logged on it)."),
     resume: bool = typer.Option(True, "--resume/--no-resume", help="Continue from the latest checkpoint in --out."),
 ) -> None:
@@ -329,6 +329,7 @@ def sample(
     steps: int = typer.Option(20, help="Sampling steps."),
     shift: Optional[float] = typer.Option(None, help="Noise-level shift [default: the run's]."),
     seed: int = typer.Option(0, help="Noise seed (prompt i always gets the same noise)."),
+    guidance: float = typer.Option(1.0, "--guidance", help="Classifier-free guidance scale (1 = none; the run needs --set cond_dropout=0.1 or so)."),
     fmt: str = typer.Option("gif", "--format", help="gif | mp4."),
 ) -> None:
     """Sample clips from a checkpoint for a list of prompts: arrays (safetensors) and GIF/MP4 files."""
@@ -342,7 +343,8 @@ def sample(
         if not texts:
             raise ValueError("give --prompt or --prompts")
         shape = [int(x) for x in latent_shape.split(",")] if latent_shape else None
-        s = run_sample(checkpoint, texts, out, latent_shape=shape, text_encoder=text_encoder, max_text_tokens=max_text_tokens, vae=vae, steps=steps, shift=shift, seed=seed, fmt=fmt)
+        s = run_sample(checkpoint, texts, out, latent_shape=shape, text_encoder=text_encoder, max_text_tokens=max_text_tokens, vae=vae, steps=steps, shift=shift, seed=seed, fmt=fmt,
+                       guidance_scale=guidance)
     except (InputError, ValueError, FileNotFoundError) as e:
         _fail(str(e))
         return

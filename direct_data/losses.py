@@ -24,6 +24,7 @@ __all__ = [
     "sample_noise_levels",
     "noisy_latent",
     "flow_target",
+    "x0_to_velocity",
     "mse_per_sample",
     "fm_loss",
     "cfm_loss",
@@ -100,6 +101,15 @@ def noisy_latent(x0: Tensor, eps: Tensor, s: Tensor) -> Tensor:
 def flow_target(x0: Tensor, eps: Tensor) -> Tensor:
     """Velocity target ``u = eps - x0`` (d x_s / d s)."""
     return eps - x0
+
+
+def x0_to_velocity(x0_hat: Tensor, xs: Tensor, s: Tensor, min_level: float = 0.05) -> Tensor:
+    """Velocity of a clean-latent prediction: ``v = (x_s - x0_hat) / max(s, min_level)``.
+
+    Exact where ``s >= min_level`` (``x_s - x0 = s (eps - x0)``); the floor keeps the velocity
+    finite at the clean end, where ``x_s`` is almost ``x0`` (as in "Back to Basics: Let Denoising
+    Generative Models Denoise", Li & He 2025, which predicts x0 and regresses v)."""
+    return (xs - x0_hat) / _bcast(s.clamp_min(min_level), xs)
 
 
 def mse_per_sample(a: Tensor, b: Tensor) -> Tensor:

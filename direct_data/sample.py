@@ -71,10 +71,26 @@ def sample_latents(
     batch_size: int = 8,
     text_len: int | None = None,
     device: str = "cpu",
+    prediction: str = "v",
+    guidance_scale: float = 1.0,
 ) -> torch.Tensor:
     """Euler flow-matching sampling with `FlowMatchEulerDiscreteScheduler`, one seeded noise per
-    prompt (prompt i always gets the same noise, whatever the batch). Returns (N, C, F, H, W)."""
+    prompt (prompt i always gets the same noise, whatever the batch). ``prediction="x0"``: the
+    model outputs the clean latent, turned into the exact velocity ``(x_s - x0_hat) / s`` (the
+    scheduler never evaluates s = 0, so no floor is needed: an Euler step from s to s' is then
+    ``x_s' = (s'/s) x_s + (1 - s'/s) x0_hat``, and the last step lands on ``x0_hat``).
+    ``guidance_scale`` > 1: classifier-free guidance ``v = v_null + g (v_text - v_null)`` with the
+    null caption of training (`train.drop_captions`: all-zero states; train with
+    ``cond_dropout`` > 0). Returns (N, C, F, H, W)."""
     from diffusers import FlowMatchEulerDiscreteScheduler
+
+    from direct_data.losses import x0_to_velocity
+
+    if prediction not in ("v", "x0"):
+        raise ValueError(f"prediction must be 'v' or 'x0', got {prediction!r}")
+    if guidance_scale < 1.0:
+        raise ValueError(f"guidance_scale must be >= 1 (1 = no guidance), got {guidance_scale}")
+    guided = guidance_scale > 1.0
 
     n = len(text_states)
     out = torch.empty(n, *latent_shape)
@@ -86,7 +102,15 @@ def sample_latents(
         x = torch.stack([torch.randn(*latent_shape, generator=torch.Generator().manual_seed(seed * 1_000_003 + i)) for i in idx]).to(device)
         c = text[idx].to(device)
         for t in sched.timesteps:
-            v = model(x, t.expand(len(idx)).to(x.dtype), c, return_dict=False)[0].float()
+            k = len(idx) * (2 if guided else 1)
+            xin = torch.cat([x, x]) if guided else x
+            cin = torch.cat([c, torch.zeros_like(c)]) if guided else c
+            v = model(xin, t.expand(k).to(x.dtype), cin, return_dict=False)[0].float()
+            if prediction == "x0":
+                v = x0_to_velocity(v, xin.float(), (t / 1000.0).expand(k).float(), 1e-6)
+            if guided:
+                v_text, v_null = v.chunk(2)
+                v = v_null + guidance_scale * (v_text - v_null)
             x = sched.step(v, t, x, return_dict=False)[0]
         out[idx] = x.cpu()
     return out
@@ -143,6 +167,7 @@ def run_sample(
     shift: float | None = None,
     seed: int = 0,
     fmt: str = "gif",
+    guidance_scale: float = 1.0,
 ) -> dict[str, Any]:
     from direct_data.encode import TextEncoder
 
@@ -154,7 +179,8 @@ def run_sample(
         raise ValueError("give --latent-shape (the checkpoint does not record one)")
     if cfg.get("text_len") and max(s.shape[0] for s in states) > cfg["text_len"]:
         states = [s[: cfg["text_len"]] for s in states]  # as long as the run's longest caption, as in training
-    lat = sample_latents(model, states, latent_shape, steps=steps, shift=shift if shift is not None else cfg.get("shift", 5.0), seed=seed, text_len=cfg.get("text_len"))
+    lat = sample_latents(model, states, latent_shape, steps=steps, shift=shift if shift is not None else cfg.get("shift", 5.0), seed=seed, text_len=cfg.get("text_len"), prediction=cfg.get("prediction", "v"),
+                         guidance_scale=guidance_scale)
     clips = to_frames(lat, vae_path=vae)
     files = save_clips(clips, lat, prompts, out_dir, fmt=fmt)
     return {"clips": len(files), "frames_shape": list(clips.shape[1:]), "files": files, "encoder": enc.identity}

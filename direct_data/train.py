@@ -28,6 +28,7 @@ import shutil
 import time
 from collections import deque
 from dataclasses import asdict, dataclass, field, fields
+from dataclasses import replace as dc_replace
 from pathlib import Path
 from typing import Any, Sequence
 
@@ -65,6 +66,9 @@ LORA_WEIGHT_NAME = "pytorch_lora_weights.safetensors"
 # =============================================================================================
 
 
+PREDICTIONS = ("v", "x0")
+
+
 @dataclass
 class TrainConfig:
     """Every knob of a run. Presets (`preset`) set the objective terms; everything else is shared."""
@@ -86,6 +90,15 @@ class TrainConfig:
     shift: float = 5.0
     logit_loc: float = 0.0
     logit_scale: float = 1.0
+    # --- what the network outputs: "v" (Wan: the velocity eps - x0) or "x0" (the clean latent,
+    # turned into v = (x_s - x0_hat) / max(s, x0_min_level) before every loss, so all the terms
+    # and the sampler stay in velocity space; suggested for pixel-space models with large patches
+    # by Li & He 2025; on the physics world it gave cleaner backgrounds, not better objects) ---
+    prediction: str = "v"
+    x0_min_level: float = 0.05
+    # fraction of rows trained on the null caption (all-zero text states), so the sampler can use
+    # classifier-free guidance (`sample.sample_latents(guidance_scale=...)`); 0 = never
+    cond_dropout: float = 0.0
     # --- model ---
     model_config: str = "tiny"
     pretrained: str | None = None
@@ -129,6 +142,12 @@ class TrainConfig:
             raise ValueError(f"reg must be one of {L.REG_VARIANTS}, got {self.reg!r}")
         if self.macro_source not in ("batch", "dataset"):
             raise ValueError(f"macro_source must be 'batch' or 'dataset', got {self.macro_source!r}")
+        if self.prediction not in PREDICTIONS:
+            raise ValueError(f"prediction must be one of {PREDICTIONS}, got {self.prediction!r}")
+        if not 0.0 <= self.cond_dropout < 1.0:
+            raise ValueError(f"cond_dropout must be in [0, 1), got {self.cond_dropout}")
+        if not 0.0 < self.x0_min_level < 1.0:
+            raise ValueError(f"x0_min_level must be in (0, 1), got {self.x0_min_level}")
         if self.lr_schedule not in ("constant", "cosine"):
             raise ValueError(f"lr_schedule must be 'constant' or 'cosine', got {self.lr_schedule!r}")
         for name in ("lam_naive", "lam_macro", "lam_micro"):
@@ -417,6 +436,19 @@ class Batch:
     hard_axis: list[str]
 
 
+def drop_captions(batch: Batch, p: float, gen: torch.Generator) -> Batch:
+    """Replace the text of each row, with probability ``p``, by the null caption (zeros: the
+    padding value, so the model sees no token at all); the hard negatives are kept."""
+    if p <= 0:
+        return batch
+    drop = torch.rand(batch.rows.numel(), generator=gen) < p
+    if not bool(drop.any()):
+        return batch
+    text = batch.text.clone()
+    text[drop] = 0.0
+    return dc_replace(batch, text=text)
+
+
 def collate(data: TrainData, rows: Sequence[int], *, text_len: int, micro_fraction: float, use_micro: bool,
             gen: torch.Generator) -> Batch:
     """Stack a batch; pick ``round(micro_fraction * B)`` (>= 1) of the rows that have a hard
@@ -446,9 +478,13 @@ def collate(data: TrainData, rows: Sequence[int], *, text_len: int, micro_fracti
 # =============================================================================================
 
 
-def _forward(model, x: Tensor, s: Tensor, text: Tensor) -> Tensor:
-    """Wan forward in its convention: timestep ``1000 * s``; the output is returned in float32."""
-    return model(x, 1000.0 * s.to(x.dtype), text.to(x.dtype), return_dict=False)[0].float()
+def _forward(model, x: Tensor, s: Tensor, text: Tensor, prediction: str = "v", x0_min_level: float = 0.05) -> Tensor:
+    """Wan forward in its convention (timestep ``1000 * s``), returned as a float32 velocity:
+    the output itself (``prediction="v"``), or ``L.x0_to_velocity`` of it (``"x0"``)."""
+    out = model(x, 1000.0 * s.to(x.dtype), text.to(x.dtype), return_dict=False)[0].float()
+    if prediction == "x0":
+        return L.x0_to_velocity(out, x.float(), s, x0_min_level)
+    return out
 
 
 def _macro_targets(data: TrainData, batch: Batch, u: Tensor, cfg: TrainConfig, gen: torch.Generator,
@@ -501,23 +537,24 @@ def train_step(model, batch: Batch, data: TrainData, cfg: TrainConfig, *, gen_no
 
     # one forward for the main rows and the rows whose hard negative runs this step
     m = batch.micro_rows.to(device)
+    pred = (cfg.prediction, cfg.x0_min_level)
     use_micro = cfg.lam_micro > 0 and m.numel() > 0
     use_bf16 = cfg.bf16 and device.type == "cuda"
     with torch.autocast(device_type=device.type, dtype=torch.bfloat16, enabled=use_bf16):
         if use_micro:
             out = _forward(model, torch.cat([xs, xs[m]]), torch.cat([s, s[m]]),
-                           torch.cat([text, batch.hard_text.to(device)]))
+                           torch.cat([text, batch.hard_text.to(device)]), *pred)
             v, v_tilde = out[:b], out[b:]
         else:
-            v, v_tilde = _forward(model, xs, s, text), None
+            v, v_tilde = _forward(model, xs, s, text, *pred), None
         v_ref = None
         if cfg.reg in ("moments", "mmd", "l2") and cfg.lam_reg > 0:
             with torch.no_grad():
                 if ref_model is None:  # LoRA: the same network with adapters off
                     with wan.adapters_disabled(model):
-                        v_ref = _forward(model, xs, s, text)
+                        v_ref = _forward(model, xs, s, text, *pred)
                 else:
-                    v_ref = _forward(ref_model, xs, s, text)
+                    v_ref = _forward(ref_model, xs, s, text, *pred)
 
     terms: dict[str, Tensor] = {"fm": L.fm_loss(v, u)}
     u_naive = torch.roll(u, naive_shift, dims=0)
@@ -590,12 +627,14 @@ def make_val_batch(data: TrainData, rows: Sequence[int], *, text_len: int | None
 
 
 @torch.no_grad()
-def evaluate_fm(model, val: ValBatch, device: torch.device | str = "cpu", bf16: bool = False) -> float:
-    """Flow-matching loss ``mean ||v - (eps - x0)||^2`` on the fixed validation batch."""
+def evaluate_fm(model, val: ValBatch, device: torch.device | str = "cpu", bf16: bool = False,
+                prediction: str = "v", x0_min_level: float = 0.05) -> float:
+    """Flow-matching loss ``mean ||v - (eps - x0)||^2`` on the fixed validation batch (``v``: the
+    model's velocity, converted from its clean-latent output when ``prediction="x0"``)."""
     device = torch.device(device)
     x0, eps, s = val.latents.to(device), val.eps.to(device), val.s.to(device)
     with torch.autocast(device_type=device.type, dtype=torch.bfloat16, enabled=bf16 and device.type == "cuda"):
-        v = _forward(model, L.noisy_latent(x0, eps, s), s, val.text.to(device))
+        v = _forward(model, L.noisy_latent(x0, eps, s), s, val.text.to(device), prediction, x0_min_level)
     return float(L.fm_loss(v, L.flow_target(x0, eps)))
 
 
@@ -819,7 +858,8 @@ def train(cfg: TrainConfig, data: TrainData, *, model=None, val: ValBatch | None
                                   weight_decay=cfg.weight_decay)
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, _lr_lambda(cfg))
     sampler = PartitionBatchSampler(data.partition, cfg.batch_size, cfg.seed)
-    gens = {"noise": torch.Generator().manual_seed(cfg.seed), "neg": torch.Generator().manual_seed(cfg.seed + 1)}
+    gens = {"noise": torch.Generator().manual_seed(cfg.seed), "neg": torch.Generator().manual_seed(cfg.seed + 1),
+            "drop": torch.Generator().manual_seed(cfg.seed + 2)}
     step, nan_skips = 0, 0
 
     # --- resume ----------------------------------------------------------------------------------
@@ -857,7 +897,7 @@ def train(cfg: TrainConfig, data: TrainData, *, model=None, val: ValBatch | None
     def validate() -> None:
         if val is not None:
             model.eval()
-            val_fm.append((step, evaluate_fm(model, val, device, cfg.bf16)))
+            val_fm.append((step, evaluate_fm(model, val, device, cfg.bf16, cfg.prediction, cfg.x0_min_level)))
             model.train()
 
     if step == 0 and val is not None:
@@ -881,6 +921,7 @@ def train(cfg: TrainConfig, data: TrainData, *, model=None, val: ValBatch | None
             epoch, rows = sampler.next_batch()
             batch = collate(data, rows, text_len=text_len, micro_fraction=cfg.micro_fraction,
                             use_micro=cfg.lam_micro > 0, gen=gens["neg"])
+            batch = drop_captions(batch, cfg.cond_dropout, gens["drop"])
             loss, stats = train_step(model, batch, data, cfg, gen_noise=gens["noise"], gen_neg=gens["neg"],
                                      device=device, ref_model=ref_model)
             optimizer.zero_grad(set_to_none=True)

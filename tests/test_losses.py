@@ -73,6 +73,22 @@ def test_noisy_latent_and_target_wan_convention():
     torch.testing.assert_close((L.noisy_latent(x0, eps, s + h) - xs) / h, u, atol=1e-5, rtol=1e-5)
 
 
+def test_x0_to_velocity_is_exact_above_the_floor_and_finite_below():
+    x0, eps = _t(0), _t(1)
+    s = torch.tensor([0.0, 0.01, 0.3, 1.0], dtype=torch.float64)
+    xs = L.noisy_latent(x0, eps, s)
+    v = L.x0_to_velocity(x0, xs, s, min_level=0.05)
+    u = L.flow_target(x0, eps)
+    # a perfect clean-latent prediction is the true velocity wherever s >= the floor
+    torch.testing.assert_close(v[2:], u[2:])
+    # below the floor the division uses the floor: (x_s - x0) / 0.05 = (s / 0.05) u
+    torch.testing.assert_close(v[1], (0.01 / 0.05) * u[1])
+    torch.testing.assert_close(v[0], torch.zeros_like(v[0]))
+    # the velocity error is the clean-latent error scaled by 1 / max(s, floor)
+    x0_hat = x0 + 0.1
+    torch.testing.assert_close(L.x0_to_velocity(x0_hat, xs, s, 0.05)[2] - u[2], -(0.1 / 0.3) * torch.ones_like(u[2]))
+
+
 def test_fm_loss_reference_and_gradient_pulls_towards_target():
     v, u = _t(2), _t(3)
     ref = sum(_sqdist(v, u, i) for i in range(4)) / 4

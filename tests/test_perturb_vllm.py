@@ -89,3 +89,32 @@ def test_vllm_stage_one_row_per_request_schema_valid_and_resume(gemma, tmp_path)
     # a rerun of the finished stage is up to date; with --force it is served by the request cache
     r2 = subprocess.run(cmd + ["--force"], env=env, cwd=ROOT, capture_output=True, text=True, timeout=900)
     assert r2.returncode == 0 and '"cache_hits": 14' in r2.stdout and '"generated": 0' in r2.stdout, r2.stdout[-2000:]
+
+
+def test_world_experiment_perturbs_with_vllm_when_llm_model_is_set(gemma, tmp_path):
+    """`make` with LLM_MODEL set: the experiment's perturb step runs the vLLM backend on the
+    world's captions, and the encode step stores the accepted rewrites as hard negatives."""
+    from direct_data.llm import cpu_engine_env
+
+    out = tmp_path / "world"
+    env = {**os.environ, **cpu_engine_env(tmp_path), "PYTHONUNBUFFERED": "1", "DIRECT_DATA_CACHE": str(tmp_path / "cache"),
+           "LLM_MODEL": str(gemma)}
+    cmd = [sys.executable, "-m", "direct_data.cli", "world", "run", "--quick", "--stop-after", "encode", "--out", str(out),
+           "--set", "n_train=4", "--set", "n_broad=24", "--set", "n_eval=4", "--set", "k_train=2", "--set", "k_broad=2"]
+    r = subprocess.run(cmd, env=env, cwd=ROOT, capture_output=True, text=True, timeout=1200)
+    assert r.returncode == 0, (r.stdout + r.stderr)[-3000:]
+    assert "stopped after encode" in r.stdout
+    res = json.loads((out / "results.json").read_text())
+    assert set(res) >= {"generate", "partition", "perturb", "encode"} and "pretrain" not in res
+    p = res["perturb"]
+    assert p["backend"] == "vllm" and p["model"] == str(gemma)
+    kept = res["generate"]["train"]["kept"]
+    c = p["counts"]
+    assert c["prompts"] == kept and c["requests"] == 5 * kept == c["accepted"] + c["rejected"]
+    m = Manifest.read(out / "stages" / "perturb_train")
+    assert m.config["backend"] == "vllm"
+    neg = read_shards(out / "stages" / "perturb_train", "negatives").to_pylist()
+    assert len(neg) == c["accepted"]
+    # every negative the encode step stored is one of the accepted vLLM rewrites
+    assert res["encode"]["train"].get("negatives", 0) == len(neg)
+    assert not (out / "runs").exists()

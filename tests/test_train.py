@@ -232,6 +232,7 @@ def test_non_finite_steps_are_skipped_counted_then_stop(tmp_path):
     dict(micro_variant="push", reg="mmd", macro_source="dataset", exclude_nearest=1),
     dict(micro_variant="repel", reg="moments-target", lam_naive=0.05),
     dict(micro_variant="triplet", reg="none", lam_micro=0.05, micro_fraction=1.0, noise_dist="uniform"),
+    dict(prediction="x0", reg="moments", lam_naive=0.05),
 ])
 def test_every_variant_runs_with_finite_terms(variant):
     data = structured_data(partition_neighbors={0: [1, 2], 1: [0, 3], 2: [3, 0], 3: [2, 1]})
@@ -249,6 +250,8 @@ def test_config_validation():
         T.preset("direct", micro_variant="pull")
     with pytest.raises(ValueError, match="unknown objective"):
         T.preset("dpo")
+    with pytest.raises(ValueError, match="prediction"):
+        T.preset("sft", prediction="eps")
     with pytest.raises(ValueError, match="text_dim"):
         T.train(_cfg("sft", max_steps=1), structured_data(), model=wan.build_transformer("tiny", text_dim=64))
 
@@ -297,3 +300,57 @@ def test_pretrained_folder_lora_and_reference_switch(tmp_path):
     torch.testing.assert_close(again, on)  # and switched back on after the block
     with pytest.raises(ValueError, match="matched nothing|Target modules"):
         wan.add_lora(wan.build_transformer("tiny"), rank=4, target_modules=("no_such_layer",))
+
+
+# ---------------------------------------------------------------------------------------------- sampling
+
+
+class _Oracle(torch.nn.Module):
+    """Stands in for the transformer's call signature: predicts a fixed clean latent, ``c`` for a
+    caption and ``d`` for the null caption (all-zero states), as x0 or as its exact velocity
+    ``(x_s - x0) / s`` (``prediction="v"``)."""
+
+    def __init__(self, c: torch.Tensor, d: torch.Tensor, prediction: str) -> None:
+        super().__init__()
+        self.c, self.d, self.prediction = c, d, prediction
+
+    def forward(self, x, t, text, return_dict=False):
+        s = (t / 1000.0).reshape(-1, 1, 1, 1, 1)
+        has_text = (text.abs().flatten(1).sum(1) > 0).reshape(-1, 1, 1, 1, 1)
+        x0 = torch.where(has_text, self.c, self.d)
+        return ((x0 if self.prediction == "x0" else (x - x0) / s),)
+
+
+@pytest.mark.parametrize("prediction", ["v", "x0"])
+def test_sampler_lands_on_the_predicted_clean_latent_and_guides(prediction):
+    from direct_data.sample import sample_latents
+
+    g = torch.Generator().manual_seed(3)
+    c, d = torch.randn(C, F, H, W, generator=g), torch.randn(C, F, H, W, generator=g)
+    states = [torch.ones(4, D), torch.ones(6, D)]
+    oracle = _Oracle(c, d, prediction)
+    out = sample_latents(oracle, states, (C, F, H, W), steps=7, shift=3.0, seed=1, prediction=prediction)
+    torch.testing.assert_close(out, c.expand(2, *c.shape), atol=1e-4, rtol=1e-4)
+    # classifier-free guidance extrapolates from the null caption's prediction: d + 2 (c - d)
+    out = sample_latents(oracle, states, (C, F, H, W), steps=7, shift=3.0, seed=1, prediction=prediction,
+                         guidance_scale=2.0)
+    torch.testing.assert_close(out, (2 * c - d).expand(2, *c.shape), atol=1e-4, rtol=1e-4)
+    with pytest.raises(ValueError, match="prediction"):
+        sample_latents(oracle, states, (C, F, H, W), steps=2, prediction="eps")
+    with pytest.raises(ValueError, match="guidance_scale"):
+        sample_latents(oracle, states, (C, F, H, W), steps=2, guidance_scale=0.5)
+
+
+def test_caption_dropout_nulls_a_seeded_fraction_of_rows():
+    data = structured_data(n=64)
+    batch = T.collate(data, list(range(64)), text_len=8, micro_fraction=0.25, use_micro=True,
+                      gen=torch.Generator().manual_seed(0))
+    out = T.drop_captions(batch, 0.25, torch.Generator().manual_seed(5))
+    again = T.drop_captions(batch, 0.25, torch.Generator().manual_seed(5))
+    null = out.text.abs().flatten(1).sum(1) == 0
+    assert 4 <= int(null.sum()) <= 28 and torch.equal(out.text, again.text)
+    torch.testing.assert_close(out.text[~null], batch.text[~null])  # the rest untouched
+    assert torch.equal(out.hard_text, batch.hard_text) and torch.equal(out.latents, batch.latents)
+    assert T.drop_captions(batch, 0.0, torch.Generator()) is batch
+    with pytest.raises(ValueError, match="cond_dropout"):
+        T.preset("sft", cond_dropout=1.0)

@@ -65,7 +65,6 @@ def test_quick_run_end_to_end(tmp_path, session_cache):
     for png in ("loss_curves.png", "adherence.png", "samples.png"):
         p = out / "plots" / png
         assert p.is_file() and p.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
-    assert res["timings"]["total"] < 300
 
 
 def test_generate_is_byte_identical_and_pixels_round_trip(tmp_path):
@@ -87,3 +86,20 @@ def test_generate_is_byte_identical_and_pixels_round_trip(tmp_path):
     x = lat[prompt_id(normalize_text(row["prompt"]))]
     assert tuple(x.shape) == (3, 9, 32, 32) and float(x.min()) >= -1 and float(x.max()) <= 1
     assert np.array_equal(to_frames(x[None])[0], row["clip"])  # pixels in [-1, 1] read back exactly
+
+
+def test_settings_parse_typed_and_bad_ones_are_refused(tmp_path):
+    from direct_data.world.experiment import WORLD_MODEL, parse_overrides
+
+    over = parse_overrides(["n_train=8", "shift=2.5", "seeds=[0, 4]", "llm-model=/models/x", "model={\"num_layers\": 1}"])
+    assert over["n_train"] == 8 and over["shift"] == 2.5 and over["seeds"] == (0, 4) and over["llm_model"] == "/models/x"
+    assert over["model"] == {**WORLD_MODEL, "num_layers": 1}
+    cfg = quick_config(**over)
+    assert cfg.seeds == (0, 4) and cfg.model["num_layers"] == 1
+    app = typer.Typer()
+    app.add_typer(world_app, name="world")
+    for args, msg in ((["--set", "n_trian=8"], "unknown setting 'n_trian'"), (["--set", "n_train"], "KEY=VALUE"),
+                      (["--stop-after", "judge"], "--stop-after must be one of")):
+        r = runner.invoke(app, ["world", "run", "--quick", "--out", str(tmp_path / "w"), *args], env={"COLUMNS": "200"})
+        assert r.exit_code == 2 and msg in r.output, r.output
+    assert not (tmp_path / "w").exists()

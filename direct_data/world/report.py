@@ -54,6 +54,33 @@ def _stats(xs: list[float]) -> dict[str, float]:
             "min": float(a.min()), "max": float(a.max()), "n": int(len(a))}
 
 
+def _semantic_parts(out: Path, model: str, seeds: list[int], split: str) -> dict[str, float] | None:
+    """Mean over seeds of the judge's kind / colour / setting checks (from the saved verdicts)."""
+    rates: dict[str, list[float]] = {"kind": [], "colour": [], "setting": []}
+    for seed in seeds:
+        path = out / "samples" / f"{model}-s{seed}-{split}" / "verdicts.jsonl"
+        if not path.is_file():
+            return None
+        vs = [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+        for k in rates:
+            rates[k].append(float(np.mean([v[f"{k}_ok"] for v in vs])) if vs else 0.0)
+    return {k: float(np.mean(v)) for k, v in rates.items()}
+
+
+def physics_noise(sft: dict[str, Any], direct: dict[str, Any]) -> dict[str, Any]:
+    """The direct - sft physics difference and its noise: the binomial standard error of a
+    difference of two pass rates over all clips of a model (pooled rate), and the seed spread;
+    ``physics_significant`` when the difference exceeds twice the larger of the two."""
+    diff = direct["physics"]["mean"] - sft["physics"]["mean"]
+    n = sft["n_per_seed"] * sft["physics"]["n"]
+    p = max(1e-9, min(1 - 1e-9, (sft["physics"]["mean"] + direct["physics"]["mean"]) / 2))
+    se = (2 * p * (1 - p) / max(1, n)) ** 0.5
+    spread = max(sft["physics"]["std"], direct["physics"]["std"])
+    sig = abs(diff) > 2 * max(se, spread / max(1, sft["physics"]["n"]) ** 0.5)
+    return {"physics_diff": diff, "physics_se": se, "physics_seed_sd": spread, "clips_per_model": n,
+            "physics_significant": bool(sig)}
+
+
 def summarize(results: dict[str, Any], out: str | Path) -> dict[str, Any]:
     """The table, conflict rates, timings and the verdict, as a dict (also the JSON in results)."""
     out = Path(out)
@@ -71,6 +98,7 @@ def summarize(results: dict[str, Any], out: str | Path) -> dict[str, Any]:
         axes = sorted({a for e in evs for a in e["physics_by_axis"]})
         row["physics_by_axis"] = {a: float(np.mean([e["physics_by_axis"][a] for e in evs if a in e["physics_by_axis"]]))
                                   for a in axes}
+        row["semantic_parts"] = _semantic_parts(out, name, [e["seed"] for e in evs], evs[0].get("split", "eval"))
         off = [e["physics_off_shortcut"] for e in evs if e.get("physics_off_shortcut") is not None]
         row["physics_off_shortcut"] = float(np.mean(off)) if off else None
         if name in runs:
@@ -89,8 +117,11 @@ def summarize(results: dict[str, Any], out: str | Path) -> dict[str, Any]:
         ratio = p_d / p_s if p_s > 0 else float("nan")  # undefined when sft never passes: not "met"
         verdict = {"physics_ratio": ratio, "semantic_drop": s_s - s_d,
                    "physics_target_met": bool(p_s > 0 and ratio >= TARGET_RATIO),
-                   "semantic_target_met": bool(s_s - s_d <= TARGET_SEMANTIC_DROP)}
-        verdict["met"] = verdict["physics_target_met"] and verdict["semantic_target_met"]
+                   "semantic_target_met": bool(s_s - s_d <= TARGET_SEMANTIC_DROP),
+                   **physics_noise(by["sft"], by["direct"])}
+        # a ratio reached by a difference inside the noise is not a demonstrated gain
+        verdict["met"] = (verdict["physics_target_met"] and verdict["physics_significant"]
+                          and verdict["semantic_target_met"])
     return {"table": table, "verdict": verdict, "base_check": ev["base_check"]}
 
 
@@ -215,20 +246,18 @@ def reading(summ: dict[str, Any]) -> str:
             "comparison below as a measurement of small effects near the judge's floor.")
     if v and "sft" in by and "direct" in by:
         s, d = by["sft"], by["direct"]
-        noise = max(s["physics"]["std"], d["physics"]["std"])
-        diff = d["physics"]["mean"] - s["physics"]["mean"]
-        n = s["n_per_seed"] * s["physics"]["n"]
-        p = max(1e-9, min(1 - 1e-9, (s["physics"]["mean"] + d["physics"]["mean"]) / 2))
-        se = (2 * p * (1 - p) / max(1, n)) ** 0.5
-        sig = abs(diff) > 2 * max(se, noise / max(1, s["physics"]["n"]) ** 0.5)
+        noise, diff, n, se, sig = (v["physics_seed_sd"], v["physics_diff"], v["clips_per_model"], v["physics_se"],
+                                   v["physics_significant"])
         out.append(
             f"direct vs sft, physics: {100 * d['physics']['mean']:.1f}% vs {100 * s['physics']['mean']:.1f}% "
             f"(ratio {v['physics_ratio']:.2f}; target {TARGET_RATIO}); semantic: {100 * d['semantic']['mean']:.1f}% vs "
             f"{100 * s['semantic']['mean']:.1f}%. The binomial standard error of a difference over {n} clips per model "
             f"is about {100 * se:.1f} points and the seed spread (sd) up to {100 * noise:.1f} points, so the physics "
             f"difference of {100 * diff:+.1f} points is {'outside' if sig else 'within'} the noise. "
-            + ("The target is met." if v["met"] else "The target is not met: on this world, at this budget, the "
-               "method does not show the paper's gain over SFT."))
+            + ("The target is met." if v["met"] else
+               ("The ratio reaches the target, but on so few passing clips that it is not a demonstrated gain: "
+                "the target is not met. " if v["physics_target_met"] else "The target is not met. ")
+               + "On this world, at this budget, the method does not show the paper's gain over SFT."))
         if "deltafm" in by:
             out.append(f"deltafm (random in-batch negatives) reaches {100 * by['deltafm']['physics']['mean']:.1f}% physics.")
         abl = [(k, by[k]) for k in ("direct-no-macro", "direct-no-micro", "direct-no-reg") if k in by]
@@ -335,6 +364,12 @@ def write_report(out: str | Path, results: dict[str, Any]) -> Path:
               "| model | " + " | ".join(axes) + " |", "|---|" + "---|" * len(axes)]
     for r in table:
         lines.append(f"| {r['model']} | " + " | ".join(_pct(r["physics_by_axis"].get(a)) for a in axes) + " |")
+    if all(r.get("semantic_parts") for r in table):
+        lines += ["", "Semantic adherence by check (mean over seeds; semantic = all three right):", "",
+                  "| model | kind | colour | setting |", "|---|---|---|---|"]
+        for r in table:
+            sp = r["semantic_parts"]
+            lines.append(f"| {r['model']} | {_pct(sp['kind'])} | {_pct(sp['colour'])} | {_pct(sp['setting'])} |")
     bc = summ["base_check"]
     lines += [
         "",
@@ -354,7 +389,7 @@ def write_report(out: str | Path, results: dict[str, Any]) -> Path:
             "",
             f"Target: direct physics >= {TARGET_RATIO} x sft and semantic no more than "
             f"{100 * TARGET_SEMANTIC_DROP:.0f} points below sft. Got: physics ratio **{verdict['physics_ratio']:.2f}** "
-            f"({'met' if verdict['physics_target_met'] else 'not met'}), semantic drop "
+            f"({'met' if verdict['physics_target_met'] and verdict.get('physics_significant') else 'reached, but the difference is within the noise' if verdict['physics_target_met'] else 'not met'}), semantic drop "
             f"**{100 * verdict['semantic_drop']:.1f} points** ({'met' if verdict['semantic_target_met'] else 'not met'}).",
             "",
         ]
