@@ -20,7 +20,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from direct_data.world.scenes import COLOURS, HORIZONTAL, KINDS, MATERIALS, PHYSICS, SETTINGS, SceneSpec
+from direct_data.world.scenes import HORIZONTAL, MATERIALS, PHYSICS, SceneSpec
 
 __all__ = ["caption", "draw_picks", "PICKS", "parse_caption", "CaptionParse", "COLOUR_WORDS", "KIND_WORDS",
            "SETTING_NOUNS", "TEMPLATES"]
