@@ -103,3 +103,24 @@ def test_settings_parse_typed_and_bad_ones_are_refused(tmp_path):
         r = runner.invoke(app, ["world", "run", "--quick", "--out", str(tmp_path / "w"), *args], env={"COLUMNS": "200"})
         assert r.exit_code == 2 and msg in r.output, r.output
     assert not (tmp_path / "w").exists()
+
+
+def test_verdict_needs_a_difference_outside_the_noise():
+    from direct_data.world.report import physics_noise
+
+    def row(rates):
+        import numpy as np
+
+        a = np.asarray(rates)
+        return {"physics": {"mean": float(a.mean()), "std": float(a.std()), "n": len(a)}, "n_per_seed": 64}
+
+    # 2 vs 4 passing clips of 192: a ratio of 2, inside the noise
+    small = physics_noise(row([0.0, 1 / 64, 1 / 64]), row([1 / 64, 2 / 64, 1 / 64]))
+    assert small["clips_per_model"] == 192 and not small["physics_significant"]
+    assert 0.01 < small["physics_se"] < 0.02
+    # 10% vs 30%, steady over seeds: outside it
+    big = physics_noise(row([0.10, 0.11, 0.09]), row([0.30, 0.31, 0.29]))
+    assert big["physics_significant"] and abs(big["physics_diff"] - 0.2) < 1e-9
+    # the same means with a wild seed spread: inside again
+    wild = physics_noise(row([0.0, 0.3, 0.0]), row([0.6, 0.0, 0.3]))
+    assert not wild["physics_significant"]
