@@ -101,10 +101,10 @@ def sample_latents(
         sched.set_timesteps(steps, device=device)
         x = torch.stack([torch.randn(*latent_shape, generator=torch.Generator().manual_seed(seed * 1_000_003 + i)) for i in idx]).to(device)
         c = text[idx].to(device)
+        cin = torch.cat([c, torch.zeros_like(c)]) if guided else c  # text rows, then null-caption rows
+        k = cin.shape[0]
         for t in sched.timesteps:
-            k = len(idx) * (2 if guided else 1)
             xin = torch.cat([x, x]) if guided else x
-            cin = torch.cat([c, torch.zeros_like(c)]) if guided else c
             v = model(xin, t.expand(k).to(x.dtype), cin, return_dict=False)[0].float()
             if prediction == "x0":
                 v = x0_to_velocity(v, xin.float(), (t / 1000.0).expand(k).float(), 1e-6)

@@ -62,6 +62,11 @@ def test_quick_run_end_to_end(tmp_path, session_cache):
     for model in ["base", *cfg["variants"]]:
         assert re.search(rf"^\| {re.escape(model)} \| \d", report, re.M), model
     assert "pixel space is the latent space" in report
+    for row in table:  # the semantic verdict is the AND of its three checks, so no check passes less often
+        parts = row["semantic_parts"]
+        assert set(parts) == {"kind", "colour", "setting"}
+        assert all(row["semantic"]["mean"] <= v <= 1.0 for v in parts.values()), row
+    assert "Semantic adherence by check" in report
     for png in ("loss_curves.png", "adherence.png", "samples.png"):
         p = out / "plots" / png
         assert p.is_file() and p.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"

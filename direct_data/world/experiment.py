@@ -478,6 +478,7 @@ def evaluate_model(cfg: ExperimentConfig, out: str | Path, name: str, checkpoint
     return {"model": name, "seed": seed, "split": split, "n": len(rows), "sample_seconds": t_sample,
             "physics": float(np.mean([v["physics"] for v in verdicts])),
             "semantic": float(np.mean([v["semantic"] for v in verdicts])),
+            "semantic_parts": {k: float(np.mean([v[f"{k}_ok"] for v in verdicts])) for k in ("kind", "colour", "setting")},
             "physics_by_axis": {a: float(np.mean([v["physics"] for v in verdicts if v["axis"] == a]))
                                 for a in sorted({v["axis"] for v in verdicts})},
             "physics_shortcut": _mean_or_none([v["physics"] for v in verdicts if v["shortcut"]]),

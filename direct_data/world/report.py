@@ -54,19 +54,6 @@ def _stats(xs: list[float]) -> dict[str, float]:
             "min": float(a.min()), "max": float(a.max()), "n": int(len(a))}
 
 
-def _semantic_parts(out: Path, model: str, seeds: list[int], split: str) -> dict[str, float] | None:
-    """Mean over seeds of the judge's kind / colour / setting checks (from the saved verdicts)."""
-    rates: dict[str, list[float]] = {"kind": [], "colour": [], "setting": []}
-    for seed in seeds:
-        path = out / "samples" / f"{model}-s{seed}-{split}" / "verdicts.jsonl"
-        if not path.is_file():
-            return None
-        vs = [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
-        for k in rates:
-            rates[k].append(float(np.mean([v[f"{k}_ok"] for v in vs])) if vs else 0.0)
-    return {k: float(np.mean(v)) for k, v in rates.items()}
-
-
 def physics_noise(sft: dict[str, Any], direct: dict[str, Any]) -> dict[str, Any]:
     """The direct - sft physics difference and its noise: the binomial standard error of a
     difference of two pass rates over all clips of a model (pooled rate), and the seed spread;
@@ -98,7 +85,9 @@ def summarize(results: dict[str, Any], out: str | Path) -> dict[str, Any]:
         axes = sorted({a for e in evs for a in e["physics_by_axis"]})
         row["physics_by_axis"] = {a: float(np.mean([e["physics_by_axis"][a] for e in evs if a in e["physics_by_axis"]]))
                                   for a in axes}
-        row["semantic_parts"] = _semantic_parts(out, name, [e["seed"] for e in evs], evs[0].get("split", "eval"))
+        parts = [e.get("semantic_parts") for e in evs]
+        row["semantic_parts"] = ({k: float(np.mean([p[k] for p in parts])) for k in parts[0]}
+                                 if all(parts) else None)  # None: results.json from before the breakdown
         off = [e["physics_off_shortcut"] for e in evs if e.get("physics_off_shortcut") is not None]
         row["physics_off_shortcut"] = float(np.mean(off)) if off else None
         if name in runs:
@@ -139,6 +128,15 @@ def _plt():
     return plt
 
 
+def _save(plt, fig, path: str | Path) -> Path:
+    fig.tight_layout()
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path
+
+
 def _smooth(y: np.ndarray, w: int) -> np.ndarray:
     if len(y) < 2 or w <= 1:
         return y
@@ -169,12 +167,7 @@ def plot_losses(out: str | Path, variants: list[str], path: str | Path) -> Path:
         ax.set_ylabel("FM loss (line: train avg; dots: val)")
         ax.set_yscale("log")
         ax.legend(fontsize=7)
-    fig.tight_layout()
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-    return path
+    return _save(plt, fig, path)
 
 
 def plot_adherence(table: list[dict[str, Any]], path: str | Path) -> Path:
@@ -192,12 +185,7 @@ def plot_adherence(table: list[dict[str, Any]], path: str | Path) -> Path:
     ax.set_ylabel("judge pass rate (mean; bars: seed min-max)")
     ax.legend(fontsize=8)
     ax.set_title("physics-world evaluation captions (independent split)", fontsize=10)
-    fig.tight_layout()
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-    return path
+    return _save(plt, fig, path)
 
 
 def plot_samples(out: str | Path, models: list[str], path: str | Path, n: int = 4, seed: int = 0) -> Path:
