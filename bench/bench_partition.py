@@ -198,7 +198,7 @@ def _vmrss_mib() -> float:
 def side_embed_bare(p: dict) -> dict:
     import numpy as np
 
-    from direct_data.models import load_sentence_model
+    from direct_data.backends.models import load_sentence_model
 
     texts, _ = C.real_prompts()
     with C.Timer() as tl:
@@ -212,7 +212,7 @@ def side_embed_bare(p: dict) -> dict:
 def side_embed_ours(p: dict) -> dict:
     import numpy as np
 
-    from direct_data import embed as E
+    from direct_data.backends import embed as E
 
     texts, _ = C.real_prompts()
     with C.Timer() as tl:
@@ -250,7 +250,7 @@ def side_prepare_100k(p: dict) -> dict:
     cache_folder with the same vectors."""
     import numpy as np
 
-    from direct_data.embed import Embedder
+    from direct_data.backends.embed import Embedder
 
     texts = read_jsonl_prompts(p["jsonl"])
     emb = Embedder(show_progress=True)  # DIRECT_DATA_CACHE set by the parent
@@ -273,8 +273,8 @@ def side_100k_ours(p: dict) -> dict:
 
     import sentence_transformers  # noqa: F401 - imported before timing, as on the other side
 
-    from direct_data import embed as E
-    from direct_data import partition as P
+    from direct_data.backends import embed as E
+    from direct_data.stages import partition as P
 
     spent = {"read_s": 0.0, "embedder_init_s": 0.0, "embed_from_cache_s": 0.0, "partition_vectors_s": 0.0}
 
@@ -314,7 +314,7 @@ def side_100k_st(p: dict) -> dict:
     from datasets import Dataset
     from sentence_transformers.util import mine_hard_negatives
 
-    from direct_data.models import load_sentence_model
+    from direct_data.backends.models import load_sentence_model
 
     with C.Timer() as t:
         with C.Timer() as tr:
@@ -347,7 +347,7 @@ def side_100k_st(p: dict) -> dict:
 
 
 def side_1m_total(p: dict) -> dict:
-    from direct_data.partition import PartitionConfig, partition_vectors
+    from direct_data.stages.partition import PartitionConfig, partition_vectors
 
     with C.Timer() as tg:
         x, _ = synthetic_vectors(p["n"])
@@ -369,7 +369,7 @@ def side_1m_total(p: dict) -> dict:
 def side_1m_pieces(p: dict) -> dict:
     import numpy as np
 
-    from direct_data import partition as P
+    from direct_data.stages import partition as P
 
     x, truth = synthetic_vectors(p["n"])
     cfg = P.PartitionConfig()
@@ -469,7 +469,7 @@ def bench_embed(repeats: int) -> dict:
     best_ours = max(r["texts_per_s"] for r in ours)
     return {
         "benchmark": "partition_embed",
-        "what": "Embedder(...).embed(texts) with an empty fresh cache vs bare SentenceTransformer.encode(texts, batch_size=64, normalize_embeddings=True); same packaged model (direct_data.models.load_sentence_model()); each run in its own subprocess, order alternating bare/ours; model loading excluded from the timed call on both sides",
+        "what": "Embedder(...).embed(texts) with an empty fresh cache vs bare SentenceTransformer.encode(texts, batch_size=64, normalize_embeddings=True); same packaged model (direct_data.backends.models.load_sentence_model()); each run in its own subprocess, order alternating bare/ours; model loading excluded from the timed call on both sides",
         "texts": runs[0]["texts"], "repeats": repeats, "order": order,
         "target": "ours >= 0.95x bare throughput",
         "ratio_ours_over_bare_wall": round(ratio, 3),

@@ -32,7 +32,7 @@ def run(args: list[str], env: dict) -> float:
 
 
 def main() -> None:
-    from direct_data.manifest import Manifest
+    from direct_data.core.manifest import Manifest
 
     tmp = Path(tempfile.mkdtemp(prefix="bench-perturb-"))
     env = {**os.environ, "PYTHONUNBUFFERED": "1"}
@@ -58,7 +58,7 @@ def main() -> None:
     if have_vllm and VLLM_PROMPTS > 0:
         import random
 
-        from direct_data.llm import cpu_engine_env, prepare_gemma
+        from direct_data.backends.llm import cpu_engine_env, prepare_gemma
 
         lines = [l for f in files for l in f.read_text().splitlines() if l.strip()]
         random.Random(0).shuffle(lines)

@@ -37,8 +37,8 @@ def _child(config: str, objective: str, steps: int, warmup: int, threads: int) -
 
     import torch
 
-    from direct_data import train as T
-    from direct_data import wan
+    from direct_data.training import train as T
+    from direct_data.training import wan
 
     if threads:
         torch.set_num_threads(threads)

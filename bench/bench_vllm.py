@@ -46,9 +46,9 @@ def main() -> int:
     t_bench = time.perf_counter()
     info = C.machine_info()
 
-    from direct_data.llm import VLLMBackend, cpu_engine_env, import_vllm, min_max_tokens, prepare_gemma, rewrite_schema
-    from direct_data.llm import Request
-    from direct_data.templates import AXES, load_template, render
+    from direct_data.backends.llm import VLLMBackend, cpu_engine_env, import_vllm, min_max_tokens, prepare_gemma, rewrite_schema
+    from direct_data.backends.llm import Request
+    from direct_data.text.templates import AXES, load_template, render
 
     try:
         vllm = import_vllm()

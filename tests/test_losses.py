@@ -7,7 +7,7 @@ import math
 import pytest
 import torch
 
-from direct_data import losses as L
+from direct_data.training import losses as L
 
 SHAPE = (4, 3, 2, 3, 3)  # (B, C, F, H, W)
 

@@ -16,10 +16,10 @@ import pytest
 from typer.testing import CliRunner
 
 from direct_data.cli import app
-from direct_data.manifest import Manifest
-from direct_data.partition import PartitionConfig, choose_k, draw_macro_negatives, excluded_partitions, load_centroids, run_partition
-from direct_data.schema import PARTITIONS
-from direct_data.shards import read_shards
+from direct_data.core.manifest import Manifest
+from direct_data.stages.partition import PartitionConfig, choose_k, draw_macro_negatives, excluded_partitions, load_centroids, run_partition
+from direct_data.core.schema import PARTITIONS
+from direct_data.core.shards import read_shards
 
 from .conftest import GENERAL_SOURCES, PHYSICS_SOURCES, ROOT
 
@@ -357,7 +357,7 @@ def test_dry_run_writes_nothing(tmp_path, session_cache):
 
 
 def test_make_pipeline_sample_is_generated_not_copied(tmp_path):
-    from direct_data.samples import generate_sample
+    from direct_data.text.samples import generate_sample
 
     a, b = generate_sample(200, seed=1), generate_sample(200, seed=1)
     assert a == b and len(a) == 200

@@ -12,11 +12,11 @@ import time
 import pytest
 from typer.testing import CliRunner
 
-from direct_data.axes import AXES
+from direct_data.text.axes import AXES
 from direct_data.cli import app
-from direct_data.manifest import Manifest
-from direct_data.perturb import PerturbConfig, run_perturb
-from direct_data.shards import read_shards
+from direct_data.core.manifest import Manifest
+from direct_data.stages.perturb import PerturbConfig, run_perturb
+from direct_data.core.shards import read_shards
 
 from .conftest import ROOT, SHARED_PROMPTS
 
@@ -26,7 +26,7 @@ VIDEOPHY = SHARED_PROMPTS / "videophy1_test.jsonl"
 
 @pytest.fixture(scope="module")
 def validator():
-    from direct_data.validate import Validator
+    from direct_data.text.validator import Validator
 
     return Validator()
 
@@ -85,7 +85,7 @@ def test_rerun_up_to_date_and_deterministic(videophy_run, validator, tmp_path):
 
 
 def test_reads_a_partition_output(tmp_path, validator, session_cache):
-    from direct_data.partition import PartitionConfig, run_partition
+    from direct_data.stages.partition import PartitionConfig, run_partition
 
     data = tmp_path / "p.jsonl"
     lines = [json.loads(l) for l in VIDEOPHY.read_text().splitlines()[:40]]

@@ -16,8 +16,8 @@ from pathlib import Path
 
 import pytest
 
-from direct_data.manifest import Manifest
-from direct_data.shards import read_shards
+from direct_data.core.manifest import Manifest
+from direct_data.core.shards import read_shards
 
 from .conftest import ROOT, SHARED_PROMPTS
 
@@ -33,13 +33,13 @@ pytestmark = [pytest.mark.vllm, pytest.mark.skipif(not HAVE_VLLM, reason="vLLM i
 
 @pytest.fixture(scope="module")
 def gemma() -> Path:
-    from direct_data.llm import prepare_gemma
+    from direct_data.backends.llm import prepare_gemma
 
     return prepare_gemma()
 
 
 def _run(args: list[str], d: Path, **kw):
-    from direct_data.llm import cpu_engine_env
+    from direct_data.backends.llm import cpu_engine_env
 
     env = {**os.environ, **cpu_engine_env(d), "PYTHONUNBUFFERED": "1", "DIRECT_DATA_CACHE": str(d / "cache")}
     return [sys.executable, "-m", "direct_data.cli", "perturb", *args], env
@@ -94,7 +94,7 @@ def test_vllm_stage_one_row_per_request_schema_valid_and_resume(gemma, tmp_path)
 def test_world_experiment_perturbs_with_vllm_when_llm_model_is_set(gemma, tmp_path):
     """`make` with LLM_MODEL set: the experiment's perturb step runs the vLLM backend on the
     world's captions, and the encode step stores the accepted rewrites as hard negatives."""
-    from direct_data.llm import cpu_engine_env
+    from direct_data.backends.llm import cpu_engine_env
 
     out = tmp_path / "world"
     env = {**os.environ, **cpu_engine_env(tmp_path), "PYTHONUNBUFFERED": "1", "DIRECT_DATA_CACHE": str(tmp_path / "cache"),

@@ -12,7 +12,7 @@ import torch
 from typer.testing import CliRunner
 
 from direct_data.cli import app
-from direct_data.samples import generate_sample
+from direct_data.text.samples import generate_sample
 
 runner = CliRunner()
 

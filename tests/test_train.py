@@ -8,8 +8,8 @@ import math
 import pytest
 import torch
 
-from direct_data import train as T
-from direct_data import wan
+from direct_data.training import train as T
+from direct_data.training import wan
 
 C, F, H, W = 16, 2, 8, 8  # latent (Wan VAE channels), 2 x 8 x 8 -> 32 tokens with patch (1, 2, 2)
 D = 384  # MiniLM token-state width: the tiny model's text_dim
@@ -323,7 +323,7 @@ class _Oracle(torch.nn.Module):
 
 @pytest.mark.parametrize("prediction", ["v", "x0"])
 def test_sampler_lands_on_the_predicted_clean_latent_and_guides(prediction):
-    from direct_data.sample import sample_latents
+    from direct_data.training.sample import sample_latents
 
     g = torch.Generator().manual_seed(3)
     c, d = torch.randn(C, F, H, W, generator=g), torch.randn(C, F, H, W, generator=g)

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from direct_data.validate import (
+from direct_data.text.validator import (
     REASONS,
     Row,
     Validator,

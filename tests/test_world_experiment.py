@@ -76,8 +76,8 @@ def test_generate_is_byte_identical_and_pixels_round_trip(tmp_path):
     import numpy as np
     from safetensors.torch import load_file
 
-    from direct_data.read import normalize_text, prompt_id
-    from direct_data.sample import to_frames
+    from direct_data.core.read import normalize_text, prompt_id
+    from direct_data.training.sample import to_frames
     from direct_data.world import make_split
     from direct_data.world.experiment import generate
 

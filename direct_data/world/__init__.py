@@ -1,6 +1,6 @@
 """The physics world: procedural scenes with exact physics, their captions, and a judge.
 
-* `direct_data.world.scenes`: `SceneSpec`, `sample_spec`, `render`, `make_split` (splits
+* `direct_data.world.scenes`: `SceneSpec`, `sample_spec`, `render`; `direct_data.world.splits`: `make_split` (splits
   ``train`` / ``eval`` / ``broad``, documented there), `counterfactual` (one-axis physics edits),
   `write_gif`, `save_strip`;
 * `direct_data.world.captions`: the caption grammar (`caption`) and its inverse (`parse_caption`);
@@ -10,8 +10,9 @@
 
 from direct_data.world.scenes import (
     AXIS_OF, BASIC, COLOURS, FRAMES, HORIZONTAL, KINDS, PHYSICS, PREFERRED, SETTINGS, SIZE, SPLITS, SceneSpec,
-    axis_labels, counterfactual, make_split, render, sample_spec, save_strip, write_gif,
+    axis_labels, counterfactual, render, sample_spec, save_strip, write_gif,
 )
+from direct_data.world.splits import make_split
 from direct_data.world.captions import CaptionParse, caption, draw_picks, parse_caption
 from direct_data.world.judging import CHECKS, Observation, judge, observe, physics_matches
 from direct_data.world.validation import degrade, validate_judge

@@ -236,7 +236,7 @@ def generate(cfg: ExperimentConfig, out: str | Path) -> dict[str, Any]:
     A caption that repeats within a split would be merged by the partition stage (one prompt_id);
     the first clip of a caption is kept and the repeats are counted (``duplicates``).
     """
-    from direct_data.read import normalize_text, prompt_id
+    from direct_data.core.read import normalize_text, prompt_id
     from direct_data.world import make_split
 
     data = Path(out) / "data"
@@ -279,7 +279,7 @@ def read_rows(out: str | Path, split: str) -> list[dict[str, Any]]:
 
 def partition(cfg: ExperimentConfig, out: str | Path) -> dict[str, Any]:
     """`run_partition` on the broad and the train captions."""
-    from direct_data.partition import PartitionConfig, run_partition
+    from direct_data.stages.partition import PartitionConfig, run_partition
 
     out = Path(out)
     res = {}
@@ -293,7 +293,7 @@ def partition(cfg: ExperimentConfig, out: str | Path) -> dict[str, Any]:
 
 def perturb(cfg: ExperimentConfig, out: str | Path) -> dict[str, Any]:
     """`run_perturb` on the train partition, all five axes (rules, or vLLM with ``cfg.llm_model``)."""
-    from direct_data.perturb import PerturbConfig, run_perturb
+    from direct_data.stages.perturb import PerturbConfig, run_perturb
 
     out = Path(out)
     pc = (PerturbConfig(axes=("all",), backend="vllm", model=cfg.llm_model, seed=cfg.data_seed) if cfg.llm_model
@@ -306,7 +306,7 @@ def perturb(cfg: ExperimentConfig, out: str | Path) -> dict[str, Any]:
 
 def encode(cfg: ExperimentConfig, out: str | Path) -> dict[str, Any]:
     """`run_encode` for both splits: MiniLM token states, provided pixel latents (and hard negatives)."""
-    from direct_data.encode import EncodeConfig, run_encode
+    from direct_data.stages.encode import EncodeConfig, run_encode
 
     out = Path(out)
     res = {}
@@ -319,7 +319,7 @@ def encode(cfg: ExperimentConfig, out: str | Path) -> dict[str, Any]:
 
 
 def load_data(out: str | Path, split: str):
-    from direct_data.encode import load_train_data
+    from direct_data.stages.encode import load_train_data
 
     out = Path(out)
     return load_train_data(out / "stages" / f"partition_{split}", out / "stages" / f"encode_{split}")
@@ -331,7 +331,7 @@ def load_data(out: str | Path, split: str):
 
 
 def _val_batch(data, cfg: ExperimentConfig, n: int = 16):
-    from direct_data.train import make_val_batch
+    from direct_data.training.train import make_val_batch
 
     rows = list(range(0, len(data), max(1, len(data) // n)))[:n]
     return make_val_batch(data, rows, text_len=cfg.text_len, shift=cfg.shift)
@@ -339,7 +339,7 @@ def _val_batch(data, cfg: ExperimentConfig, n: int = 16):
 
 def pretrain(cfg: ExperimentConfig, out: str | Path) -> dict[str, Any]:
     """Train the base from scratch with flow matching on the broad split (full training)."""
-    from direct_data.train import preset, train
+    from direct_data.training.train import preset, train
 
     out = Path(out)
     data, acc = load_data(out, "broad")
@@ -397,7 +397,7 @@ def equal_compute_steps(variant: str, cfg: ExperimentConfig) -> int:
 def posttrain(cfg: ExperimentConfig, out: str | Path, variant: str, seed: int, base_checkpoint: str | Path,
               data=None) -> dict[str, Any]:
     """Post-train ``variant`` from the base on the train split (full fine-tuning) with ``seed``."""
-    from direct_data.train import preset, train
+    from direct_data.training.train import preset, train
 
     out = Path(out)
     if data is None:
@@ -428,7 +428,7 @@ def posttrain(cfg: ExperimentConfig, out: str | Path, variant: str, seed: int, b
 
 def encode_captions(captions: Sequence[str], cfg: ExperimentConfig):
     """MiniLM token states of captions, exactly as the encode stage stores them (float16, then float)."""
-    from direct_data.encode import EncodeConfig, TextEncoder
+    from direct_data.stages.encode import EncodeConfig, TextEncoder
 
     ec = EncodeConfig()
     enc = TextEncoder(ec.text_encoder, max_tokens=ec.max_text_tokens, dtype=ec.text_dtype)
@@ -437,7 +437,7 @@ def encode_captions(captions: Sequence[str], cfg: ExperimentConfig):
 
 def sample_clips(checkpoint: str | Path, states, cfg: ExperimentConfig, seed: int) -> np.ndarray:
     """Sample one clip per caption (text states) from a checkpoint: uint8 (N, T, H, W, 3)."""
-    from direct_data.sample import load_checkpoint_model, sample_latents, to_frames
+    from direct_data.training.sample import load_checkpoint_model, sample_latents, to_frames
 
     model, run = load_checkpoint_model(checkpoint)
     lat = sample_latents(model, states, cfg.latent_shape, steps=cfg.sample_steps, shift=cfg.shift, seed=seed,

@@ -38,7 +38,7 @@ def conflict_rates(run_dir: str | Path) -> dict[str, float | None]:
     """Mean over the logged steps of the gradient-conflict rate per negative type (naive = a random
     in-batch negative, logged for every objective; macro; micro): the fraction of rows whose
     contrastive gradient has a positive cosine with the flow-matching gradient's opposite, i.e.
-    fights reconstruction (`direct_data.losses.conflict_rate`)."""
+    fights reconstruction (`direct_data.training.losses.conflict_rate`)."""
     recs = [r for r in _read_log(Path(run_dir)) if "loss" in r]
     out: dict[str, float | None] = {}
     for k in ("naive", "macro", "micro"):

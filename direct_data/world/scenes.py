@@ -67,7 +67,7 @@ __all__ = [
     "KINDS", "COLOURS", "SETTINGS", "WALL_GREY", "PHYSICS", "AXIS_OF", "HORIZONTAL", "BASIC",
     "PREFERRED", "SPLITS", "BROAD_BASIC_FRACTION", "FRAMES", "SIZE", "GROUND", "HORIZON",
     "OBJECT_SIZE", "SceneSpec", "sample_spec", "sample_physics_params", "counterfactual", "render",
-    "axis_labels", "make_split",
+    "axis_labels",
     "write_gif", "save_strip",
 ]
 
@@ -519,65 +519,6 @@ def render(spec: SceneSpec, frames: int = FRAMES, size: int = SIZE) -> np.ndarra
 # --------------------------------------------------------------------------------------------
 # Data sets.
 # --------------------------------------------------------------------------------------------
-
-_SPLIT_CODE = {"train": 1, "eval": 2, "broad": 3}
-
-
-def make_split(n: int, split: str, seed: int = 0, *, frames: int = FRAMES, size: int = SIZE,
-               negatives: bool = False) -> list[dict[str, Any]]:
-    """``n`` rows of a split, deterministic in ``(n, split, seed, frames, size)``.
-
-    Row fields: ``id``, ``prompt`` (a caption from the grammar), ``clip`` (uint8
-    ``(frames, size, size, 3)``), ``split``, ``kind``, ``colour``, ``setting``, ``physics``,
-    ``physics_id``, ``axis``, ``direction``, ``material`` (None unless a materials class),
-    ``axis_labels`` (value per axis), ``shortcut`` (the colour is the class's train-preferred one)
-    and ``spec`` (the `SceneSpec` as a dict; `SceneSpec(**row["spec"])` rebuilds it).
-
-    With ``negatives``, rows also carry ``negatives``: one world-native micro negative per axis
-    that has a `counterfactual` (``{"axis", "prompt", "physics", "direction"}``), captioned with
-    the row's own surface choices so that only the physics words change. They come from a separate
-    random stream: the other fields are the same with or without them.
-    """
-    from direct_data.world.captions import caption, draw_picks  # the grammar lives next door
-
-    if n < 0:
-        raise ValueError(f"make_split: n={n} < 0")
-    if split not in SPLITS:
-        raise ValueError(f"split={split!r}: expected one of {SPLITS}")
-    rng = np.random.default_rng([int(seed), _SPLIT_CODE[split]])
-    rng_neg = np.random.default_rng([int(seed), _SPLIT_CODE[split], 1])
-    rows = []
-    for i in range(n):
-        spec = sample_spec(rng, split)
-        picks = draw_picks(rng)
-        text = caption(spec, picks=picks)
-        row = {
-            "id": f"world-{split}-{seed}-{i:06d}",
-            "prompt": text,
-            "clip": render(spec, frames, size),
-            "split": split,
-            "kind": spec.kind,
-            "colour": spec.colour,
-            "setting": spec.setting,
-            "physics": spec.physics,
-            "physics_id": spec.physics_id,
-            "axis": spec.axis,
-            "direction": spec.direction,
-            "material": spec.physics if spec.physics in MATERIALS else None,
-            "axis_labels": axis_labels(spec.physics, spec.direction),
-            "shortcut": PREFERRED[spec.physics][0] == spec.colour,
-            "spec": spec.to_dict(),
-        }
-        if negatives:
-            row["negatives"] = []
-            for axis in ("kinematics", "forces", "materials", "interactions", "magnitudes"):
-                neg = counterfactual(spec, rng_neg, axis)
-                if neg is not None:
-                    row["negatives"].append({"axis": axis, "prompt": caption(neg, picks=picks),
-                                             "physics": neg.physics, "direction": neg.direction})
-        rows.append(row)
-    return rows
-
 
 # --------------------------------------------------------------------------------------------
 # Looking at clips.

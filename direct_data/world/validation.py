@@ -21,7 +21,8 @@ from scipy import ndimage
 
 from direct_data.world.captions import caption, draw_picks
 from direct_data.world.judging import judge
-from direct_data.world.scenes import FRAMES, SIZE, SceneSpec, counterfactual, make_split
+from direct_data.world.scenes import FRAMES, SIZE, SceneSpec, counterfactual
+from direct_data.world.splits import make_split
 
 __all__ = ["degrade", "validate_judge"]
 

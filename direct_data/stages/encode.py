@@ -20,10 +20,10 @@ from typing import Any, Iterator
 import numpy as np
 from datasets import Features, List, Value
 
-from direct_data.manifest import ChunkLog, Manifest, config_hash, remove_stale, up_to_date
-from direct_data.progress import progress_bar
-from direct_data.schema import register
-from direct_data.shards import ShardWriter, read_shards
+from direct_data.core.manifest import ChunkLog, Manifest, config_hash, remove_stale, up_to_date
+from direct_data.core.progress import progress_bar
+from direct_data.core.schema import register
+from direct_data.core.shards import ShardWriter, read_shards
 
 STAGE = "encode"
 
@@ -111,7 +111,7 @@ class TextEncoder:
         import torch
         from transformers import AutoModel, AutoTokenizer
 
-        from direct_data.models import model_identity, resolve_embedder
+        from direct_data.backends.models import model_identity, resolve_embedder
 
         path = Path(resolve_embedder(name_or_path))
         self.dtype = {"float16": torch.float16, "bfloat16": torch.bfloat16, "float32": torch.float32}[dtype]
@@ -167,7 +167,7 @@ class VideoEncoder:
     def __init__(self, path: str | Path, device: str = "cpu"):
         from diffusers import AutoencoderKLWan
 
-        from direct_data.models import model_identity
+        from direct_data.backends.models import model_identity
 
         path = Path(path)
         sub = path / "vae" if (path / "vae").is_dir() else path
@@ -235,8 +235,8 @@ def run_encode(
     """Encode every caption and hard negative (and every clip, when a VAE or latents are given)."""
     import torch
 
-    from direct_data.read import Reject
-    from direct_data.shards import sha256_file
+    from direct_data.core.read import Reject
+    from direct_data.core.shards import sha256_file
 
     cfg = cfg or EncodeConfig()
     partition_dir, out_dir = Path(partition_dir), Path(out_dir)
@@ -353,13 +353,13 @@ def load_latents(encode_dir: str | Path) -> dict[str, Any]:
 
 
 def load_train_data(partition_dir: str | Path, encode_dir: str | Path, *, check_finite: bool = True):
-    """A `direct_data.train.TrainData` from the stage outputs: every prompt that has a latent, with
+    """A `direct_data.training.train.TrainData` from the stage outputs: every prompt that has a latent, with
     its caption states, partition, macro negatives (as row indices), and hard negatives (states and
     axis). Returns (data, accounting); prompts without a latent are counted, not silently dropped."""
     import numpy as np
 
-    from direct_data.partition import load_centroids
-    from direct_data.train import TrainData
+    from direct_data.stages.partition import load_centroids
+    from direct_data.training.train import TrainData
 
     parts = read_shards(partition_dir, "partitions").select(["prompt_id", "partition_id", "macro_negatives"]).to_pylist()
     states = load_text_states(encode_dir)

@@ -4,7 +4,7 @@
         batch -> noise -> one forward (main rows + hard-negative rows) -> loss terms -> backward
         -> skip if non-finite -> clip -> step -> log (terms, conflict rates) -> checkpoint
 
-Objectives are presets over the loss terms of `direct_data.losses`:
+Objectives are presets over the loss terms of `direct_data.training.losses`:
 
 * ``sft``: flow matching only;
 * ``deltafm``: flow matching + random in-batch negatives (lam 0.05), Contrastive Flow Matching;
@@ -35,8 +35,8 @@ from typing import Any, Sequence
 import torch
 from torch import Tensor
 
-from direct_data import losses as L
-from direct_data import wan
+from direct_data.training import losses as L
+from direct_data.training import wan
 
 __all__ = [
     "TrainConfig",

@@ -15,7 +15,7 @@ from typing import Any, Sequence
 import numpy as np
 import torch
 
-from direct_data.shards import atomic_write_bytes
+from direct_data.core.shards import atomic_write_bytes
 
 
 def load_checkpoint_model(checkpoint: str | Path, *, device: str = "cpu"):
@@ -26,8 +26,8 @@ def load_checkpoint_model(checkpoint: str | Path, *, device: str = "cpu"):
     Returns (model, trainer config dict with the run's `text_len` and `latent_shape` added)."""
     from safetensors.torch import load_file
 
-    from direct_data import wan
-    from direct_data.train import LORA_WEIGHT_NAME
+    from direct_data.training import wan
+    from direct_data.training.train import LORA_WEIGHT_NAME
 
     ckpt = Path(checkpoint)
     meta = json.loads((ckpt / "trainer_state.json").read_text())
@@ -84,7 +84,7 @@ def sample_latents(
     ``cond_dropout`` > 0). Returns (N, C, F, H, W)."""
     from diffusers import FlowMatchEulerDiscreteScheduler
 
-    from direct_data.losses import x0_to_velocity
+    from direct_data.training.losses import x0_to_velocity
 
     if prediction not in ("v", "x0"):
         raise ValueError(f"prediction must be 'v' or 'x0', got {prediction!r}")
@@ -120,7 +120,7 @@ def to_frames(latents: torch.Tensor, *, vae_path: str | None = None) -> np.ndarr
     """Latents (N, C, F, H, W) -> uint8 clips (N, T, H, W, 3). Without a VAE, 3-channel latents
     are taken as pixels in [-1, 1] (the pixel-space setting of the physics world)."""
     if vae_path:
-        from direct_data.encode import VideoEncoder
+        from direct_data.stages.encode import VideoEncoder
 
         enc = VideoEncoder(vae_path)
         z = latents * enc.std + enc.mean
@@ -169,7 +169,7 @@ def run_sample(
     fmt: str = "gif",
     guidance_scale: float = 1.0,
 ) -> dict[str, Any]:
-    from direct_data.encode import TextEncoder
+    from direct_data.stages.encode import TextEncoder
 
     model, cfg = load_checkpoint_model(checkpoint)
     enc = TextEncoder(text_encoder, max_tokens=max_text_tokens, dtype="float32")

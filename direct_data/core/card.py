@@ -6,8 +6,8 @@ import io
 import json
 from pathlib import Path
 
-from direct_data.manifest import Manifest
-from direct_data.shards import atomic_write_bytes
+from direct_data.core.manifest import Manifest
+from direct_data.core.shards import atomic_write_bytes
 
 
 def _png(fig) -> bytes:

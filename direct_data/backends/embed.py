@@ -23,9 +23,9 @@ from typing import Sequence
 import numpy as np
 import pyarrow as pa
 
-from direct_data.models import load_sentence_model, model_identity, resolve_embedder
-from direct_data.progress import progress_bar
-from direct_data.shards import atomic_write_bytes
+from direct_data.backends.models import load_sentence_model, model_identity, resolve_embedder
+from direct_data.core.progress import progress_bar
+from direct_data.core.shards import atomic_write_bytes
 
 DEFAULT_CHUNK = 4096
 DEFAULT_BATCH = 64

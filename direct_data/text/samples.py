@@ -76,7 +76,7 @@ def generate_sample(n: int = 400, *, seed: int = 0, duplicate_share: float = 0.0
 
 
 def write_sample(path: str | Path, n: int = 400, *, seed: int = 0) -> int:
-    from direct_data.shards import atomic_write_bytes
+    from direct_data.core.shards import atomic_write_bytes
 
     rows = generate_sample(n, seed=seed)
     atomic_write_bytes(path, "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows).encode())

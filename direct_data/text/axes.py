@@ -12,8 +12,8 @@ magnitudes     how much: speed, size, weight, height, intensity, counts
 =============  ===========================================================================
 
 Everything axis-specific lives here: definitions and worked examples (for templates and the
-README), the lexicons the offline ``rules`` rewriter substitutes from (`direct_data.rules`), and
-`tag_axes`, the tagger the validator (`direct_data.validate`) uses to decide *which* axes a rewrite
+README), the lexicons the offline ``rules`` rewriter substitutes from (`direct_data.text.rules`), and
+`tag_axes`, the tagger the validator (`direct_data.text.validator`) uses to decide *which* axes a rewrite
 changed.
 
 How the tagger decides (no POS tagger, no downloads; deterministic):

@@ -54,7 +54,7 @@ from dataclasses import dataclass
 from types import MappingProxyType
 from typing import Any, Literal
 
-from direct_data.axes import (
+from direct_data.text.axes import (
     ACTION_VERBS,
     ANIMATE,
     NOUN_MARKERS,
@@ -756,7 +756,7 @@ def measure_acceptance(prompts: list[str], axes: tuple[str, ...], validator: Any
                        include_insertions: bool = True) -> dict[str, AxisAcceptance]:
     """Per axis, the share of `prompts` whose first rules candidate passes `validator`.
 
-    `validator` is a `direct_data.validate.Validator`; all rows go through one ``check_many``
+    `validator` is a `direct_data.text.validator.Validator`; all rows go through one ``check_many``
     call (one embedding pass). accepted + no_rule + sum(rejected) == len(prompts) per axis.
     """
     rows: list[tuple[str, str, str]] = []

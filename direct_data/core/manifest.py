@@ -14,8 +14,8 @@ from pathlib import Path
 from typing import Any
 
 from direct_data import __version__
-from direct_data.schema import SCHEMA_VERSION
-from direct_data.shards import ShardInfo, atomic_write_bytes, sha256_file
+from direct_data.core.schema import SCHEMA_VERSION
+from direct_data.core.shards import ShardInfo, atomic_write_bytes, sha256_file
 
 MANIFEST = "manifest.json"
 

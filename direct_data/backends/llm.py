@@ -1,6 +1,6 @@
 """LLM backends for the micro-negative rewriter: offline vLLM and any OpenAI-compatible server.
 
-Both backends take the same `Request`s (an already rendered template, see `direct_data.templates`)
+Both backends take the same `Request`s (an already rendered template, see `direct_data.text.templates`)
 and return one `Response` per request, in order, each with `n` candidates. Every candidate is
 decoded under a JSON-schema constraint (`rewrite_schema`) and then validated against the same
 schema here; a candidate that fails carries `error` instead of `data`, so the caller can write a
@@ -12,7 +12,7 @@ probe whose schema the unconstrained model would never satisfy, and raise
 `prepare_gemma()` turns the packaged Gemma-3-270M GGUF into a bf16 safetensors folder that vLLM
 loads; it is the small model of the tests and benchmarks.
 
-`python -m direct_data.llm` runs the vLLM backend on a JSONL of requests in its own process
+`python -m direct_data.backends.llm` runs the vLLM backend on a JSONL of requests in its own process
 (vLLM's engine spawns workers, so engine code must live under `if __name__ == "__main__":`).
 """
 
@@ -744,7 +744,7 @@ def write_requests(requests: Sequence[Request], path: str | os.PathLike) -> None
 def _main(argv: Sequence[str] | None = None) -> int:
     import argparse
 
-    ap = argparse.ArgumentParser(prog="python -m direct_data.llm", description=__doc__.split("\n\n")[0])
+    ap = argparse.ArgumentParser(prog="python -m direct_data.backends.llm", description=__doc__.split("\n\n")[0])
     sub = ap.add_subparsers(dest="cmd", required=True)
     p = sub.add_parser("prepare-gemma", help="build the bf16 Gemma-3-270M folder; print its path")
     p.add_argument("--cache-dir")

@@ -17,10 +17,10 @@ from typing import Any
 
 import numpy as np
 
-from direct_data.manifest import Manifest, describe_inputs, remove_stale, up_to_date
-from direct_data.read import DEFAULT_MAX_CHARS, ReadResult, read_prompts
-from direct_data.schema import to_meta_json
-from direct_data.shards import DEFAULT_MAX_ROWS, ShardWriter
+from direct_data.core.manifest import Manifest, describe_inputs, remove_stale, up_to_date
+from direct_data.core.read import DEFAULT_MAX_CHARS, ReadResult, read_prompts
+from direct_data.core.schema import to_meta_json
+from direct_data.core.shards import DEFAULT_MAX_ROWS, ShardWriter
 
 STAGE = "partition"
 ASSIGN_BATCH = 65_536
@@ -350,8 +350,8 @@ def run_partition(
 ) -> PartitionResult:
     """Run the stage. With world_size > 1 each rank only embeds its share of the texts into the shared
     cache; rank 0 then clusters and writes (clustering needs every vector)."""
-    from direct_data.card import write_partition_card
-    from direct_data.embed import Embedder
+    from direct_data.core.card import write_partition_card
+    from direct_data.backends.embed import Embedder
 
     cfg = cfg or PartitionConfig()
     out_dir = Path(out_dir)
@@ -425,7 +425,7 @@ def _save_centroids(path: Path, centroids: np.ndarray, centroid_cos: np.ndarray,
     import torch
     from safetensors.torch import save
 
-    from direct_data.shards import atomic_write_bytes
+    from direct_data.core.shards import atomic_write_bytes
 
     data = save(
         {"centroids": torch.from_numpy(np.ascontiguousarray(centroids)), "centroid_cos": torch.from_numpy(np.ascontiguousarray(centroid_cos)), "sizes": torch.from_numpy(sizes.astype(np.int64))},

@@ -19,7 +19,7 @@ from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
 
-from direct_data.axes import AXES  # noqa: E402  (the one axis registry)
+from direct_data.text.axes import AXES  # noqa: E402  (the one axis registry)
 SLOT = "{{caption}}"
 MAX_TAIL_CHARS = 64  # what may follow the slot; keeps the shared prefix as long as possible
 
@@ -44,7 +44,7 @@ class Template:
 def prompts_dir() -> Path:
     """`$DIRECT_DATA_PROMPTS_DIR`, else the repository's `prompts/` folder."""
     env = os.environ.get("DIRECT_DATA_PROMPTS_DIR")
-    return Path(env) if env else Path(__file__).resolve().parents[1] / "prompts"
+    return Path(env) if env else Path(__file__).resolve().parents[2] / "prompts"
 
 
 def _check_axis(axis: str) -> str:

@@ -16,7 +16,7 @@ from typing import Iterable, Iterator
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from direct_data.schema import arrow_schema
+from direct_data.core.schema import arrow_schema
 
 DEFAULT_MAX_ROWS = 50_000
 ROW_GROUP_ROWS = 10_000

