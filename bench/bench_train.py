@@ -37,8 +37,10 @@ def _child(config: str, objective: str, steps: int, warmup: int, threads: int) -
 
     import torch
 
-    from direct_data.training import train as T
     from direct_data.training import wan
+    from direct_data.training.config import preset
+    from direct_data.training.data import TrainData
+    from direct_data.training.loop import train
 
     if threads:
         torch.set_num_threads(threads)
@@ -49,21 +51,21 @@ def _child(config: str, objective: str, steps: int, warmup: int, threads: int) -
     latents = torch.randn(4, c, f, h, w, generator=g)[part] + 0.3 * torch.randn(n, c, f, h, w, generator=g)
     text = torch.randn(n, text_len, dim, generator=g)
     lengths = torch.full((n,), text_len)
-    data = T.TrainData.from_tensors(latents, text, lengths, part, hard_states=text + 0.5 * torch.randn(text.shape, generator=g),
+    data = TrainData.from_tensors(latents, text, lengths, part, hard_states=text + 0.5 * torch.randn(text.shape, generator=g),
                                     hard_lengths=lengths, hard_axis=["forces"] * n)
     cuda = torch.cuda.is_available()
     kw = dict(batch_size=batch, max_steps=warmup + steps, lr=1e-4, lora_rank=16, progress=False, model_config=config,
               device="cuda" if cuda else "cpu")
     if objective == "direct":
-        cfg = T.preset("direct", micro_fraction=0.25, reg="moments-target", **kw)
+        cfg = preset("direct", micro_fraction=0.25, reg="moments-target", **kw)
     else:
-        cfg = T.preset("sft", **kw)
+        cfg = preset("sft", **kw)
     model = wan.build_transformer(config, text_dim=dim) if config != "wan2.1-1.3b" else wan.build_transformer(config)
     rss0 = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
     if cuda:
         torch.cuda.reset_peak_memory_stats()
     t0 = time.perf_counter()
-    res = T.train(cfg, data, model=model)
+    res = train(cfg, data, model=model)
     wall = time.perf_counter() - t0
     times = [r["time_s"] for r in res.records if r.get("step", 0) > warmup]
     cpu = [r["cpu_s"] for r in res.records if r.get("step", 0) > warmup]

@@ -1,19 +1,28 @@
-"""The `direct-data` command line. Each command parses, calls the library, prints."""
+"""The `direct-data` command line. Each command parses, calls the library, prints.
+
+The options of `partition`, `perturb`, `validate`, `encode`, `train` and `sample` are generated from
+their config declarations (`core.config.option`): there is no second list of options here. A
+`UserError` (bad value, bad input, refused output folder) is printed as one line on stderr with exit
+code 2; anything else is a bug and keeps its traceback.
+"""
 
 from __future__ import annotations
 
+import inspect
 import json
+import logging
 import sys
+import typing
 from pathlib import Path
-from typing import Optional
+from typing import Any, Callable, List, Optional
 
 import typer
 from rich.console import Console
 from rich.table import Table
 
 from direct_data import __version__
-from direct_data.core.config import ConfigError, build_config, load_toml
-from direct_data.core.read import InputError
+from direct_data.core.config import StageConfig, _unwrap, load_toml
+from direct_data.core.errors import ConfigError, UserError
 
 app = typer.Typer(
     name="direct-data",
@@ -21,19 +30,16 @@ app = typer.Typer(
     "for DiReCT post-training of text-to-video models, and train Wan 2.1 on them.",
     no_args_is_help=True,
     pretty_exceptions_enable=False,
-    context_settings={"help_option_names": ["-h", "--help"]},
+    rich_markup_mode=None,
+    context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 120},
 )
-console = Console()
-err = Console(stderr=True)
+console = Console(highlight=False)
+err = Console(stderr=True, highlight=False)
 
 
-def _explicit(ctx: typer.Context) -> set[str]:
-    """Parameters the user actually typed (typer vendors its own click, so compare enum names)."""
-    return {k for k in ctx.params if getattr(ctx.get_parameter_source(k), "name", "DEFAULT") not in ("DEFAULT", "DEFAULT_MAP")}
-
-
-def _fail(msg: str) -> None:
-    err.print(f"[bold red]error:[/] {msg}", highlight=False, soft_wrap=True)
+def fail(msg: str) -> None:
+    """A user error: one line on stderr, exit code 2."""
+    err.print(f"error: {msg}", markup=False, soft_wrap=True)
     raise typer.Exit(2)
 
 
@@ -44,11 +50,14 @@ def _version(value: bool) -> None:
 
 
 @app.callback()
-def main(version: bool = typer.Option(False, "--version", callback=_version, is_eager=True, help="Print the version and exit.")) -> None:
-    pass
+def main(
+    version: bool = typer.Option(False, "--version", callback=_version, is_eager=True, help="Print the version and exit."),
+    verbose: bool = typer.Option(False, "--verbose", "-v", help="Log what each stage does (INFO) on stderr."),
+) -> None:
+    logging.basicConfig(level=logging.INFO if verbose else logging.WARNING, format="%(levelname)s %(name)s: %(message)s", stream=sys.stderr)
 
 
-def _stats_table(title: str, rows: list[tuple[str, object]]) -> Table:
+def stats_table(title: str, rows: list[tuple[str, object]]) -> Table:
     t = Table(title=title, show_header=False, title_justify="left")
     t.add_column("", style="bold")
     t.add_column("", justify="right")
@@ -57,125 +66,189 @@ def _stats_table(title: str, rows: list[tuple[str, object]]) -> Table:
     return t
 
 
-from direct_data.stages.partition import PartitionConfig  # noqa: E402
-
-_P = PartitionConfig()
+# --------------------------------------------------------------------------- options from declarations
 
 
-@app.command()
-def partition(
-    ctx: typer.Context,
-    inputs: list[Path] = typer.Argument(..., help="Prompt files (.jsonl .json .csv .parquet .txt) or `datasets` save_to_disk folders."),
-    out: Path = typer.Option(..., "--out", "-o", help="Output folder (shards, manifest.json, README.md card)."),
-    config: Optional[Path] = typer.Option(None, "--config", help="TOML file; its [partition] table sets defaults, flags override."),
-    text_column: Optional[str] = typer.Option(_P.text_column, help="Text column [default: prompt, else caption, else text]."),
-    max_chars: int = typer.Option(_P.max_chars, help="Reject prompts longer than this (after whitespace folding)."),
-    model: Optional[str] = typer.Option(_P.model, help="sentence-transformers folder or name [default: packaged all-MiniLM-L6-v2]."),
-    batch_size: int = typer.Option(_P.batch_size, help="Embedding batch size."),
-    max_seq_length: Optional[int] = typer.Option(_P.max_seq_length, help="Embedder max tokens [default: the model's]."),
-    k: Optional[int] = typer.Option(_P.k, "--k", help="Number of partitions [default: round(sqrt(N/4)), clamped to [2, min(4096, N/10)]]."),
-    niter: int = typer.Option(_P.niter, help="k-means iterations."),
-    seed: int = typer.Option(_P.seed, help="Seed of the k-means sample, init and the negative draw."),
-    balanced: bool = typer.Option(_P.balanced, "--balanced/--no-balanced", help="Rebalance partition sizes (FAISS contrib penalties)."),
-    max_points_per_centroid: int = typer.Option(_P.max_points_per_centroid, help="k-means trains on at most k * this many vectors."),
-    macro_negatives: int = typer.Option(_P.macro_negatives, help="Macro negatives per prompt."),
-    exclude_nearest: int = typer.Option(_P.exclude_nearest, help="Also exclude the M partitions nearest to the prompt's own."),
-    shard_rows: int = typer.Option(_P.shard_rows, help="Rows per output shard."),
-    cache_dir: Optional[str] = typer.Option(_P.cache_dir, help="Embedding cache [default: $DIRECT_DATA_CACHE/embeddings or ~/.cache/direct-data/embeddings]."),
-    embed_chunk: int = typer.Option(_P.embed_chunk, help="Texts embedded and committed to the cache at a time (the resume unit)."),
-    force: bool = typer.Option(False, "--force", help="Recompute even if the output is up to date."),
-    dry_run: bool = typer.Option(False, "--dry-run", help="Print the plan and write nothing."),
-    rank: int = typer.Option(0, help="This worker's rank (embedding is sharded; rank 0 partitions)."),
-    world_size: int = typer.Option(1, help="Number of workers."),
-) -> None:
-    """Embed prompts, cluster them into semantic partitions, and draw macro negatives from distant partitions."""
-    from direct_data.stages.partition import run_partition
+def _cli_type(tp: Any, multiple: bool = True) -> Any:
+    base, none_ok = _unwrap(tp)
+    if typing.get_origin(base) in (tuple, list) and not multiple:
+        return Optional[str]  # a comma list: --latent-shape 16,21,60,104
+    if typing.get_origin(base) in (tuple, list):
+        (item, *_r) = typing.get_args(base) or (str,)
+        return List[item]  # noqa: UP006  (typer needs typing.List)
+    return Optional[base] if none_ok else base
 
-    try:
-        cfg = build_config(PartitionConfig, toml=load_toml(config, "partition"), cli=ctx.params, explicit=_explicit(ctx))
-        res = run_partition(inputs, out, cfg, force=force, dry_run=dry_run, show_progress=sys.stderr.isatty(), rank=rank, world_size=world_size)
-    except (InputError, ConfigError, ValueError) as e:
-        _fail(str(e))
+
+def declared_options(cls: type[StageConfig], *, only_cli: bool = True) -> list[inspect.Parameter]:
+    """One typer option per declared field of `cls` (fields with `cli=False` are left to TOML / --set)."""
+    hints = typing.get_type_hints(cls)
+    params = []
+    for f in cls.declared():
+        meta = f.metadata
+        if only_cli and not meta.get("cli", True):
+            continue
+        default = cls.default_of(f)
+        flag = meta.get("multiple_flag") or meta.get("flag") or "--" + f.name.replace("_", "-")
+        is_list = typing.get_origin(_unwrap(hints[f.name])[0]) in (tuple, list)
+        comma = is_list and not meta.get("multiple_flag")
+        decls = [flag] + ([meta["short"]] if meta.get("short") else [])
+        base, _ = _unwrap(hints[f.name])
+        if base is bool:
+            decls = [f"{flag}/--no-{flag[2:]}"]
+        show: Any = True
+        if default is None:
+            show = meta.get("default_help") or "none"
+        elif isinstance(default, (list, tuple)):
+            show = ", ".join(map(str, default)) or "none"
+            default = ",".join(map(str, default)) if comma else list(default)
+        rng = ""
+        if meta.get("choices"):
+            rng = f" One of: {', '.join(map(str, meta['choices']))}."
+        elif meta.get("min") is not None or meta.get("max") is not None:
+            lo, hi = meta.get("min"), meta.get("max")
+            rng = f" Range: {'>= ' + str(lo) if hi is None else ('<= ' + str(hi) if lo is None else f'{lo}..{hi}')}."
+        opt = typer.Option(default, *decls, help=meta["help"] + rng, show_default=show)
+        if comma:
+            opt.help += " A comma-separated list."
+        params.append(inspect.Parameter(f.name, inspect.Parameter.KEYWORD_ONLY, default=opt, annotation=_cli_type(hints[f.name], multiple=not comma)))
+    return params
+
+
+def typed_by_user(ctx: typer.Context) -> set[str]:
+    """Parameters the user actually gave (typer vendors its own click, so compare enum names)."""
+    return {k for k in ctx.params if getattr(ctx.get_parameter_source(k), "name", "DEFAULT") not in ("DEFAULT", "DEFAULT_MAP")}
+
+
+def build_config(cls: type[StageConfig], ctx: typer.Context, config: Path | None, **extra: Any) -> StageConfig:
+    """Defaults < TOML (`--config`) < flags the user typed < `extra`."""
+    given = typed_by_user(ctx)
+    cli = {k: _comma_list(cls, k, v) for k, v in ctx.params.items() if k in given and k in cls.keys()}
+    return cls.build(toml=load_toml(config, cls), cli=cli, **extra)
+
+
+def _comma_list(cls: type[StageConfig], key: str, value: Any) -> Any:
+    """A list field given on the command line as "a,b,c": items parsed as JSON where they can be."""
+    tp = typing.get_type_hints(cls)[key]
+    if isinstance(value, str) and typing.get_origin(_unwrap(tp)[0]) in (tuple, list):
+        items = []
+        for part in value.split(","):
+            try:
+                items.append(json.loads(part))
+            except json.JSONDecodeError:
+                items.append(part.strip())
+        return items
+    return value
+
+
+def _param(name: str, default: Any, annotation: Any) -> inspect.Parameter:
+    return inspect.Parameter(name, inspect.Parameter.KEYWORD_ONLY, default=default, annotation=annotation)
+
+
+def command(name: str, *, help: str, head: list[inspect.Parameter], config_cls: type[StageConfig] | None,
+            tail: list[inspect.Parameter], body: Callable[..., None]) -> None:
+    """Register `direct-data NAME` with `head` (arguments), the options declared by `config_cls`,
+    then `tail`; `body(ctx, **values)` does the work. `UserError`s become one line and exit 2."""
+    params = [inspect.Parameter("ctx", inspect.Parameter.POSITIONAL_OR_KEYWORD, annotation=typer.Context), *head]
+    params += declared_options(config_cls) if config_cls else []
+    params += tail
+
+    def cmd(ctx: typer.Context, **values: Any) -> None:
+        try:
+            body(ctx, **values)
+        except UserError as e:
+            fail(str(e))
+
+    cmd.__signature__ = inspect.Signature(params)  # type: ignore[attr-defined]
+    cmd.__annotations__ = {p.name: p.annotation for p in params}
+    cmd.__doc__ = help
+    cmd.__name__ = name.replace("-", "_")
+    app.command(name, help=help)(cmd)
+
+
+OUT = _param("out", typer.Option(..., "--out", "-o", help="Output folder: empty, or this stage's own earlier output."), Path)
+
+
+def _config_opt(section: str) -> inspect.Parameter:
+    return _param("config", typer.Option(None, "--config", help=f"TOML file: its top-level keys and its [{section}] table set defaults, flags override."),
+                  Optional[Path])
+
+
+RUN_OPTS = [
+    _param("force", typer.Option(False, "--force", help="Recompute even if the output is up to date (never deletes files the stage did not write)."), bool),
+    _param("dry_run", typer.Option(False, "--dry-run", help="Print the plan and write nothing."), bool),
+    _param("rank", typer.Option(0, "--rank", min=0, help="This worker's rank (unit j runs on rank j mod world-size)."), int),
+    _param("world_size", typer.Option(1, "--world-size", min=1, help="Number of workers sharing --out."), int),
+]
+
+
+def _print_units(res) -> None:
+    if res.run.get("units"):
+        console.print(f"units: {res.run['units_run']} run now, {res.run['units_skipped']} already committed, of {res.run['units']}")
+
+
+def _print_result(res, title: str, rows: Callable[[Any], list[tuple[str, object]]]) -> None:
+    if res.status == "dry_run":
+        console.print(stats_table(f"{title}: plan (nothing written)", list(res.plan.items())))
         return
-    if dry_run:
-        console.print(_stats_table("partition: plan (nothing written)", list(res.plan.items())))
-        return
-    if res.up_to_date:
-        console.print(f"[green]up to date[/]: {out} (use --force to recompute)")
-    if res.manifest is None:
+    if res.status == "waiting":
         console.print(res.reason)
         return
-    m = res.manifest
-    s, c, cert = m.stats, m.counts, m.stats["certificate"]
-    console.print(
-        _stats_table(
-            f"partition -> {out}",
-            [
-                ("read", c["read"]), ("kept", c["kept"]), ("merged duplicates", c["merged"]), ("rejected", c["rejected"]),
+    if res.up_to_date:
+        console.print(f"up to date: {res.out_dir} (use --force to recompute)")
+    else:
+        console.print(f"{title}: recomputed because {res.reason}", markup=False)
+        _print_units(res)
+    console.print(stats_table(f"{title} -> {res.out_dir}", rows(res.manifest)))
+
+
+# --------------------------------------------------------------------------- partition
+
+
+def _partition(ctx, *, inputs, out, config, force, dry_run, rank, world_size, **_) -> None:
+    from direct_data import pipeline
+    from direct_data.stages.partition import PartitionConfig
+
+    cfg = build_config(PartitionConfig, ctx, config)
+    res = pipeline.partition(inputs, out, cfg, force=force, dry_run=dry_run, show_progress=sys.stderr.isatty(), rank=rank, world_size=world_size)
+
+    def rows(m):
+        s, c, cert = m.stats, m.counts, m.stats["certificate"]
+        return [("read", c["read"]), ("kept", c["kept"]), ("merged duplicates", c["merged"]), ("rejected", c["rejected"]),
                 ("reject reasons", ", ".join(f"{k}={v}" for k, v in s["reject_reasons"].items()) or "-"),
                 ("k", s["k"]), ("sizes (min..max)", f"{s['size_min']}..{s['size_max']}"), ("imbalance factor", s["imbalance_factor"]),
                 ("macro negatives", cert["negatives"]), ("exclusivity violations", cert["violations"]),
                 ("shortfall prompts", cert["shortfall_prompts"]),
                 ("anchor-negative cos (median)", cert["anchor_negative_cos"].get("p50", "-")),
-                ("same-partition cos (median)", cert["same_partition_cos"].get("p50", "-")),
-                ("embedded / from cache", f"{res.run['embedded']} / {res.run['cached']}" if res.run else "-"),
-            ],
-        )
-    )
+                ("same-partition cos (median)", cert["same_partition_cos"].get("p50", "-"))]
+
+    _print_result(res, "partition", rows)
 
 
-from direct_data.stages.perturb import PerturbConfig  # noqa: E402
+def _register_partition() -> None:
+    from direct_data.stages.partition import PartitionConfig
 
-_Q = PerturbConfig()
+    command("partition", config_cls=PartitionConfig, body=_partition,
+            help="Embed prompts, cluster them into semantic partitions, and draw macro negatives from distant partitions.",
+            head=[_param("inputs", typer.Argument(..., help="Prompt files (.jsonl .json .csv .parquet .txt) or `datasets` save_to_disk folders."), List[Path]),
+                  OUT, _config_opt("partition")],
+            tail=RUN_OPTS)
 
 
-@app.command()
-def perturb(
-    ctx: typer.Context,
-    inputs: list[Path] = typer.Argument(..., help="A `partition` output folder, or prompt files (any format `partition` reads)."),
-    out: Path = typer.Option(..., "--out", "-o", help="Output folder (negatives and rejects shards, manifest.json, README.md)."),
-    config: Optional[Path] = typer.Option(None, "--config", help="TOML file; its [perturb] table sets defaults, flags override."),
-    axes: list[str] = typer.Option(list(_Q.axes), "--axis", "-a", help="Physics axis to rewrite along (repeatable, or `all`): kinematics, forces, materials, interactions, magnitudes."),
-    backend: str = typer.Option(_Q.backend, help="rules (offline, deterministic) | vllm (offline engine) | openai (any OpenAI-compatible server)."),
-    model: Optional[str] = typer.Option(_Q.model, help="LLM folder or hub id; `gemma3-270m` = the packaged test model."),
-    base_url: Optional[str] = typer.Option(_Q.base_url, help="openai backend: server URL, e.g. http://127.0.0.1:8000/v1."),
-    api_key_env: str = typer.Option(_Q.api_key_env, help="openai backend: environment variable holding the API key."),
-    num_candidates: int = typer.Option(_Q.num_candidates, help="Candidates per (prompt, axis); the first valid one is kept."),
-    temperature: float = typer.Option(_Q.temperature, help="Sampling temperature (LLM backends)."),
-    seed: int = typer.Option(_Q.seed, help="Base seed; each request gets its own seed derived from it."),
-    max_tokens: Optional[int] = typer.Option(_Q.max_tokens, help="Max new tokens [default: enough to close the JSON object]."),
-    max_model_len: int = typer.Option(_Q.max_model_len, help="vllm backend: context length."),
-    max_concurrency: int = typer.Option(_Q.max_concurrency, help="openai backend: requests in flight."),
-    chunk_prompts: int = typer.Option(_Q.chunk_prompts, help="Prompts per chunk (with all their axes): the resume unit."),
-    shard_rows: int = typer.Option(_Q.shard_rows, help="Rows per output shard."),
-    text_column: Optional[str] = typer.Option(_Q.text_column, help="Text column of plain prompt files."),
-    max_chars: int = typer.Option(_Q.max_chars, help="Reject prompts longer than this (plain prompt files)."),
-    use_embedding: bool = typer.Option(_Q.use_embedding, "--use-embedding/--no-use-embedding", help="Check the sentence-embedding cosine band."),
-    prompts_dir: Optional[str] = typer.Option(_Q.prompts_dir, help="Folder of the axis templates [default: prompts/]."),
-    cache_dir: Optional[str] = typer.Option(_Q.cache_dir, help="LLM request cache [default: ~/.cache/direct-data/requests]."),
-    force: bool = typer.Option(False, "--force", help="Recompute even if the output is up to date."),
-    dry_run: bool = typer.Option(False, "--dry-run", help="Print the plan (requests, tokens, chunks done) and write nothing."),
-    rank: int = typer.Option(0, help="This worker's rank (chunk j goes to rank j mod world-size)."),
-    world_size: int = typer.Option(1, help="Number of workers."),
-) -> None:
-    """Rewrite each prompt along exactly one physics axis, keeping the scene: validated micro (hard) negatives."""
-    from direct_data.stages.perturb import run_perturb
+# --------------------------------------------------------------------------- perturb
 
-    try:
-        cfg = build_config(PerturbConfig, toml=load_toml(config, "perturb"), cli=ctx.params, explicit=_explicit(ctx))
-        res = run_perturb(inputs, out, cfg, force=force, dry_run=dry_run, show_progress=sys.stderr.isatty(), rank=rank, world_size=world_size)
-    except (InputError, ConfigError, ValueError, ImportError, FileNotFoundError) as e:
-        _fail(str(e))
-        return
-    if dry_run:
-        console.print(_stats_table("perturb: plan (nothing written)", list(res.plan.items())))
-        return
-    if res.up_to_date:
-        console.print(f"[green]up to date[/]: {out} (use --force to recompute)")
-    if res.manifest is None:
-        console.print(res.reason)
+
+def _perturb(ctx, *, inputs, out, config, force, dry_run, rank, world_size, **_) -> None:
+    from direct_data import pipeline
+    from direct_data.stages.perturb import PerturbConfig
+
+    cfg = build_config(PerturbConfig, ctx, config)
+    res = pipeline.perturb(inputs, out, cfg, force=force, dry_run=dry_run, show_progress=sys.stderr.isatty(), rank=rank, world_size=world_size)
+    if res.status != "computed" and res.status != "up_to_date":
+        _print_result(res, "perturb", lambda m: [])
         return
     m = res.manifest
+    console.print(f"up to date: {out} (use --force to recompute)" if res.up_to_date else f"perturb: recomputed because {res.reason}", markup=False)
+    _print_units(res)
     t = Table(title=f"perturb ({m.config['backend']}) -> {out}", title_justify="left")
     for col in ("axis", "requests", "accepted", "rate", "rejection reasons"):
         t.add_column(col, justify="right" if col in ("requests", "accepted", "rate") else "left")
@@ -183,76 +256,79 @@ def perturb(
         t.add_row(a, str(d["requests"]), str(d["accepted"]), f"{d['acceptance']:.1%}", ", ".join(f"{k}={v}" for k, v in d["reasons"].items()) or "-")
     console.print(t)
     console.print(f"{m.counts['requests']} requests = {m.counts['accepted']} negatives + {m.counts['rejected']} rejects")
-    console.print(f"run: {json.dumps(res.run, sort_keys=True)}", soft_wrap=True, highlight=False)
 
 
-@app.command()
-def validate(
-    path: Path = typer.Argument(..., help="Rows of (prompt, axis, negative) in any supported format."),
-    out: Path = typer.Option(..., "--out", "-o", help="Folder for the verdict shards."),
-    use_embedding: bool = typer.Option(True, "--use-embedding/--no-use-embedding", help="Check the sentence-embedding cosine band."),
-) -> None:
-    """Validate hard negatives made elsewhere: each row's verdict (accepted or the reason) and scores."""
-    from direct_data.stages.perturb import run_validate
+def _register_perturb() -> None:
+    from direct_data.stages.perturb import PerturbConfig
 
-    try:
-        s = run_validate(path, out, use_embedding=use_embedding)
-    except (InputError, ValueError) as e:
-        _fail(str(e))
+    command("perturb", config_cls=PerturbConfig, body=_perturb,
+            help="Rewrite each prompt along exactly one physics axis, keeping the scene: validated micro (hard) negatives.",
+            head=[_param("inputs", typer.Argument(..., help="A `partition` output folder, or prompt files (any format `partition` reads)."), List[Path]),
+                  OUT, _config_opt("perturb")],
+            tail=RUN_OPTS)
+
+
+# --------------------------------------------------------------------------- validate
+
+
+def _validate(ctx, *, path, out, config, force, dry_run, rank, world_size, **_) -> None:
+    from direct_data import pipeline
+    from direct_data.stages.validate import ValidateConfig
+
+    cfg = build_config(ValidateConfig, ctx, config)
+    res = pipeline.validate(path, out, cfg, force=force, dry_run=dry_run, show_progress=sys.stderr.isatty(), rank=rank, world_size=world_size)
+    if res.status not in ("computed", "up_to_date"):
+        _print_result(res, "validate", lambda m: [])
         return
+    m = res.manifest
     t = Table(title=f"validate {path} -> {out}", title_justify="left")
     for col in ("axis", "rows", "accepted", "rejection reasons"):
         t.add_column(col)
-    for a, d in sorted(s["per_axis"].items()):
-        t.add_row(a, str(d["rows"]), str(d["accepted"]), ", ".join(f"{k}={v}" for k, v in d.items() if k not in ("rows", "accepted")) or "-")
+    for a, d in m.stats["per_axis"].items():
+        t.add_row(a, str(d["rows"]), str(d["accepted"]), ", ".join(f"{k}={v}" for k, v in d["reasons"].items()) or "-")
     console.print(t)
-    console.print(f"{s['rows']} rows: {s['accepted']} accepted, {s['rows'] - s['accepted']} rejected")
+    console.print(f"{m.counts['rows']} rows: {m.counts['accepted']} accepted, {m.counts['rejected']} rejected")
 
 
-from direct_data.stages.encode import EncodeConfig  # noqa: E402
+def _register_validate() -> None:
+    from direct_data.stages.validate import ValidateConfig
 
-_E = EncodeConfig()
-
-
-@app.command()
-def encode(
-    ctx: typer.Context,
-    partition_dir: Path = typer.Argument(..., help="A `partition` output folder (the captions and, in `meta`, the video paths)."),
-    out: Path = typer.Option(..., "--out", "-o", help="Output folder (text_states and latents shards, manifest.json)."),
-    negatives: Optional[Path] = typer.Option(None, "--negatives", help="A `perturb` output folder: its accepted hard negatives are encoded too."),
-    config: Optional[Path] = typer.Option(None, "--config", help="TOML file; its [encode] table sets defaults, flags override."),
-    text_encoder: Optional[str] = typer.Option(_E.text_encoder, help="Wan 2.1 diffusers checkpoint folder (its umT5) or any transformers encoder folder [default: packaged MiniLM]."),
-    max_text_tokens: Optional[int] = typer.Option(_E.max_text_tokens, help="Max tokens [default: 512 for umT5, 128 otherwise]."),
-    text_dtype: str = typer.Option(_E.text_dtype, help="float16 | bfloat16 | float32."),
-    vae: Optional[str] = typer.Option(_E.vae, help="Wan 2.1 diffusers checkpoint folder (vae/) or an AutoencoderKLWan folder."),
-    video_column: Optional[str] = typer.Option(_E.video_column, help="Column of the input rows holding each clip's video path."),
-    latents: Optional[str] = typer.Option(_E.latents, help="safetensors file of precomputed latents, one tensor per prompt_id."),
-    latent_dtype: str = typer.Option(_E.latent_dtype, help="float32 | bfloat16 | float16."),
-    batch_size: int = typer.Option(_E.batch_size, help="Texts per encoder batch."),
-    chunk_rows: int = typer.Option(_E.chunk_rows, help="Rows per committed chunk (the resume unit)."),
-    shard_rows: int = typer.Option(_E.shard_rows, help="Rows per output shard."),
-    force: bool = typer.Option(False, "--force", help="Recompute even if the output is up to date."),
-    rank: int = typer.Option(0, help="This worker's rank (chunk j goes to rank j mod world-size)."),
-    world_size: int = typer.Option(1, help="Number of workers."),
-) -> None:
-    """Text-encoder states of every caption and hard negative, and VAE latents of every clip."""
-    from direct_data.stages.encode import run_encode
-
-    try:
-        cfg = build_config(EncodeConfig, toml=load_toml(config, "encode"), cli=ctx.params, explicit=_explicit(ctx))
-        res = run_encode(partition_dir, out, cfg, negatives_dir=negatives, force=force, show_progress=sys.stderr.isatty(), rank=rank, world_size=world_size)
-    except (InputError, ConfigError, ValueError, FileNotFoundError, OSError) as e:
-        _fail(str(e))
-        return
-    if res.up_to_date:
-        console.print(f"[green]up to date[/]: {out} (use --force to recompute)")
-    if res.manifest is None:
-        console.print(res.reason)
-        return
-    console.print(_stats_table(f"encode -> {out}", list(res.manifest.counts.items()) + [("encoder", res.manifest.model), ("run", res.run)]))
+    command("validate", config_cls=ValidateConfig, body=_validate,
+            help="Validate hard negatives made elsewhere: each row's verdict (accepted or the reason) and scores.",
+            head=[_param("path", typer.Argument(..., help="Rows of (prompt, axis, negative) in any supported format."), Path),
+                  OUT, _config_opt("validate")],
+            tail=RUN_OPTS)
 
 
-def _parse_set(items: list[str]) -> dict:
+# --------------------------------------------------------------------------- encode
+
+
+def _encode(ctx, *, partition_dir, out, negatives, config, force, dry_run, rank, world_size, **_) -> None:
+    from direct_data import pipeline
+    from direct_data.stages.encode import EncodeConfig
+
+    cfg = build_config(EncodeConfig, ctx, config)
+    res = pipeline.encode(partition_dir, out, cfg, negatives=negatives, force=force, dry_run=dry_run, show_progress=sys.stderr.isatty(),
+                          rank=rank, world_size=world_size)
+    _print_result(res, "encode", lambda m: list(m.counts.items()) + [("encoder", m.model), ("latents from", m.stats.get("latents_from") or "none")])
+
+
+def _register_encode() -> None:
+    from direct_data.stages.encode import EncodeConfig
+
+    command("encode", config_cls=EncodeConfig, body=_encode,
+            help="Text-encoder states of every caption and hard negative, and latents of every clip.",
+            head=[_param("partition_dir", typer.Argument(..., help="A `partition` output folder (captions; video paths in `meta`)."), Path),
+                  OUT,
+                  _param("negatives", typer.Option(None, "--negatives", help="A `perturb` output folder: its accepted hard negatives are encoded too."), Optional[Path]),
+                  _config_opt("encode")],
+            tail=RUN_OPTS)
+
+
+# --------------------------------------------------------------------------- train
+
+
+def parse_set(items: list[str]) -> dict:
     """`--set key=value` pairs; values parsed as JSON when they can be (numbers, true/false, lists)."""
     out = {}
     for it in items:
@@ -266,103 +342,122 @@ def _parse_set(items: list[str]) -> dict:
     return out
 
 
-@app.command()
-def train(
-    ctx: typer.Context,
-    partition_dir: Path = typer.Argument(..., help="A `partition` output folder (partitions, macro negatives)."),
-    encode_dir: Path = typer.Argument(..., help="An `encode` output folder (text states of captions and hard negatives, latents)."),
-    out: Path = typer.Option(..., "--out", "-o", help="Run folder: log.jsonl, checkpoints/ (safetensors), resumed if present."),
-    objective: str = typer.Option("direct", help="sft (flow matching) | deltafm (random in-batch negatives) | direct (FM + macro + micro + regulariser)."),
-    config: Optional[Path] = typer.Option(None, "--config", help="TOML file; its [train] table overrides the preset, flags override it."),
-    model_config: Optional[str] = typer.Option(None, help="tiny | mid | wan2.1-1.3b (random init) [default: tiny]."),
-    pretrained: Optional[str] = typer.Option(None, help="A local diffusers Wan checkpoint folder (its transformer/)."),
-    lora_rank: Optional[int] = typer.Option(None, help="LoRA rank; 0 = full fine-tuning [default: 16]."),
-    max_steps: Optional[int] = typer.Option(None, help="Optimiser steps [default: 1000]."),
-    batch_size: Optional[int] = typer.Option(None, help="Rows per batch (every batch spans >= 2 partitions) [default: 4]."),
-    lr: Optional[float] = typer.Option(None, help="AdamW learning rate [default: 1e-4]."),
-    seed: Optional[int] = typer.Option(None, help="Seed of init, sampler and noise [default: 0]."),
-    device: Optional[str] = typer.Option(None, help="auto | cpu | cuda [default: auto]."),
-    set_: list[str] = typer.Option([], "--set", help="Any other TrainConfig field, key=value (repeatable): lam_macro, lam_micro, micro_variant (triplet|push|repel), micro_fraction, micro_margin, reg (none|moments|moments-target|mmd|l2), lam_reg, lam_naive, macro_source (batch|dataset), exclude_nearest, shift, noise_dist, grad_clip, warmup_steps, lr_schedule, ckpt_every, val_every, max_nan_skips, bf16, grad_checkpointing, text_len, prediction (v|x0), cond_dropout, ..."),
-    val_rows: int = typer.Option(8, help="Rows held as the fixed validation batch (flow-matching loss logged on it)."),
-    resume: bool = typer.Option(True, "--resume/--no-resume", help="Continue from the latest checkpoint in --out."),
-) -> None:
-    """Post-train a Wan 2.1 transformer with flow matching plus DiReCT's macro, micro and regulariser terms."""
-    from direct_data.stages.encode import load_train_data
-    from direct_data.training.train import NonFiniteLossError, make_val_batch, preset
-    from direct_data.training.train import train as run_train
+def _train(ctx, *, partition_dir, encode_dir, out, objective, config, set_, val_rows, resume, **_) -> None:
+    from direct_data import pipeline
+    from direct_data.training.config import TrainConfig, preset
+    from direct_data.training.loop import NonFiniteLossError
 
+    given = typed_by_user(ctx)
+    over = load_toml(config, TrainConfig)
+    over.update({k: v for k, v in ctx.params.items() if k in given and k in TrainConfig.keys()})
+    over.update(parse_set(set_))
+    for k in ("objective", "out_dir"):
+        if k in over and k in parse_set(set_):
+            raise ConfigError(f"--set {k}=...: use --{k.replace('_dir', '')} instead")
+    name = over.pop("objective", objective) if "objective" not in given else objective
+    over.pop("objective", None)
+    over["out_dir"] = str(out)
+    over.setdefault("progress", sys.stderr.isatty())
+    cfg = preset(name, **over)
     try:
-        over = load_toml(config, "train")
-        over.update({k: v for k, v in ctx.params.items() if k in _explicit(ctx) and k in {"model_config", "pretrained", "lora_rank", "max_steps", "batch_size", "lr", "seed", "device"}})
-        over.update(_parse_set(set_))
-        over["out_dir"] = str(out)
-        over.setdefault("progress", sys.stderr.isatty())
-        cfg = preset(objective, **over)
-        data, acct = load_train_data(partition_dir, encode_dir)
-        val = make_val_batch(data, list(range(min(val_rows, len(data))))) if val_rows else None
-        res = run_train(cfg, data, val=val, resume=resume)
+        res = pipeline.train_run(partition_dir, encode_dir, cfg, val_rows=val_rows, resume=resume)
     except NonFiniteLossError as e:
-        _fail(str(e))
-        return
-    except (ConfigError, ValueError, FileNotFoundError) as e:
-        _fail(str(e))
+        fail(str(e))
         return
     last = res.records[-1] if res.records else {}
-    rows = [("objective", cfg.objective), ("steps", res.step), ("nan/inf steps skipped", res.nan_skips), ("data", acct)]
+    rows = [("objective", cfg.objective), ("steps", res.step), ("nan/inf steps skipped", res.nan_skips), ("data", res.accounting)]
     rows += [(k, f"{v:.4g}" if isinstance(v, float) else v) for k, v in last.items() if k in ("loss", "fm", "macro", "micro", "reg") or k.startswith("conflict")]
     if res.val_fm:
         rows.append(("validation FM loss (first -> last)", f"{res.val_fm[0][1]:.4f} -> {res.val_fm[-1][1]:.4f}"))
     rows.append(("checkpoint", res.checkpoint))
-    console.print(_stats_table(f"train -> {out}", rows))
+    console.print(stats_table(f"train -> {out}", rows))
 
 
-@app.command()
-def sample(
-    checkpoint: Path = typer.Argument(..., help="A checkpoint folder of `direct-data train` (out/checkpoints/step-N)."),
-    out: Path = typer.Option(..., "--out", "-o", help="Folder for samples.safetensors, prompts.json and the clips."),
-    prompt: list[str] = typer.Option([], "--prompt", "-p", help="A prompt (repeatable)."),
-    prompts_file: Optional[Path] = typer.Option(None, "--prompts", help="A file of prompts (any format `partition` reads)."),
-    latent_shape: Optional[str] = typer.Option(None, help="C,F,H,W of the latents, e.g. 16,21,60,104 for 480p x 81 frames [default: the run's]."),
-    text_encoder: Optional[str] = typer.Option(None, help="The encoder used by `encode` [default: packaged MiniLM]."),
-    max_text_tokens: Optional[int] = typer.Option(None, help="As in `encode`."),
-    vae: Optional[str] = typer.Option(None, help="Wan checkpoint or AutoencoderKLWan folder to decode latents (omit for pixel-space latents)."),
-    steps: int = typer.Option(20, help="Sampling steps."),
-    shift: Optional[float] = typer.Option(None, help="Noise-level shift [default: the run's]."),
-    seed: int = typer.Option(0, help="Noise seed (prompt i always gets the same noise)."),
-    guidance: float = typer.Option(1.0, "--guidance", help="Classifier-free guidance scale (1 = none; the run needs --set cond_dropout=0.1 or so)."),
-    fmt: str = typer.Option("gif", "--format", help="gif | mp4."),
-) -> None:
-    """Sample clips from a checkpoint for a list of prompts: arrays (safetensors) and GIF/MP4 files."""
+def _register_train() -> None:
+    from direct_data.training.config import PRESETS, TrainConfig
+
+    others = ", ".join(f.name for f in TrainConfig.declared() if not f.metadata.get("cli", True) and f.name not in ("objective", "out_dir"))
+    command("train", config_cls=TrainConfig, body=_train,
+            help="Post-train a Wan 2.1 transformer with flow matching plus DiReCT's macro, micro and regulariser terms.",
+            head=[_param("partition_dir", typer.Argument(..., help="A `partition` output folder (partitions, macro negatives)."), Path),
+                  _param("encode_dir", typer.Argument(..., help="An `encode` output folder (text states, hard negatives, latents)."), Path),
+                  _param("out", typer.Option(..., "--out", "-o", help="Run folder: log.jsonl, checkpoints/ (safetensors), resumed if present."), Path),
+                  _param("objective", typer.Option("direct", help=f"Preset of loss terms: {', '.join(PRESETS)}."), str),
+                  _config_opt("train")],
+            tail=[_param("set_", typer.Option([], "--set", help=f"Any other TrainConfig field, key=value (repeatable): {others}."), List[str]),
+                  _param("val_rows", typer.Option(8, min=0, help="Rows held as the fixed validation batch (flow-matching loss logged on it)."), int),
+                  _param("resume", typer.Option(True, "--resume/--no-resume", help="Continue from the latest checkpoint in --out."), bool)])
+
+
+# --------------------------------------------------------------------------- sample
+
+
+def _sample(ctx, *, checkpoint, out, prompt, prompts_file, config, **_) -> None:
     from direct_data.core.read import read_prompts
-    from direct_data.training.sample import run_sample
+    from direct_data.training.sample import SampleConfig, run_sample
 
+    cfg = build_config(SampleConfig, ctx, config)
     texts = list(prompt)
+    if prompts_file:
+        rr = read_prompts([prompts_file])
+        rr.require_prompts(None)
+        texts += [p.prompt for p in rr.prompts]
+    if not texts:
+        raise ConfigError("give --prompt TEXT (repeatable) or --prompts FILE")
+    s = run_sample(checkpoint, texts, out, cfg)
+    console.print(stats_table(f"sample -> {out}", list(s.items())))
+
+
+def _register_sample() -> None:
+    from direct_data.training.sample import SampleConfig
+
+    command("sample", config_cls=SampleConfig, body=_sample,
+            help="Sample clips from a checkpoint (or a run folder's latest) for a list of prompts: arrays (safetensors) and GIF/MP4 files.",
+            head=[_param("checkpoint", typer.Argument(..., help="A `direct-data train` run folder (its latest checkpoint) or a checkpoint folder."), Path),
+                  _param("out", typer.Option(..., "--out", "-o", help="Folder for samples.safetensors, prompts.json and the clips."), Path),
+                  _param("prompt", typer.Option([], "--prompt", "-p", help="A prompt (repeatable)."), List[str]),
+                  _param("prompts_file", typer.Option(None, "--prompts", help="A file of prompts (any format `partition` reads)."), Optional[Path]),
+                  _config_opt("sample")],
+            tail=[])
+
+
+# --------------------------------------------------------------------------- run, make-sample
+
+
+@app.command("run")
+def run_cmd(
+    pipeline_file: Path = typer.Argument(..., help="A pipeline TOML: a [pipeline] table (inputs, out, stop_after, objective) and one table per stage."),
+    force: bool = typer.Option(False, "--force", help="Recompute every stage (never deletes files a stage did not write)."),
+) -> None:
+    """Run partition -> perturb -> encode -> train (-> sample) from one TOML file; every step resumes."""
+    from direct_data import pipeline
+
     try:
-        if prompts_file:
-            texts += [p.prompt for p in read_prompts([prompts_file]).prompts]
-        if not texts:
-            raise ValueError("give --prompt or --prompts")
-        shape = [int(x) for x in latent_shape.split(",")] if latent_shape else None
-        s = run_sample(checkpoint, texts, out, latent_shape=shape, text_encoder=text_encoder, max_text_tokens=max_text_tokens, vae=vae, steps=steps, shift=shift, seed=seed, fmt=fmt,
-                       guidance_scale=guidance)
-    except (InputError, ValueError, FileNotFoundError) as e:
-        _fail(str(e))
-        return
-    console.print(_stats_table(f"sample -> {out}", list(s.items())))
+        pipeline.run_pipeline(pipeline_file, force=force, show_progress=sys.stderr.isatty(),
+                              report=lambda name, res: console.print(pipeline.describe(res), markup=False))
+    except UserError as e:
+        fail(str(e))
 
 
 @app.command("make-sample")
 def make_sample(
     out: Path = typer.Option(Path("out/sample.jsonl"), "--out", "-o", help="Where to write the JSONL sample."),
-    n: int = typer.Option(400, help="Rows to generate."),
-    seed: int = typer.Option(0, help="Grammar seed."),
+    n: int = typer.Option(400, min=1, help="Rows to generate."),
+    seed: int = typer.Option(0, min=0, help="Grammar seed."),
+    clips: bool = typer.Option(False, "--clips/--no-clips", help="Also render a small procedural clip per prompt (GIF next to the JSONL, path in the `video` column)."),
 ) -> None:
     """Write the embedded default input: prompts generated from the project's own grammar."""
-    from direct_data.text.samples import write_sample
+    from direct_data.samples import write_sample
 
-    rows = write_sample(out, n, seed=seed)
+    try:
+        rows = write_sample(out, n, seed=seed, clips=clips)
+    except UserError as e:
+        fail(str(e))
     console.print(f"wrote {rows} prompts to {out}")
 
+
+for _register in (_register_partition, _register_perturb, _register_validate, _register_encode, _register_train, _register_sample):
+    _register()
 
 from direct_data.world.cli import world_app  # noqa: E402
 

@@ -9,6 +9,7 @@ import pytest
 
 from direct_data.text import axes
 from direct_data.text import rules
+from direct_data.text import tagger
 from direct_data.text.validator import Validator
 
 PROMPTS = Path(__file__).resolve().parents[2] / "shared" / "data" / "prompts"
@@ -50,7 +51,7 @@ def test_registry_documents_every_axis() -> None:
         assert ax.verbs or ax.words
         assert name in axes.describe(name)
         for original, rewrite in ax.examples:
-            tag = axes.tag_axes(original, rewrite)
+            tag = tagger.tag_axes(original, rewrite)
             assert tag.supports(name), (name, original, rewrite)
             assert not tag.other_axes(name), (name, original, rewrite, tag.other_axes(name))
 
@@ -70,18 +71,18 @@ def test_parse_axes() -> None:
     ("push", "past", "pushed"), ("sink", "past", "sank"),
 ])
 def test_inflect(lemma: str, form: str, expected: str) -> None:
-    assert axes.inflect(lemma, form) == expected  # type: ignore[arg-type]
-    assert axes.verb_lemma(expected) is not None and axes.verb_lemma(expected)[0] == lemma
+    assert tagger.inflect(lemma, form) == expected  # type: ignore[arg-type]
+    assert tagger.verb_lemma(expected) is not None and tagger.verb_lemma(expected)[0] == lemma
 
 
 def test_tagger_reads_noun_uses_and_inflections() -> None:
     # "sink" in "into a sink" is a place, not buoyancy; an inflection change is no change
-    a = axes.analyze("Water drips from a leaky tap into a sink.")
+    a = tagger.analyze("Water drips from a leaky tap into a sink.")
     by_word = dict(zip((t.lower for t in a.tokens), a.axes))
     assert by_word["drips"] == {"kinematics"} and not by_word["sink"] and not by_word["tap"]
-    assert "sink" in axes.content_words("Water drips from a leaky tap into a sink.")
-    assert not axes.tag_axes("A ball falls.", "A ball is falling.").evidence
-    tag = axes.tag_axes("A rubber ball falls.", "A glass ball rises.")
+    assert "sink" in tagger.content_words("Water drips from a leaky tap into a sink.")
+    assert not tagger.tag_axes("A ball falls.", "A ball is falling.").evidence
+    tag = tagger.tag_axes("A rubber ball falls.", "A glass ball rises.")
     assert tag.supports("materials") and tag.other_axes("materials") == {"kinematics"}
 
 

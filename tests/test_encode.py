@@ -9,10 +9,11 @@ import numpy as np
 import pytest
 import torch
 
-from direct_data.stages.encode import EncodeConfig, TextEncoder, VideoEncoder, from_bytes, load_latents, load_text_states, read_video, run_encode, to_bytes
-from direct_data.stages.partition import PartitionConfig, run_partition
-from direct_data.stages.perturb import PerturbConfig, run_perturb
-from direct_data.core.shards import read_shards
+from direct_data import pipeline
+from direct_data.stages.encode import EncodeConfig, TextEncoder, VideoEncoder, from_bytes, load_latents, load_text_states, read_video, to_bytes
+from direct_data.stages.partition import PartitionConfig
+from direct_data.stages.perturb import PerturbConfig
+from direct_data.core.manifest import read_table
 
 from .conftest import SHARED_PROMPTS
 
@@ -67,42 +68,42 @@ def small_pipeline(tmp_path_factory, session_cache):
     rows.append({"prompt": "A clip whose file does not exist rolls away.", "video": str(clips / "missing.mp4")})
     data = d / "p.jsonl"
     data.write_text("".join(json.dumps(r) + "\n" for r in rows))
-    run_partition([data], d / "part", PartitionConfig(k=2, exclude_nearest=0, macro_negatives=2))
-    run_perturb([d / "part"], d / "neg", PerturbConfig(axes=("kinematics", "materials")))
+    pipeline.partition([data], d / "part", PartitionConfig(k=2, exclude_nearest=0, macro_negatives=2))
+    pipeline.perturb([d / "part"], d / "neg", PerturbConfig(axes=("kinematics", "materials")))
     return d
 
 
 def test_minilm_text_states_roundtrip(small_pipeline):
     d = small_pipeline
-    res = run_encode(d / "part", d / "enc", negatives_dir=d / "neg")
+    res = pipeline.encode(d / "part", d / "enc", negatives=d / "neg")
     c = res.manifest.counts
-    n_neg = len(read_shards(d / "neg", "negatives"))
+    n_neg = len(read_table(d / "neg", "negatives"))
     assert c["captions"] == 25 and c["negatives"] == n_neg > 0 and c["text_states"] == 25 + n_neg
     states = load_text_states(d / "enc")
     assert len(states) == c["text_states"]
     # the stored states are the encoder's own output, unpadded
     enc = TextEncoder(None, max_tokens=128)
-    row = read_shards(d / "enc", "text_states").to_pylist()[3]
+    row = read_table(d / "enc", "text_states").to_pylist()[3]
     ref = enc.encode([row["text"]])[0]
     # (batched with padding vs alone: equal up to float noise)
     assert torch.allclose(states[row["key"]].float(), ref.float(), atol=5e-3) and ref.dtype == torch.float16 and ref.shape[1] == 384
     assert ref.shape[0] == len(enc.tokenizer(row["text"]).input_ids)
-    assert run_encode(d / "part", d / "enc", negatives_dir=d / "neg").up_to_date
+    assert pipeline.encode(d / "part", d / "enc", negatives=d / "neg").up_to_date
 
 
 def test_umt5_and_vae_from_a_wan_folder(small_pipeline, tiny_wan_folder):
     d = small_pipeline
     cfg = EncodeConfig(text_encoder=str(tiny_wan_folder), vae=str(tiny_wan_folder), video_column="video", text_dtype="bfloat16", chunk_rows=10)
-    res = run_encode(d / "part", d / "enc-wan", cfg, negatives_dir=d / "neg")
+    res = pipeline.encode(d / "part", d / "enc-wan", cfg, negatives=d / "neg")
     c = res.manifest.counts
     assert c["clips"] == 25 and c["latents"] == 24 and c["rejected"] == 1
-    rej = read_shards(d / "enc-wan", "rejects").to_pylist()
+    rej = read_table(d / "enc-wan", "rejects").to_pylist()
     assert rej[0]["reason"] == "latent_unavailable" and "missing.mp4" in rej[0]["raw"]
     lat = load_latents(d / "enc-wan")
     z = next(iter(lat.values()))
     assert z.shape == (4, 3, 4, 4)  # 9 frames -> 1 + 8/4, 32 px -> 32/8
     # the stored latent is the VAE's normalised posterior mode of the decoded video file
-    row = read_shards(d / "enc-wan", "latents").to_pylist()[0]
+    row = read_table(d / "enc-wan", "latents").to_pylist()[0]
     ref = VideoEncoder(tiny_wan_folder).encode(read_video(row["source"]))
     assert torch.allclose(lat[row["prompt_id"]], ref)
     st = load_text_states(d / "enc-wan")
@@ -114,23 +115,23 @@ def test_provided_latents_and_resume(small_pipeline, tmp_path):
     from safetensors.torch import save_file
 
     d = small_pipeline
-    ids = read_shards(d / "part", "partitions").column("prompt_id").to_pylist()
+    ids = read_table(d / "part", "partitions").column("prompt_id").to_pylist()
     g = torch.Generator().manual_seed(0)
     tensors = {pid: torch.randn(4, 3, 4, 4, generator=g) for pid in ids[:-2]}
     f = tmp_path / "lat.safetensors"
     save_file(tensors, f)
     cfg = EncodeConfig(latents=str(f), chunk_rows=8)
-    res = run_encode(d / "part", tmp_path / "e", cfg)
+    res = pipeline.encode(d / "part", tmp_path / "e", cfg)
     assert res.manifest.counts["latents"] == len(ids) - 2 and res.manifest.counts["rejected"] == 2
     lat = load_latents(tmp_path / "e")
     assert all(torch.equal(lat[k], v) for k, v in tensors.items())
     # a run interrupted after some chunks: drop the manifest and a later chunk; the rerun redoes only that
     (tmp_path / "e" / "manifest.json").unlink()
-    markers = sorted((tmp_path / "e" / "chunks").glob("*.json"))
+    markers = sorted((tmp_path / "e" / ".direct-data" / "chunks").glob("*.json"))
     markers[-1].unlink()
     before = {p.name: p.read_bytes() for p in (tmp_path / "e").glob("*.parquet")}
-    again = run_encode(d / "part", tmp_path / "e", cfg)
-    assert again.run["text_chunks_run"] + again.run["latent_chunks_run"] == 1
+    again = pipeline.encode(d / "part", tmp_path / "e", cfg)
+    assert again.run["units_run"] == 1
     assert {p.name: p.read_bytes() for p in (tmp_path / "e").glob("*.parquet")} == before
 
 

@@ -293,7 +293,7 @@ def test_micro_conflict_triplet_inactive_rows_undefined():
     vt3 = u + 0.12 * _t(29)
     for variant in L.MICRO_VARIANTS:
         g_fm, = L.output_grads(lambda x: L.fm_loss(x, u), v)
-        g_v, g_vt = L.output_grads(lambda a, b: L.micro_loss(variant, a, b, u, 0.05, 0.1), v, vt3)
+        g_v, g_vt = L.output_grads(lambda a, b, variant=variant: L.micro_loss(variant, a, b, u, 0.05, 0.1), v, vt3)
         torch.testing.assert_close(L.micro_conflict(variant, v, vt3, u, margin=0.1),
                                    L.per_sample_cosine(g_fm, g_v + g_vt), equal_nan=True)
     # push with v~ == v opposes flow matching exactly

@@ -17,7 +17,7 @@ from pathlib import Path
 import pytest
 
 from direct_data.core.manifest import Manifest
-from direct_data.core.shards import read_shards
+from direct_data.core.manifest import read_table
 
 from .conftest import ROOT, SHARED_PROMPTS
 
@@ -77,8 +77,8 @@ def test_vllm_stage_one_row_per_request_schema_valid_and_resume(gemma, tmp_path)
     assert r.returncode == 0, (r.stdout + r.stderr)[-3000:]
     m = Manifest.read(out)
     assert m.counts["requests"] == 7 * 2 == m.counts["accepted"] + m.counts["rejected"]
-    neg = read_shards(out, "negatives").to_pylist()
-    rej = read_shards(out, "negative_rejects").to_pylist()
+    neg = read_table(out, "negatives").to_pylist()
+    rej = read_table(out, "negative_rejects").to_pylist()
     keys = [(x["prompt_id"], x["axis"]) for x in neg + rej]
     assert len(keys) == len(set(keys)) == 14
     # constrained decoding: no candidate failed its JSON schema
@@ -113,7 +113,7 @@ def test_world_experiment_perturbs_with_vllm_when_llm_model_is_set(gemma, tmp_pa
     assert c["prompts"] == kept and c["requests"] == 5 * kept == c["accepted"] + c["rejected"]
     m = Manifest.read(out / "stages" / "perturb_train")
     assert m.config["backend"] == "vllm"
-    neg = read_shards(out / "stages" / "perturb_train", "negatives").to_pylist()
+    neg = read_table(out / "stages" / "perturb_train", "negatives").to_pylist()
     assert len(neg) == c["accepted"]
     # every negative the encode step stored is one of the accepted vLLM rewrites
     assert res["encode"]["train"].get("negatives", 0) == len(neg)

@@ -12,7 +12,7 @@ import torch
 from typer.testing import CliRunner
 
 from direct_data.cli import app
-from direct_data.text.samples import generate_sample
+from direct_data.samples import generate_sample
 
 runner = CliRunner()
 
@@ -95,3 +95,39 @@ def test_end_to_end_cli(tmp_path, tiny_vae, session_cache):
     # the same seed gives the same clip, alone or in a batch (up to batched-matmul float noise)
     ok(["sample", str(ckpts[-1]), "--prompt", rows[0]["prompt"], "--vae", str(tiny_vae), "--steps", "8", "--out", str(tmp_path / "s2")])
     assert torch.allclose(load_file(str(tmp_path / "s2" / "samples.safetensors"))["latents"][0], s["latents"][0], atol=1e-3)
+
+
+def _readme_block(tag: str) -> list[str]:
+    """The shell commands of the README block fenced by `<!-- tag -->` ... `<!-- /tag -->`."""
+    text = (Path(__file__).resolve().parents[1] / "README.md").read_text()
+    block = text.split(f"<!-- {tag} -->")[1].split(f"<!-- /{tag} -->")[0]
+    lines = block.split("```bash")[1].split("```")[0].splitlines()
+    return [ln.split("  #")[0].strip() for ln in lines if ln.strip() and not ln.strip().startswith("#")]
+
+
+def test_readme_cpu_path_from_prompts_to_clips(tmp_path, session_cache):
+    """Runs exactly the README's CPU path (prompt file -> sampled clip, no external weights)."""
+    import shutil
+    import subprocess
+    import sys
+
+    import imageio.v3 as iio
+
+    cmds = _readme_block("cpu-path")
+    assert 1 <= len(cmds) <= 5 and all(c.startswith("direct-data ") for c in cmds), cmds
+    root = Path(__file__).resolve().parents[1]
+    shutil.copytree(root / "pipelines", tmp_path / "pipelines")
+    env = {**__import__("os").environ, "PATH": f"{Path(sys.executable).parent}:{__import__('os').environ['PATH']}", "COLUMNS": "200"}
+    for c in cmds:
+        r = subprocess.run(["bash", "-c", c], cwd=tmp_path, env=env, capture_output=True, text=True)
+        assert r.returncode == 0, (c, r.stdout[-2000:], r.stderr[-3000:])
+    out = tmp_path / "out" / "demo"
+    for stage in ("partition", "perturb", "encode"):
+        assert json.loads((out / stage / "manifest.json").read_text())["stage"] == stage
+    gifs = sorted((out / "samples").glob("*.gif"))
+    assert len(gifs) == 2
+    clip = iio.imread(gifs[0], index=None)
+    assert clip.shape == (9, 16, 16, 3)
+    # a second run is resumable: every stage is up to date, training does not restart
+    r = subprocess.run(["bash", "-c", cmds[-1]], cwd=tmp_path, env=env, capture_output=True, text=True)
+    assert r.returncode == 0 and r.stdout.count("up to date") >= 3, r.stdout

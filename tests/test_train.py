@@ -8,8 +8,12 @@ import math
 import pytest
 import torch
 
-from direct_data.training import train as T
+from direct_data.core.errors import ConfigError, InputError
 from direct_data.training import wan
+from direct_data.training.checkpoint import LORA_WEIGHT_NAME, latest_checkpoint
+from direct_data.training.config import TrainConfig, preset
+from direct_data.training.data import PartitionBatchSampler, TrainData, collate, drop_captions, make_val_batch
+from direct_data.training.loop import NonFiniteLossError, train
 
 C, F, H, W = 16, 2, 8, 8  # latent (Wan VAE channels), 2 x 8 x 8 -> 32 tokens with patch (1, 2, 2)
 D = 384  # MiniLM token-state width: the tiny model's text_dim
@@ -24,7 +28,7 @@ def _one_thread():
     torch.set_num_threads(n)
 
 
-def structured_data(n: int = 32, parts: int = 4, text_len: int = 8, seed: int = 0, **kw) -> T.TrainData:
+def structured_data(n: int = 32, parts: int = 4, text_len: int = 8, seed: int = 0, **kw) -> TrainData:
     """Rows of `parts` semantic clusters: each partition has its own latent prototype and caption
     states; every row carries a hard negative (its caption states, perturbed)."""
     g = torch.Generator().manual_seed(seed)
@@ -34,14 +38,14 @@ def structured_data(n: int = 32, parts: int = 4, text_len: int = 8, seed: int = 
     lengths = torch.randint(text_len // 2, text_len + 1, (n,), generator=g)
     hard = text + 0.5 * torch.randn(n, text_len, D, generator=g)
     axes = ["kinematics", "forces", "materials", "interactions", "magnitudes"]
-    return T.TrainData.from_tensors(latents, text, lengths, part, hard_states=hard, hard_lengths=lengths,
-                                    hard_axis=[axes[i % 5] for i in range(n)], **kw)
+    return TrainData.from_tensors(latents, text, lengths, part, hard_states=hard, hard_lengths=lengths,
+                                  hard_axis=[axes[i % 5] for i in range(n)], **kw)
 
 
-def _cfg(name: str, **kw) -> T.TrainConfig:
+def _cfg(name: str, **kw) -> TrainConfig:
     base = dict(batch_size=4, lr=3e-3, lora_rank=8, progress=False, model_config="tiny")
     base.update(kw)
-    return T.preset(name, **base)
+    return preset(name, **base)
 
 
 # ---------------------------------------------------------------------------------------------- sampler
@@ -50,7 +54,7 @@ def _cfg(name: str, **kw) -> T.TrainConfig:
 def test_sampler_every_batch_spans_two_partitions_deterministic_and_resumable():
     # one dominant partition: plain shuffling would give single-partition batches
     part = torch.tensor([0] * 40 + [1] * 5 + [2] * 3)
-    s = T.PartitionBatchSampler(part, batch_size=4, seed=7)
+    s = PartitionBatchSampler(part, batch_size=4, seed=7)
     seen = []
     for _ in range(40):
         epoch, rows = s.next_batch()
@@ -59,29 +63,29 @@ def test_sampler_every_batch_spans_two_partitions_deterministic_and_resumable():
         seen.append((epoch, tuple(rows)))
     assert seen[-1][0] >= 2  # crossed epochs
     # deterministic from (seed, epoch)
-    s2 = T.PartitionBatchSampler(part, batch_size=4, seed=7)
+    s2 = PartitionBatchSampler(part, batch_size=4, seed=7)
     assert [(e, tuple(r)) for e, r in (s2.next_batch() for _ in range(40))] == seen
     # resume mid-epoch from the state dict
-    s3 = T.PartitionBatchSampler(part, batch_size=4, seed=7)
+    s3 = PartitionBatchSampler(part, batch_size=4, seed=7)
     for _ in range(13):
         s3.next_batch()
-    s4 = T.PartitionBatchSampler(part, batch_size=4, seed=7)
+    s4 = PartitionBatchSampler(part, batch_size=4, seed=7)
     s4.load_state_dict(s3.state_dict())
     assert [tuple(s4.next_batch()[1]) for _ in range(27)] == [r for _, r in seen[13:]]
     # each row at most once per epoch
     for e in range(2):
         rows = [i for b in s.epoch_batches(e) for i in b]
         assert len(rows) == len(set(rows))
-    with pytest.raises(ValueError, match="two partitions"):
-        T.PartitionBatchSampler(torch.zeros(8, dtype=torch.long), 4)
+    with pytest.raises(InputError, match="two partitions"):
+        PartitionBatchSampler(torch.zeros(8, dtype=torch.long), 4)
     with pytest.raises(ValueError, match="seed"):
-        T.PartitionBatchSampler(part, 4, seed=8).load_state_dict(s.state_dict())
+        PartitionBatchSampler(part, 4, seed=8).load_state_dict(s.state_dict())
 
 
 def test_batch_carries_hard_negatives_of_its_rows():
     data = structured_data()
     g = torch.Generator().manual_seed(0)
-    b = T.collate(data, [0, 1, 2, 3], text_len=data.max_text_len, micro_fraction=0.5, use_micro=True, gen=g)
+    b = collate(data, [0, 1, 2, 3], text_len=data.max_text_len, micro_fraction=0.5, use_micro=True, gen=g)
     assert b.micro_rows.numel() == 2 and b.hard_text.shape == (2, data.max_text_len, D)
     for k, pos in enumerate(b.micro_rows.tolist()):
         row = int(b.rows[pos])
@@ -97,7 +101,7 @@ def test_data_accounting_rejects_bad_rows_and_macro_candidates():
     lat[2, 0, 0, 0, 0] = float("nan")
     text = torch.randn(6, 4, D, generator=g)
     lengths = torch.tensor([4, 4, 4, 0, 4, 4])
-    data = T.TrainData.from_tensors(lat, text, lengths, [0, 1, 2, 0, 1, 2], partition_neighbors={0: [1, 2]})
+    data = TrainData.from_tensors(lat, text, lengths, [0, 1, 2, 0, 1, 2], partition_neighbors={0: [1, 2]})
     assert data.rejected == [(2, "non-finite latent"), (3, "empty text states")]
     assert data.accounting()["kept"] + data.accounting()["rejected"] == 6
     assert data.source_rows == [0, 1, 4, 5]
@@ -109,12 +113,12 @@ def test_data_accounting_rejects_bad_rows_and_macro_candidates():
         mat = data.macro_eligible_matrix(rows, m)
         assert torch.equal(mat, torch.stack([data.macro_eligible(i, rows, m) for i in range(4)]))
     assert data.macro_eligible_matrix(rows, 1)[0].tolist() == [False, False, False, True]
-    explicit = T.TrainData.from_tensors(lat, text, lengths, [0, 1, 2, 0, 1, 2], macro_ids=[[5, 2], [], [], [], [0], []])
+    explicit = TrainData.from_tensors(lat, text, lengths, [0, 1, 2, 0, 1, 2], macro_ids=[[5, 2], [], [], [], [0], []])
     assert explicit.macro_candidates(0, 0).tolist() == [3]  # input row 5 -> kept row 3; rejected row 2 dropped
     assert explicit.macro_eligible_matrix(rows, 0).tolist() == [[False, False, False, True], [False] * 4,
                                                                 [True, False, False, False], [False] * 4]
-    with pytest.raises(ValueError, match="latent shape"):
-        T.TrainData([torch.zeros(C, F, H, W), torch.zeros(C, F, H, 4)], [torch.zeros(2, D)] * 2, [0, 1])
+    with pytest.raises(InputError, match="latent shape"):
+        TrainData([torch.zeros(C, F, H, W), torch.zeros(C, F, H, 4)], [torch.zeros(2, D)] * 2, [0, 1])
 
 
 # ---------------------------------------------------------------------------------------------- training
@@ -123,9 +127,9 @@ def test_data_accounting_rejects_bad_rows_and_macro_candidates():
 @pytest.mark.parametrize("objective", ["sft", "direct"])
 def test_fm_loss_falls_on_fixed_validation_batch(objective, tmp_path):
     data = structured_data()
-    val = T.make_val_batch(data, range(8), seed=99)
+    val = make_val_batch(data, range(8), seed=99)
     cfg = _cfg(objective, max_steps=100, val_every=50, out_dir=str(tmp_path))
-    res = T.train(cfg, data, model=wan.build_transformer("tiny", seed=0), val=val)
+    res = train(cfg, data, model=wan.build_transformer("tiny", seed=0), val=val)
     (s0, v0), (s1, v1) = res.val_fm[0], res.val_fm[-1]
     assert (s0, s1) == (0, 100)
     assert v1 < 0.93 * v0, res.val_fm
@@ -158,12 +162,12 @@ def test_stop_and_resume_gives_the_same_loss_curve(lora_rank, reg, tmp_path):
     data = structured_data()
     kw = dict(max_steps=12, ckpt_every=4, lora_rank=lora_rank, reg=reg, lr_schedule="cosine", warmup_steps=3,
               lr=1e-3 if lora_rank == 0 else 3e-3)
-    full = T.train(_cfg("direct", out_dir=str(tmp_path / "full"), **kw), data, model=wan.build_transformer("tiny"))
-    part = T.train(_cfg("direct", out_dir=str(tmp_path / "resumed"), **kw), data,
-                   model=wan.build_transformer("tiny"), stop_after=6)
+    full = train(_cfg("direct", out_dir=str(tmp_path / "full"), **kw), data, model=wan.build_transformer("tiny"))
+    part = train(_cfg("direct", out_dir=str(tmp_path / "resumed"), **kw), data,
+                 model=wan.build_transformer("tiny"), stop_after=6)
     assert part.stopped and part.step == 6
-    assert T.latest_checkpoint(tmp_path / "resumed").name == "step-00000006"
-    res = T.train(_cfg("direct", out_dir=str(tmp_path / "resumed"), **kw), data, model=wan.build_transformer("tiny"))
+    assert latest_checkpoint(tmp_path / "resumed").name == "step-00000006"
+    res = train(_cfg("direct", out_dir=str(tmp_path / "resumed"), **kw), data, model=wan.build_transformer("tiny"))
     assert res.step == 12 and not res.stopped
     keys = ("loss", "fm", "macro", "micro", "reg", "lr", "grad_norm", "epoch")
     curve = lambda recs: [tuple(r[k] for k in keys) for r in recs]  # noqa: E731
@@ -182,14 +186,14 @@ def test_lora_checkpoint_loads_through_wan_pipeline(tmp_path):
 
     data = structured_data()
     cfg = _cfg("sft", max_steps=10, lora_rank=4, lora_alpha=8.0, out_dir=str(tmp_path))
-    res = T.train(cfg, data, model=wan.build_transformer("tiny", seed=3))
+    res = train(cfg, data, model=wan.build_transformer("tiny", seed=3))
     pipe = WanPipeline(tokenizer=None, text_encoder=None, vae=None, transformer=wan.build_transformer("tiny", seed=3),
                        scheduler=FlowMatchEulerDiscreteScheduler(shift=5.0))
     g = torch.Generator().manual_seed(0)
     x, c, t = torch.randn(2, C, F, H, W, generator=g), torch.randn(2, 8, D, generator=g), torch.tensor([250.0, 900.0])
     with torch.no_grad():
         base = pipe.transformer(x, t, c, return_dict=False)[0]
-        pipe.load_lora_weights(str(res.checkpoint), weight_name=T.LORA_WEIGHT_NAME)
+        pipe.load_lora_weights(str(res.checkpoint), weight_name=LORA_WEIGHT_NAME)
         loaded = pipe.transformer(x, t, c, return_dict=False)[0]
         res.model.eval()
         trained = res.model(x, t, c, return_dict=False)[0]
@@ -204,7 +208,7 @@ def test_full_finetune_checkpoint_is_save_pretrained(tmp_path):
     from diffusers import WanTransformer3DModel
 
     data = structured_data()
-    res = T.train(_cfg("sft", max_steps=3, lora_rank=0, out_dir=str(tmp_path)), data, model=wan.build_transformer("tiny"))
+    res = train(_cfg("sft", max_steps=3, lora_rank=0, out_dir=str(tmp_path)), data, model=wan.build_transformer("tiny"))
     loaded = WanTransformer3DModel.from_pretrained(res.checkpoint / "transformer")
     for (n, p), (n2, p2) in zip(res.model.named_parameters(), loaded.named_parameters()):
         assert n == n2 and torch.equal(p, p2)
@@ -216,16 +220,16 @@ def test_non_finite_steps_are_skipped_counted_then_stop(tmp_path):
     data.latents[5] = data.latents[5].clone()
     data.latents[5][0, 0, 0, 0] = float("inf")  # a corrupt row: its batch gives a non-finite loss
     cfg = _cfg("sft", max_steps=24, max_nan_skips=5)  # 3 epochs of 8 batches: the row comes up 3 times
-    res = T.train(cfg, data, model=wan.build_transformer("tiny"))
+    res = train(cfg, data, model=wan.build_transformer("tiny"))
     skipped = [r for r in res.records if r["skipped"]]
     assert res.nan_skips == 3 and len(skipped) == 3 and res.step == 24
     assert all(math.isnan(r["loss"]) for r in skipped)
     assert all(bool(torch.isfinite(p).all()) for p in res.model.parameters())
-    with pytest.raises(T.NonFiniteLossError, match="max_nan_skips=1"):
-        T.train(_cfg("sft", max_steps=24, max_nan_skips=1, out_dir=str(tmp_path)), data,
-                model=wan.build_transformer("tiny"))
+    with pytest.raises(NonFiniteLossError, match="max_nan_skips=1"):
+        train(_cfg("sft", max_steps=24, max_nan_skips=1, out_dir=str(tmp_path)), data,
+              model=wan.build_transformer("tiny"))
     # the stop left a resumable checkpoint at the step it stopped
-    assert T.latest_checkpoint(tmp_path) is not None
+    assert latest_checkpoint(tmp_path) is not None
 
 
 @pytest.mark.parametrize("variant", [
@@ -236,7 +240,7 @@ def test_non_finite_steps_are_skipped_counted_then_stop(tmp_path):
 ])
 def test_every_variant_runs_with_finite_terms(variant):
     data = structured_data(partition_neighbors={0: [1, 2], 1: [0, 3], 2: [3, 0], 3: [2, 1]})
-    res = T.train(_cfg("direct", max_steps=3, **variant), data, model=wan.build_transformer("tiny"))
+    res = train(_cfg("direct", max_steps=3, **variant), data, model=wan.build_transformer("tiny"))
     for r in res.records:
         assert not r["skipped"] and all(math.isfinite(r[k]) for k in ("loss", "fm", "macro", "micro"))
     if variant.get("micro_fraction") == 1.0:
@@ -244,16 +248,16 @@ def test_every_variant_runs_with_finite_terms(variant):
 
 
 def test_config_validation():
-    with pytest.raises(ValueError, match="lam_macro"):
-        T.preset("direct", lam_macro=1.0)
-    with pytest.raises(ValueError, match="micro_variant"):
-        T.preset("direct", micro_variant="pull")
-    with pytest.raises(ValueError, match="unknown objective"):
-        T.preset("dpo")
-    with pytest.raises(ValueError, match="prediction"):
-        T.preset("sft", prediction="eps")
-    with pytest.raises(ValueError, match="text_dim"):
-        T.train(_cfg("sft", max_steps=1), structured_data(), model=wan.build_transformer("tiny", text_dim=64))
+    with pytest.raises(ConfigError, match="lam_macro"):
+        preset("direct", lam_macro=1.0)
+    with pytest.raises(ConfigError, match="micro_variant"):
+        preset("direct", micro_variant="pull")
+    with pytest.raises(ConfigError, match="unknown objective"):
+        preset("dpo")
+    with pytest.raises(ConfigError, match="prediction"):
+        preset("sft", prediction="eps")
+    with pytest.raises(InputError, match="text_dim"):
+        train(_cfg("sft", max_steps=1), structured_data(), model=wan.build_transformer("tiny", text_dim=64))
 
 
 # ---------------------------------------------------------------------------------------------- model builders
@@ -279,7 +283,7 @@ def test_pretrained_folder_lora_and_reference_switch(tmp_path):
         loaded = wan.build_transformer(pretrained=path)
         for (n, p), (_, q) in zip(tiny.named_parameters(), loaded.named_parameters()):
             assert torch.equal(p, q), n
-    with pytest.raises(FileNotFoundError, match="config.json"):
+    with pytest.raises(InputError, match="config.json"):
         wan.build_transformer(pretrained=tmp_path)
     g = torch.Generator().manual_seed(0)
     x, c, t = torch.randn(1, C, F, H, W, generator=g), torch.randn(1, 6, D, generator=g), torch.tensor([500.0])
@@ -343,14 +347,263 @@ def test_sampler_lands_on_the_predicted_clean_latent_and_guides(prediction):
 
 def test_caption_dropout_nulls_a_seeded_fraction_of_rows():
     data = structured_data(n=64)
-    batch = T.collate(data, list(range(64)), text_len=8, micro_fraction=0.25, use_micro=True,
-                      gen=torch.Generator().manual_seed(0))
-    out = T.drop_captions(batch, 0.25, torch.Generator().manual_seed(5))
-    again = T.drop_captions(batch, 0.25, torch.Generator().manual_seed(5))
+    batch = collate(data, list(range(64)), text_len=8, micro_fraction=0.25, use_micro=True,
+                    gen=torch.Generator().manual_seed(0))
+    out = drop_captions(batch, 0.25, torch.Generator().manual_seed(5))
+    again = drop_captions(batch, 0.25, torch.Generator().manual_seed(5))
     null = out.text.abs().flatten(1).sum(1) == 0
     assert 4 <= int(null.sum()) <= 28 and torch.equal(out.text, again.text)
     torch.testing.assert_close(out.text[~null], batch.text[~null])  # the rest untouched
     assert torch.equal(out.hard_text, batch.hard_text) and torch.equal(out.latents, batch.latents)
-    assert T.drop_captions(batch, 0.0, torch.Generator()) is batch
-    with pytest.raises(ValueError, match="cond_dropout"):
-        T.preset("sft", cond_dropout=1.0)
+    assert drop_captions(batch, 0.0, torch.Generator()) is batch
+    with pytest.raises(ConfigError, match="cond_dropout"):
+        preset("sft", cond_dropout=1.0)
+
+
+# ---------------------------------------------------------------------------------------------- declared config
+
+
+@pytest.mark.parametrize("line,key", [
+    ('max_steps = "ten"', "max_steps"),
+    ("lora_targets = 5", "lora_targets"),
+    ('betas = ["a", 0.9]', "betas"),
+    ('model_overrides = "big"', "model_overrides"),
+    ('progress = "yes"', "progress"),
+    ("lr = [1, 2]", "lr"),
+])
+def test_train_toml_value_of_the_wrong_type_is_a_config_error(tmp_path, line, key):
+    from direct_data.core.config import load_toml
+
+    path = tmp_path / "run.toml"
+    path.write_text(f"[train]\n{line}\n")
+    over = load_toml(path, TrainConfig)
+    with pytest.raises(ConfigError, match=f"^{key}: expected") as e:
+        preset("direct", **over)
+    assert "\n" not in str(e.value)
+    # the same through the generic builder (defaults < TOML < flags)
+    with pytest.raises(ConfigError, match=f"^{key}: expected"):
+        TrainConfig.build(toml=over)
+
+
+def test_train_toml_values_of_the_right_type_are_used(tmp_path):
+    from direct_data.core.config import load_toml
+
+    path = tmp_path / "run.toml"
+    path.write_text('seed = 3\n[train]\nmax_steps = 7\nlora_targets = ["to_q", "to_v"]\nbetas = [0.8, 0.99]\n'
+                    'model_overrides = {num_layers = 1}\nlr = 1\n')
+    cfg = preset("direct", **load_toml(path, TrainConfig))
+    assert (cfg.max_steps, cfg.seed, cfg.lr) == (7, 3, 1.0) and isinstance(cfg.lr, float)
+    assert cfg.lora_targets == ("to_q", "to_v") and cfg.betas == (0.8, 0.99)
+    assert cfg.model_overrides == {"num_layers": 1} and cfg.lam_macro == 0.05  # the preset's terms kept
+    path.write_text("[train]\nmax_step = 7\n")
+    with pytest.raises(ConfigError, match="unknown key in \\[train\\]: max_step .*max_steps"):
+        load_toml(path, TrainConfig)
+
+
+def test_unknown_preset_key_or_range_is_a_config_error():
+    with pytest.raises(ConfigError, match="unknown objective 'dpo': one of sft, deltafm, direct"):
+        preset("dpo")
+    with pytest.raises(ConfigError, match="unknown train option max_step .*max_steps"):
+        preset("sft", max_step=3)
+    with pytest.raises(ConfigError, match="objective given twice"):
+        preset("sft", objective="direct")
+    with pytest.raises(ConfigError, match="batch_size: must be >= 2"):
+        preset("sft", batch_size=1)
+    with pytest.raises(ConfigError, match="model_overrides: unknown WanTransformer3DModel option num_blocks"):
+        preset("sft", model_overrides={"num_blocks": 3})
+    with pytest.raises(ConfigError, match="betas"):
+        preset("sft", betas=(0.9, 1.0))
+    with pytest.raises(ConfigError, match="device"):
+        preset("sft", device="gpu")
+    with pytest.raises(ConfigError, match="model_config: 'huge' is not one of"):
+        preset("sft", model_config="huge")
+
+
+def test_train_config_declaration():
+    fields = {f.name: f.metadata for f in TrainConfig.declared()}
+    assert set(fields) == set(TrainConfig.keys()) and all(m["help"] for m in fields.values())
+    assert {k for k, m in fields.items() if m["cli"]} == {"model_config", "pretrained", "lora_rank", "max_steps",
+                                                          "batch_size", "lr", "seed", "device"}
+    hashed = preset("direct", out_dir="/somewhere", progress=False).hashed()
+    for k in ("out_dir", "progress", "tensorboard", "log_every", "device", "ckpt_every", "val_every"):
+        assert k not in hashed
+    for k in ("lam_macro", "lr", "seed", "max_steps", "model_overrides", "prediction"):
+        assert k in hashed
+    # the config module is light: the CLI and the TOML checker import it without torch
+    import subprocess
+    import sys
+
+    code = ("import sys, direct_data.training.config, direct_data.training.sample; "
+            "assert 'torch' not in sys.modules, 'torch imported'")
+    subprocess.run([sys.executable, "-c", code], check=True)
+
+
+# ---------------------------------------------------------------------------------------------- data vs model
+
+
+def pixel_data(n: int = 8, parts: int = 2, shape=(3, 2, 8, 8), text_len: int = 6, seed: int = 0) -> TrainData:
+    """Pixel latents in [-1, 1] (as `encode --vae pixels` stores them) and MiniLM-wide text states."""
+    g = torch.Generator().manual_seed(seed)
+    part = torch.arange(n) % parts
+    latents = (torch.rand(parts, *shape, generator=g)[part] * 2 - 1).clamp(-1, 1)
+    text = torch.randn(parts, text_len, D, generator=g)[part] + 0.1 * torch.randn(n, text_len, D, generator=g)
+    return TrainData.from_tensors(latents, text, torch.full((n,), text_len), part)
+
+
+def test_data_that_cannot_fit_the_model_is_a_user_error(tmp_path):
+    tiny = dict(model_config="tiny", max_steps=1, batch_size=4, progress=False)
+    with pytest.raises(ConfigError, match=r"latent height \(H\) = 7 is not a multiple of the patch size 2"):
+        train(preset("sft", **tiny), pixel_data(shape=(3, 2, 7, 8)))
+    with pytest.raises(ConfigError, match=r"latent width \(W\) = 5 .*patch_size"):
+        train(preset("sft", **tiny, model_overrides={"patch_size": [1, 2, 2]}), pixel_data(shape=(3, 2, 8, 5)))
+    with pytest.raises(ConfigError, match="model_overrides sets in_channels=16.*3 channels"):
+        train(preset("sft", **tiny, model_overrides={"in_channels": 16, "out_channels": 16}), pixel_data())
+    with pytest.raises(ConfigError, match="text_len=4 is shorter .*6 tokens"):
+        train(preset("sft", **tiny, text_len=4), pixel_data())
+    with pytest.raises(ConfigError, match="text states are 384 wide.*text_dim=64.*model_overrides"):
+        train(preset("sft", **tiny, model_overrides={"text_dim": 64}), pixel_data())
+    with pytest.raises(InputError, match="4 training rows are fewer than one batch of 8: lower batch_size"):
+        train(preset("sft", **{**tiny, "batch_size": 8}), pixel_data(n=4))
+    with pytest.raises(InputError, match="one partition.*k >= 2"):
+        pixel_data(parts=1)
+    # a pretrained model fixes the channels: the data must match it
+    wan.build_transformer("tiny").save_pretrained(tmp_path / "base" / "transformer", safe_serialization=True)
+    with pytest.raises(InputError, match="takes 16-channel latents .*have 3 channels"):
+        train(preset("sft", **tiny, pretrained=str(tmp_path / "base")), pixel_data())
+    with pytest.raises(InputError, match="not a diffusers Wan checkpoint"):
+        train(preset("sft", **tiny, pretrained=str(tmp_path)), pixel_data())
+
+
+def test_resume_under_another_batch_size_is_a_config_error(tmp_path):
+    data = structured_data()
+    train(_cfg("sft", max_steps=2, out_dir=str(tmp_path)), data, model=wan.build_transformer("tiny"))
+    with pytest.raises(ConfigError, match="batch_size=4, this run asks for batch_size=8"):
+        train(_cfg("sft", max_steps=4, batch_size=8, out_dir=str(tmp_path)), data, model=wan.build_transformer("tiny"))
+    res = train(_cfg("sft", max_steps=4, batch_size=8, out_dir=str(tmp_path)), data, model=wan.build_transformer("tiny"),
+                resume=False)
+    assert res.step == 4
+
+
+# ---------------------------------------------------------------------------------------------- the tiny CPU path
+
+
+@pytest.mark.parametrize("lora_rank", [4, 0])
+def test_tiny_model_on_pixel_latents_trains_and_samples_gifs_from_the_run_folder(tmp_path, lora_rank):
+    import imageio.v3 as iio
+
+    from direct_data.training.sample import SampleConfig, run_sample
+
+    run = tmp_path / "run"
+    cfg = preset("sft", model_config="tiny", lora_rank=lora_rank, max_steps=2, batch_size=4, lr=1e-3,
+                 out_dir=str(run), progress=False)
+    res = train(cfg, pixel_data())  # no model given: the named config follows the data's 3 channels
+    assert res.step == 2 and res.model.config.in_channels == 3 and res.model.config.out_channels == 3
+    assert latest_checkpoint(run).name == "step-00000002"
+    out = tmp_path / "samples"
+    s = run_sample(run, ["a red ball falls onto the floor", "a blue cube slides"], out, SampleConfig(steps=2, seed=1))
+    assert s["files"] == ["0000.gif", "0001.gif"] and s["frames_shape"] == [2, 8, 8, 3]
+    assert s["checkpoint"] == str(run / "checkpoints" / "step-00000002")
+    for name in s["files"]:
+        frames = iio.imread(out / name, index=None)
+        assert frames.shape[0] == 2 and frames.shape[1:3] == (8, 8)
+    assert (out / "samples.safetensors").is_file() and json.loads((out / "prompts.json").read_text())[1] == "a blue cube slides"
+    # the same clips from the checkpoint folder itself (same seed, same noise)
+    again = run_sample(run / "checkpoints" / "step-00000002", ["a red ball falls onto the floor"], tmp_path / "again",
+                       steps=2, seed=1)
+    assert iio.imread(tmp_path / "again" / "0000.gif", index=None).tolist() == iio.imread(out / "0000.gif", index=None).tolist()
+    assert again["clips"] == 1
+
+
+def test_run_sample_checks_every_argument_before_sampling(tmp_path):
+    from direct_data.core.errors import OutputError
+    from direct_data.training.sample import SampleConfig, run_sample
+
+    run = tmp_path / "run"
+    train(_cfg("sft", max_steps=1, out_dir=str(run)), structured_data(), model=wan.build_transformer("tiny"))
+    out = tmp_path / "samples"
+    # 16-channel latents and no VAE: refused before any sampling, nothing written
+    with pytest.raises(ConfigError, match="16 channels .*give vae") as e:
+        run_sample(run, ["a ball"], out, SampleConfig(steps=2))
+    assert "\n" not in str(e.value)
+    assert not out.exists()
+    with pytest.raises(ConfigError, match="16 channels"):
+        run_sample(run, ["a ball"], out, SampleConfig(steps=2, vae="pixels"))
+    with pytest.raises(InputError, match="vae .*no such folder"):
+        run_sample(run, ["a ball"], out, SampleConfig(steps=2, vae=str(tmp_path / "no-vae")))
+    # 3-channel latents for a 16-channel model: refused after loading the model, before sampling
+    with pytest.raises(ConfigError, match="has 3 channels but the checkpoint's model takes 16"):
+        run_sample(run, ["a ball"], out, SampleConfig(steps=2, latent_shape=(3, 2, 8, 8)))
+    # paths that are not a checkpoint
+    with pytest.raises(InputError, match="no such folder"):
+        run_sample(tmp_path / "nothing", ["a ball"], out, SampleConfig())
+    (tmp_path / "empty-run" / "checkpoints" / "step-00000003.tmp").mkdir(parents=True)
+    with pytest.raises(InputError, match="without a complete checkpoint .*step-00000003.tmp"):
+        run_sample(tmp_path / "empty-run", ["a ball"], out, SampleConfig())
+    (tmp_path / "other").mkdir()
+    (tmp_path / "other" / "notes.txt").write_text("x")
+    with pytest.raises(InputError, match="neither a checkpoint folder .*nor a run folder .*notes.txt"):
+        run_sample(tmp_path / "other", ["a ball"], out, SampleConfig())
+    # the output folder
+    with pytest.raises(OutputError, match="is a file"):
+        run_sample(run, ["a ball"], tmp_path / "other" / "notes.txt", SampleConfig(latent_shape="3,2,8,8"))
+    with pytest.raises(OutputError, match="checkpoint or its run folder"):
+        run_sample(run, ["a ball"], run, SampleConfig(latent_shape="3,2,8,8"))
+    # values
+    with pytest.raises(ConfigError, match="format: 'avi' is not one of gif, mp4"):
+        SampleConfig(format="avi")
+    with pytest.raises(ConfigError, match="steps: must be >= 1"):
+        SampleConfig(steps=0)
+    with pytest.raises(ConfigError, match="guidance: must be >= 1"):
+        SampleConfig(guidance=0.5)
+    with pytest.raises(ConfigError, match="latent_shape: expected C,F,H,W"):
+        SampleConfig(latent_shape="3,2,8")
+    with pytest.raises(ConfigError, match="no prompts"):
+        run_sample(run, [], out, SampleConfig())
+    assert not out.exists()
+
+
+def test_run_sample_refuses_an_mp4_it_cannot_write_before_sampling(tmp_path):
+    from direct_data.training.sample import SampleConfig, run_sample
+
+    run = tmp_path / "run"
+    train(preset("sft", model_config="tiny", lora_rank=4, max_steps=1, batch_size=4, out_dir=str(run), progress=False,
+                 model_overrides={"patch_size": [1, 1, 1]}), pixel_data(shape=(3, 2, 5, 6)))
+    out = tmp_path / "samples"
+    with pytest.raises(ConfigError, match="mp4 .*even frame height and width, the clips are 5 x 6"):
+        run_sample(run, ["a ball"], out, SampleConfig(steps=1, format="mp4"))
+    assert not out.exists()
+    s = run_sample(run, ["a ball"], out, SampleConfig(steps=1, format="gif"))
+    assert s["files"] == ["0000.gif"]
+
+
+def _tiny_vae(path, z_dim: int):
+    """A real `AutoencoderKLWan` (random init, 62k parameters): 4x temporal, 8x spatial, as Wan's."""
+    from diffusers import AutoencoderKLWan
+
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(0)
+        vae = AutoencoderKLWan(base_dim=8, z_dim=z_dim, dim_mult=[1, 1, 1, 1], num_res_blocks=1, attn_scales=[],
+                               temperal_downsample=[False, True, True], latents_mean=[0.0] * z_dim, latents_std=[1.0] * z_dim)
+    vae.save_pretrained(path, safe_serialization=True)
+    return path
+
+
+def test_run_sample_decodes_latents_with_a_vae(tmp_path):
+    import imageio.v3 as iio
+
+    from direct_data.training.sample import SampleConfig, run_sample
+
+    run = tmp_path / "run"
+    train(preset("sft", model_config="tiny", lora_rank=4, max_steps=1, batch_size=4, out_dir=str(run), progress=False),
+          pixel_data(shape=(4, 2, 4, 4)))
+    vae = _tiny_vae(tmp_path / "wan" / "vae", 4)
+    with pytest.raises(ConfigError, match="4 channels .*give vae"):
+        run_sample(run, ["a ball"], tmp_path / "s", SampleConfig(steps=1))
+    with pytest.raises(ConfigError, match="decodes 16-channel latents but these have 4"):
+        run_sample(run, ["a ball"], tmp_path / "s", SampleConfig(steps=1, vae=str(_tiny_vae(tmp_path / "vae16", 16))))
+    assert not (tmp_path / "s").exists()
+    for fmt in ("gif", "mp4"):
+        s = run_sample(run, ["a ball", "a cube"], tmp_path / fmt, SampleConfig(steps=1, vae=str(tmp_path / "wan"), format=fmt))
+        assert s["files"] == [f"0000.{fmt}", f"0001.{fmt}"] and s["frames_shape"] == [5, 32, 32, 3]
+        assert iio.imread(tmp_path / fmt / f"0001.{fmt}", index=None).shape == (5, 32, 32, 3)
+    assert str(vae).endswith("vae")

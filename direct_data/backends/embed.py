@@ -7,8 +7,17 @@ corpus embeds only the texts the cache lacks.
 
 Texts to embed are sorted by hash and embedded in fixed-size chunks, each committed atomically.
 Because a chunk's contents depend only on the sorted list of missing texts, a run killed after chunk
-j and rerun embeds exactly the remaining chunks with exactly the same batch composition: the vectors
-are bit-identical to an uninterrupted run.
+j and rerun embeds exactly the remaining chunks.
+
+A text's vector is a pure function of the text (and the embedding identity), never of the cache's
+history or of which other texts happened to be embedded with it: within a chunk, texts are grouped by
+their exact token count and each forward pass sees texts of one length only (no padding), at least
+two of them (a lone text is run next to a copy of itself; a batch of one takes another GEMM path).
+So an empty cache, a cache filled by a bigger run, and a resumed run all give the same bytes. The
+identity carries an `-eqlen` marker so vectors from the older padded batching are never mixed in.
+
+The model is loaded lazily: the identity and the width are read from the model folder's files, so
+`plan()` and a fully cached `embed()` never load it (see `Embedder.model_loaded`).
 """
 
 from __future__ import annotations
@@ -23,12 +32,14 @@ from typing import Sequence
 import numpy as np
 import pyarrow as pa
 
-from direct_data.backends.models import load_sentence_model, model_identity, resolve_embedder
+from direct_data.backends.models import load_sentence_model, model_identity, resolve_embedder, sentence_model_meta
 from direct_data.core.progress import progress_bar
 from direct_data.core.shards import atomic_write_bytes
 
 DEFAULT_CHUNK = 4096
 DEFAULT_BATCH = 64
+BATCHING_MARKER = "eqlen"  # batches of equal token length, never of one text (bump if the batching changes)
+_LENGTH_SLICE = 1024  # texts tokenised at once to count their tokens
 
 
 def default_cache_dir() -> Path:
@@ -110,6 +121,9 @@ class Embedder:
 
     >>> emb = Embedder()                      # the packaged all-MiniLM-L6-v2, offline
     >>> vecs = emb.embed(["a ball falls"])    # (1, 384) float32, unit norm
+
+    The model is loaded on first need (texts the cache lacks, or `.model`); with `lazy=False`, or when
+    the folder's files do not describe the model (a hub id, an unusual module stack), at construction.
     """
 
     def __init__(
@@ -123,56 +137,165 @@ class Embedder:
         use_cache: bool = True,
         device: str = "cpu",
         show_progress: bool = False,
+        lazy: bool = True,
     ):
+        if batch_size < 1 or chunk_size < 1:
+            raise ValueError("batch_size and chunk_size must be >= 1")
+        self.model_name = model
         self.model_path = resolve_embedder(model)
-        self.model = load_sentence_model(model, device=device)
-        if max_seq_length is not None:
-            self.model.max_seq_length = max_seq_length
-        self.max_seq_length = int(self.model.max_seq_length)
-        self.dim = int(self.model.get_embedding_dimension() if hasattr(self.model, "get_embedding_dimension") else self.model.get_sentence_embedding_dimension())
+        self.device = device
         self.batch_size = batch_size
         self.chunk_size = chunk_size
         self.show_progress = show_progress
+        self._model = None
+        self._texts_by_hash: dict[str, str] = {}  # what missing_chunks() saw, for fill()
+        self._meta = sentence_model_meta(self.model_path) if lazy else None
+        if self._meta is None:  # the files do not tell: ask the model
+            m = self._load()
+            native_len, dim = int(m.max_seq_length), self._model_dim(m)
+        else:
+            native_len, dim = self._meta.max_seq_length, self._meta.dim
+        self.max_seq_length = int(max_seq_length) if max_seq_length is not None else native_len
+        self.dim = dim
         mid = model_identity(self.model_path)
-        self.identity = f"{mid.name}-{mid.revision[:16]}-L{self.max_seq_length}-norm"
+        self.identity = self.identity_for(mid.name, mid.revision, self.max_seq_length)
         self.model_identity = str(mid)
         self.cache = EmbeddingCache(Path(cache_dir) if cache_dir else default_cache_dir(), self.identity, self.dim) if use_cache else None
         self.stats = EmbedStats()
 
+    @staticmethod
+    def identity_for(name: str, revision: str, max_seq_length: int) -> str:
+        """The cache folder name: model, weights, truncation, normalisation, batching scheme."""
+        return f"{name}-{revision[:16]}-L{int(max_seq_length)}-norm-{BATCHING_MARKER}"
+
+    @staticmethod
+    def _model_dim(m) -> int:
+        get = getattr(m, "get_embedding_dimension", None) or m.get_sentence_embedding_dimension
+        return int(get())
+
+    def _load(self):
+        m = load_sentence_model(self.model_name, device=self.device)
+        if self._meta is not None:  # what the files said must be what the model does
+            got = (int(m.max_seq_length), self._model_dim(m))
+            want = (self._meta.max_seq_length, self._meta.dim)
+            if got != want:
+                raise RuntimeError(
+                    f"{self.model_path}: the folder's files say (max_seq_length, dim) = {want}, the loaded model "
+                    f"has {got}; the embedding identity would be wrong. Use Embedder(..., lazy=False)."
+                )
+        self._model = m
+        return m
+
+    @property
+    def model(self):
+        """The SentenceTransformer (loaded now if it was not yet). The model object is shared with
+        other users of `load_sentence_model`, so its own max_seq_length is left as loaded; ours is
+        applied around each encode."""
+        return self._model if self._model is not None else self._load()
+
+    @property
+    def model_loaded(self) -> bool:
+        return self._model is not None
+
+    def _token_lengths(self, model, texts: list[str]) -> np.ndarray:
+        """Tokens per text as the model's forward pass sees them (special tokens, truncation)."""
+        prep = getattr(model, "preprocess", None) or model.tokenize
+        prompt = None
+        if getattr(model, "default_prompt_name", None):
+            prompt = (getattr(model, "prompts", None) or {}).get(model.default_prompt_name)
+        out = []
+        for i in range(0, len(texts), _LENGTH_SLICE):
+            part = texts[i : i + _LENGTH_SLICE]
+            feats = prep(part, prompt=prompt) if prompt else prep(part)
+            out.append(np.asarray(feats["attention_mask"]).sum(axis=1))
+        return np.concatenate(out).astype(np.int64)
+
+    def _batches(self, lengths: np.ndarray) -> list[list[int]]:
+        """Indices grouped by token count, each group cut into near-equal batches of <= batch_size."""
+        order = np.lexsort((np.arange(len(lengths)), lengths))
+        out: list[list[int]] = []
+        for length in np.unique(lengths):
+            idx = [int(i) for i in order[lengths[order] == length]]
+            nb = -(-len(idx) // self.batch_size)
+            out.extend(idx[b * len(idx) // nb : (b + 1) * len(idx) // nb] for b in range(nb))
+        return out
+
     def _encode(self, texts: list[str]) -> np.ndarray:
-        vecs = self.model.encode(
-            texts, batch_size=self.batch_size, normalize_embeddings=True, convert_to_numpy=True, show_progress_bar=False
-        )
-        return np.ascontiguousarray(vecs, dtype=np.float32)
+        """Vectors of `texts` (in order); each text's vector depends on that text alone."""
+        out = np.empty((len(texts), self.dim), dtype=np.float32)
+        if not texts:
+            return out
+        model = self.model
+        native = model.max_seq_length
+        model.max_seq_length = self.max_seq_length
+        try:
+            lengths = self._token_lengths(model, texts)
+            for idx in self._batches(lengths):
+                batch = [texts[i] for i in idx]
+                if len(batch) == 1:
+                    batch = batch * 2  # never a batch of one: that takes another GEMM path
+                vecs = model.encode(
+                    batch, batch_size=len(batch), normalize_embeddings=True, convert_to_numpy=True, show_progress_bar=False
+                )
+                out[idx] = np.asarray(vecs, dtype=np.float32)[: len(idx)]
+        finally:
+            model.max_seq_length = native
+        return out
 
     def plan(self, texts: Sequence[str]) -> tuple[int, int]:
-        """(distinct texts, texts the cache lacks) without embedding anything."""
+        """(distinct texts, texts the cache lacks) without embedding anything (or loading the model)."""
         hashes = sorted({text_hash(t) for t in texts})
         return len(hashes), len(self.cache.missing(hashes)) if self.cache else len(hashes)
+
+    def missing_chunks(self, texts: Sequence[str]) -> list[list[str]]:
+        """The distinct texts the cache lacks, as hash-sorted chunks of text hashes (at most chunk_size
+        each): the resume units. Remembers the texts, so that `fill(chunk)` can embed them."""
+        if self.cache is None:
+            raise ValueError("missing_chunks needs the embedding cache")
+        hashes = [text_hash(t) for t in texts]
+        self._texts_by_hash.update(zip(hashes, texts))
+        missing = sorted(self.cache.missing(sorted(set(hashes))))
+        return [missing[i : i + self.chunk_size] for i in range(0, len(missing), self.chunk_size)]
+
+    def fill(self, chunk: Sequence[str]) -> None:
+        """Embed one chunk of `missing_chunks` and commit it to the cache (one atomic file). The vectors
+        depend on the texts alone, so a chunk recomputed after a kill gives the same bytes."""
+        if self.cache is None:
+            raise ValueError("fill needs the embedding cache")
+        try:
+            batch = [self._texts_by_hash[h] for h in chunk]
+        except KeyError as e:
+            raise KeyError(f"fill: hash {e.args[0]} was not among the texts given to missing_chunks") from None
+        self.cache.put(list(chunk), self._encode(batch))
+        self.stats.embedded += len(chunk)
+        self.stats.chunks_written += 1
 
     def embed(self, texts: Sequence[str], *, rank: int = 0, world_size: int = 1) -> np.ndarray:
         """Embeddings of `texts` in their order. With world_size > 1, this worker only fills the cache
         for its share of the missing chunks (chunk j goes to rank j % world_size) and returns the
-        vectors once every chunk is present."""
+        vectors once every chunk is present. The model is loaded only if some text is missing."""
         hashes = [text_hash(t) for t in texts]
         self.stats = EmbedStats(texts=len(set(hashes)))
         if self.cache is None:
             if world_size != 1:
                 raise ValueError("rank/world_size sharding needs the embedding cache")
+            self.stats.embedded = self.stats.texts
             return self._encode(list(texts))
-        by_hash = dict(zip(hashes, texts))
-        missing = sorted(self.cache.missing(sorted(by_hash)))
-        self.stats.cached = self.stats.texts - len(missing)
-        chunks = [missing[i : i + self.chunk_size] for i in range(0, len(missing), self.chunk_size)]
+        indexed_before = self.cache._index is not None
+        chunks = self.missing_chunks(texts)
+        if chunks and indexed_before:  # that index may predate chunks other workers have committed since
+            self.cache.refresh()
+            chunks = self.missing_chunks(texts)
+        self.stats.cached = self.stats.texts - sum(map(len, chunks))
         mine = [c for j, c in enumerate(chunks) if j % world_size == rank]
         with progress_bar("embed", total=sum(map(len, mine)), enabled=self.show_progress) as bar:
             for chunk in mine:
-                self.cache.put(chunk, self._encode([by_hash[h] for h in chunk]))
-                self.stats.embedded += len(chunk)
-                self.stats.chunks_written += 1
+                self.fill(chunk)
                 bar.update(len(chunk))
         if world_size != 1:
             self.cache.refresh()
-        if world_size != 1 and self.cache.missing(sorted(by_hash)):
-            raise RuntimeError("other ranks have not finished embedding yet; run them, then rerun")
+            if self.cache.missing(sorted(set(hashes))):
+                raise RuntimeError("other ranks have not finished embedding yet; run them, then rerun")
+        if not hashes:
+            return np.empty((0, self.dim), dtype=np.float32)
         return self.cache.get(hashes)

@@ -76,3 +76,88 @@ def load_sentence_model(name_or_path: str | None = None, *, device: str = "cpu")
     if Path(path).is_dir():
         os.environ.setdefault("HF_HUB_OFFLINE", "1")
     return SentenceTransformer(path, device=device, trust_remote_code=False)
+
+
+@dataclass(frozen=True)
+class SentenceModelMeta:
+    """What the embedding cache needs to know about a sentence-transformers folder, read from its files."""
+
+    max_seq_length: int  # as saved (before any user override)
+    dim: int  # width of `encode`'s output
+
+
+def _read_json(path: Path):
+    import json
+
+    with open(path, encoding="utf-8") as f:
+        return json.load(f)
+
+
+def _pooling_dim(cfg: dict) -> int | None:
+    width = cfg.get("embedding_dimension", cfg.get("word_embedding_dimension"))
+    if not isinstance(width, int) or width <= 0:
+        return None
+    mode = cfg.get("pooling_mode")
+    if mode is None:  # legacy `pooling_mode_*` booleans; none set means mean (as sentence-transformers does)
+        n = sum(bool(v) for k, v in cfg.items() if k.startswith("pooling_mode_"))
+        return width * max(n, 1)
+    if isinstance(mode, str):
+        return width
+    if isinstance(mode, (list, tuple)) and mode and all(isinstance(m, str) for m in mode):
+        return width * len(mode)
+    return None
+
+
+@lru_cache(maxsize=32)
+def sentence_model_meta(name_or_path: str) -> SentenceModelMeta | None:
+    """max_seq_length and output width of a local sentence-transformers folder, without loading it.
+
+    Reads `modules.json`, the Transformer module's `sentence_bert_config.json` (max_seq_length),
+    `*Pooling/config.json`, `*Dense/config.json` (out_features) and `config.json` (hidden_size).
+    Returns None whenever the folder is not a plain Transformer [+ Pooling] [+ Dense] [+ Normalize]
+    stack that these files fully describe (a hub id, an unknown module, a missing or odd key, a
+    truncate_dim or prompt setting...): the caller then loads the model instead.
+    """
+    root = Path(name_or_path)
+    try:
+        if not root.is_dir():
+            return None
+        modules = _read_json(root / "modules.json")
+        if not isinstance(modules, list) or not modules:
+            return None
+        modules = sorted(modules, key=lambda m: int(m.get("idx", 0)))
+        kinds = [str(m.get("type", "")).rsplit(".", 1)[-1] for m in modules]
+        if kinds[0] != "Transformer" or any(k not in {"Pooling", "Dense", "Normalize"} for k in kinds[1:]):
+            return None
+        st_cfg_path = root / "config_sentence_transformers.json"
+        if st_cfg_path.exists():
+            st_cfg = _read_json(st_cfg_path)
+            if st_cfg.get("truncate_dim") is not None or st_cfg.get("default_prompt_name") is not None:
+                return None
+        # the Transformer module: max_seq_length as saved, and no tokenizer override of it
+        tdir = root / (modules[0].get("path") or "")
+        bert_cfg = _read_json(tdir / "sentence_bert_config.json")
+        max_len = bert_cfg.get("max_seq_length")
+        if not isinstance(max_len, int) or isinstance(max_len, bool) or max_len <= 0:
+            return None
+        for key in ("tokenizer_args", "processor_kwargs"):
+            if "model_max_length" in (bert_cfg.get(key) or {}):
+                return None
+        # output width: the last module that has one (as SentenceTransformer.get_embedding_dimension)
+        dim = None
+        for m, kind in zip(reversed(modules), reversed(kinds)):
+            mdir = root / (m.get("path") or "")
+            if kind == "Normalize":
+                continue
+            if kind == "Dense":
+                dim = _read_json(mdir / "config.json").get("out_features")
+            elif kind == "Pooling":
+                dim = _pooling_dim(_read_json(mdir / "config.json"))
+            else:  # Transformer as the last sized module: its hidden size
+                dim = _read_json(tdir / "config.json").get("hidden_size")
+            break
+        if not isinstance(dim, int) or isinstance(dim, bool) or dim <= 0:
+            return None
+        return SentenceModelMeta(max_seq_length=max_len, dim=dim)
+    except (OSError, ValueError, TypeError, AttributeError):
+        return None

@@ -3,11 +3,8 @@
 from __future__ import annotations
 
 import io
-import json
-from pathlib import Path
 
 from direct_data.core.manifest import Manifest
-from direct_data.core.shards import atomic_write_bytes
 
 
 def _png(fig) -> bytes:
@@ -53,39 +50,11 @@ def plot_partitions(stats: dict) -> bytes:
     return data
 
 
-def write_partition_card(out_dir: str | Path, manifest: Manifest) -> list[str]:
-    """Write `partitions.png` and `README.md`; return the file names written."""
-    out_dir = Path(out_dir)
-    s, c = manifest.stats, manifest.counts
+def partition_card_section(manifest: Manifest) -> tuple[str, dict[str, bytes]]:
+    """The partition stage's part of its dataset card, and `partitions.png`."""
+    s = manifest.stats
     cert = s["certificate"]
-    atomic_write_bytes(out_dir / "partitions.png", plot_partitions(s))
-    shard_lines = "\n".join(f"| `{x['path']}` | {x['rows']} | `{x['sha256'][:16]}` |" for t in ("partitions", "rejects") for x in manifest.shards.get(t, []))
-    reasons = "\n".join(f"| {k} | {v} |" for k, v in s.get("reject_reasons", {}).items()) or "| (none) | 0 |"
-    cfg = json.dumps(manifest.config, indent=2, sort_keys=True)
-    text = f"""---
-pretty_name: direct-data partitions
-configs:
-- config_name: default
-  data_files:
-  - split: train
-    path: partitions-*.parquet
----
-# Semantic partitions and macro negatives
-
-Written by `direct-data partition` (direct-data {manifest.package_version}, schema v{manifest.schema_version}).
-Embedder: `{manifest.model}`; seed {manifest.seed}.
-
-## Rows
-| read | kept | merged duplicates | rejected |
-|---:|---:|---:|---:|
-| {c['read']} | {c['kept']} | {c['merged']} | {c['rejected']} |
-
-read = kept + merged + rejected. Rejects, with their reasons, are in `rejects-*.parquet`:
-
-| reason | rows |
-|---|---:|
-{reasons}
-
+    text = f"""
 ## Partitions
 - k = {s['k']} ({'automatic' if s['k_auto'] else 'given'}), trained on {s['train_vectors']} vectors, {'balanced' if s['balanced'] else 'plain'} assignment
 - sizes {s['size_min']} .. {s['size_max']}, imbalance factor {s['imbalance_factor']}
@@ -100,18 +69,5 @@ read = kept + merged + rejected. Rejects, with their reasons, are in `rejects-*.
 - same-partition cosine: {cert['same_partition_cos']}
 
 ![partition sizes and cosine histograms](partitions.png)
-
-## Shards
-| file | rows | sha256 |
-|---|---:|---|
-{shard_lines}
-
-## Config
-```json
-{cfg}
-```
-
-Load with `datasets.load_dataset("parquet", data_files="partitions-*.parquet")`, run inside this folder`.
 """
-    atomic_write_bytes(out_dir / "README.md", text.encode())
-    return ["partitions.png", "README.md"]
+    return text, {"partitions.png": plot_partitions(s)}

@@ -1,8 +1,14 @@
-"""`manifest.json`: what a stage read, how it was configured, and what it wrote.
+"""`manifest.json`: what a stage read, how it was configured, and what it wrote; and the verified
+reader of a stage output.
 
-The manifest is written last and atomically: it is the commit record of a stage. A stage whose
-manifest matches the current inputs and config, and whose shards still hash to what it lists, is
-up to date and is not recomputed. No timestamps are stored, so reruns give the same bytes.
+The manifest is written last and atomically: it is the commit record of a stage. It carries a
+`digest` (sha256 of its own canonical JSON without that key), so a hand-edited manifest is noticed.
+No timestamps are stored, so reruns give the same bytes.
+
+`open_output(path, stages=...)` is how every downstream consumer (a stage, the trainer) reads an
+upstream output: the manifest's digest is checked, every listed shard and file must exist with
+the listed sha256, and a Parquet file the manifest does not list is an error. Its `identity` (the
+listed files with their sha256) is what the downstream up-to-date check compares.
 """
 
 from __future__ import annotations
@@ -11,21 +17,27 @@ import hashlib
 import json
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Iterable
+
+import pyarrow as pa
+import pyarrow.parquet as pq
 
 from direct_data import __version__
-from direct_data.core.schema import SCHEMA_VERSION
+from direct_data.core.config import config_hash
+from direct_data.core.errors import InputError
+from direct_data.core.schema import SCHEMA_VERSION, arrow_schema
 from direct_data.core.shards import ShardInfo, atomic_write_bytes, sha256_file
 
 MANIFEST = "manifest.json"
 
 
-def config_hash(config: dict) -> str:
-    return hashlib.sha256(json.dumps(config, sort_keys=True, default=str).encode()).hexdigest()
+def _digest(data: dict) -> str:
+    body = {k: v for k, v in data.items() if k != "digest"}
+    return hashlib.sha256(json.dumps(body, sort_keys=True, default=str).encode()).hexdigest()
 
 
-def describe_inputs(paths: list[str | Path]) -> list[dict]:
-    """Each input with its sha256; a folder (a `datasets` save) is hashed file by file."""
+def describe_files(paths: Iterable[str | Path]) -> list[dict]:
+    """Each input file with its sha256; a folder (a `datasets` save) is hashed file by file."""
     out = []
     for p in map(Path, paths):
         if p.is_dir():
@@ -34,8 +46,10 @@ def describe_inputs(paths: list[str | Path]) -> list[dict]:
                 h.update(str(f.relative_to(p)).encode())
                 h.update(sha256_file(f).encode())
             out.append({"path": str(p), "sha256": h.hexdigest(), "kind": "dir"})
-        else:
+        elif p.is_file():
             out.append({"path": str(p), "sha256": sha256_file(p), "kind": "file"})
+        else:
+            raise InputError(f"{p}: no such file or folder")
     return out
 
 
@@ -53,104 +67,136 @@ class Manifest:
     schema_version: int = SCHEMA_VERSION
     package_version: str = __version__
     config_sha256: str = ""
+    digest: str = ""
 
     def __post_init__(self) -> None:
         self.config_sha256 = config_hash(self.config)
 
-    def add_shards(self, table: str, shards: list[ShardInfo]) -> None:
-        self.shards[table] = [s.to_dict() for s in shards]
+    def add_shards(self, table: str, shards: list[ShardInfo] | list[dict]) -> None:
+        self.shards[table] = [s.to_dict() if isinstance(s, ShardInfo) else dict(s) for s in shards]
 
     def add_file(self, out_dir: str | Path, name: str) -> None:
+        self.files = [f for f in self.files if f["path"] != name]
         self.files.append({"path": name, "sha256": sha256_file(Path(out_dir) / name)})
+
+    def to_json(self) -> dict:
+        d = asdict(self)
+        d["digest"] = _digest(d)
+        return d
 
     def write(self, out_dir: str | Path) -> Path:
         path = Path(out_dir) / MANIFEST
-        atomic_write_bytes(path, (json.dumps(asdict(self), indent=2, sort_keys=True, default=str) + "\n").encode())
+        d = self.to_json()
+        self.digest = d["digest"]
+        atomic_write_bytes(path, (json.dumps(d, indent=2, sort_keys=True, default=str) + "\n").encode())
         return path
 
     @classmethod
-    def read(cls, out_dir: str | Path) -> "Manifest | None":
+    def read(cls, out_dir: str | Path, *, check_digest: bool = True) -> "Manifest | None":
+        """The manifest of a folder (None if there is none). A manifest that is not valid JSON, or
+        whose digest does not match its content, is an `InputError`."""
         path = Path(out_dir) / MANIFEST
-        if not path.exists():
+        if not path.is_file():
             return None
-        data = json.loads(path.read_text())
-        sha = data.pop("config_sha256", "")
-        m = cls(**data)
+        try:
+            data = json.loads(path.read_text())
+            if not isinstance(data, dict):
+                raise ValueError("not an object")
+            sha = data.pop("config_sha256", "")
+            digest = data.get("digest", "")
+            m = cls(**data)
+        except (ValueError, TypeError) as e:
+            raise InputError(f"{path}: not a direct-data manifest ({e})") from None
         m.config_sha256 = sha or m.config_sha256
+        if check_digest and digest != _digest({**asdict(m), "config_sha256": m.config_sha256}):
+            raise InputError(f"{path}: the manifest was edited after it was written (digest mismatch); "
+                             f"rerun `direct-data {m.stage}` to rebuild this folder")
         return m
 
+    def listed(self) -> list[dict]:
+        """Every shard and file the manifest lists, as {path, sha256}."""
+        return [{"path": s["path"], "sha256": s["sha256"]} for t in sorted(self.shards) for s in self.shards[t]] + [
+            {"path": f["path"], "sha256": f["sha256"]} for f in self.files]
+
     def listed_paths(self) -> set[str]:
-        return {s["path"] for shards in self.shards.values() for s in shards} | {f["path"] for f in self.files}
+        return {x["path"] for x in self.listed()}
 
 
-def up_to_date(out_dir: str | Path, *, stage: str, config: dict, inputs: list[dict]) -> tuple[bool, str]:
-    """Is the stage output in `out_dir` the result of exactly these inputs and this config?
+# --------------------------------------------------------------------------- verified reading
 
-    Returns (answer, reason) so the CLI can say why something is recomputed.
-    """
-    m = Manifest.read(out_dir)
+
+@dataclass
+class StageOutput:
+    """A verified upstream stage output: read its tables through here, never by globbing."""
+
+    path: Path
+    manifest: Manifest
+
+    @property
+    def stage(self) -> str:
+        return self.manifest.stage
+
+    @property
+    def identity(self) -> dict:
+        """What a downstream manifest records of this input: a digest over every listed file's sha256."""
+        listed = self.manifest.listed()
+        h = hashlib.sha256(json.dumps(listed, sort_keys=True).encode()).hexdigest()
+        return {"path": str(self.path), "stage": self.stage, "sha256": h, "kind": "stage", "files": len(listed)}
+
+    def shard_paths(self, table: str) -> list[Path]:
+        return [self.path / s["path"] for s in self.manifest.shards.get(table, [])]
+
+    def table(self, table: str, columns: list[str] | None = None) -> pa.Table:
+        """All rows of `table`, from exactly the shards the manifest lists, in order."""
+        paths = self.shard_paths(table)
+        if not paths:
+            t = arrow_schema(table).empty_table()
+            return t.select(columns) if columns else t
+        return pa.concat_tables([pq.read_table(p, columns=columns) for p in paths])
+
+    def rows(self, table: str, columns: list[str] | None = None) -> list[dict]:
+        return self.table(table, columns).to_pylist()
+
+    def file(self, name: str) -> Path:
+        if name not in {f["path"] for f in self.manifest.files}:
+            raise InputError(f"{self.path}: its manifest lists no {name}")
+        return self.path / name
+
+
+def open_output(path: str | Path, *, stages: tuple[str, ...], role: str = "input") -> StageOutput:
+    """Open and verify a stage output folder.
+
+    Checks, each a one-line `InputError` naming what is wrong: the folder has a manifest, written by
+    one of `stages`; the manifest's digest matches its content; every listed shard and file exists
+    with its listed sha256; no Parquet file in the folder is unlisted (an extra shard would be read
+    by a glob, and we never glob)."""
+    p = Path(path)
+    want = " or ".join(f"`{s}`" for s in stages)
+    if not p.is_dir():
+        raise InputError(f"{p}: {'no such folder' if not p.exists() else 'not a folder'}; the {role} must be a {want} output folder")
+    m = Manifest.read(p)
     if m is None:
-        return False, "no manifest"
-    if m.stage != stage:
-        return False, f"folder holds stage {m.stage!r}"
-    if m.schema_version != SCHEMA_VERSION or m.package_version != __version__:
-        return False, "written by another version"
-    if m.config_sha256 != config_hash(config):
-        return False, "config changed"
-    if [(i["path"], i["sha256"]) for i in m.inputs] != [(i["path"], i["sha256"]) for i in inputs]:
-        return False, "inputs changed"
-    for shards in m.shards.values():
-        for s in shards:
-            p = Path(out_dir) / s["path"]
-            if not p.exists() or sha256_file(p) != s["sha256"]:
-                return False, f"shard {s['path']} missing or modified"
-    for f in m.files:
-        p = Path(out_dir) / f["path"]
-        if not p.exists() or sha256_file(p) != f["sha256"]:
-            return False, f"{f['path']} missing or modified"
-    return True, "up to date"
+        raise InputError(f"{p}: not a direct-data output (no {MANIFEST}); the {role} must be a {want} output folder")
+    if m.stage not in stages:
+        raise InputError(f"{p}: holds a `{m.stage}` output; the {role} must be a {want} output folder")
+    if m.schema_version != SCHEMA_VERSION:
+        raise InputError(f"{p}: written with schema v{m.schema_version}, this version reads v{SCHEMA_VERSION}; rerun `direct-data {m.stage}`")
+    for item in m.listed():
+        f = p / item["path"]
+        if not f.is_file():
+            raise InputError(f"{p}: {item['path']} is listed in its manifest but missing; rerun `direct-data {m.stage}`")
+        if sha256_file(f) != item["sha256"]:
+            raise InputError(f"{p}: {item['path']} changed after its manifest was written (sha256 mismatch); rerun `direct-data {m.stage}`")
+    extra = sorted(x.name for x in p.glob("*.parquet") if x.name not in m.listed_paths())
+    if extra:
+        raise InputError(f"{p}: {', '.join(extra[:5])}{' ...' if len(extra) > 5 else ''} not listed in its manifest "
+                         f"(a shard copied in by hand?); remove it or rerun `direct-data {m.stage}`")
+    return StageOutput(p, m)
 
 
-def remove_stale(out_dir: str | Path, manifest: Manifest, *, patterns: tuple[str, ...] = ("*.parquet",)) -> list[str]:
-    """Delete shards in `out_dir` that the new manifest does not list (left by an older, larger run)."""
-    keep = manifest.listed_paths()
-    removed = []
-    for pat in patterns:
-        for p in Path(out_dir).glob(pat):
-            if p.name not in keep:
-                p.unlink()
-                removed.append(p.name)
-    for p in Path(out_dir).glob(".*.tmp"):
-        p.unlink(missing_ok=True)
-    return sorted(removed)
+ALL_STAGES = ("partition", "perturb", "validate", "encode")
 
 
-class ChunkLog:
-    """Commit markers of a chunked stage: `<dir>/<name>.json`, written atomically after the chunk's
-    shards. A marker counts only if its key matches (same config and inputs), so a changed run never
-    reuses a stale chunk. A killed run, rerun, skips the committed chunks and redoes the rest."""
-
-    def __init__(self, directory: str | Path, key: str, *, force: bool = False):
-        self.dir = Path(directory)
-        self.key = key
-        self.force = force
-        self._fresh: set[str] = set()  # committed by this process (still valid under --force)
-
-    def _path(self, name: str) -> Path:
-        return self.dir / f"{name}.json"
-
-    def committed(self, name: str) -> dict | None:
-        p = self._path(name)
-        if not p.exists() or (self.force and name not in self._fresh):
-            return None
-        d = json.loads(p.read_text())
-        return d if d.get("key") == self.key else None
-
-    def commit(self, name: str, payload: dict) -> None:
-        atomic_write_bytes(self._path(name), json.dumps({**payload, "key": self.key}, sort_keys=True).encode())
-        self._fresh.add(name)
-
-    def prune(self, keep: set[str]) -> None:
-        for p in self.dir.glob("*.json"):
-            if p.stem not in keep:
-                p.unlink()
+def read_table(path: str | Path, table: str, columns: list[str] | None = None) -> pa.Table:
+    """One table of a stage output folder, verified (`open_output`), from the shards its manifest lists."""
+    return open_output(path, stages=ALL_STAGES).table(table, columns)

@@ -7,6 +7,8 @@ message naming the file and the line.
 
 from __future__ import annotations
 
+from direct_data.core.errors import InputError  # noqa: F401  (re-raised by the readers)
+
 import csv
 import hashlib
 import io
@@ -19,10 +21,6 @@ from typing import Iterator
 DEFAULT_TEXT_COLUMNS = ("prompt", "caption", "text")
 DEFAULT_MAX_CHARS = 2000
 SUFFIXES = (".jsonl", ".json", ".csv", ".parquet", ".txt")
-
-
-class InputError(ValueError):
-    """An input that cannot be read at all. Its message is one line, naming the file (and line)."""
 
 
 def normalize_text(text: str) -> str:
@@ -74,10 +72,32 @@ class ReadResult:
     read: int = 0
     merged: int = 0
     per_source: dict[str, int] = field(default_factory=dict)
+    columns: set[str] = field(default_factory=set)  # column names seen in the input rows
 
     @property
     def kept(self) -> int:
         return len(self.prompts)
+
+    def reasons(self) -> dict[str, int]:
+        out: dict[str, int] = {}
+        for r in self.rejects:
+            out[r.reason] = out.get(r.reason, 0) + 1
+        return dict(sorted(out.items()))
+
+    def require_prompts(self, text_column: str | None) -> None:
+        """An `InputError` saying why, when no usable prompt was read (nothing to do downstream)."""
+        if self.kept:
+            return
+        if self.read == 0:
+            raise InputError("the input has no rows")
+        reasons = self.reasons()
+        msg = f"no usable prompt in the input: {self.read} row{'s' if self.read > 1 else ''} read, all rejected (" + \
+            ", ".join(f"{k}={v}" for k, v in reasons.items()) + ")"
+        if "missing_column" in reasons:
+            want = f"column {text_column!r}" if text_column else "prompt, caption or text column"
+            cols = ", ".join(sorted(self.columns)[:20]) or "none"
+            msg += f"; no row has a {want} (the input's columns: {cols}; pick one with --text-column)"
+        raise InputError(msg)
 
     def accounted(self) -> bool:
         return self.read == self.kept + self.merged + len(self.rejects)
@@ -274,6 +294,8 @@ def read_prompts(
             if r.record is None:
                 result.rejects.append(Reject(r.source, r.row, r.error or "unreadable", r.detail, r.raw))
                 continue
+            if len(result.columns) < 64:
+                result.columns.update(map(str, r.record))
             col = _pick_column(r.record, text_column)
             if col is None:
                 want = text_column or "/".join(DEFAULT_TEXT_COLUMNS)

@@ -11,7 +11,7 @@ import os
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterable, Iterator
+from typing import Callable, Iterable
 
 import pyarrow as pa
 import pyarrow.parquet as pq
@@ -98,9 +98,11 @@ class ShardWriter:
     ``rejects-r0003-00000.parquet``. Rows are written in the order they are given.
     """
 
-    def __init__(self, out_dir: str | Path, table: str, *, max_rows: int = DEFAULT_MAX_ROWS, prefix: str = ""):
+    def __init__(self, out_dir: str | Path, table: str, *, max_rows: int = DEFAULT_MAX_ROWS, prefix: str = "",
+                 before_write: Callable[[str], None] | None = None):
         if max_rows < 1:
             raise ValueError("max_rows must be >= 1")
+        self.before_write = before_write  # told each file name before the file is created (the runner's journal)
         self.out_dir = Path(out_dir)
         self.table = table
         self.schema = arrow_schema(table)
@@ -132,12 +134,14 @@ class ShardWriter:
     def _write_shard(self, table: pa.Table) -> None:
         name = f"{self.table}-{self.prefix}{len(self.shards):05d}.parquet"
         path = self.out_dir / name
+        if self.before_write is not None:
+            self.before_write(name)
         write_table_atomic(table, path)
         self.shards.append(ShardInfo(name, table.num_rows, sha256_file(path), path.stat().st_size))
 
     def close(self) -> list[ShardInfo]:
         """Flush what is left. A table with no rows gets no shard (`datasets` cannot read empty Parquet
-        files); the manifest then lists none and `read_shards` returns an empty table."""
+        files); the manifest then lists none and a reader gets an empty table."""
         self._flush()
         return self.shards
 
@@ -147,17 +151,3 @@ class ShardWriter:
     def __exit__(self, exc_type, exc, tb) -> None:
         if exc_type is None:
             self.close()
-
-
-def read_shards(out_dir: str | Path, table: str) -> pa.Table:
-    """All shards of `table` in a stage folder, in order, as one Arrow table."""
-    paths = sorted(Path(out_dir).glob(f"{table}-*.parquet"))
-    if not paths:
-        return arrow_schema(table).empty_table()
-    return pa.concat_tables(pq.read_table(p) for p in paths)
-
-
-def iter_shard_rows(out_dir: str | Path, table: str, *, batch_size: int = 4096) -> Iterator[dict]:
-    for p in sorted(Path(out_dir).glob(f"{table}-*.parquet")):
-        for batch in pq.ParquetFile(p).iter_batches(batch_size=batch_size):
-            yield from batch.to_pylist()

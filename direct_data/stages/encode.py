@@ -13,17 +13,18 @@ latents_std`` per channel. Tensors are raw little-endian bytes in Arrow binary c
 from __future__ import annotations
 
 import json
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Iterator
 
 import numpy as np
 from datasets import Features, List, Value
 
-from direct_data.core.manifest import ChunkLog, Manifest, config_hash, remove_stale, up_to_date
-from direct_data.core.progress import progress_bar
-from direct_data.core.schema import register
-from direct_data.core.shards import ShardWriter, read_shards
+from direct_data.core.config import StageConfig, option, register
+from direct_data.core.errors import ConfigError, InputError
+from direct_data.core.manifest import StageOutput, open_output
+from direct_data.core.runner import FinalWriter, Inputs, Stage, Unit, UnitWriter, unit_name
+from direct_data.core.schema import register as register_table
 
 STAGE = "encode"
 
@@ -51,8 +52,8 @@ LATENTS = Features(
         "data": Value("large_binary"),
     }
 )
-register("text_states", TEXT_STATES)
-register("latents", LATENTS)
+register_table("text_states", TEXT_STATES)
+register_table("latents", LATENTS)
 
 _DTYPES = {"float16": np.float16, "float32": np.float32}
 
@@ -79,25 +80,36 @@ def from_bytes(data: bytes, dtype: str, shape: tuple[int, ...]):
     return torch.from_numpy(np.frombuffer(data, dtype=np.dtype(dtype).newbyteorder("<")).reshape(shape).astype(dtype))
 
 
+PIXELS = "pixels"
+
+
+@register
 @dataclass
-class EncodeConfig:
-    text_encoder: str | None = None  # None: the packaged MiniLM's token states; a Wan checkpoint folder: its umT5
-    max_text_tokens: int | None = None  # None: 512 for umT5 (Wan), 128 otherwise
-    text_dtype: str = "float16"
-    vae: str | None = None  # a Wan diffusers checkpoint folder (vae/ inside) or an AutoencoderKLWan folder
-    video_column: str | None = None  # column of the input rows (their `meta`) holding a video path
-    latents: str | None = None  # safetensors file of provided latents, one tensor per prompt_id
-    latent_dtype: str = "float32"
-    batch_size: int = 16
-    chunk_rows: int = 512  # texts (or clips) per committed chunk: the resume unit
-    shard_rows: int = 4096
+class EncodeConfig(StageConfig):
+    """Every knob of the stage; the CLI flags, the `[encode]` TOML keys and the hash come from here."""
 
-    def hashed(self) -> dict:
-        return asdict(self)
+    SECTION = "encode"
 
-    @classmethod
-    def keys(cls) -> list[str]:
-        return [f.name for f in fields(cls)]
+    text_encoder: str | None = option(None, help="Wan 2.1 diffusers checkpoint folder (its umT5) or any transformers encoder folder.",
+                                      default_help="packaged MiniLM")
+    max_text_tokens: int | None = option(None, min=1, help="Max tokens.", default_help="512 for umT5, 128 otherwise")
+    text_dtype: str = option("float16", choices=("float16", "bfloat16", "float32"), help="dtype of the stored text states.")
+    vae: str | None = option(None, help="Wan 2.1 diffusers checkpoint folder (vae/) or an AutoencoderKLWan folder; `pixels`: the clip "
+                             "itself as 3-channel latents in [-1, 1] (tiny CPU models, no weights).", default_help="no latents")
+    video_column: str | None = option(None, help="Column of the input rows holding each clip's video path (needs --vae).")
+    latents: str | None = option(None, help="safetensors file of precomputed latents, one tensor per prompt_id.")
+    latent_dtype: str = option("float32", choices=("float32", "bfloat16", "float16"), help="dtype of the stored latents.")
+    batch_size: int = option(16, min=1, help="Texts per encoder batch.")
+    chunk_rows: int = option(512, min=1, help="Rows per committed chunk (the resume unit).")
+    shard_rows: int = option(4096, min=1, help="Rows per output shard.")
+
+    def check(self) -> None:
+        if self.vae and self.latents:
+            raise ConfigError("give either --vae (with --video-column) or --latents, not both")
+        if self.vae and not self.video_column:
+            raise ConfigError(f"--vae {self.vae} needs --video-column (the column of the input rows with each clip's path)")
+        if self.video_column and not self.vae:
+            raise ConfigError("--video-column needs --vae: a Wan checkpoint folder, or `pixels` for 3-channel pixel latents")
 
 
 # --------------------------------------------------------------------------- text encoders
@@ -192,199 +204,141 @@ class VideoEncoder:
         return ((z.cpu() - self.mean) / self.std)[0]
 
 
+def pixel_latents(clip: np.ndarray):
+    """A uint8 clip (T, H, W, 3) as pixel-space latents (3, T, H, W) in [-1, 1] (`--vae pixels`)."""
+    import torch
+
+    return torch.from_numpy(clip.astype(np.float32) / 127.5 - 1.0).permute(3, 0, 1, 2).contiguous()
+
+
 # --------------------------------------------------------------------------- the stage
 
 
-@dataclass
-class EncodeResult:
-    out_dir: Path
-    up_to_date: bool
-    reason: str
-    manifest: Manifest | None = None
-    run: dict = field(default_factory=dict)
+class EncodeStage(Stage):
+    """Units: chunks of texts (captions, then accepted hard negatives), then chunks of clips."""
 
+    name = STAGE
+    config_cls = EncodeConfig
+    tables = ("text_states", "latents", "rejects")
+    title = "Text states and video latents"
 
-def _texts(partition_dir: Path, negatives_dir: Path | None) -> list[dict]:
-    rows = [{"key": r["prompt_id"], "prompt_id": r["prompt_id"], "kind": "caption", "axis": "", "text": r["prompt"]}
-            for r in read_shards(partition_dir, "partitions").select(["prompt_id", "prompt"]).to_pylist()]
-    if negatives_dir is not None:
-        m = Manifest.read(negatives_dir)
-        if m is None or m.stage != "perturb":
-            raise ValueError(f"{negatives_dir}: not a perturb output")
-        rows += [{"key": f"{r['prompt_id']}:{r['axis']}", "prompt_id": r["prompt_id"], "kind": "negative", "axis": r["axis"], "text": r["negative"]}
-                 for r in read_shards(negatives_dir, "negatives").select(["prompt_id", "axis", "negative"]).to_pylist()]
-    return rows
+    def read(self, inputs: Inputs) -> None:
+        cfg: EncodeConfig = self.config
+        part = inputs.outputs["partition"]
+        self.partition = part
+        self.texts = [{"key": r["prompt_id"], "prompt_id": r["prompt_id"], "kind": "caption", "axis": "", "text": r["prompt"]}
+                      for r in part.rows("partitions", ["prompt_id", "prompt"])]
+        if "negatives" in inputs.outputs:
+            self.texts += [{"key": f"{r['prompt_id']}:{r['axis']}", "prompt_id": r["prompt_id"], "kind": "negative", "axis": r["axis"], "text": r["negative"]}
+                           for r in inputs.outputs["negatives"].rows("negatives", ["prompt_id", "axis", "negative"])]
+        self.clips: list[tuple[int, str, str | None]] = []
+        if cfg.vae or cfg.latents:
+            for i, r in enumerate(part.rows("partitions", ["prompt_id", "meta"])):
+                meta = json.loads(r["meta"])
+                self.clips.append((i, r["prompt_id"], meta.get(cfg.video_column) if cfg.video_column else None))
+            if cfg.video_column and self.clips and not any(v for _, _, v in self.clips):
+                raise InputError(f"{part.path}: no row has a {cfg.video_column!r} value in its input columns (meta)")
+        if cfg.latents and not Path(cfg.latents).is_file():
+            raise InputError(f"--latents {cfg.latents}: no such file")
+        self._encoder = None
+        self._vencoder = None
+        self._provided = None
 
+    def units(self) -> list[Unit]:
+        n = self.config.chunk_rows
+        out = [Unit(unit_name("text", j, (r["key"] for r in self.texts[s : s + n])), ("text", self.texts[s : s + n]), size=len(self.texts[s : s + n]))
+               for j, s in enumerate(range(0, len(self.texts), n))]
+        out += [Unit(unit_name("latents", j, (c[1] for c in self.clips[s : s + n])), ("latents", self.clips[s : s + n]), size=len(self.clips[s : s + n]))
+                for j, s in enumerate(range(0, len(self.clips), n))]
+        return out
 
-def _chunks(n: int, size: int) -> Iterator[tuple[int, int, int]]:
-    for j, s in enumerate(range(0, n, size)):
-        yield j, s, min(s + size, n)
+    def plan(self) -> dict:
+        return {"texts": len(self.texts), "clips": len(self.clips), "latents_from": self.config.vae or self.config.latents or "none"}
 
+    def compute(self, unit: Unit, out: UnitWriter) -> dict:
+        kind, rows = unit.payload
+        return self._texts(rows, out) if kind == "text" else self._latents(rows, out)
 
-def run_encode(
-    partition_dir: str | Path,
-    out_dir: str | Path,
-    cfg: EncodeConfig | None = None,
-    *,
-    negatives_dir: str | Path | None = None,
-    force: bool = False,
-    show_progress: bool = False,
-    rank: int = 0,
-    world_size: int = 1,
-) -> EncodeResult:
-    """Encode every caption and hard negative (and every clip, when a VAE or latents are given)."""
-    import torch
+    def _texts(self, rows: list[dict], out: UnitWriter) -> dict:
+        cfg = self.config
+        if self._encoder is None:
+            self._encoder = TextEncoder(cfg.text_encoder, max_tokens=cfg.max_text_tokens, dtype=cfg.text_dtype)
+        enc = self._encoder
+        for b in range(0, len(rows), cfg.batch_size):
+            batch = rows[b : b + cfg.batch_size]
+            for row, st in zip(batch, enc.encode([r["text"] for r in batch])):
+                data, dtype = to_bytes(st)
+                out.write("text_states", {**row, "length": st.shape[0], "dim": st.shape[1], "dtype": dtype, "encoder": enc.identity, "states": data})
+        return {"texts": len(rows), "encoder": enc.identity, "dim": enc.dim}
 
-    from direct_data.core.read import Reject
-    from direct_data.core.shards import sha256_file
+    def _latents(self, clips: list[tuple[int, str, str | None]], out: UnitWriter) -> dict:
+        import torch
 
-    cfg = cfg or EncodeConfig()
-    partition_dir, out_dir = Path(partition_dir), Path(out_dir)
-    negatives_dir = Path(negatives_dir) if negatives_dir else None
-    ins = [partition_dir] + ([negatives_dir] if negatives_dir else []) + ([Path(cfg.latents)] if cfg.latents else [])
-    described = [{"path": str(p), "sha256": sha256_file(p / "manifest.json") if p.is_dir() else sha256_file(p), "kind": "stage" if p.is_dir() else "file"} for p in ins]
-    ok, reason = up_to_date(out_dir, stage=STAGE, config=cfg.hashed(), inputs=described)
-    if ok and not force:
-        return EncodeResult(out_dir, True, reason, Manifest.read(out_dir))
-    out_dir.mkdir(parents=True, exist_ok=True)
-    log = ChunkLog(out_dir / "chunks", config_hash({"config": cfg.hashed(), "inputs": described}), force=force)
-    texts = _texts(partition_dir, negatives_dir)
-    run: dict[str, Any] = {"text_chunks_run": 0, "latent_chunks_run": 0}
+        from direct_data.core.read import Reject
 
-    encoder = None
-    n_text_chunks = -(-len(texts) // cfg.chunk_rows)
-    with progress_bar("encode text", total=len(texts), enabled=show_progress) as bar:
-        for j, s, e in _chunks(len(texts), cfg.chunk_rows):
-            name = f"text-{j:05d}"
-            if j % world_size != rank or log.committed(name):
+        cfg = self.config
+        if cfg.latents and self._provided is None:
+            from safetensors import safe_open
+
+            self._provided = safe_open(cfg.latents, framework="pt")
+            self._available = set(self._provided.keys())
+        n = 0
+        for i, pid, video in clips:
+            try:
+                if self._provided is not None:
+                    if pid not in self._available:
+                        raise KeyError(f"no tensor named {pid} in {cfg.latents}")
+                    z, src, vae_id = self._provided.get_tensor(pid), f"provided:{Path(cfg.latents).name}", ""
+                else:
+                    if not video:
+                        raise KeyError(f"no {cfg.video_column!r} value")
+                    if cfg.vae == PIXELS:
+                        z, src, vae_id = pixel_latents(read_video(video)), str(video), PIXELS
+                    else:
+                        self._vencoder = self._vencoder or VideoEncoder(cfg.vae)
+                        z, src, vae_id = self._vencoder.encode(read_video(video)), str(video), self._vencoder.identity
+            except Exception as ex:  # one bad clip is a reject row, not a crashed stage
+                out.write("rejects", Reject(str(self.partition.path), i, "latent_unavailable", f"{type(ex).__name__}: {ex}", str(video or pid)).to_row(STAGE))
                 continue
-            encoder = encoder or TextEncoder(cfg.text_encoder, max_tokens=cfg.max_text_tokens, dtype=cfg.text_dtype)
-            with ShardWriter(out_dir, "text_states", max_rows=cfg.shard_rows, prefix=f"c{j:05d}-") as w:
-                for b in range(s, e, cfg.batch_size):
-                    batch = texts[b : min(b + cfg.batch_size, e)]
-                    for row, st in zip(batch, encoder.encode([r["text"] for r in batch])):
-                        data, dtype = to_bytes(st)
-                        w.write({**row, "length": st.shape[0], "dim": st.shape[1], "dtype": dtype, "encoder": encoder.identity, "states": data})
-                    bar.update(len(batch))
-            log.commit(name, {"shards": {"text_states": [x.to_dict() for x in w.shards]}})
-            run["text_chunks_run"] += 1
+            data, dtype = to_bytes(z.to(getattr(torch, cfg.latent_dtype)))
+            out.write("latents", {"prompt_id": pid, "shape": list(z.shape), "dtype": dtype, "source": src, "vae": vae_id, "data": data})
+            n += 1
+        return {"clips": len(clips), "latents": n}
 
-    # latents: from a VAE over a video column, or provided arrays
-    clips = []
-    if cfg.vae or cfg.latents:
-        parts = read_shards(partition_dir, "partitions").select(["prompt_id", "meta"]).to_pylist()
-        for i, r in enumerate(parts):
-            meta = json.loads(r["meta"])
-            clips.append((i, r["prompt_id"], meta.get(cfg.video_column) if cfg.video_column else None))
-    n_lat_chunks = -(-len(clips) // cfg.chunk_rows) if clips else 0
-    provided = None
-    if cfg.latents:
-        from safetensors import safe_open
+    def finish(self, done: list[dict], out: FinalWriter) -> None:
+        cfg = self.config
+        texts = [m["counts"] for m in done if "texts" in m["counts"]]
+        lat = [m["counts"] for m in done if "clips" in m["counts"]]
+        n_lat = sum(c["latents"] for c in lat)
+        out.counts = {"captions": sum(r["kind"] == "caption" for r in self.texts), "negatives": sum(r["kind"] == "negative" for r in self.texts),
+                      "text_states": sum(c["texts"] for c in texts), "clips": len(self.clips), "latents": n_lat,
+                      "rejected": len(self.clips) - n_lat}
+        assert out.counts["text_states"] == len(self.texts)
+        out.model = texts[0]["encoder"] if texts else None
+        out.stats = {"text_dim": texts[0]["dim"] if texts else None, "text_dtype": cfg.text_dtype,
+                     "latents_from": cfg.vae or (f"provided:{Path(cfg.latents).name}" if cfg.latents else None)}
 
-        provided = safe_open(cfg.latents, framework="pt")
-        available = set(provided.keys())
-    vencoder = None
-    with progress_bar("encode video", total=len(clips), enabled=show_progress and bool(clips)) as bar:
-        for j, s, e in _chunks(len(clips), cfg.chunk_rows):
-            name = f"latents-{j:05d}"
-            if j % world_size != rank or log.committed(name):
-                continue
-            chunk_rejects = []
-            with ShardWriter(out_dir, "latents", max_rows=cfg.shard_rows, prefix=f"c{j:05d}-") as w:
-                for i, pid, video in clips[s:e]:
-                    try:
-                        if provided is not None:
-                            if pid not in available:
-                                raise KeyError(f"no tensor named {pid} in {cfg.latents}")
-                            z, src, vae_id = provided.get_tensor(pid), f"provided:{Path(cfg.latents).name}", ""
-                        else:
-                            if not video:
-                                raise KeyError(f"no {cfg.video_column!r} value")
-                            vencoder = vencoder or VideoEncoder(cfg.vae)
-                            z, src, vae_id = vencoder.encode(read_video(video)), str(video), vencoder.identity
-                    except Exception as ex:  # one bad clip is a reject row, not a crashed stage
-                        chunk_rejects.append(Reject(str(partition_dir), i, "latent_unavailable", f"{type(ex).__name__}: {ex}", str(video or pid)).to_row(STAGE))
-                        continue
-                    data, dtype = to_bytes(z.to(getattr(torch, cfg.latent_dtype)))
-                    w.write({"prompt_id": pid, "shape": list(z.shape), "dtype": dtype, "source": src, "vae": vae_id, "data": data})
-                bar.update(e - s)
-            with ShardWriter(out_dir, "rejects", prefix=f"c{j:05d}-") as rw:
-                rw.write_many(chunk_rejects)
-            log.commit(name, {"shards": {"latents": [x.to_dict() for x in w.shards], "rejects": [x.to_dict() for x in rw.shards]}})
-            run["latent_chunks_run"] += 1
-
-    names = [f"text-{j:05d}" for j in range(n_text_chunks)] + [f"latents-{j:05d}" for j in range(n_lat_chunks)]
-    markers = [log.committed(n) for n in names]
-    if any(m is None for m in markers):
-        return EncodeResult(out_dir, False, f"rank {rank}: chunks of other ranks are not committed yet", run=run)
-    manifest = Manifest(stage=STAGE, config=cfg.hashed(), inputs=described, seed=None)
-    for table in ("text_states", "latents", "rejects"):
-        manifest.shards[table] = [s for m in markers for s in m["shards"].get(table, [])]
-    n_lat = sum(s["rows"] for s in manifest.shards["latents"])
-    n_rej = sum(s["rows"] for s in manifest.shards["rejects"])
-    manifest.counts = {
-        "captions": sum(r["kind"] == "caption" for r in texts), "negatives": sum(r["kind"] == "negative" for r in texts),
-        "text_states": sum(s["rows"] for s in manifest.shards["text_states"]), "clips": len(clips), "latents": n_lat, "rejected": n_rej,
-    }
-    assert manifest.counts["text_states"] == len(texts) and n_lat + n_rej == len(clips)
-    first = next(iter(read_shards(out_dir, "text_states").slice(0, 1).to_pylist()), None) if texts else None
-    manifest.model = first["encoder"] if first else None
-    manifest.stats = {"text_dim": first["dim"] if first else None, "text_dtype": cfg.text_dtype}
-    manifest.write(out_dir)
-    run["removed_stale"] = remove_stale(out_dir, manifest)
-    log.prune(set(names))
-    return EncodeResult(out_dir, False, reason, manifest, run=run)
+    def card_sections(self, m) -> tuple[str, dict[str, bytes]]:
+        if m.stats.get("latents_from"):
+            return f"\nLatents from `{m.stats['latents_from']}`: {m.counts['latents']} of {m.counts['clips']} clips.\n", {}
+        return ("\nNo latents: this output holds text states only. `direct-data train` needs latents: rerun with "
+                "`--video-column COL --vae pixels` (tiny CPU models), `--vae WAN_FOLDER`, or `--latents FILE.safetensors`.\n"), {}
 
 
 # --------------------------------------------------------------------------- reading back
 
 
-def load_text_states(encode_dir: str | Path) -> dict[str, Any]:
-    """key -> [length, dim] tensor, for every text state of an encode output."""
-    out = {}
-    for r in read_shards(encode_dir, "text_states").to_pylist():
-        out[r["key"]] = from_bytes(r["states"], r["dtype"], (r["length"], r["dim"]))
-    return out
+def load_text_states(output: StageOutput | str | Path) -> dict[str, Any]:
+    """key -> [length, dim] tensor, for every text state of an encode output (verified)."""
+    output = output if isinstance(output, StageOutput) else open_encode(output)
+    return {r["key"]: from_bytes(r["states"], r["dtype"], (r["length"], r["dim"])) for r in output.rows("text_states")}
 
 
-def load_latents(encode_dir: str | Path) -> dict[str, Any]:
-    """prompt_id -> latent tensor (C, F, H, W)."""
-    return {r["prompt_id"]: from_bytes(r["data"], r["dtype"], tuple(r["shape"])) for r in read_shards(encode_dir, "latents").to_pylist()}
+def load_latents(output: StageOutput | str | Path) -> dict[str, Any]:
+    """prompt_id -> latent tensor (C, F, H, W), of an encode output (verified)."""
+    output = output if isinstance(output, StageOutput) else open_encode(output)
+    return {r["prompt_id"]: from_bytes(r["data"], r["dtype"], tuple(r["shape"])) for r in output.rows("latents")}
 
 
-def load_train_data(partition_dir: str | Path, encode_dir: str | Path, *, check_finite: bool = True):
-    """A `direct_data.training.train.TrainData` from the stage outputs: every prompt that has a latent, with
-    its caption states, partition, macro negatives (as row indices), and hard negatives (states and
-    axis). Returns (data, accounting); prompts without a latent are counted, not silently dropped."""
-    import numpy as np
-
-    from direct_data.stages.partition import load_centroids
-    from direct_data.training.train import TrainData
-
-    parts = read_shards(partition_dir, "partitions").select(["prompt_id", "partition_id", "macro_negatives"]).to_pylist()
-    states = load_text_states(encode_dir)
-    latents = load_latents(encode_dir)
-    hard: dict[str, list] = {}
-    for r in read_shards(encode_dir, "text_states").select(["key", "prompt_id", "kind", "axis"]).to_pylist():
-        if r["kind"] == "negative":
-            hard.setdefault(r["prompt_id"], []).append((states[r["key"]], r["axis"]))
-    rows = [r for r in parts if r["prompt_id"] in latents and r["prompt_id"] in states]
-    index = {r["prompt_id"]: i for i, r in enumerate(rows)}
-    cc = load_centroids(partition_dir)["centroid_cos"].astype(np.float64)
-    neighbors = {}
-    for p in range(len(cc)):
-        sims = cc[p].copy()
-        sims[p] = -np.inf
-        neighbors[p] = [int(q) for q in np.argsort(-sims, kind="stable")[: len(cc) - 1]]
-    data = TrainData(
-        [latents[r["prompt_id"]].float() for r in rows],
-        [states[r["prompt_id"]].float() for r in rows],
-        [r["partition_id"] for r in rows],
-        macro_ids=[[index[n] for n in r["macro_negatives"] if n in index] for r in rows],
-        hard=[[(s.float(), a) for s, a in hard.get(r["prompt_id"], [])] for r in rows],
-        partition_neighbors=neighbors,
-        row_ids=[r["prompt_id"] for r in rows],
-        check_finite=check_finite,
-    )
-    accounting = {"prompts": len(parts), "with_latent": len(rows), "no_latent": len(parts) - len(rows), **data.accounting()}
-    return data, accounting
+def open_encode(path: str | Path) -> StageOutput:
+    return open_output(path, stages=(STAGE,))

@@ -11,50 +11,47 @@ from __future__ import annotations
 
 import math
 import os
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from direct_data.core.manifest import Manifest, describe_inputs, remove_stale, up_to_date
+from direct_data.core.config import StageConfig, option, register
+from direct_data.core.errors import ConfigError
 from direct_data.core.read import DEFAULT_MAX_CHARS, ReadResult, read_prompts
+from direct_data.core.runner import FinalWriter, Inputs, Stage, Unit, UnitWriter
 from direct_data.core.schema import to_meta_json
-from direct_data.core.shards import DEFAULT_MAX_ROWS, ShardWriter
+from direct_data.core.shards import DEFAULT_MAX_ROWS
 
 STAGE = "partition"
 ASSIGN_BATCH = 65_536
 
 
+@register
 @dataclass
-class PartitionConfig:
-    """Every knob of the stage. Field names are the CLI flags and the TOML keys of `[partition]`."""
+class PartitionConfig(StageConfig):
+    """Every knob of the stage; the CLI flags, the `[partition]` TOML keys and the hash come from here."""
 
-    text_column: str | None = None
-    max_chars: int = DEFAULT_MAX_CHARS
-    model: str | None = None  # None: the packaged all-MiniLM-L6-v2
-    batch_size: int = 64
-    max_seq_length: int | None = None
-    k: int | None = None  # None: choose_k(N)
-    niter: int = 20
-    seed: int = 0
-    balanced: bool = False
-    max_points_per_centroid: int = 256
-    macro_negatives: int = 5
-    exclude_nearest: int = 2
-    shard_rows: int = DEFAULT_MAX_ROWS
-    cache_dir: str | None = None  # embedding cache; does not change the output
-    embed_chunk: int = 4096  # texts per cache commit (the resume unit); does not change the output
+    SECTION = "partition"
 
-    #: keys that do not change the bytes of the output, left out of the config hash
-    NEUTRAL = ("cache_dir", "embed_chunk")
-
-    def hashed(self) -> dict:
-        return {k: v for k, v in asdict(self).items() if k not in self.NEUTRAL}
-
-    @classmethod
-    def keys(cls) -> list[str]:
-        return [f.name for f in fields(cls)]
+    text_column: str | None = option(None, help="Text column of the input rows.", default_help="prompt, else caption, else text")
+    max_chars: int = option(DEFAULT_MAX_CHARS, min=1, help="Reject prompts longer than this (after whitespace folding).")
+    model: str | None = option(None, help="sentence-transformers folder or name.", default_help="packaged all-MiniLM-L6-v2")
+    batch_size: int = option(64, min=1, help="Embedding batch size.")
+    max_seq_length: int | None = option(None, min=1, help="Embedder max tokens.", default_help="the model's")
+    k: int | None = option(None, min=2, flag="--k", help="Number of partitions (at most the number of distinct prompts).",
+                           default_help="round(sqrt(N/4)), clamped to [2, min(4096, N/10)]")
+    niter: int = option(20, min=1, help="k-means iterations.")
+    seed: int = option(0, min=0, help="Seed of the k-means sample, init and the negative draw.")
+    balanced: bool = option(False, help="Rebalance partition sizes (FAISS contrib penalties).")
+    max_points_per_centroid: int = option(256, min=1, help="k-means trains on at most k * this many vectors.")
+    macro_negatives: int = option(5, min=0, help="Macro negatives per prompt.")
+    exclude_nearest: int = option(2, min=0, help="Also exclude the M partitions nearest to the prompt's own.")
+    shard_rows: int = option(DEFAULT_MAX_ROWS, min=1, help="Rows per output shard.")
+    cache_dir: str | None = option(None, output=False, help="Embedding cache folder.",
+                                   default_help="$DIRECT_DATA_CACHE/embeddings or ~/.cache/direct-data/embeddings")
+    embed_chunk: int = option(4096, min=1, output=False, help="Texts embedded and committed to the cache at a time (the resume unit).")
 
 
 def choose_k(n: int) -> int:
@@ -266,20 +263,6 @@ def certificate(
 # --------------------------------------------------------------------------- the stage
 
 
-@dataclass
-class PartitionResult:
-    out_dir: Path
-    up_to_date: bool
-    reason: str
-    manifest: Manifest | None = None
-    plan: dict = field(default_factory=dict)
-    run: dict = field(default_factory=dict)  # what this invocation did (not part of the output)
-
-    @property
-    def stats(self) -> dict:
-        return self.manifest.stats if self.manifest else {}
-
-
 def partition_vectors(x: np.ndarray, cfg: PartitionConfig) -> dict[str, Any]:
     """The clustering and negative mining on precomputed unit vectors (no I/O). Used by the stage and
     by the 1M benchmark. Returns labels, second, sims, centroids, centroid_cos, negatives, stats."""
@@ -337,104 +320,95 @@ def _rowwise_dot(x: np.ndarray, centroids: np.ndarray, idx: np.ndarray, *, batch
     return out
 
 
-def run_partition(
-    inputs: list[str | Path],
-    out_dir: str | Path,
-    cfg: PartitionConfig | None = None,
-    *,
-    force: bool = False,
-    dry_run: bool = False,
-    show_progress: bool = False,
-    rank: int = 0,
-    world_size: int = 1,
-) -> PartitionResult:
-    """Run the stage. With world_size > 1 each rank only embeds its share of the texts into the shared
-    cache; rank 0 then clusters and writes (clustering needs every vector)."""
-    from direct_data.core.card import write_partition_card
-    from direct_data.backends.embed import Embedder
+class PartitionStage(Stage):
+    """read -> embed (units: chunks of the texts the cache lacks) -> k-means -> assign -> macro
+    negatives -> `partitions` + `rejects` tables, `centroids.safetensors`, card with `partitions.png`."""
 
-    cfg = cfg or PartitionConfig()
-    out_dir = Path(out_dir)
-    inputs = [Path(p) for p in inputs]
-    described = describe_inputs(inputs)
-    ok, reason = up_to_date(out_dir, stage=STAGE, config=cfg.hashed(), inputs=described)
-    if ok and not force:
-        return PartitionResult(out_dir, True, reason, Manifest.read(out_dir))
+    name = STAGE
+    config_cls = PartitionConfig
+    tables = ("partitions", "rejects")
+    title = "Semantic partitions and macro negatives"
 
-    read: ReadResult = read_prompts(inputs, text_column=cfg.text_column, max_chars=cfg.max_chars)
-    embedder = Embedder(cfg.model, batch_size=cfg.batch_size, max_seq_length=cfg.max_seq_length, cache_dir=cfg.cache_dir, chunk_size=cfg.embed_chunk, show_progress=show_progress)
-    texts = [p.prompt for p in read.prompts]
-    if dry_run:
-        distinct, missing = embedder.plan(texts)
-        k = cfg.k or choose_k(len(texts))
-        plan = {
-            "read": read.read, "kept": read.kept, "merged": read.merged, "rejected": len(read.rejects),
-            "k": k, "embed_cached": distinct - missing, "embed_new": missing,
-            "partition_shards": max(1, math.ceil(read.kept / cfg.shard_rows)),
-            "would_recompute_because": "forced" if (ok and force) else reason,
-        }
-        return PartitionResult(out_dir, ok, reason, None, plan)
+    def read(self, inputs: Inputs) -> None:
+        from direct_data.backends.embed import Embedder
 
-    x = embedder.embed(texts, rank=rank, world_size=world_size)
-    if rank != 0:
-        return PartitionResult(out_dir, False, f"rank {rank}: embedded {embedder.stats.embedded} texts; rank 0 partitions")
-    if len(texts) == 0:
-        raise ValueError("no usable prompts in the input (see the rejects): nothing to partition")
-    res = partition_vectors(x, cfg)
+        cfg: PartitionConfig = self.config
+        self.rr: ReadResult = read_prompts(inputs.files, text_column=cfg.text_column, max_chars=cfg.max_chars)
+        self.rr.require_prompts(cfg.text_column)
+        n = self.rr.kept
+        if cfg.k is not None and cfg.k > n:
+            raise ConfigError(f"k: {cfg.k} partitions for {n} distinct prompt{'s' if n > 1 else ''}; give --k <= {n} or leave it out (auto)")
+        if n < 2:
+            raise ConfigError(f"partitioning needs at least 2 distinct prompts, the input has {n}")
+        self.texts = [p.prompt for p in self.rr.prompts]
+        self.embedded_now = 0
+        self.embedder = Embedder(cfg.model, batch_size=cfg.batch_size, max_seq_length=cfg.max_seq_length, cache_dir=cfg.cache_dir,
+                                 chunk_size=cfg.embed_chunk, show_progress=False)
 
-    out_dir.mkdir(parents=True, exist_ok=True)
-    ids = [p.prompt_id for p in read.prompts]
-    manifest = Manifest(stage=STAGE, config=cfg.hashed(), inputs=described, model=embedder.model_identity, seed=cfg.seed)
-    with ShardWriter(out_dir, "partitions", max_rows=cfg.shard_rows) as w:
-        for i, p in enumerate(read.prompts):
-            w.write(
-                {
-                    "prompt_id": p.prompt_id, "prompt": p.prompt, "source": os.path.basename(p.source), "row": p.row,
-                    "n_duplicates": p.n_duplicates, "meta": to_meta_json(p.meta),
-                    "partition_id": int(res["labels"][i]), "centroid_cos": float(res["own"][i]),
-                    "second_partition": int(res["second"][i]), "margin": float(res["margin"][i]),
-                    "macro_negatives": [ids[j] for j in res["negatives"][i]],
-                }
-            )
-    manifest.add_shards("partitions", w.shards)
-    with ShardWriter(out_dir, "rejects", max_rows=cfg.shard_rows) as rw:
-        rw.write_many(r.to_row(STAGE) for r in read.rejects)
-    manifest.add_shards("rejects", rw.shards)
-    _save_centroids(out_dir / "centroids.safetensors", res["centroids"], res["centroid_cos"], np.asarray(res["stats"]["sizes"]))
-    manifest.add_file(out_dir, "centroids.safetensors")
+    def units(self) -> list[Unit]:
+        chunks = self.embedder.missing_chunks(self.texts)
+        return [Unit(f"embed-{c[0][:16]}-{len(c)}", c, size=len(c)) for c in chunks]
 
-    reasons: dict[str, int] = {}
-    for r in read.rejects:
-        reasons[r.reason] = reasons.get(r.reason, 0) + 1
-    manifest.counts = {"read": read.read, "kept": read.kept, "merged": read.merged, "rejected": len(read.rejects)}
-    manifest.stats = {
-        **res["stats"],
-        "reject_reasons": dict(sorted(reasons.items())),
-        "per_source_rows": {os.path.basename(k): v for k, v in read.per_source.items()},
-        "embedding": {"identity": embedder.identity, "dim": embedder.dim},
-    }
-    for name in write_partition_card(out_dir, manifest):
-        manifest.add_file(out_dir, name)
-    manifest.write(out_dir)
-    removed = remove_stale(out_dir, manifest)
-    run = {"embedded": embedder.stats.embedded, "cached": embedder.stats.cached, "removed_stale": removed}
-    return PartitionResult(out_dir, False, reason, manifest, run=run)
+    def compute(self, unit: Unit, out: UnitWriter) -> dict:
+        self.embedder.fill(unit.payload)
+        self.embedded_now += len(unit.payload)
+        return {"embedded": len(unit.payload)}
+
+    def plan(self) -> dict:
+        distinct, missing = self.embedder.plan(self.texts)
+        rr = self.rr
+        return {"read": rr.read, "kept": rr.kept, "merged": rr.merged, "rejected": len(rr.rejects),
+                "k": self.config.k or choose_k(rr.kept), "embed_cached": distinct - missing, "embed_new": missing,
+                "partition_shards": max(1, math.ceil(rr.kept / self.config.shard_rows))}
+
+    def model_identity(self) -> str:
+        return self.embedder.model_identity
+
+    def finish(self, done: list[dict], out: FinalWriter) -> None:
+        cfg: PartitionConfig = self.config
+        rr = self.rr
+        x = self.embedder.embed(self.texts)
+        res = partition_vectors(x, cfg)
+        ids = [p.prompt_id for p in rr.prompts]
+        for i, p in enumerate(rr.prompts):
+            out.write("partitions", {
+                "prompt_id": p.prompt_id, "prompt": p.prompt, "source": os.path.basename(p.source), "row": p.row,
+                "n_duplicates": p.n_duplicates, "meta": to_meta_json(p.meta),
+                "partition_id": int(res["labels"][i]), "centroid_cos": float(res["own"][i]),
+                "second_partition": int(res["second"][i]), "margin": float(res["margin"][i]),
+                "macro_negatives": [ids[j] for j in res["negatives"][i]],
+            })
+        out.write_many("rejects", (r.to_row(STAGE) for r in rr.rejects))
+        out.write_file("centroids.safetensors", _centroids_bytes(res["centroids"], res["centroid_cos"], np.asarray(res["stats"]["sizes"])))
+        out.counts = {"read": rr.read, "kept": rr.kept, "merged": rr.merged, "rejected": len(rr.rejects)}
+        assert rr.accounted()
+        out.stats = {**res["stats"], "per_source_rows": {os.path.basename(k): v for k, v in rr.per_source.items()},
+                     "embedding": {"identity": self.embedder.identity, "dim": self.embedder.dim}}
+        self.run_stats = {"embedded": self.embedded_now, "cached": len(set(self.texts)) - self.embedded_now,
+                          "model_loaded": self.embedder.model_loaded}
+
+    def card_sections(self, m) -> tuple[str, dict[str, bytes]]:
+        from direct_data.core.card import partition_card_section
+
+        return partition_card_section(m)
 
 
-def _save_centroids(path: Path, centroids: np.ndarray, centroid_cos: np.ndarray, sizes: np.ndarray) -> None:
+def _centroids_bytes(centroids: np.ndarray, centroid_cos: np.ndarray, sizes: np.ndarray) -> bytes:
     import torch
     from safetensors.torch import save
 
-    from direct_data.core.shards import atomic_write_bytes
-
-    data = save(
+    return save(
         {"centroids": torch.from_numpy(np.ascontiguousarray(centroids)), "centroid_cos": torch.from_numpy(np.ascontiguousarray(centroid_cos)), "sizes": torch.from_numpy(sizes.astype(np.int64))},
         metadata={"format": "direct-data/partition-centroids/v1"},  # one key: safetensors does not keep key order
     )
-    atomic_write_bytes(path, data)
 
 
-def load_centroids(out_dir: str | Path) -> dict[str, np.ndarray]:
+def load_centroids(output: "StageOutput | str | Path") -> dict[str, np.ndarray]:
+    """The centroids of a partition output (a folder is opened and verified first)."""
     from safetensors.numpy import load_file
 
-    return load_file(str(Path(out_dir) / "centroids.safetensors"))
+    from direct_data.core.manifest import StageOutput, open_output
+
+    if not isinstance(output, StageOutput):
+        output = open_output(output, stages=(STAGE,))
+    return load_file(str(output.file("centroids.safetensors")))

@@ -17,18 +17,19 @@ import hashlib
 import json
 import math
 import os
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol
 
 from datasets import Features, List, Value
 
 from direct_data.text.axes import AXES, parse_axes
-from direct_data.core.manifest import ChunkLog, Manifest, config_hash, describe_inputs, remove_stale, up_to_date
-from direct_data.core.progress import progress_bar
+from direct_data.core.config import StageConfig, option, register
+from direct_data.core.errors import ConfigError
 from direct_data.core.read import DEFAULT_MAX_CHARS, read_prompts
-from direct_data.core.schema import register
-from direct_data.core.shards import DEFAULT_MAX_ROWS, ShardWriter, atomic_write_bytes, read_shards
+from direct_data.core.runner import FinalWriter, Inputs, Stage, Unit, UnitWriter, unit_name
+from direct_data.core.schema import register as register_table
+from direct_data.core.shards import DEFAULT_MAX_ROWS, atomic_write_bytes
 
 STAGE = "perturb"
 
@@ -65,56 +66,49 @@ NEGATIVE_REJECTS = Features(
         "seed": Value("int64"),
     }
 )
-register("negatives", NEGATIVES)
-register("negative_rejects", NEGATIVE_REJECTS)
+register_table("negatives", NEGATIVES)
+register_table("negative_rejects", NEGATIVE_REJECTS)
 
 
+@register
 @dataclass
-class PerturbConfig:
-    """Every knob of the stage; field names are the CLI flags and the `[perturb]` TOML keys."""
+class PerturbConfig(StageConfig):
+    """Every knob of the stage; the CLI flags, the `[perturb]` TOML keys and the hash come from here."""
 
-    axes: tuple[str, ...] = ("kinematics",)
-    backend: str = "rules"  # rules | vllm | openai
-    model: str | None = None  # vllm: local folder or hub id; "gemma3-270m": the packaged test model
-    base_url: str | None = None  # openai backend
-    api_key_env: str = "OPENAI_API_KEY"
-    num_candidates: int = 3
-    temperature: float = 0.8
-    seed: int = 0
-    max_tokens: int | None = None  # None: enough to close the JSON object (see llm.min_max_tokens)
-    max_model_len: int = 2048
-    max_concurrency: int = 8  # openai backend
-    chunk_prompts: int = 128  # prompts per chunk (each with all its axes): the resume unit
-    shard_rows: int = DEFAULT_MAX_ROWS
-    text_column: str | None = None
-    max_chars: int = DEFAULT_MAX_CHARS
-    use_embedding: bool = True  # the validator's cosine band
-    prompts_dir: str | None = None  # templates folder [default: the repo's prompts/]
-    cache_dir: str | None = None  # request cache; does not change the output
+    SECTION = "perturb"
 
-    NEUTRAL = ("cache_dir", "max_concurrency", "api_key_env")
+    axes: tuple[str, ...] = option(AXES, multiple_flag="--axis", short="-a",
+                                   help=f"Physics axis to rewrite along (repeatable, or `all`): {', '.join(AXES)}.")
+    backend: str = option("rules", choices=("rules", "vllm", "openai"),
+                          help="rules (offline, deterministic) | vllm (offline engine) | openai (any OpenAI-compatible server).")
+    model: str | None = option(None, help="LLM folder or hub id; `gemma3-270m` = the packaged test model.", default_help="none (rules)")
+    base_url: str | None = option(None, help="openai backend: server URL, e.g. http://127.0.0.1:8000/v1.")
+    api_key_env: str = option("OPENAI_API_KEY", output=False, help="openai backend: environment variable holding the API key.")
+    num_candidates: int = option(3, min=1, max=64, help="Candidates per (prompt, axis); the first valid one is kept.")
+    temperature: float = option(0.8, min=0.0, max=5.0, help="Sampling temperature (LLM backends).")
+    seed: int = option(0, min=0, help="Base seed; each request gets its own seed derived from it.")
+    max_tokens: int | None = option(None, min=1, help="Max new tokens.", default_help="enough to close the JSON object")
+    max_model_len: int = option(2048, min=64, help="vllm backend: context length.")
+    max_concurrency: int = option(8, min=1, output=False, help="openai backend: requests in flight.")
+    chunk_prompts: int = option(128, min=1, help="Prompts per chunk (with all their axes): the resume unit.")
+    shard_rows: int = option(DEFAULT_MAX_ROWS, min=1, help="Rows per output shard.")
+    text_column: str | None = option(None, help="Text column of plain prompt files.", default_help="prompt, else caption, else text")
+    max_chars: int = option(DEFAULT_MAX_CHARS, min=1, help="Reject prompts longer than this (plain prompt files).")
+    use_embedding: bool = option(True, help="Check the sentence-embedding cosine band.")
+    prompts_dir: str | None = option(None, help="Folder of the axis templates.", default_help="the repo's prompts/")
+    cache_dir: str | None = option(None, output=False, help="LLM request cache.", default_help="~/.cache/direct-data/requests")
 
-    def __post_init__(self) -> None:
-        self.axes = parse_axes(self.axes if not isinstance(self.axes, str) else [self.axes])
+    def check(self) -> None:
+        try:
+            self.axes = tuple(parse_axes(list(self.axes)))
+        except ValueError as e:
+            raise ConfigError(f"axes: {e}") from None
         if not self.axes:
-            raise ValueError(f"no axis given; use --axis with one of {', '.join(AXES)} or all")
-        if self.backend not in ("rules", "vllm", "openai"):
-            raise ValueError(f"unknown backend {self.backend!r}: use rules, vllm or openai")
+            raise ConfigError(f"axes: none given; use --axis with one of {', '.join(AXES)} or all")
         if self.backend == "openai" and not self.base_url:
-            raise ValueError("the openai backend needs --base-url (an OpenAI-compatible endpoint, e.g. `vllm serve`)")
+            raise ConfigError("the openai backend needs --base-url (an OpenAI-compatible endpoint, e.g. `vllm serve`)")
         if self.backend in ("vllm", "openai") and not self.model:
-            raise ValueError(f"the {self.backend} backend needs --model")
-        if self.num_candidates < 1 or self.chunk_prompts < 1:
-            raise ValueError("num_candidates and chunk_prompts must be >= 1")
-
-    def hashed(self) -> dict:
-        d = {k: v for k, v in asdict(self).items() if k not in self.NEUTRAL}
-        d["axes"] = list(self.axes)
-        return d
-
-    @classmethod
-    def keys(cls) -> list[str]:
-        return [f.name for f in fields(cls)]
+            raise ConfigError(f"the {self.backend} backend needs --model")
 
 
 def request_seed(seed: int, prompt_id: str, axis: str) -> int:
@@ -164,7 +158,7 @@ class RulesRewriter:
 
     def __init__(self, n_candidates: int):
         self.n_candidates = n_candidates
-        self._sha = _source_hash("direct_data.text.rules", "direct_data.text.axes")
+        self._sha = _source_hash("direct_data.text.rules", "direct_data.text.axes", "direct_data.text.tagger")
         self.model = f"rules@{self._sha[:16]}"
 
     def template_sha256(self, axis: str) -> str:
@@ -290,15 +284,13 @@ class Source:
     partition_id: int = -1
 
 
-def load_sources(inputs: list[Path], cfg: PerturbConfig) -> tuple[list[Source], dict[str, int]]:
-    """Prompts from a partition output folder, or from prompt files (read like `partition` does)."""
-    if len(inputs) == 1 and inputs[0].is_dir() and (inputs[0] / "manifest.json").exists():
-        m = Manifest.read(inputs[0])
-        if m is None or m.stage != "partition":
-            raise ValueError(f"{inputs[0]}: not a partition output (its manifest says stage {m.stage if m else None!r})")
-        t = read_shards(inputs[0], "partitions").select(["prompt_id", "prompt", "partition_id"]).to_pylist()
+def load_sources(inputs: Inputs, cfg: PerturbConfig) -> tuple[list[Source], dict[str, int]]:
+    """Prompts from a verified partition output, or from prompt files (read like `partition` does)."""
+    if "partition" in inputs.outputs:
+        t = inputs.outputs["partition"].rows("partitions", ["prompt_id", "prompt", "partition_id"])
         return [Source(r["prompt_id"], r["prompt"], r["partition_id"]) for r in t], {"read": len(t), "kept": len(t), "merged": 0, "rejected": 0}
-    rr = read_prompts(inputs, text_column=cfg.text_column, max_chars=cfg.max_chars)
+    rr = read_prompts(inputs.files, text_column=cfg.text_column, max_chars=cfg.max_chars)
+    rr.require_prompts(cfg.text_column)
     counts = {"read": rr.read, "kept": rr.kept, "merged": rr.merged, "rejected": len(rr.rejects)}
     return [Source(p.prompt_id, p.prompt) for p in rr.prompts], counts
 
@@ -370,197 +362,95 @@ def decide(
     return negatives, rejects
 
 
-@dataclass
-class PerturbResult:
-    out_dir: Path
-    up_to_date: bool
-    reason: str
-    manifest: Manifest | None = None
-    plan: dict = field(default_factory=dict)
-    run: dict = field(default_factory=dict)
+class PerturbStage(Stage):
+    """Units are chunks of whole prompts (every axis of a prompt in one chunk, so the duplicate check
+    sees all of a prompt's negatives). For every (prompt, axis) there is exactly one outcome row."""
 
+    name = STAGE
+    config_cls = PerturbConfig
+    tables = ("negatives", "negative_rejects")
+    rejects_table = "negative_rejects"
+    title = "Single-axis physics hard negatives"
 
-def run_perturb(
-    inputs: list[str | Path],
-    out_dir: str | Path,
-    cfg: PerturbConfig | None = None,
-    *,
-    force: bool = False,
-    dry_run: bool = False,
-    show_progress: bool = False,
-    rank: int = 0,
-    world_size: int = 1,
-    rewriter: Rewriter | None = None,
-    validator=None,
-) -> PerturbResult:
-    """Run the stage. Chunk j is done by rank j % world_size; the rank that finds every chunk
-    committed writes the manifest. `rewriter`/`validator` may be passed in to share loaded models."""
-    from direct_data.text.validator import Validator, ValidatorConfig
+    def __init__(self, config: PerturbConfig, *, show_progress: bool = False, rewriter: Rewriter | None = None, validator=None):
+        super().__init__(config, show_progress=show_progress)
+        self._rewriter, self._validator = rewriter, validator
 
-    cfg = cfg or PerturbConfig()
-    out_dir = Path(out_dir)
-    inputs = [Path(p) for p in inputs]
-    described = describe_inputs(inputs)
-    ok, reason = up_to_date(out_dir, stage=STAGE, config=cfg.hashed(), inputs=described)
-    if ok and not force:
-        return PerturbResult(out_dir, True, reason, Manifest.read(out_dir))
-    sources, read_counts = load_sources(inputs, cfg)
-    requests = [(s, a) for s in sources for a in cfg.axes]
-    chunks = [sources[i : i + cfg.chunk_prompts] for i in range(0, len(sources), cfg.chunk_prompts)]
-    key_base = config_hash({"config": cfg.hashed(), "inputs": [i["sha256"] for i in described]})
-    log = ChunkLog(out_dir / "chunks", key_base, force=force)
+    @property
+    def rewriter(self) -> Rewriter:
+        if self._rewriter is None:
+            self._rewriter = make_rewriter(self.config)
+        return self._rewriter
 
-    def name(j: int) -> str:  # a chunk's name carries its prompts, so a changed split is never reused
-        return f"chunk-{j:05d}-" + hashlib.sha256("".join(s.prompt_id for s in chunks[j]).encode()).hexdigest()[:12]
+    @property
+    def validator(self):
+        if self._validator is None:
+            from direct_data.text.validator import Validator, ValidatorConfig
 
-    def committed(j: int) -> dict | None:
-        return log.committed(name(j))
+            self._validator = Validator(config=ValidatorConfig(use_embedding=self.config.use_embedding))
+        return self._validator
 
-    done = [j for j in range(len(chunks)) if committed(j)]
-    if dry_run:
-        per_token = 60
-        plan = {
-            "prompts": len(sources), "axes": ",".join(cfg.axes), "requests": len(requests),
-            "candidates_per_request": cfg.num_candidates, "chunks": len(chunks), "chunks_done": len(done),
-            "requests_to_run": sum(len(chunks[j]) for j in range(len(chunks)) if j not in done) * len(cfg.axes),
-            "estimated_completion_tokens": 0 if cfg.backend == "rules" else (len(requests) - len(done) * cfg.chunk_prompts * len(cfg.axes)) * cfg.num_candidates * per_token,
-            "shards_to_write": f"<= {2 * (len(chunks) - len(done))} (a negatives and a rejects shard per chunk)",
-            "backend": cfg.backend, "would_recompute_because": "forced" if (ok and force) else reason,
-        }
-        return PerturbResult(out_dir, ok, reason, plan=plan)
+    def read(self, inputs: Inputs) -> None:
+        self.sources, self.read_counts = load_sources(inputs, self.config)
+        n = self.config.chunk_prompts
+        self.chunks = [self.sources[i : i + n] for i in range(0, len(self.sources), n)]
 
-    rewriter = rewriter or make_rewriter(cfg)
-    validator = validator or Validator(config=ValidatorConfig(use_embedding=cfg.use_embedding))
-    out_dir.mkdir(parents=True, exist_ok=True)
-    mine = [j for j in range(len(chunks)) if j % world_size == rank and j not in done]
-    with progress_bar(f"perturb ({cfg.backend})", total=sum(len(chunks[j]) for j in mine) * len(cfg.axes), enabled=show_progress) as bar:
-        for j in mine:
-            items = [(s, a, request_seed(cfg.seed, s.prompt_id, a)) for s in chunks[j] for a in cfg.axes]
-            proposals = rewriter.propose([(s.prompt_id, s.prompt, a, seed) for s, a, seed in items])
-            negatives, rejects = decide(items, proposals, validator, rewriter)
-            assert len(negatives) + len(rejects) == len(items)
-            with ShardWriter(out_dir, "negatives", max_rows=cfg.shard_rows, prefix=f"c{j:05d}-") as w:
-                w.write_many(negatives)
-            with ShardWriter(out_dir, "negative_rejects", max_rows=cfg.shard_rows, prefix=f"c{j:05d}-") as rw:
-                rw.write_many(rejects)
-            log.commit(name(j), {"requests": len(items), "accepted": len(negatives), "rejected": len(rejects),
-                                 "shards": {"negatives": [s.to_dict() for s in w.shards], "negative_rejects": [s.to_dict() for s in rw.shards]}})
-            bar.update(len(items))
-    markers = [committed(j) for j in range(len(chunks))]
-    run = {"chunks_run": len(mine), "chunks_skipped": len(done), **getattr(rewriter, "stats", {})}
-    if any(m is None for m in markers):
-        return PerturbResult(out_dir, False, f"rank {rank}: chunks of other ranks are not committed yet", run=run)
+    def units(self) -> list[Unit]:
+        return [Unit(unit_name("chunk", j, (s.prompt_id for s in c)), c, size=len(c) * len(self.config.axes)) for j, c in enumerate(self.chunks)]
 
-    manifest = Manifest(stage=STAGE, config=cfg.hashed(), inputs=described, model=rewriter.model, seed=cfg.seed)
-    for table in ("negatives", "negative_rejects"):
-        manifest.shards[table] = [s for m in markers for s in m["shards"][table]]
-    negs = _read_listed(out_dir, manifest.shards["negatives"])
-    rejs = _read_listed(out_dir, manifest.shards["negative_rejects"])
-    rejs = rejs.to_pylist() if rejs is not None else []
-    accepted = sum(m["accepted"] for m in markers)
-    manifest.counts = {"prompts": len(sources), "requests": len(requests), "accepted": accepted, "rejected": len(rejs), **{f"input_{k}": v for k, v in read_counts.items()}}
-    assert accepted + len(rejs) == len(requests)
-    per_axis: dict[str, dict[str, Any]] = {a: {"requests": len(sources), "accepted": 0, "reasons": {}} for a in cfg.axes}
-    if negs is not None:
-        for a in negs.column("axis").to_pylist():
-            per_axis[a]["accepted"] += 1
-    for r in rejs:
-        d = per_axis[r["axis"]]["reasons"]
-        d[r["reason"]] = d.get(r["reason"], 0) + 1
-    for a, d in per_axis.items():
-        d["acceptance"] = round(d["accepted"] / max(d["requests"], 1), 4)
-        d["reasons"] = dict(sorted(d["reasons"].items()))
-    manifest.stats = {"per_axis": per_axis, "backend": cfg.backend, "templates": {a: rewriter.template_sha256(a) for a in cfg.axes}}
-    atomic_write_bytes(out_dir / "README.md", _card(manifest).encode())
-    manifest.add_file(out_dir, "README.md")
-    manifest.write(out_dir)
-    removed = remove_stale(out_dir, manifest)
-    log.prune({name(j) for j in range(len(chunks))})
-    run["removed_stale"] = removed
-    return PerturbResult(out_dir, False, reason, manifest, run=run)
+    def plan(self) -> dict:
+        cfg = self.config
+        requests = len(self.sources) * len(cfg.axes)
+        return {"prompts": len(self.sources), "axes": ",".join(cfg.axes), "requests": requests, "candidates_per_request": cfg.num_candidates,
+                "estimated_completion_tokens": 0 if cfg.backend == "rules" else requests * cfg.num_candidates * 60,
+                "shards_to_write": f"<= {2 * len(self.chunks)} (a negatives and a rejects shard per chunk)", "backend": cfg.backend}
 
+    def model_identity(self) -> str:
+        return self.rewriter.model
 
-def _read_listed(out_dir: Path, infos: list[dict]):
-    """The shards a manifest lists (not a glob: stale files of an older layout may still be there)."""
-    import pyarrow as pa
-    import pyarrow.parquet as pq
+    def compute(self, unit: Unit, out: UnitWriter) -> dict:
+        cfg = self.config
+        items = [(s, a, request_seed(cfg.seed, s.prompt_id, a)) for s in unit.payload for a in cfg.axes]
+        proposals = self.rewriter.propose([(s.prompt_id, s.prompt, a, seed) for s, a, seed in items])
+        negatives, rejects = decide(items, proposals, self.validator, self.rewriter)
+        assert len(negatives) + len(rejects) == len(items)
+        out.write_many("negatives", negatives)
+        out.write_many("negative_rejects", rejects)
+        per_axis: dict[str, dict] = {}
+        for r in negatives:
+            per_axis.setdefault(r["axis"], {"accepted": 0, "reasons": {}})["accepted"] += 1
+        for r in rejects:
+            d = per_axis.setdefault(r["axis"], {"accepted": 0, "reasons": {}})["reasons"]
+            d[r["reason"]] = d.get(r["reason"], 0) + 1
+        return {"requests": len(items), "accepted": len(negatives), "rejected": len(rejects), "per_axis": per_axis}
 
-    return pa.concat_tables([pq.read_table(out_dir / s["path"]) for s in infos]) if infos else None
+    def finish(self, done: list[dict], out: FinalWriter) -> None:
+        cfg = self.config
+        per_axis: dict[str, dict[str, Any]] = {a: {"requests": len(self.sources), "accepted": 0, "reasons": {}} for a in cfg.axes}
+        for m in done:
+            for a, d in m["counts"]["per_axis"].items():
+                per_axis[a]["accepted"] += d["accepted"]
+                for r, n in d["reasons"].items():
+                    per_axis[a]["reasons"][r] = per_axis[a]["reasons"].get(r, 0) + n
+        for d in per_axis.values():
+            d["acceptance"] = round(d["accepted"] / max(d["requests"], 1), 4)
+            d["reasons"] = dict(sorted(d["reasons"].items()))
+        requests = len(self.sources) * len(cfg.axes)
+        accepted = sum(m["counts"]["accepted"] for m in done)
+        rejected = sum(m["counts"]["rejected"] for m in done)
+        assert accepted + rejected == requests
+        out.counts = {"prompts": len(self.sources), "requests": requests, "accepted": accepted, "rejected": rejected,
+                      **{f"input_{k}": v for k, v in self.read_counts.items()}}
+        out.stats = {"per_axis": per_axis, "backend": cfg.backend, "templates": {a: self.rewriter.template_sha256(a) for a in cfg.axes}}
+        out.model = self.rewriter.model
 
-
-def _card(m: Manifest) -> str:
-    rows = "\n".join(
-        f"| {a} | {d['requests']} | {d['accepted']} | {d['acceptance']:.1%} | {', '.join(f'{k}={v}' for k, v in d['reasons'].items()) or '-'} |"
-        for a, d in m.stats["per_axis"].items()
-    )
-    c = m.counts
-    return f"""---
-pretty_name: direct-data micro negatives
-configs:
-- config_name: default
-  data_files:
-  - split: train
-    path: negatives-*.parquet
----
-# Single-axis physics hard negatives
-
-Written by `direct-data perturb` (direct-data {m.package_version}, schema v{m.schema_version}); backend `{m.config['backend']}`,
-model `{m.model}`, seed {m.seed}.
-
-{c['prompts']} prompts x {len(m.config['axes'])} axes = {c['requests']} requests: {c['accepted']} negatives
-(`negatives-*.parquet`) + {c['rejected']} rejects with their reason (`negative_rejects-*.parquet`).
-
+    def card_sections(self, m) -> tuple[str, dict[str, bytes]]:
+        rows = "\n".join(
+            f"| {a} | {d['requests']} | {d['accepted']} | {d['acceptance']:.1%} | {', '.join(f'{k}={v}' for k, v in d['reasons'].items()) or '-'} |"
+            for a, d in m.stats["per_axis"].items())
+        return f"""
+## Acceptance per axis (backend `{m.config['backend']}`)
 | axis | requests | accepted | rate | rejection reasons |
 |---|---:|---:|---:|---|
 {rows}
-
-Config: `{json.dumps(m.config, sort_keys=True)}`
-"""
-
-
-# --------------------------------------------------------------------------- `direct-data validate`
-
-VERDICTS = Features(
-    {
-        "row": Value("int64"),
-        "prompt": Value("string"),
-        "axis": Value("string"),
-        "negative": Value("string"),
-        "accepted": Value("bool"),
-        "reason": Value("string"),
-        "detail": Value("string"),
-        "scores": Value("string"),
-    }
-)
-register("verdicts", VERDICTS)
-
-
-def run_validate(path: str | Path, out: str | Path, *, use_embedding: bool = True, shard_rows: int = DEFAULT_MAX_ROWS, validator=None) -> dict:
-    """Validate (prompt, axis, negative) rows made elsewhere; write one verdict per input row.
-    Rows that cannot be read at all become verdicts with reason `schema`."""
-    from direct_data.core.read import iter_raw_rows
-    from direct_data.text.validator import Validator, ValidatorConfig
-
-    validator = validator or Validator(config=ValidatorConfig(use_embedding=use_embedding))
-    raws = list(iter_raw_rows(path))
-    rows = [r.record or {} for r in raws]
-    verdicts = validator.check_many(rows, dedupe_within=True)
-    out = Path(out)
-    summary: dict[str, dict[str, int]] = {}
-    with ShardWriter(out, "verdicts", max_rows=shard_rows) as w:
-        for raw, rec, v in zip(raws, rows, verdicts):
-            axis = rec.get("axis")
-            reason = v.reason if raw.record is not None else "schema"
-            w.write({"row": raw.row, "prompt": _str(rec.get("prompt")), "axis": _str(axis), "negative": _str(rec.get("negative")),
-                     "accepted": bool(v.accepted and raw.record is not None), "reason": reason,
-                     "detail": v.detail or raw.detail or "", "scores": _scores_json(v.scores)})
-            s = summary.setdefault(_str(axis) or "?", {"rows": 0, "accepted": 0})
-            s["rows"] += 1
-            s["accepted"] += bool(v.accepted and raw.record is not None)
-            if not v.accepted or raw.record is None:
-                s[reason] = s.get(reason, 0) + 1
-    return {"rows": len(raws), "accepted": sum(s["accepted"] for s in summary.values()), "per_axis": summary, "shards": [s.path for s in w.shards]}
-
-
-def _str(v: Any) -> str:
-    return v if isinstance(v, str) else ("" if v is None else json.dumps(v, default=str))
+""", {}

@@ -54,18 +54,8 @@ from dataclasses import dataclass
 from types import MappingProxyType
 from typing import Any, Literal
 
-from direct_data.text.axes import (
-    ACTION_VERBS,
-    ANIMATE,
-    NOUN_MARKERS,
-    STOPWORDS,
-    Token,
-    analyze,
-    get_axis,
-    inflect,
-    tag_axes,
-    verb_lemma,
-)
+from direct_data.text.axes import ACTION_VERBS, ANIMATE, NOUN_MARKERS, STOPWORDS, get_axis
+from direct_data.text.tagger import Token, analyze, inflect, tag_axes, verb_lemma
 
 Operation = Literal["substitute", "insert"]
 

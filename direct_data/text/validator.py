@@ -41,7 +41,8 @@ from dataclasses import dataclass, field
 from types import MappingProxyType
 from typing import Any, Protocol, runtime_checkable
 
-from direct_data.text.axes import AXES, REGISTRY, analyze, content_words, tag_axes, tokenize
+from direct_data.text.axes import AXES, REGISTRY
+from direct_data.text.tagger import analyze, content_words, tag_axes, tokenize
 
 REASONS: tuple[str, ...] = (
     "schema", "bad_axis", "empty", "identical", "instruction_echo", "negation_only", "negation",
@@ -129,7 +130,7 @@ _AUX = frozenset("do does did is are was were will would can could has have had 
                  "longer to".split())
 
 
-def _norm_text(text: str) -> str:
+def dedupe_key(text: str) -> str:
     """Text key for identity and duplicate checks: case, spacing and punctuation ignored."""
     return " ".join(t.lower for t in tokenize(text))
 
@@ -260,10 +261,10 @@ class Validator:
         for row, cos in zip(items, cosines):
             extra: set[str] = set()
             if dedupe_within and isinstance(row.prompt, str):
-                extra = accepted.get(_norm_text(row.prompt), set())
+                extra = accepted.get(dedupe_key(row.prompt), set())
             v = self._check_one(row, cos, extra)
             if v.accepted and isinstance(row.prompt, str) and isinstance(row.negative, str):
-                accepted.setdefault(_norm_text(row.prompt), set()).add(_norm_text(row.negative))
+                accepted.setdefault(dedupe_key(row.prompt), set()).add(dedupe_key(row.negative))
             out.append(v)
         return out
 
@@ -317,7 +318,7 @@ class Validator:
         scores.update(length_ratio=round(n_n / max(n_p, 1), 4), content_kept=round(kept, 4),
                       new_content=float(len(new)), n_axes=float(len(resolved)))
 
-        if _norm_text(prompt) == _norm_text(negative):
+        if dedupe_key(prompt) == dedupe_key(negative):
             return reject("identical")
         echo = _echo(prompt, negative)
         if echo is not None:
@@ -329,8 +330,8 @@ class Validator:
                 return reject("negation_only", f"adds {', '.join(sorted(added_neg))}")
             if not cfg.allow_negation_with_change:
                 return reject("negation", f"adds {', '.join(sorted(added_neg))}")
-        key = _norm_text(negative)
-        if key in kept_before or key in {_norm_text(o) for o in row.other_negatives}:
+        key = dedupe_key(negative)
+        if key in kept_before or key in {dedupe_key(o) for o in row.other_negatives}:
             return reject("duplicate")
         if abs(n_n - n_p) > max(cfg.length_slack_words, cfg.max_length_ratio * n_p):
             return reject("length_drift", f"{n_p} -> {n_n} words")

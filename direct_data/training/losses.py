@@ -14,10 +14,12 @@ dimensions (``mse_per_sample``), so every term, margin and weight is independent
 from __future__ import annotations
 
 import math
-from typing import Callable, Sequence
+from collections.abc import Callable, Sequence
 
 import torch
 from torch import Tensor
+
+from direct_data.training.config import MICRO_VARIANTS, REG_VARIANTS  # declared with the config
 
 __all__ = [
     "shift_noise_level",
@@ -47,9 +49,6 @@ __all__ = [
     "MICRO_VARIANTS",
     "REG_VARIANTS",
 ]
-
-MICRO_VARIANTS = ("triplet", "push", "repel")
-REG_VARIANTS = ("none", "moments", "moments-target", "mmd", "l2")
 
 
 # ---------------------------------------------------------------------------------------------

@@ -2,8 +2,8 @@
 
 Three sources, one function (`build_transformer`):
 
-* ``tiny``: a 2-layer, 32-wide model for CPU tests (random init; ``text_dim`` follows the encoder,
-  e.g. 384 for MiniLM token states);
+* ``tiny``: a 2-layer, 32-wide model for CPU tests (random init; ``text_dim`` 384 for MiniLM token
+  states; a run's in/out channels follow its latents, e.g. 3 for pixels: `build_for_latents`);
 * ``mid``: a CPU benchmark size (4 layers, 128 wide);
 * ``wan2.1-1.3b``: the real architecture of Wan2.1-T2V-1.3B (30 layers, 1536 wide, 12 heads,
   FFN 8960, umT5-XXL text states 4096 wide), random init: smoke tests and throughput;
@@ -13,16 +13,23 @@ Three sources, one function (`build_transformer`):
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 
 import torch
+
+from direct_data.core.errors import ConfigError, InputError
+from direct_data.training.config import DEFAULT_LORA_TARGETS, MODEL_CONFIGS
 
 __all__ = [
     "MODEL_CONFIGS",
     "DEFAULT_LORA_TARGETS",
     "transformer_config",
     "build_transformer",
+    "build_for_latents",
+    "latent_overrides",
+    "check_patch",
     "add_lora",
     "lora_state_dict",
     "lora_metadata",
@@ -30,33 +37,7 @@ __all__ = [
     "adapters_disabled",
 ]
 
-_WAN_COMMON: dict[str, Any] = {
-    "patch_size": (1, 2, 2),
-    "in_channels": 16,
-    "out_channels": 16,
-    "freq_dim": 256,
-    "cross_attn_norm": True,
-    "qk_norm": "rms_norm_across_heads",
-    "eps": 1e-6,
-    "image_dim": None,
-    "added_kv_proj_dim": None,
-    "rope_max_seq_len": 1024,
-}
-
-MODEL_CONFIGS: dict[str, dict[str, Any]] = {
-    # CPU tests: 2 layers, 2 heads of 16 (rope splits a head into t/h/w parts), 16 latent channels.
-    "tiny": {**_WAN_COMMON, "num_attention_heads": 2, "attention_head_dim": 16, "ffn_dim": 64,
-             "num_layers": 2, "text_dim": 384, "freq_dim": 32},
-    # CPU benchmark size.
-    "mid": {**_WAN_COMMON, "num_attention_heads": 4, "attention_head_dim": 32, "ffn_dim": 512,
-            "num_layers": 4, "text_dim": 384, "freq_dim": 64},
-    # Wan2.1-T2V-1.3B (Wan-AI/Wan2.1-T2V-1.3B-Diffusers transformer/config.json).
-    "wan2.1-1.3b": {**_WAN_COMMON, "num_attention_heads": 12, "attention_head_dim": 128, "ffn_dim": 8960,
-                    "num_layers": 30, "text_dim": 4096},
-}
-
-# Attention projections of self- and cross-attention (attn1 / attn2) in every block.
-DEFAULT_LORA_TARGETS: tuple[str, ...] = ("to_q", "to_k", "to_v", "to_out.0")
+# The named configs and the default LoRA targets live in the (torch-free) training config module.
 
 
 def transformer_config(name: str, **overrides: Any) -> dict[str, Any]:
@@ -87,7 +68,7 @@ def build_transformer(
         root = Path(pretrained)
         folder = root / "transformer" if (root / "transformer" / "config.json").is_file() else root
         if not (folder / "config.json").is_file():
-            raise FileNotFoundError(
+            raise InputError(
                 f"{root} is not a diffusers Wan checkpoint: expected {root}/transformer/config.json or {root}/config.json"
             )
         return WanTransformer3DModel.from_pretrained(
@@ -102,6 +83,47 @@ def build_transformer(
     if dtype != torch.float32:  # training keeps fp32 master weights; other dtypes are for inference
         model = model.to(dtype)
     return model
+
+
+def latent_overrides(overrides: dict[str, Any] | None, latent_channels: int | None) -> dict[str, Any]:
+    """``overrides`` with ``in_channels`` / ``out_channels`` following the latents' channel count
+    (e.g. 3 for pixel latents) unless ``overrides`` sets them."""
+    kwargs = dict(overrides or {})
+    if latent_channels:
+        kwargs.setdefault("in_channels", int(latent_channels))
+        kwargs.setdefault("out_channels", kwargs["in_channels"])
+    return kwargs
+
+
+def build_for_latents(
+    config: str | None,
+    *,
+    pretrained: str | Path | None,
+    seed: int,
+    overrides: dict[str, Any] | None,
+    latent_channels: int | None,
+):
+    """The run's transformer, as `train` builds it and `sample` rebuilds it: a `pretrained` folder
+    as it is, or the named config (random init, seeded) with `latent_overrides`."""
+    if pretrained is not None:
+        return build_transformer(pretrained=pretrained)
+    return build_transformer(config, seed=seed, **latent_overrides(overrides, latent_channels))
+
+
+def check_patch(config: Any, latent_shape: Sequence[int], *, source: str) -> None:
+    """A `ConfigError` naming the dimension when the model's ``patch_size`` does not divide the
+    latent (C, F, H, W). ``config``: the model's config (or the kwargs of a named config)."""
+    patch = tuple(int(p) for p in _get(config, "patch_size"))
+    for name, size, p in zip(("frames (F)", "height (H)", "width (W)"), latent_shape[1:], patch):
+        if int(size) % p:
+            raise ConfigError(
+                f"latent {name} = {size} is not a multiple of the patch size {p} of {source} "
+                f"(patch_size={list(patch)}, latent shape {list(latent_shape)}): make the clips' {name.split()[0]} a "
+                f"multiple of {p}, or set another patch_size in model_overrides (random init only)")
+
+
+def _get(config: Any, key: str) -> Any:
+    return config[key] if isinstance(config, dict) else getattr(config, key)
 
 
 def add_lora(

@@ -14,6 +14,7 @@ world_app = typer.Typer(
     "post-train sft / deltafm / direct (+ ablations) at equal compute -> sample -> judge -> report.md.",
     no_args_is_help=True,
     pretty_exceptions_enable=False,
+    rich_markup_mode=None,
 )
 console = Console()
 err = Console(stderr=True)

@@ -6,10 +6,10 @@ be run, inspected and re-run on its own (`run_experiment` chains them):
     generate   world splits -> ``data/{broad,train}.jsonl`` (captions + ground truth) and
                ``data/{broad,train}_latents.safetensors`` (each clip as pixels in [-1, 1], shape
                (3, T, H, W), keyed by prompt_id), ``data/eval.jsonl`` (captions to sample)
-    partition  the real `run_partition` on both caption sets (MiniLM embeddings, spherical k-means)
-    perturb    the real `run_perturb` on the train partition, every axis: ``rules`` backend, or
+    partition  the real partition stage (`pipeline.partition`) on both caption sets (MiniLM embeddings, spherical k-means)
+    perturb    the real perturb stage on the train partition, every axis: ``rules`` backend, or
                ``vllm`` with the model in ``LLM_MODEL`` / ``--llm-model``
-    encode     the real `run_encode`: MiniLM token states of captions and hard negatives, the
+    encode     the real encode stage: MiniLM token states of captions and hard negatives, the
                provided pixel "latents" (the world is small enough that pixel space is the latent
                space: no VAE)
     pretrain   a tiny Wan-architecture transformer (`WORLD_MODEL`) trained from scratch with flow
@@ -278,13 +278,14 @@ def read_rows(out: str | Path, split: str) -> list[dict[str, Any]]:
 
 
 def partition(cfg: ExperimentConfig, out: str | Path) -> dict[str, Any]:
-    """`run_partition` on the broad and the train captions."""
-    from direct_data.stages.partition import PartitionConfig, run_partition
+    """The real partition stage (`pipeline.partition`) on the broad and the train captions."""
+    from direct_data import pipeline
+    from direct_data.stages.partition import PartitionConfig
 
     out = Path(out)
     res = {}
     for split, k in (("broad", cfg.k_broad), ("train", cfg.k_train)):
-        r = run_partition([out / "data" / f"{split}.jsonl"], out / "stages" / f"partition_{split}",
+        r = pipeline.partition([out / "data" / f"{split}.jsonl"], out / "stages" / f"partition_{split}",
                           PartitionConfig(k=k, seed=cfg.data_seed, exclude_nearest=1))
         m = r.manifest
         res[split] = {"counts": m.counts if m else {}, "k": (m.stats or {}).get("k") if m else None}
@@ -292,34 +293,36 @@ def partition(cfg: ExperimentConfig, out: str | Path) -> dict[str, Any]:
 
 
 def perturb(cfg: ExperimentConfig, out: str | Path) -> dict[str, Any]:
-    """`run_perturb` on the train partition, all five axes (rules, or vLLM with ``cfg.llm_model``)."""
-    from direct_data.stages.perturb import PerturbConfig, run_perturb
+    """The real perturb stage on the train partition, all five axes (rules, or vLLM with ``cfg.llm_model``)."""
+    from direct_data import pipeline
+    from direct_data.stages.perturb import PerturbConfig
 
     out = Path(out)
     pc = (PerturbConfig(axes=("all",), backend="vllm", model=cfg.llm_model, seed=cfg.data_seed) if cfg.llm_model
           else PerturbConfig(axes=("all",), backend="rules", seed=cfg.data_seed))
-    r = run_perturb([out / "stages" / "partition_train"], out / "stages" / "perturb_train", pc)
+    r = pipeline.perturb(out / "stages" / "partition_train", out / "stages" / "perturb_train", pc)
     m = r.manifest
     return {"backend": pc.backend, "model": pc.model, "counts": m.counts if m else {},
             "per_axis": (m.stats or {}).get("per_axis") if m else None}
 
 
 def encode(cfg: ExperimentConfig, out: str | Path) -> dict[str, Any]:
-    """`run_encode` for both splits: MiniLM token states, provided pixel latents (and hard negatives)."""
-    from direct_data.stages.encode import EncodeConfig, run_encode
+    """The real encode stage for both splits: MiniLM token states, provided pixel latents (and hard negatives)."""
+    from direct_data import pipeline
+    from direct_data.stages.encode import EncodeConfig
 
     out = Path(out)
     res = {}
     for split in ("broad", "train"):
         neg = out / "stages" / "perturb_train" if split == "train" else None
-        r = run_encode(out / "stages" / f"partition_{split}", out / "stages" / f"encode_{split}",
-                       EncodeConfig(latents=str(out / "data" / f"{split}_latents.safetensors")), negatives_dir=neg)
+        r = pipeline.encode(out / "stages" / f"partition_{split}", out / "stages" / f"encode_{split}",
+                            EncodeConfig(latents=str(out / "data" / f"{split}_latents.safetensors")), negatives=neg)
         res[split] = r.manifest.counts if r.manifest else {}
     return res
 
 
 def load_data(out: str | Path, split: str):
-    from direct_data.stages.encode import load_train_data
+    from direct_data.training.inputs import load_train_data
 
     out = Path(out)
     return load_train_data(out / "stages" / f"partition_{split}", out / "stages" / f"encode_{split}")
@@ -331,7 +334,7 @@ def load_data(out: str | Path, split: str):
 
 
 def _val_batch(data, cfg: ExperimentConfig, n: int = 16):
-    from direct_data.training.train import make_val_batch
+    from direct_data.training.data import make_val_batch
 
     rows = list(range(0, len(data), max(1, len(data) // n)))[:n]
     return make_val_batch(data, rows, text_len=cfg.text_len, shift=cfg.shift)
@@ -339,7 +342,8 @@ def _val_batch(data, cfg: ExperimentConfig, n: int = 16):
 
 def pretrain(cfg: ExperimentConfig, out: str | Path) -> dict[str, Any]:
     """Train the base from scratch with flow matching on the broad split (full training)."""
-    from direct_data.training.train import preset, train
+    from direct_data.training.config import preset
+    from direct_data.training.loop import train
 
     out = Path(out)
     data, acc = load_data(out, "broad")
@@ -397,7 +401,8 @@ def equal_compute_steps(variant: str, cfg: ExperimentConfig) -> int:
 def posttrain(cfg: ExperimentConfig, out: str | Path, variant: str, seed: int, base_checkpoint: str | Path,
               data=None) -> dict[str, Any]:
     """Post-train ``variant`` from the base on the train split (full fine-tuning) with ``seed``."""
-    from direct_data.training.train import preset, train
+    from direct_data.training.config import preset
+    from direct_data.training.loop import train
 
     out = Path(out)
     if data is None:

@@ -8,9 +8,12 @@ licensed with it.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import random
 from pathlib import Path
+
+import numpy as np
 
 COLOURS = ["red", "blue", "green", "yellow", "white", "black", "orange", "purple"]
 OBJECTS = ["ball", "cube", "bottle", "marble", "apple", "toy car", "wooden block", "tennis ball", "glass vase", "metal can"]
@@ -75,9 +78,56 @@ def generate_sample(n: int = 400, *, seed: int = 0, duplicate_share: float = 0.0
     return rows
 
 
-def write_sample(path: str | Path, n: int = 400, *, seed: int = 0) -> int:
+_RGB = {"red": (220, 40, 40), "blue": (40, 80, 220), "green": (40, 170, 60), "yellow": (230, 210, 40), "white": (240, 240, 240),
+        "black": (20, 20, 20), "orange": (240, 140, 30), "purple": (140, 50, 180)}
+
+
+def render_clip(prompt: str, *, frames: int = 9, size: int = 16) -> np.ndarray:
+    """A small procedural clip (frames, size, size, 3) uint8 for a sample prompt, deterministic:
+    a square in the prompt's colour that falls, rises, moves sideways or stays, as the words say,
+    on a background picked from the prompt's hash, crossed by a light band that drifts one pixel a
+    frame (a slow pan, so that no two frames are the same: GIF writers merge equal frames)."""
+    h = hashlib.sha256(prompt.encode()).digest()
+    words = prompt.lower()
+    colour = next((rgb for name, rgb in _RGB.items() if name in words.split()), (h[0] | 96, h[1] | 96, h[2] | 96))
+    bg = np.array([h[3] % 64, h[4] % 64, h[5] % 64], np.uint8)
+    clip = np.empty((frames, size, size, 3), np.uint8)
+    clip[:] = bg
+    side = max(2, size // 4)
+    band = np.minimum(bg.astype(np.int16) + 48, 255).astype(np.uint8)
+    for t in range(frames):
+        clip[t, :, t % size] = band
+        u = t / max(frames - 1, 1)
+        if any(w in words for w in ("falls", "dropped", "drop", "pushed off")):
+            y, x = round(u * (size - side)), (size - side) // 2
+        elif "thrown high" in words or "rises" in words:
+            y, x = round((1 - u) * (size - side)), (size - side) // 2
+        elif any(w in words for w in ("rolls", "slides", "kicks", "drifting", "collide", "bounces back", "swings")):
+            y, x = size - side, round(u * (size - side))
+        else:
+            y, x = (size - side) // 2, (size - side) // 2
+        clip[t, y : y + side, x : x + side] = colour
+    return clip
+
+
+def write_sample(path: str | Path, n: int = 400, *, seed: int = 0, clips: bool = False) -> int:
+    """Write `n` sample prompts as JSONL; with `clips`, also a GIF per row in `<stem>-clips/` beside
+    it, referenced by a `video` column (pixels for `encode --video-column video --vae pixels`)."""
+    import imageio.v3 as iio
+
+    from direct_data.core.errors import OutputError
     from direct_data.core.shards import atomic_write_bytes
 
+    path = Path(path)
+    if path.is_dir():
+        raise OutputError(f"--out {path}: is a folder; give a .jsonl file path")
     rows = generate_sample(n, seed=seed)
+    if clips:
+        folder = path.parent / f"{path.stem}-clips"
+        folder.mkdir(parents=True, exist_ok=True)
+        for i, r in enumerate(rows):
+            gif = folder / f"{i:05d}.gif"
+            atomic_write_bytes(gif, iio.imwrite("<bytes>", render_clip(r["prompt"].strip()), extension=".gif", loop=0, duration=125))
+            r["video"] = str(gif)
     atomic_write_bytes(path, "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows).encode())
     return len(rows)

@@ -1,0 +1,24 @@
+"""The one error type a user can cause: the CLI prints it as one line and exits with code 2.
+
+Anything else that escapes is a bug and stays a traceback. Raise `UserError` (or a subclass) for
+bad values, bad input files, a refused output folder, a missing model folder: never for a broken
+invariant of our own.
+"""
+
+from __future__ import annotations
+
+
+class UserError(Exception):
+    """A problem the user can fix (a value, a path, an input); the message says how."""
+
+
+class ConfigError(UserError):
+    """A config value or key is invalid (CLI flag, TOML key, `--set`)."""
+
+
+class InputError(UserError):
+    """An input file or folder cannot be used as given."""
+
+
+class OutputError(UserError):
+    """The output folder cannot be written as asked (not ours, not writable, equal to an input)."""

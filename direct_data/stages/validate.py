@@ -1,0 +1,149 @@
+"""`direct-data validate`: verdicts on hard negatives made elsewhere (prompt, axis, negative rows).
+
+One verdict row per input row, in input order: accepted, or the reason (`schema` for a row that
+cannot be read). Units are contiguous ranges of rows, written through the stage runner (manifest,
+resume, dataset card, per-reason counts). A negative that repeats one accepted earlier for the same
+prompt is a `duplicate` whatever the chunking: each unit first re-checks the earlier rows (in other
+units) that carry the same (prompt, negative), which the validator decides as a pure function.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from dataclasses import dataclass
+from typing import Any
+
+from datasets import Features, Value
+
+from direct_data.core.config import StageConfig, option, register
+from direct_data.core.read import iter_raw_rows
+from direct_data.core.runner import FinalWriter, Inputs, Stage, Unit, UnitWriter, unit_name
+from direct_data.core.schema import register as register_table
+from direct_data.core.shards import DEFAULT_MAX_ROWS
+
+STAGE = "validate"
+
+VERDICTS = Features(
+    {
+        "row": Value("int64"),  # 0-based row of the input file
+        "prompt": Value("string"),
+        "axis": Value("string"),
+        "negative": Value("string"),
+        "accepted": Value("bool"),
+        "reason": Value("string"),  # "" when accepted
+        "detail": Value("string"),
+        "scores": Value("string"),  # every validator score, sorted-key JSON
+    }
+)
+register_table("verdicts", VERDICTS)
+
+
+@register
+@dataclass
+class ValidateConfig(StageConfig):
+    SECTION = "validate"
+
+    use_embedding: bool = option(True, help="Check the sentence-embedding cosine band.")
+    chunk_rows: int = option(2048, min=1, help="Rows per committed unit (whole prompts; the resume unit).")
+    shard_rows: int = option(DEFAULT_MAX_ROWS, min=1, help="Rows per output shard.")
+
+
+def scores_json(scores: dict) -> str:
+    """Validator scores as strict JSON (NaN, e.g. a cosine that was not computed, becomes null)."""
+    return json.dumps({k: (v if not isinstance(v, float) or math.isfinite(v) else None) for k, v in scores.items()}, sort_keys=True, default=str)
+
+
+def _key(rec: dict) -> tuple | None:
+    """The validator's own duplicate key of a row's (prompt, negative)."""
+    from direct_data.text.validator import dedupe_key
+
+    p, n = rec.get("prompt"), rec.get("negative")
+    return (dedupe_key(p), dedupe_key(n)) if isinstance(p, str) and isinstance(n, str) else None
+
+
+def _str(v: Any) -> str:
+    return v if isinstance(v, str) else ("" if v is None else json.dumps(v, default=str))
+
+
+class ValidateStage(Stage):
+    name = STAGE
+    config_cls = ValidateConfig
+    tables = ("verdicts",)
+    rejects_table = "verdicts"  # its `reason` column is counted ("" = accepted)
+    title = "Validator verdicts on hard negatives"
+
+    def __init__(self, config: ValidateConfig, *, show_progress: bool = False, validator=None):
+        super().__init__(config, show_progress=show_progress)
+        self._validator = validator
+
+    @property
+    def validator(self):
+        if self._validator is None:
+            from direct_data.text.validator import Validator, ValidatorConfig
+
+            self._validator = Validator(config=ValidatorConfig(use_embedding=self.config.use_embedding))
+        return self._validator
+
+    def read(self, inputs: Inputs) -> None:
+        self.raws = [r for f in inputs.files for r in iter_raw_rows(f)]
+        self.same: dict[tuple, list[int]] = {}  # (prompt, negative) key -> the rows that carry it
+        for i in range(len(self.raws)):
+            key = _key(self._record(i))
+            if key is not None:
+                self.same.setdefault(key, []).append(i)
+        n = self.config.chunk_rows
+        self.chunks = [list(range(s, min(s + n, len(self.raws)))) for s in range(0, len(self.raws), n)]
+
+    def units(self) -> list[Unit]:
+        return [Unit(unit_name("rows", j, (str(i) for i in c)), c, size=len(c)) for j, c in enumerate(self.chunks)]
+
+    def plan(self) -> dict:
+        return {"rows": len(self.raws)}
+
+    def _record(self, i: int) -> dict:
+        r = self.raws[i].record
+        return r if isinstance(r, dict) else {}
+
+    def compute(self, unit: Unit, out: UnitWriter) -> dict:
+        rows = unit.payload
+        start = rows[0]
+        # earlier rows (before this unit) repeating a (prompt, negative) of this unit: those accepted
+        # as fresh rows go first, so the duplicate check sees exactly what a single pass would
+        ghosts = sorted({j for i in rows for j in self.same.get(_key(self._record(i)), []) if j < start})
+        fresh = self.validator.check_many([self._record(j) for j in ghosts], dedupe_within=True) if ghosts else []
+        kept = [self._record(j) for j, v in zip(ghosts, fresh) if v.accepted]
+        recs = [self._record(i) for i in rows]
+        verdicts = self.validator.check_many(kept + recs, dedupe_within=True)[len(kept):]
+        accepted = 0
+        per_axis: dict[str, dict] = {}
+        for i, rec, v in zip(rows, recs, verdicts):
+            raw = self.raws[i]
+            readable = isinstance(raw.record, dict)
+            ok = bool(v.accepted and readable)
+            reason = "" if ok else ((v.reason if readable else "schema") or "rejected")
+            out.write("verdicts", {"row": raw.row, "prompt": _str(rec.get("prompt")), "axis": _str(rec.get("axis")),
+                                   "negative": _str(rec.get("negative")), "accepted": ok, "reason": reason,
+                                   "detail": v.detail or raw.detail or "", "scores": scores_json(v.scores)})
+            accepted += ok
+            d = per_axis.setdefault(_str(rec.get("axis")) or "?", {"rows": 0, "accepted": 0, "reasons": {}})
+            d["rows"] += 1
+            d["accepted"] += ok
+            if not ok:
+                d["reasons"][reason] = d["reasons"].get(reason, 0) + 1
+        return {"rows": len(rows), "accepted": accepted, "per_axis": per_axis}
+
+    def finish(self, done: list[dict], out: FinalWriter) -> None:
+        rows = sum(m["counts"]["rows"] for m in done)
+        accepted = sum(m["counts"]["accepted"] for m in done)
+        assert rows == len(self.raws)
+        out.counts = {"rows": rows, "accepted": accepted, "rejected": rows - accepted}
+        per_axis: dict[str, dict] = {}
+        for m in done:
+            for a, d in m["counts"]["per_axis"].items():
+                t = per_axis.setdefault(a, {"rows": 0, "accepted": 0, "reasons": {}})
+                t["rows"] += d["rows"]
+                t["accepted"] += d["accepted"]
+                for r, n in d["reasons"].items():
+                    t["reasons"][r] = t["reasons"].get(r, 0) + n
+        out.stats = {"per_axis": {a: {**d, "reasons": dict(sorted(d["reasons"].items()))} for a, d in sorted(per_axis.items())}}

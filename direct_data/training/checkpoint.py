@@ -1,0 +1,234 @@
+"""Checkpoints: safetensors + JSON, written atomically, loaded back bit-exactly.
+
+A checkpoint folder ``OUT/checkpoints/step-NNNNNNNN`` holds the trained weights (LoRA:
+``pytorch_lora_weights.safetensors`` in the diffusers Wan format; full fine-tuning:
+``transformer/`` via ``save_pretrained``), ``optimizer.safetensors`` (the AdamW state, flattened),
+``rng.safetensors`` (the noise / negative / dropout generators) and ``trainer_state.json`` (step,
+sampler position, scheduler, optimizer scalars, the run's config).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import shutil
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import Tensor
+
+from direct_data.core.errors import ConfigError, InputError
+from direct_data.training import wan
+from direct_data.training.config import TrainConfig
+from direct_data.training.data import PartitionBatchSampler
+
+__all__ = [
+    "LORA_WEIGHT_NAME",
+    "TRAINER_STATE",
+    "save_checkpoint",
+    "load_checkpoint",
+    "latest_checkpoint",
+    "resolve_checkpoint",
+    "read_trainer_state",
+    "check_resumable",
+    "json_safe",
+]
+
+LORA_WEIGHT_NAME = "pytorch_lora_weights.safetensors"
+TRAINER_STATE = "trainer_state.json"
+
+
+# =============================================================================================
+# the optimizer state as tensors + JSON
+# =============================================================================================
+
+
+def _flatten_optimizer(opt: torch.optim.Optimizer) -> tuple[dict[str, Tensor], dict[str, Any]]:
+    sd = opt.state_dict()
+    tensors: dict[str, Tensor] = {}
+    scalars: dict[str, Any] = {}
+    for pid, st in sd["state"].items():
+        for k, v in st.items():
+            if isinstance(v, Tensor):
+                tensors[f"state.{pid}.{k}"] = v.detach().contiguous().cpu()
+            else:
+                scalars[f"{pid}.{k}"] = v
+    return tensors, {"param_groups": sd["param_groups"], "scalars": scalars}
+
+
+def _unflatten_optimizer(tensors: dict[str, Tensor], meta: dict[str, Any]) -> dict[str, Any]:
+    state: dict[int, dict[str, Any]] = {}
+    for key, v in tensors.items():
+        _, pid, k = key.split(".", 2)
+        state.setdefault(int(pid), {})[k] = v
+    for key, v in meta["scalars"].items():
+        pid, k = key.split(".", 1)
+        state.setdefault(int(pid), {})[k] = v
+    groups = meta["param_groups"]
+    for g in groups:
+        if "betas" in g:
+            g["betas"] = tuple(g["betas"])
+    return {"state": state, "param_groups": groups}
+
+
+# =============================================================================================
+# writing and reading a checkpoint folder
+# =============================================================================================
+
+
+def _fsync_dir(path: Path) -> None:
+    for p in sorted(path.rglob("*")):
+        if p.is_file():
+            with open(p, "rb") as f:
+                os.fsync(f.fileno())
+
+
+def json_safe(x: Any) -> Any:
+    if isinstance(x, float) and not math.isfinite(x):
+        return None
+    if isinstance(x, dict):
+        return {k: json_safe(v) for k, v in x.items()}
+    if isinstance(x, (list, tuple)):
+        return [json_safe(v) for v in x]
+    return x
+
+
+def save_checkpoint(path: Path, *, model, optimizer, scheduler, sampler: PartitionBatchSampler,
+                    gens: dict[str, torch.Generator], state: dict[str, Any], cfg: TrainConfig) -> Path:
+    """Write a checkpoint folder atomically (``path.tmp`` then rename).
+
+    LoRA: ``pytorch_lora_weights.safetensors`` in the diffusers Wan format (keys
+    ``transformer.blocks.N....lora_A.weight``, LoraConfig in the metadata), loadable with
+    ``WanPipeline.load_lora_weights(path)``. Full fine-tuning: ``transformer/`` via ``save_pretrained``.
+    Plus ``optimizer.safetensors``, ``rng.safetensors`` and ``trainer_state.json``.
+    """
+    from safetensors.torch import save_file
+
+    path = Path(path)
+    tmp = path.with_name(path.name + ".tmp")
+    if tmp.exists():
+        shutil.rmtree(tmp)
+    tmp.mkdir(parents=True)
+    if wan.has_lora(model):
+        from diffusers import WanPipeline
+
+        layers = {k: v.detach().contiguous().cpu() for k, v in wan.lora_state_dict(model).items()}
+        WanPipeline.save_lora_weights(tmp, transformer_lora_layers=layers, weight_name=LORA_WEIGHT_NAME,
+                                      transformer_lora_adapter_metadata=wan.lora_metadata(model))
+    else:
+        model.save_pretrained(tmp / "transformer", safe_serialization=True)
+    opt_tensors, opt_meta = _flatten_optimizer(optimizer)
+    save_file(opt_tensors, str(tmp / "optimizer.safetensors"))
+    save_file({k: g.get_state() for k, g in gens.items()}, str(tmp / "rng.safetensors"))
+    sched = {k: v for k, v in scheduler.state_dict().items() if k != "lr_lambdas"}
+    meta = {"state": state, "sampler": sampler.state_dict(), "optimizer": opt_meta, "scheduler": sched,
+            "config": cfg.to_json()}
+    (tmp / TRAINER_STATE).write_text(json.dumps(json_safe(meta), indent=1, sort_keys=True))
+    _fsync_dir(tmp)
+    if path.exists():
+        shutil.rmtree(path)
+    os.replace(tmp, path)
+    return path
+
+
+def latest_checkpoint(out_dir: str | Path) -> Path | None:
+    """The complete checkpoint with the highest step under ``out_dir/checkpoints`` (None if none)."""
+    root = Path(out_dir) / "checkpoints"
+    if not root.is_dir():
+        return None
+    done = [p for p in root.glob("step-*") if p.is_dir() and not p.name.endswith(".tmp")
+            and (p / TRAINER_STATE).is_file()]
+    return max(done, key=lambda p: int(p.name.split("-")[1]), default=None)
+
+
+def load_checkpoint(path: Path, *, model, optimizer, scheduler, sampler: PartitionBatchSampler,
+                    gens: dict[str, torch.Generator]) -> dict[str, Any]:
+    """Restore everything `save_checkpoint` wrote; returns the trainer state dict."""
+    from safetensors.torch import load_file
+
+    path = Path(path)
+    meta = read_trainer_state(path)
+    if wan.has_lora(model):
+        from peft.utils import set_peft_model_state_dict
+
+        sd = load_file(str(path / LORA_WEIGHT_NAME))
+        sd = {k.removeprefix("transformer."): v for k, v in sd.items()}
+        res = set_peft_model_state_dict(model, sd)
+        unexpected = getattr(res, "unexpected_keys", [])
+        if unexpected:
+            raise ValueError(f"checkpoint {path} has LoRA keys the model lacks: {unexpected[:5]}")
+    else:
+        sd = {}
+        for f in sorted((path / "transformer").glob("*.safetensors")):
+            sd.update(load_file(str(f)))
+        model.load_state_dict(sd, strict=True)
+    # loaded on the CPU: AdamW keeps `step` there; load_state_dict moves the moments to the params' device
+    opt_state = _unflatten_optimizer(load_file(str(path / "optimizer.safetensors")), meta["optimizer"])
+    optimizer.load_state_dict(opt_state)
+    sched = dict(meta["scheduler"])
+    sched["lr_lambdas"] = [None] * len(sched["base_lrs"])  # the schedule function is rebuilt from the config
+    scheduler.load_state_dict(sched)
+    sampler.load_state_dict(meta["sampler"])
+    rng = load_file(str(path / "rng.safetensors"))
+    for k, g in gens.items():
+        g.set_state(rng[k])
+    return meta["state"]
+
+
+def read_trainer_state(checkpoint: str | Path) -> dict[str, Any]:
+    """The ``trainer_state.json`` of a checkpoint folder: state (step, text_len, latent_shape,
+    text_dim), sampler, optimizer scalars, scheduler, and the run's config."""
+    return json.loads((Path(checkpoint) / TRAINER_STATE).read_text())
+
+
+# =============================================================================================
+# finding a checkpoint, checking a resume
+# =============================================================================================
+
+
+def resolve_checkpoint(path: str | Path) -> Path:
+    """A checkpoint folder from a user's path: the folder itself when it holds ``trainer_state.json``,
+    else, for a run folder (``checkpoints/``), its latest complete checkpoint. Anything else is an
+    `InputError` that says what the path holds."""
+    p = Path(path)
+    if not p.exists():
+        raise InputError(f"{p}: no such folder (give a run folder of `direct-data train` or one of its checkpoints)")
+    if not p.is_dir():
+        raise InputError(f"{p}: is a file; give a run folder of `direct-data train` (with checkpoints/) or a checkpoint "
+                         f"folder (with {TRAINER_STATE})")
+    if (p / TRAINER_STATE).is_file():
+        if not ((p / "transformer").is_dir() or (p / LORA_WEIGHT_NAME).is_file()):
+            raise InputError(f"{p}: a checkpoint without weights (neither transformer/ nor {LORA_WEIGHT_NAME})")
+        return p
+    if (p / "checkpoints").is_dir():
+        ckpt = latest_checkpoint(p)
+        if ckpt is None:
+            found = sorted(q.name for q in (p / "checkpoints").iterdir())
+            what = f"only {', '.join(found[:5])}{' ...' if len(found) > 5 else ''} (incomplete)" if found else "nothing"
+            raise InputError(f"{p}: a run folder without a complete checkpoint (checkpoints/ holds {what}); "
+                             f"let the run reach a checkpoint (ckpt_every, or its end)")
+        return ckpt
+    found = sorted(q.name for q in p.iterdir())
+    holds = f"it holds {', '.join(found[:8])}{' ...' if len(found) > 8 else ''}" if found else "it is empty"
+    raise InputError(f"{p}: neither a checkpoint folder ({TRAINER_STATE}) nor a run folder (checkpoints/): {holds}")
+
+
+def check_resumable(checkpoint: Path, cfg: TrainConfig, *, model_from_config: bool = True) -> None:
+    """A `ConfigError` when ``cfg`` differs from the checkpoint's run in a field its state depends
+    on: the sampler position (seed, batch size) and the layout of weights and optimizer (LoRA rank
+    and targets; the named config and its overrides when the model is built from them)."""
+    old = read_trainer_state(checkpoint).get("config", {})
+    new = cfg.to_json()
+    keys = ["seed", "batch_size", "lora_rank"]
+    if new["lora_rank"] > 0:
+        keys.append("lora_targets")
+    if model_from_config and not new["pretrained"] and not old.get("pretrained"):
+        keys += ["model_config", "model_overrides"]
+    diff = [k for k in keys if k in old and old[k] != new[k]]
+    if diff:
+        was = ", ".join(f"{k}={json.dumps(old[k])}" for k in diff)
+        now = ", ".join(f"{k}={json.dumps(new[k])}" for k in diff)
+        raise ConfigError(f"{checkpoint} was trained with {was}, this run asks for {now}: resume with the same values, "
+                          f"or start anew (resume off: `--no-resume`, or another output folder)")

@@ -1,0 +1,194 @@
+"""`Embedder`: a text's vector depends on the text alone (never on the cache's history), and a fully
+cached run never loads the model. Real packaged all-MiniLM-L6-v2 and real prompts; no mocks."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from direct_data.backends.embed import BATCHING_MARKER, Embedder
+from direct_data.backends.models import packaged_embedder_path, sentence_model_meta
+
+from .conftest import SHARED_PROMPTS
+
+
+def _real_prompts(n: int, skip: int = 0) -> list[str]:
+    """n distinct real prompts, taken round-robin over the prompt files (varied lengths)."""
+    per_file = []
+    for f in sorted(SHARED_PROMPTS.glob("*.jsonl")):
+        rows = []
+        with open(f, encoding="utf-8") as fh:
+            for line in fh:
+                r = json.loads(line)
+                t = r.get("prompt") or r.get("caption") or r.get("text")
+                if isinstance(t, str) and t.strip():
+                    rows.append(t)
+        per_file.append(rows)
+    out, seen, i = [], set(), 0
+    while len(out) < n + skip and any(i < len(r) for r in per_file):
+        for rows in per_file:
+            if i < len(rows) and rows[i] not in seen:
+                seen.add(rows[i])
+                out.append(rows[i])
+        i += 1
+    return out[skip : skip + n]
+
+
+@pytest.fixture(scope="module")
+def texts() -> list[str]:
+    t = _real_prompts(40)
+    assert len(t) == 40
+    return t
+
+
+@pytest.fixture(scope="module")
+def others() -> list[str]:
+    """A different, bigger set of real prompts (none of `texts`)."""
+    return _real_prompts(80, skip=40)
+
+
+def test_vector_depends_on_the_text_alone(texts, others, tmp_path):
+    targets = texts[::8]  # 5 texts
+
+    # 1. each target alone, in its own empty cache
+    alone = {}
+    for j, t in enumerate(targets):
+        alone[t] = Embedder(cache_dir=tmp_path / f"alone{j}").embed([t])[0]
+
+    # 2. all 40 at once, empty cache
+    together = Embedder(cache_dir=tmp_path / "together").embed(texts)
+
+    # 3. a cache first filled by a bigger, different run (other texts + the targets, small chunks and
+    #    batches, so the targets had other companions), then asked for the 40
+    hist = tmp_path / "history"
+    Embedder(cache_dir=hist, chunk_size=7, batch_size=3).embed(others + targets[::-1])
+    second = Embedder(cache_dir=hist)
+    after_history = second.embed(texts)
+    assert second.stats.cached == len(targets) and second.stats.embedded == len(texts) - len(targets)
+
+    # 4. no cache at all, another batch size
+    no_cache = Embedder(use_cache=False, batch_size=5).embed(list(reversed(texts)))[::-1]
+
+    for i, t in enumerate(texts):
+        ref = together[i].tobytes()
+        assert after_history[i].tobytes() == ref, f"text {i}: cache history changed its vector"
+        assert no_cache[i].tobytes() == ref, f"text {i}: batch composition changed its vector"
+        if t in alone:
+            assert alone[t].tobytes() == ref, f"text {i}: embedded alone differs"
+    assert together.dtype == np.float32 and together.shape == (40, 384)
+    np.testing.assert_allclose(np.linalg.norm(together, axis=1), 1.0, atol=1e-5)
+
+
+def test_fully_cached_run_does_not_load_the_model(texts, tmp_path):
+    first = Embedder(cache_dir=tmp_path)
+    v1 = first.embed(texts)
+    assert first.model_loaded
+
+    second = Embedder(cache_dir=tmp_path)
+    assert not second.model_loaded
+    assert second.plan(texts) == (40, 0)
+    assert second.plan(texts + ["a text nobody has embedded yet"]) == (41, 1)
+    v2 = second.embed(texts[::-1])
+    assert not second.model_loaded
+    assert second.stats.cached == 40 and second.stats.embedded == 0
+    assert v2[::-1].tobytes() == v1.tobytes()
+    assert second.embed([]).shape == (0, 384) and not second.model_loaded
+
+
+def test_resume_after_interrupted_fill_is_byte_identical(texts, tmp_path):
+    whole = Embedder(cache_dir=tmp_path / "whole", chunk_size=6).embed(texts)
+
+    broken = Embedder(cache_dir=tmp_path / "resumed", chunk_size=6)
+    put, calls = broken.cache.put, []
+
+    def dying_put(hashes, vectors):
+        if len(calls) == 3:
+            raise KeyboardInterrupt  # as if killed after three committed chunks
+        calls.append(len(hashes))
+        put(hashes, vectors)
+
+    broken.cache.put = dying_put
+    with pytest.raises(KeyboardInterrupt):
+        broken.embed(texts)
+    resumed = Embedder(cache_dir=tmp_path / "resumed", chunk_size=6)
+    assert resumed.plan(texts) == (40, 40 - 18)
+    assert resumed.embed(texts).tobytes() == whole.tobytes()
+    assert resumed.stats.chunks_written == 4  # 22 texts left: 6 + 6 + 6 + 4
+    names = lambda d: sorted(p.name for p in d.rglob("*.arrow"))  # noqa: E731
+    assert names(tmp_path / "whole") == names(tmp_path / "resumed")
+
+
+@pytest.mark.parametrize("max_seq_length", [None, 128])
+def test_identity_is_the_same_lazy_or_loaded(max_seq_length, tmp_path):
+    lazy = Embedder(cache_dir=tmp_path, max_seq_length=max_seq_length)
+    assert not lazy.model_loaded
+    loaded = Embedder(cache_dir=tmp_path, max_seq_length=max_seq_length, lazy=False)
+    assert loaded.model_loaded
+    assert lazy.identity == loaded.identity
+    assert (lazy.dim, lazy.max_seq_length, lazy.model_identity) == (loaded.dim, loaded.max_seq_length, loaded.model_identity)
+    assert lazy.identity.endswith(f"-L{max_seq_length or 256}-norm-{BATCHING_MARKER}")
+    assert lazy.dim == 384
+    # loading later (what a lazy Embedder does when texts are missing) agrees with the files
+    assert lazy.model is loaded.model and lazy.model_loaded
+    assert lazy.model.max_seq_length == 256  # the shared model object is left as loaded
+
+
+def test_identity_read_from_another_folder(tmp_path):
+    """A copy of the packaged folder with another saved max_seq_length: read from the files, and the
+    same as what loading that folder says; an unreadable folder or a hub id means: load the model."""
+    src = packaged_embedder_path()
+    dst = tmp_path / "minilm-96"
+    shutil.copytree(src, dst, ignore=shutil.ignore_patterns("*.safetensors", "*.bin"))
+    for w in list(src.glob("*.safetensors")) + list(src.glob("*.bin")):
+        (dst / w.name).symlink_to(w)
+    cfg = json.loads((dst / "sentence_bert_config.json").read_text())
+    (dst / "sentence_bert_config.json").write_text(json.dumps({**cfg, "max_seq_length": 96}))
+    meta = sentence_model_meta(str(dst))
+    assert meta is not None and (meta.max_seq_length, meta.dim) == (96, 384)
+    lazy = Embedder(str(dst), cache_dir=tmp_path / "c")
+    loaded = Embedder(str(dst), cache_dir=tmp_path / "c", lazy=False)
+    assert not lazy.model_loaded and lazy.identity == loaded.identity
+    assert lazy.identity.startswith("minilm-96-") and "-L96-" in lazy.identity
+
+    broken = tmp_path / "no-modules"
+    shutil.copytree(dst, broken, symlinks=True)
+    (broken / "modules.json").unlink()
+    assert sentence_model_meta(str(broken)) is None
+    assert sentence_model_meta("sentence-transformers/all-MiniLM-L6-v2") is None
+
+
+def test_batches_are_one_length_and_never_single():
+    emb = Embedder(cache_dir=None, use_cache=False, batch_size=4)
+    lengths = np.array([5, 7, 5, 5, 9, 5, 5, 7, 5, 5, 5, 7, 7, 7])
+    batches = emb._batches(lengths)
+    seen = sorted(i for b in batches for i in b)
+    assert seen == list(range(len(lengths)))
+    for b in batches:
+        assert len({int(lengths[i]) for i in b}) == 1 and len(b) <= 4
+        assert len(b) >= 2 or int((lengths == lengths[b[0]]).sum()) == 1  # only a lone length is alone
+    assert not emb.model_loaded
+
+
+def test_missing_chunks_and_fill_as_resume_units(texts, tmp_path):
+    """The stage runner's path: chunks of missing hashes as units, filled one by one (in any order,
+    by several Embedders as ranks would), then a model-free embed of everything."""
+    ref = Embedder(cache_dir=tmp_path / "ref").embed(texts)
+    a = Embedder(cache_dir=tmp_path / "units", chunk_size=9)
+    b = Embedder(cache_dir=tmp_path / "units", chunk_size=9)
+    chunks = a.missing_chunks(texts)
+    assert [len(c) for c in chunks] == [9, 9, 9, 9, 4] and b.missing_chunks(texts) == chunks
+    assert sum(chunks, []) == sorted(sum(chunks, []))
+    for j, c in reversed(list(enumerate(chunks))):
+        (a if j % 2 else b).fill(c)
+    assert a.stats.chunks_written == 2 and b.stats.chunks_written == 3
+    assert a.embed(texts).tobytes() == ref.tobytes()  # sees b's chunks (index refreshed), embeds nothing
+    assert a.stats.embedded == 0 and a.stats.cached == 40
+    final = Embedder(cache_dir=tmp_path / "units")
+    assert final.missing_chunks(texts) == [] and final.embed(texts).tobytes() == ref.tobytes()
+    assert not final.model_loaded
+    with pytest.raises(KeyError):
+        final.fill(["0" * 64])

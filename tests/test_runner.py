@@ -1,0 +1,308 @@
+"""The stage runner: ownership of --out, verified inputs, up-to-date reasons, config checks, and the
+CLI's one-line user errors. Real stages on real prompts (MiniLM, FAISS, rules backend), no mocks."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
+
+from direct_data import pipeline
+from direct_data.cli import app
+from direct_data.core.errors import ConfigError, InputError, OutputError
+from direct_data.core.manifest import Manifest, read_table
+from direct_data.stages.partition import PartitionConfig
+from direct_data.stages.perturb import PerturbConfig
+
+from .conftest import PHYSICS_SOURCES, SHARED_PROMPTS
+
+runner = CliRunner()
+
+
+def _prompts(path: Path, n: int, offset: int = 0) -> Path:
+    rows = [json.loads(x) for x in (SHARED_PROMPTS / PHYSICS_SOURCES[2]).read_text().splitlines()][offset : offset + n]
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text("".join(json.dumps({"prompt": r.get("prompt") or r.get("caption")}) + "\n" for r in rows))
+    return path
+
+
+@pytest.fixture(scope="module")
+def stages(tmp_path_factory, session_cache):
+    """A partition and a perturb output of 40 real prompts, made once (tests copy them to modify)."""
+    d = tmp_path_factory.mktemp("stages")
+    data = _prompts(d / "in" / "prompts.jsonl", 40)
+    pipeline.partition([data], d / "part", PartitionConfig(k=4))
+    pipeline.perturb(d / "part", d / "neg", PerturbConfig(axes=("kinematics", "forces")))
+    return d
+
+
+def _cli(*args: str) -> tuple[int, str, str]:
+    r = subprocess.run([sys.executable, "-m", "direct_data.cli", *args], capture_output=True, text=True,
+                       env={**os.environ, "COLUMNS": "200"})
+    return r.returncode, r.stdout, r.stderr
+
+
+def _user_error(code: int, err: str, *needles: str) -> None:
+    """Exit code 2, one line on stderr, no traceback, and the line says what is wrong."""
+    assert code == 2, err
+    assert "Traceback" not in err
+    lines = [x for x in err.strip().splitlines() if x.strip()]
+    assert len(lines) == 1, err
+    for n in needles:
+        assert n in lines[0], lines[0]
+
+
+# --------------------------------------------------------------------------- ownership of --out
+
+
+def test_an_input_inside_out_is_refused_and_nothing_is_deleted(tmp_path, session_cache):
+    d = tmp_path / "dir"
+    data = _prompts(d / "prompts.jsonl", 20)
+    (d / "other.parquet").write_bytes(b"not ours")
+    code, _, err = _cli("partition", str(data), "--out", str(d), "--k", "2")
+    _user_error(code, err, "holds the input")
+    assert data.is_file() and (d / "other.parquet").read_bytes() == b"not ours"
+    assert sorted(p.name for p in d.iterdir()) == ["other.parquet", "prompts.jsonl"]
+
+
+def test_output_equal_to_input_is_refused(stages, tmp_path):
+    part = tmp_path / "part"
+    shutil.copytree(stages / "part", part)
+    before = {p.name: p.read_bytes() for p in part.iterdir() if p.is_file()}
+    for extra in ([], ["--force"]):
+        code, _, err = _cli("perturb", str(part), "--out", str(part), *extra)
+        _user_error(code, err, "also an input")
+    assert {p.name: p.read_bytes() for p in part.iterdir() if p.is_file()} == before
+
+
+def test_another_stage_output_is_never_overwritten_even_with_force(stages, tmp_path):
+    neg = tmp_path / "neg"
+    shutil.copytree(stages / "neg", neg)
+    data = _prompts(tmp_path / "p.jsonl", 20)
+    before = sorted(p.name for p in neg.iterdir())
+    for extra in ([], ["--force"]):
+        code, _, err = _cli("partition", str(data), "--out", str(neg), "--k", "2", *extra)
+        _user_error(code, err, "`perturb` output")
+    assert sorted(p.name for p in neg.iterdir()) == before
+    assert read_table(neg, "negatives").num_rows > 0
+
+
+def test_a_foreign_file_in_an_owned_folder_is_refused_and_survives(stages, tmp_path):
+    part = tmp_path / "part"
+    shutil.copytree(stages / "part", part)
+    (part / "notes.txt").write_text("mine")
+    data = stages / "in" / "prompts.jsonl"
+    for extra in ([], ["--force"]):
+        code, _, err = _cli("partition", str(data), "--out", str(part), "--k", "3", *extra)
+        _user_error(code, err, "notes.txt")
+    assert (part / "notes.txt").read_text() == "mine"
+
+
+def test_out_is_a_file_or_unwritable(tmp_path, session_cache):
+    data = _prompts(tmp_path / "p.jsonl", 20)
+    f = tmp_path / "afile"
+    f.write_text("x")
+    code, _, err = _cli("partition", str(data), "--out", str(f), "--k", "2")
+    _user_error(code, err, "is a file")
+    code, _, err = _cli("partition", str(data), "--out", str(f / "sub"), "--k", "2")  # a file as the parent folder
+    _user_error(code, err, "cannot write")
+    if os.geteuid() != 0:  # root ignores permission bits
+        ro = tmp_path / "ro"
+        ro.mkdir()
+        ro.chmod(0o500)
+        code, _, err = _cli("partition", str(data), "--out", str(ro / "o"), "--k", "2")
+        _user_error(code, err, "cannot write")
+    assert f.read_text() == "x"
+
+
+def test_rerun_deletes_only_its_own_stale_shards(stages, tmp_path):
+    """A smaller rerun (shard_rows changed) removes the shards of the earlier run, nothing else."""
+    part = tmp_path / "part"
+    data = stages / "in" / "prompts.jsonl"
+    a = pipeline.partition([data], part, PartitionConfig(k=4, shard_rows=10))
+    assert len(a.manifest.shards["partitions"]) == 4
+    b = pipeline.partition([data], part, PartitionConfig(k=4, shard_rows=100))
+    assert b.reason.startswith("config changed: shard_rows 10 -> 100")
+    assert sorted(b.run["removed"]) == [s["path"] for s in a.manifest.shards["partitions"]][1:]
+    assert sorted(p.name for p in part.glob("*.parquet")) == ["partitions-00000.parquet"]
+
+
+# --------------------------------------------------------------------------- verified inputs
+
+
+def test_an_extra_shard_in_the_upstream_folder_is_an_error(stages, tmp_path):
+    part = tmp_path / "part"
+    shutil.copytree(stages / "part", part)
+    shutil.copy(part / "partitions-00000.parquet", part / "partitions-00001.parquet")
+    with pytest.raises(InputError, match="partitions-00001.parquet not listed"):
+        pipeline.perturb(part, tmp_path / "neg", PerturbConfig(axes=("kinematics",)))
+    assert not (tmp_path / "neg").exists()
+
+
+def test_a_missing_or_changed_shard_and_an_edited_manifest_are_errors(stages, tmp_path):
+    part = tmp_path / "part"
+    shutil.copytree(stages / "part", part)
+    shard = part / "partitions-00000.parquet"
+    good = shard.read_bytes()
+    shard.write_bytes(good[:-8] + b"\0" * 8)
+    with pytest.raises(InputError, match="changed after its manifest was written"):
+        pipeline.encode(part, tmp_path / "enc")
+    shard.unlink()
+    with pytest.raises(InputError, match="listed in its manifest but missing"):
+        pipeline.encode(part, tmp_path / "enc")
+    shard.write_bytes(good)
+    m = json.loads((part / "manifest.json").read_text())
+    m["counts"]["kept"] += 1
+    (part / "manifest.json").write_text(json.dumps(m))
+    code, _, err = _cli("perturb", str(part), "--out", str(tmp_path / "neg2"))
+    _user_error(code, err, "edited")
+
+
+def test_the_wrong_kind_of_input_folder_is_refused(stages, tmp_path):
+    code, _, err = _cli("encode", str(stages / "neg"), "--out", str(tmp_path / "enc"))
+    _user_error(code, err, "holds a `perturb` output", "`partition`")
+    code, _, err = _cli("encode", str(stages / "part"), "--negatives", str(stages / "part"), "--out", str(tmp_path / "enc"))
+    _user_error(code, err, "`perturb`")
+    assert not (tmp_path / "enc").exists()
+
+
+def test_encode_reruns_when_the_partition_output_changes(stages, tmp_path, session_cache):
+    part = tmp_path / "part"
+    data = stages / "in" / "prompts.jsonl"
+    pipeline.partition([data], part, PartitionConfig(k=4))
+    first = pipeline.encode(part, tmp_path / "enc")
+    assert first.status == "computed" and (tmp_path / "enc" / "README.md").is_file()
+    assert pipeline.encode(part, tmp_path / "enc").up_to_date
+    pipeline.partition([data], part, PartitionConfig(k=3))  # the partition shard is rewritten
+    again = pipeline.encode(part, tmp_path / "enc")
+    assert again.status == "computed" and again.reason.startswith("input changed"), again.reason
+
+
+def test_outputs_do_not_depend_on_the_cache_history(tmp_path):
+    """The same 40 prompts give the same bytes with an empty cache and with a cache filled by a bigger run."""
+    small = _prompts(tmp_path / "small.jsonl", 40)
+    big = _prompts(tmp_path / "big.jsonl", 200, offset=20)
+    cfg = PartitionConfig(k=4, cache_dir=str(tmp_path / "c1"))
+    a = pipeline.partition([small], tmp_path / "a", cfg)
+    pipeline.partition([big], tmp_path / "warm", PartitionConfig(k=8, cache_dir=str(tmp_path / "c2")))
+    b = pipeline.partition([small], tmp_path / "b", PartitionConfig(k=4, cache_dir=str(tmp_path / "c2")))
+    assert b.run["embedded"] < 40  # most of it came from the bigger run's cache
+    for item in a.manifest.listed():
+        assert (tmp_path / "b" / item["path"]).read_bytes() == (tmp_path / "a" / item["path"]).read_bytes(), item["path"]
+
+
+# --------------------------------------------------------------------------- config values
+
+
+@pytest.mark.parametrize("args,needle", [
+    (["--k", "0"], "k: must be >= 2"),
+    (["--k", "-3"], "k: must be >= 2"),
+    (["--k", "1000"], "k: 1000 partitions for 20 distinct prompts"),
+    (["--macro-negatives", "-1"], "macro_negatives: must be >= 0"),
+    (["--niter", "0"], "niter: must be >= 1"),
+])
+def test_bad_partition_values_are_one_line_errors(tmp_path, args, needle, session_cache):
+    data = _prompts(tmp_path / "p.jsonl", 20)
+    code, _, err = _cli("partition", str(data), "--out", str(tmp_path / "o"), *args)
+    _user_error(code, err, needle)
+    assert not (tmp_path / "o").exists()
+
+
+@pytest.mark.parametrize("toml,needle", [
+    ("[partiton]\nk = 3\n", "unknown section [partiton]"),
+    ("[partition]\nniter = \"twenty\"\n", "niter: expected integer"),
+    ("[partition]\nkk = 3\n", "unknown key in [partition]: kk"),
+    ("colour = 3\n", "unknown top-level key colour"),
+    ("[partition\n", "invalid TOML"),
+])
+def test_bad_toml_is_a_one_line_error(tmp_path, toml, needle, session_cache):
+    data = _prompts(tmp_path / "p.jsonl", 20)
+    (tmp_path / "c.toml").write_text(toml)
+    code, _, err = _cli("partition", str(data), "--out", str(tmp_path / "o"), "--config", str(tmp_path / "c.toml"))
+    _user_error(code, err, needle)
+
+
+def test_toml_values_apply_and_flags_override(tmp_path):
+    (tmp_path / "c.toml").write_text("seed = 3\n[partition]\nk = 5\nniter = 7\n")
+    from direct_data.core.config import load_toml
+
+    cfg = PartitionConfig.build(toml=load_toml(tmp_path / "c.toml", PartitionConfig), cli={"k": 6})
+    assert (cfg.seed, cfg.k, cfg.niter) == (3, 6, 7)
+    assert "cache_dir" not in cfg.hashed() and "k" in cfg.hashed()  # output-neutral fields stay out of the hash
+    with pytest.raises(ConfigError, match="niter: expected integer"):
+        PartitionConfig(niter="twenty")
+
+
+def test_wrong_train_toml_type_is_a_one_line_error(stages, tmp_path):
+    (tmp_path / "t.toml").write_text("[train]\nmax_steps = \"ten\"\n")
+    code, _, err = _cli("train", str(stages / "part"), str(stages / "part"), "--config", str(tmp_path / "t.toml"), "--out", str(tmp_path / "run"))
+    _user_error(code, err, "max_steps")
+
+
+# --------------------------------------------------------------------------- clear messages
+
+
+def test_empty_input_and_wrong_text_column_say_why(tmp_path, session_cache):
+    (tmp_path / "empty.jsonl").write_text("")
+    code, _, err = _cli("partition", str(tmp_path / "empty.jsonl"), "--out", str(tmp_path / "o"))
+    _user_error(code, err, "no rows")
+    (tmp_path / "blank.jsonl").write_text('{"prompt": "   "}\n{"prompt": ""}\n')
+    code, _, err = _cli("partition", str(tmp_path / "blank.jsonl"), "--out", str(tmp_path / "o"))
+    _user_error(code, err, "all rejected", "empty=")
+    data = _prompts(tmp_path / "p.jsonl", 5)
+    code, _, err = _cli("partition", str(data), "--out", str(tmp_path / "o"), "--text-column", "caption")
+    _user_error(code, err, "'caption'", "columns: prompt")
+    assert not (tmp_path / "o").exists()
+
+
+def test_recompute_says_why_and_dry_run_writes_nothing(stages, tmp_path, session_cache):
+    data = stages / "in" / "prompts.jsonl"
+    out = tmp_path / "o"
+    code, so, err = _cli("partition", str(data), "--out", str(out), "--k", "4", "--dry-run")
+    assert code == 0, err
+    assert "would_recompute_because" in so and not out.exists()
+    code, so, _ = _cli("partition", str(data), "--out", str(out), "--k", "4")
+    assert "recomputed because no earlier output" in so
+    code, so, _ = _cli("partition", str(data), "--out", str(out), "--k", "4")
+    assert "up to date" in so
+    code, so, _ = _cli("partition", str(data), "--out", str(out), "--k", "3")
+    assert "recomputed because config changed: k 4 -> 3" in so
+
+
+def test_perturb_defaults_to_every_axis(stages, tmp_path):
+    m = Manifest.read(stages / "neg")
+    assert PerturbConfig().axes == ("kinematics", "forces", "materials", "interactions", "magnitudes")
+    assert m.config["axes"] == ["kinematics", "forces"]  # what the fixture asked for
+
+
+def test_validate_writes_a_manifest_a_card_and_resumes(tmp_path, session_cache):
+    rows = [{"prompt": "A ball falls onto the floor.", "axis": "kinematics", "negative": "A ball rises from the floor."},
+            {"prompt": "A ball falls onto the floor.", "axis": "kinematics", "negative": "A ball rises from the floor."},
+            {"prompt": "A glass cup falls and shatters.", "axis": "materials", "negative": ""}]
+    f = tmp_path / "rows.jsonl"
+    f.write_text("".join(json.dumps(r) + "\n" for r in rows) + "{not json\n")
+    res = pipeline.validate(f, tmp_path / "v")
+    m = res.manifest
+    assert m.stage == "validate" and m.counts["rows"] == 4 and (tmp_path / "v" / "README.md").is_file()
+    v = read_table(tmp_path / "v", "verdicts").to_pylist()
+    assert [x["row"] for x in v] == [0, 1, 2, 3]
+    assert v[1]["reason"] == "duplicate" and v[2]["reason"] == "empty" and v[3]["reason"] == "schema"
+    assert m.counts["accepted"] + m.counts["rejected"] == 4
+    assert pipeline.validate(f, tmp_path / "v").up_to_date
+
+
+def test_help_shows_every_default(tmp_path):
+    for cmd, needles in (("train", ["[default: tiny]", "[default: 16]", "[default: 1000]"]),
+                         ("partition", ["[default: (round(sqrt(N/4))", "[default: 5]"]),
+                         ("perturb", ["[default: (kinematics, forces, materials, interactions, magnitudes)]"])):
+        r = runner.invoke(app, [cmd, "--help"])
+        assert r.exit_code == 0
+        text = " ".join(r.output.split())  # unwrapped
+        for n in needles:
+            assert n in text, (cmd, n)
