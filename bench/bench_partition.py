@@ -4,7 +4,7 @@ fresh subprocess; its peak memory is that process's VmHWM / ru_maxrss.
 1. embed  - `Embedder.embed` with an empty cache vs a bare `SentenceTransformer.encode(batch_size=64,
             normalize_embeddings=True)` of the ~5.3k distinct real prompts, same packaged model.
             Sides alternate bare, ours, ours, bare, ... (`--repeats` pairs). Target: ours >= 0.95x.
-2. 100k   - `run_partition` (default config, 5 macro negatives) on 100k prompts vs
+2. 100k   - `pipeline.partition` (default config, 5 macro negatives) on 100k prompts vs
             `sentence_transformers.util.mine_hard_negatives(num_negatives=5)` (anchor = positive =
             prompt, otherwise defaults) on the same texts. EMBEDDING IS EXCLUDED FROM BOTH SIDES: the
             texts are embedded once (through our Embedder, into a persistent cache), ours runs with
@@ -48,7 +48,7 @@ EMBED_BATCH = 64
 _FUNCTION_WORDS = {
     "a", "an", "the", "of", "with", "in", "on", "at", "to", "from", "by", "for", "into", "onto", "its",
     "his", "her", "their", "two", "three", "several", "many", "some", "this", "that", "these", "those",
-    "is", "as", "was", "has", "this", "thus", "plus", "across", "towards", "always", "sometimes",
+    "is", "as", "was", "has", "thus", "plus", "across", "towards", "always", "sometimes",
 }
 _NOT_VERB_ENDINGS = ("ss", "us", "is", "ous", "'s")
 RECOMBINATION_DOC = (
@@ -270,7 +270,6 @@ def side_prepare_100k(p: dict) -> dict:
 
 def side_100k_ours(p: dict) -> dict:
     import numpy as np  # noqa: F401
-
     import sentence_transformers  # noqa: F401 - imported before timing, as on the other side
 
     from direct_data import pipeline

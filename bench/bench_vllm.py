@@ -46,8 +46,7 @@ def main() -> int:
     t_bench = time.perf_counter()
     info = C.machine_info()
 
-    from direct_data.backends.llm import VLLMBackend, cpu_engine_env, import_vllm, min_max_tokens, prepare_gemma, rewrite_schema
-    from direct_data.backends.llm import Request
+    from direct_data.backends.llm import Request, VLLMBackend, cpu_engine_env, import_vllm, min_max_tokens, prepare_gemma, rewrite_schema
     from direct_data.text.templates import AXES, load_template, render
 
     try:

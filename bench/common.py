@@ -18,8 +18,9 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 BENCH_DIR = Path(__file__).resolve().parent
 REPO = BENCH_DIR.parent
@@ -64,7 +65,7 @@ def _version(module: str) -> str | None:
 def machine_info() -> dict[str, Any]:
     """What the numbers were measured on. Call at the start of a benchmark (it records the load)."""
     return {
-        "date": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
+        "date": _dt.datetime.now(_dt.UTC).isoformat(timespec="seconds"),
         "host": platform.node(),
         "platform": platform.platform(),
         "python": platform.python_version(),
@@ -115,7 +116,7 @@ def cpu_seconds() -> float:
 class Timer:
     """`with Timer() as t: ...` -> t.wall, t.cpu (seconds, process CPU time)."""
 
-    def __enter__(self) -> "Timer":
+    def __enter__(self) -> Timer:
         self._w, self._c = time.perf_counter(), cpu_seconds()
         return self
 

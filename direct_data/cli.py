@@ -256,6 +256,8 @@ def _perturb(ctx, *, inputs, out, config, force, dry_run, rank, world_size, **_)
         t.add_row(a, str(d["requests"]), str(d["accepted"]), f"{d['acceptance']:.1%}", ", ".join(f"{k}={v}" for k, v in d["reasons"].items()) or "-")
     console.print(t)
     console.print(f"{m.counts['requests']} requests = {m.counts['accepted']} negatives + {m.counts['rejected']} rejects")
+    if not res.up_to_date:
+        console.print(f"run: {json.dumps(res.run, sort_keys=True)}", soft_wrap=True, markup=False)
 
 
 def _register_perturb() -> None:

@@ -20,9 +20,10 @@ from __future__ import annotations
 
 import json
 import logging
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable, Sequence
+from typing import Any
 
 from direct_data.core.config import StageConfig, load_toml, option, read_toml, register
 from direct_data.core.errors import ConfigError, InputError
@@ -163,10 +164,13 @@ def run_pipeline(path: str | Path, *, force: bool = False, show_progress: bool =
 
 def train_run(partition_dir: str | Path, encode_dir: str | Path, cfg, *, val_rows: int = 8, resume: bool = True):
     """Train on verified stage outputs (`training.inputs.load_train_data`); resumes from the run folder."""
+    from direct_data.training.checkpoint import check_run_folder
     from direct_data.training.data import make_val_batch
     from direct_data.training.inputs import load_train_data
     from direct_data.training.loop import train
 
+    if cfg.out_dir:
+        check_run_folder(cfg.out_dir, [partition_dir, encode_dir])
     data, acct = load_train_data(partition_dir, encode_dir)
     val = make_val_batch(data, list(range(min(val_rows, len(data))))) if val_rows else None
     res = train(cfg, data, val=val, resume=resume)

@@ -7,9 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from direct_data.text import axes
-from direct_data.text import rules
-from direct_data.text import tagger
+from direct_data.text import axes, rules, tagger
 from direct_data.text.validator import Validator
 
 PROMPTS = Path(__file__).resolve().parents[2] / "shared" / "data" / "prompts"

@@ -48,29 +48,37 @@ def texts() -> list[str]:
 @pytest.fixture(scope="module")
 def others() -> list[str]:
     """A different, bigger set of real prompts (none of `texts`)."""
-    return _real_prompts(80, skip=40)
+    return _real_prompts(48, skip=40)
 
 
-def test_vector_depends_on_the_text_alone(texts, others, tmp_path):
-    targets = texts[::8]  # 5 texts
+@pytest.fixture(scope="module")
+def reference(texts, tmp_path_factory) -> tuple[Path, np.ndarray]:
+    """The 40 texts embedded at once into an empty cache: (cache folder, vectors)."""
+    d = tmp_path_factory.mktemp("ref-cache")
+    emb = Embedder(cache_dir=d)
+    v = emb.embed(texts)
+    assert emb.model_loaded and emb.stats.embedded == 40
+    assert v.dtype == np.float32 and v.shape == (40, 384)
+    np.testing.assert_allclose(np.linalg.norm(v, axis=1), 1.0, atol=1e-5)
+    return d, v
 
-    # 1. each target alone, in its own empty cache
-    alone = {}
-    for j, t in enumerate(targets):
-        alone[t] = Embedder(cache_dir=tmp_path / f"alone{j}").embed([t])[0]
 
-    # 2. all 40 at once, empty cache
-    together = Embedder(cache_dir=tmp_path / "together").embed(texts)
+def test_vector_depends_on_the_text_alone(texts, others, reference, tmp_path):
+    together = reference[1]
+    targets = texts[::13]  # 4 texts
 
-    # 3. a cache first filled by a bigger, different run (other texts + the targets, small chunks and
-    #    batches, so the targets had other companions), then asked for the 40
+    # each target alone, in its own empty cache
+    alone = {t: Embedder(cache_dir=tmp_path / f"alone{j}").embed([t])[0] for j, t in enumerate(targets)}
+
+    # a cache first filled by a bigger, different run (other texts + the targets, small chunks and
+    # batches, so the targets had other companions), then asked for the 40
     hist = tmp_path / "history"
-    Embedder(cache_dir=hist, chunk_size=7, batch_size=3).embed(others + targets[::-1])
+    Embedder(cache_dir=hist, chunk_size=11, batch_size=4).embed(others + targets[::-1])
     second = Embedder(cache_dir=hist)
     after_history = second.embed(texts)
     assert second.stats.cached == len(targets) and second.stats.embedded == len(texts) - len(targets)
 
-    # 4. no cache at all, another batch size
+    # no cache at all, another batch size and order
     no_cache = Embedder(use_cache=False, batch_size=5).embed(list(reversed(texts)))[::-1]
 
     for i, t in enumerate(texts):
@@ -79,16 +87,11 @@ def test_vector_depends_on_the_text_alone(texts, others, tmp_path):
         assert no_cache[i].tobytes() == ref, f"text {i}: batch composition changed its vector"
         if t in alone:
             assert alone[t].tobytes() == ref, f"text {i}: embedded alone differs"
-    assert together.dtype == np.float32 and together.shape == (40, 384)
-    np.testing.assert_allclose(np.linalg.norm(together, axis=1), 1.0, atol=1e-5)
 
 
-def test_fully_cached_run_does_not_load_the_model(texts, tmp_path):
-    first = Embedder(cache_dir=tmp_path)
-    v1 = first.embed(texts)
-    assert first.model_loaded
-
-    second = Embedder(cache_dir=tmp_path)
+def test_fully_cached_run_does_not_load_the_model(texts, reference):
+    cache_dir, v1 = reference
+    second = Embedder(cache_dir=cache_dir)
     assert not second.model_loaded
     assert second.plan(texts) == (40, 0)
     assert second.plan(texts + ["a text nobody has embedded yet"]) == (41, 1)
@@ -99,27 +102,27 @@ def test_fully_cached_run_does_not_load_the_model(texts, tmp_path):
     assert second.embed([]).shape == (0, 384) and not second.model_loaded
 
 
-def test_resume_after_interrupted_fill_is_byte_identical(texts, tmp_path):
-    whole = Embedder(cache_dir=tmp_path / "whole", chunk_size=6).embed(texts)
-
-    broken = Embedder(cache_dir=tmp_path / "resumed", chunk_size=6)
+def test_resume_after_interrupted_fill_is_byte_identical(texts, reference, tmp_path):
+    sub = texts[:20]
+    planned = Embedder(cache_dir=tmp_path / "plan", chunk_size=5).missing_chunks(sub)  # 4 x 5
+    broken = Embedder(cache_dir=tmp_path / "resumed", chunk_size=5)
     put, calls = broken.cache.put, []
 
     def dying_put(hashes, vectors):
-        if len(calls) == 3:
-            raise KeyboardInterrupt  # as if killed after three committed chunks
+        if len(calls) == 2:
+            raise KeyboardInterrupt  # as if killed after two committed chunks
         calls.append(len(hashes))
         put(hashes, vectors)
 
     broken.cache.put = dying_put
     with pytest.raises(KeyboardInterrupt):
-        broken.embed(texts)
-    resumed = Embedder(cache_dir=tmp_path / "resumed", chunk_size=6)
-    assert resumed.plan(texts) == (40, 40 - 18)
-    assert resumed.embed(texts).tobytes() == whole.tobytes()
-    assert resumed.stats.chunks_written == 4  # 22 texts left: 6 + 6 + 6 + 4
-    names = lambda d: sorted(p.name for p in d.rglob("*.arrow"))  # noqa: E731
-    assert names(tmp_path / "whole") == names(tmp_path / "resumed")
+        broken.embed(sub)
+    resumed = Embedder(cache_dir=tmp_path / "resumed", chunk_size=5)
+    assert resumed.plan(sub) == (20, 10)
+    assert resumed.embed(sub).tobytes() == reference[1][:20].tobytes()
+    assert resumed.stats.chunks_written == 2
+    names = sorted(p.name for p in (tmp_path / "resumed").rglob("*.arrow"))
+    assert names == sorted(f"chunk-{c[0][:16]}-{len(c)}.arrow" for c in planned)
 
 
 @pytest.mark.parametrize("max_seq_length", [None, 128])
@@ -173,22 +176,22 @@ def test_batches_are_one_length_and_never_single():
     assert not emb.model_loaded
 
 
-def test_missing_chunks_and_fill_as_resume_units(texts, tmp_path):
+def test_missing_chunks_and_fill_as_resume_units(texts, reference, tmp_path):
     """The stage runner's path: chunks of missing hashes as units, filled one by one (in any order,
     by several Embedders as ranks would), then a model-free embed of everything."""
-    ref = Embedder(cache_dir=tmp_path / "ref").embed(texts)
-    a = Embedder(cache_dir=tmp_path / "units", chunk_size=9)
-    b = Embedder(cache_dir=tmp_path / "units", chunk_size=9)
-    chunks = a.missing_chunks(texts)
-    assert [len(c) for c in chunks] == [9, 9, 9, 9, 4] and b.missing_chunks(texts) == chunks
+    sub, ref = texts[:24], reference[1][:24]
+    a = Embedder(cache_dir=tmp_path / "units", chunk_size=7)
+    b = Embedder(cache_dir=tmp_path / "units", chunk_size=7)
+    chunks = a.missing_chunks(sub)
+    assert [len(c) for c in chunks] == [7, 7, 7, 3] and b.missing_chunks(sub) == chunks
     assert sum(chunks, []) == sorted(sum(chunks, []))
     for j, c in reversed(list(enumerate(chunks))):
         (a if j % 2 else b).fill(c)
-    assert a.stats.chunks_written == 2 and b.stats.chunks_written == 3
-    assert a.embed(texts).tobytes() == ref.tobytes()  # sees b's chunks (index refreshed), embeds nothing
-    assert a.stats.embedded == 0 and a.stats.cached == 40
+    assert a.stats.chunks_written == 2 and b.stats.chunks_written == 2
+    assert a.embed(sub).tobytes() == ref.tobytes()  # sees b's chunks (index refreshed), embeds nothing
+    assert a.stats.embedded == 0 and a.stats.cached == 24
     final = Embedder(cache_dir=tmp_path / "units")
-    assert final.missing_chunks(texts) == [] and final.embed(texts).tobytes() == ref.tobytes()
+    assert final.missing_chunks(sub) == [] and final.embed(sub).tobytes() == ref.tobytes()
     assert not final.model_loaded
     with pytest.raises(KeyError):
         final.fill(["0" * 64])

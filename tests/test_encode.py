@@ -10,10 +10,10 @@ import pytest
 import torch
 
 from direct_data import pipeline
+from direct_data.core.manifest import read_table
 from direct_data.stages.encode import EncodeConfig, TextEncoder, VideoEncoder, from_bytes, load_latents, load_text_states, read_video, to_bytes
 from direct_data.stages.partition import PartitionConfig
 from direct_data.stages.perturb import PerturbConfig
-from direct_data.core.manifest import read_table
 
 from .conftest import SHARED_PROMPTS
 

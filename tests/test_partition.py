@@ -17,10 +17,9 @@ from typer.testing import CliRunner
 
 from direct_data import pipeline
 from direct_data.cli import app
-from direct_data.core.manifest import Manifest
-from direct_data.stages.partition import PartitionConfig, choose_k, draw_macro_negatives, excluded_partitions, load_centroids
+from direct_data.core.manifest import Manifest, read_table
 from direct_data.core.schema import PARTITIONS
-from direct_data.core.manifest import read_table
+from direct_data.stages.partition import PartitionConfig, choose_k, draw_macro_negatives, excluded_partitions, load_centroids
 
 from .conftest import GENERAL_SOURCES, PHYSICS_SOURCES, ROOT
 

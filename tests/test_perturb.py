@@ -12,12 +12,11 @@ import time
 import pytest
 from typer.testing import CliRunner
 
-from direct_data.text.axes import AXES
 from direct_data import pipeline
 from direct_data.cli import app
-from direct_data.core.manifest import Manifest
+from direct_data.core.manifest import Manifest, read_table
 from direct_data.stages.perturb import PerturbConfig
-from direct_data.core.manifest import read_table
+from direct_data.text.axes import AXES
 
 from .conftest import ROOT, SHARED_PROMPTS
 

@@ -306,3 +306,94 @@ def test_help_shows_every_default(tmp_path):
         text = " ".join(r.output.split())  # unwrapped
         for n in needles:
             assert n in text, (cmd, n)
+
+
+# --------------------------------------------------------------------------- a new stage is only what it computes
+
+
+def test_a_new_stage_is_written_as_what_it_computes(tmp_path):
+    """A toy stage (40 lines: config, read, units, compute, finish) gets ownership, resume after a
+    crash, up-to-date checks, stale-file cleanup and a manifest and card from the runner alone."""
+    from dataclasses import dataclass
+
+    from datasets import Features, Value
+
+    from direct_data.core.config import StageConfig, option
+    from direct_data.core.runner import Inputs, Stage, Unit, run_stage
+    from direct_data.core.schema import register
+
+    register("upper", Features({"line": Value("int64"), "text": Value("string")}))
+
+    @dataclass
+    class UpperConfig(StageConfig):
+        SECTION = "upper"
+        chunk: int = option(3, min=1, help="Lines per unit.")
+
+    class Crash(Exception):
+        pass
+
+    class UpperStage(Stage):
+        name, config_cls, tables, title = "upper", UpperConfig, ("upper", "rejects"), "Upper-cased lines"
+        crash_at: int | None = None
+
+        def read(self, inputs: Inputs) -> None:
+            self.lines = inputs.files[0].read_text().splitlines()
+
+        def units(self) -> list[Unit]:
+            n = self.config.chunk
+            return [Unit(f"u{s}", list(range(s, min(s + n, len(self.lines))))) for s in range(0, len(self.lines), n)]
+
+        def compute(self, unit: Unit, out) -> dict:
+            if unit.payload[0] == self.crash_at:
+                out.write("upper", {"line": unit.payload[0], "text": "half-written"})
+                out.close()  # a shard on disk, its unit never committed: what a kill leaves
+                raise Crash
+            for i in unit.payload:
+                if self.lines[i].strip():
+                    out.write("upper", {"line": i, "text": self.lines[i].upper()})
+                else:
+                    out.write("rejects", {"stage": "upper", "source": "in.txt", "row": i, "reason": "empty", "detail": "", "raw": ""})
+            return {"lines": len(unit.payload)}
+
+        def finish(self, done, out) -> None:
+            out.counts = {"lines": sum(d["counts"]["lines"] for d in done)}
+
+    src = tmp_path / "in.txt"
+    src.write_text("a ball\n\nfalls\nfrom\nthe\nshelf\n\nand\nbounces\n")
+    ref = run_stage(UpperStage(UpperConfig()), Inputs(files=[src]), tmp_path / "ref")
+    assert ref.manifest.counts == {"lines": 9, "rejected": 2} and ref.manifest.stats["reject_reasons"] == {"empty": 2}
+    crashing = UpperStage(UpperConfig())
+    crashing.crash_at = 6
+    with pytest.raises(Crash):
+        run_stage(crashing, Inputs(files=[src]), tmp_path / "out")
+    again = run_stage(UpperStage(UpperConfig()), Inputs(files=[src]), tmp_path / "out")
+    assert (again.run["units_run"], again.run["units_skipped"]) == (1, 2)
+    for item in ref.manifest.listed():
+        assert (tmp_path / "out" / item["path"]).read_bytes() == (tmp_path / "ref" / item["path"]).read_bytes(), item["path"]
+    assert run_stage(UpperStage(UpperConfig()), Inputs(files=[src]), tmp_path / "out").up_to_date
+    # a different chunking: the old unit shards are the stage's own, so they are cleaned up
+    bigger = run_stage(UpperStage(UpperConfig(chunk=9)), Inputs(files=[src]), tmp_path / "out")
+    assert bigger.reason == "config changed: chunk 3 -> 9"
+    assert sorted(p.name for p in (tmp_path / "out").glob("*.parquet")) == ["rejects-c00000-00000.parquet", "upper-c00000-00000.parquet"]
+    with pytest.raises(OutputError, match="`partition` output"):  # another stage's folder
+        run_stage(UpperStage(UpperConfig()), Inputs(files=[src]), _partition_copy(tmp_path))
+
+
+def _partition_copy(tmp_path: Path) -> Path:
+    d = tmp_path / "looks-like-partition"
+    d.mkdir()
+    (d / ".direct-data").mkdir()
+    (d / ".direct-data" / "owner.json").write_text('{"stage": "partition"}')
+    (d / "partitions-00000.parquet").write_bytes(b"x")
+    return d
+
+
+def test_train_never_writes_into_a_stage_folder(stages, tmp_path):
+    part = tmp_path / "part"
+    shutil.copytree(stages / "part", part)
+    before = sorted(p.name for p in part.iterdir())
+    code, _, err = _cli("train", str(stages / "part"), str(stages / "part"), "--out", str(part), "--max-steps", "1")
+    _user_error(code, err, "did not write")
+    code, _, err = _cli("train", str(part), str(part), "--out", str(part / "run"), "--max-steps", "1")
+    _user_error(code, err, "overlaps the input")
+    assert sorted(p.name for p in part.iterdir()) == before

@@ -9,8 +9,22 @@ import numpy as np
 import pytest
 
 from direct_data.world import (
-    BASIC, KINDS, PHYSICS, PREFERRED, SPLITS, SceneSpec, caption, counterfactual, draw_picks, judge, make_split,
-    parse_caption, render, sample_spec, save_strip, write_gif,
+    BASIC,
+    KINDS,
+    PHYSICS,
+    PREFERRED,
+    SPLITS,
+    SceneSpec,
+    caption,
+    counterfactual,
+    draw_picks,
+    judge,
+    make_split,
+    parse_caption,
+    render,
+    sample_spec,
+    save_strip,
+    write_gif,
 )
 from direct_data.world.scenes import MATERIALS, sample_physics_params
 from direct_data.world.validation import validate_judge

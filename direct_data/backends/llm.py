@@ -25,10 +25,11 @@ import os
 import random
 import tempfile
 import time
+from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any, Protocol, Sequence, runtime_checkable
+from typing import Any, Protocol, runtime_checkable
 
 log = logging.getLogger(__name__)
 
@@ -183,7 +184,7 @@ class Response:
         return asdict(self)
 
     @classmethod
-    def from_dict(cls, d: dict[str, Any]) -> "Response":
+    def from_dict(cls, d: dict[str, Any]) -> Response:
         return cls(
             request_id=d["request_id"],
             candidates=[Candidate(**c) for c in d["candidates"]],
@@ -550,7 +551,7 @@ class OpenAIBackend:
     def close(self) -> None:
         self._client.close()
 
-    def __enter__(self) -> "OpenAIBackend":
+    def __enter__(self) -> OpenAIBackend:
         return self
 
     def __exit__(self, *exc: Any) -> None:

@@ -15,9 +15,10 @@ from __future__ import annotations
 
 import hashlib
 import json
+from collections.abc import Iterable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any, Iterable
+from typing import Any
 
 import pyarrow as pa
 import pyarrow.parquet as pq
@@ -92,7 +93,7 @@ class Manifest:
         return path
 
     @classmethod
-    def read(cls, out_dir: str | Path, *, check_digest: bool = True) -> "Manifest | None":
+    def read(cls, out_dir: str | Path, *, check_digest: bool = True) -> Manifest | None:
         """The manifest of a folder (None if there is none). A manifest that is not valid JSON, or
         whose digest does not match its content, is an `InputError`."""
         path = Path(out_dir) / MANIFEST

@@ -7,16 +7,16 @@ message naming the file and the line.
 
 from __future__ import annotations
 
-from direct_data.core.errors import InputError  # noqa: F401  (re-raised by the readers)
-
 import csv
 import hashlib
 import io
 import json
 import unicodedata
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Iterator
+
+from direct_data.core.errors import InputError  # noqa: F401  (re-raised by the readers)
 
 DEFAULT_TEXT_COLUMNS = ("prompt", "caption", "text")
 DEFAULT_MAX_CHARS = 2000

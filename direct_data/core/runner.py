@@ -27,13 +27,14 @@ import hashlib
 import json
 import logging
 import os
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, ClassVar, Iterable, Sequence
+from typing import Any, ClassVar
 
 from direct_data import __version__
 from direct_data.core.config import StageConfig, config_hash
-from direct_data.core.errors import OutputError
+from direct_data.core.errors import InputError, OutputError
 from direct_data.core.manifest import MANIFEST, Manifest, StageOutput, describe_files, open_output
 from direct_data.core.progress import progress_bar
 from direct_data.core.schema import SCHEMA_VERSION
@@ -91,11 +92,11 @@ class Stage:
     def units(self) -> list[Unit]:
         return []
 
-    def compute(self, unit: Unit, out: "UnitWriter") -> dict[str, Any]:
+    def compute(self, unit: Unit, out: UnitWriter) -> dict[str, Any]:
         """Write the unit's rows through `out`; return small JSON-able counts (kept in its marker)."""
         raise NotImplementedError
 
-    def finish(self, done: list[dict[str, Any]], out: "FinalWriter") -> None:
+    def finish(self, done: list[dict[str, Any]], out: FinalWriter) -> None:
         """Everything after the units: global tables and files, `out.counts`, `out.stats`."""
 
     def plan(self) -> dict[str, Any]:
@@ -118,7 +119,7 @@ class Stage:
 
 
 class _Writer:
-    def __init__(self, folder: "OutputFolder", stage: Stage, prefix: str):
+    def __init__(self, folder: OutputFolder, stage: Stage, prefix: str):
         self._folder, self._stage, self._prefix = folder, stage, prefix
         self._writers: dict[str, ShardWriter] = {}
         self.reasons: dict[str, int] = {}
@@ -152,7 +153,7 @@ class UnitWriter(_Writer):
 class FinalWriter(_Writer):
     """The `finish` step's writer: tables, extra files, counts and stats for the manifest."""
 
-    def __init__(self, folder: "OutputFolder", stage: Stage):
+    def __init__(self, folder: OutputFolder, stage: Stage):
         super().__init__(folder, stage, prefix="")
         self.counts: dict[str, int] = {}
         self.stats: dict[str, Any] = {}
@@ -198,7 +199,7 @@ class OutputFolder:
             owner = self._owner()
             try:
                 earlier = Manifest.read(p, check_digest=False)
-            except Exception:
+            except InputError:  # unreadable: the journal still says what we wrote
                 earlier = None
             ours = owner == self.stage or (owner is None and earlier is not None and earlier.stage == self.stage)
             if not ours:
@@ -206,7 +207,7 @@ class OutputFolder:
                 raise OutputError(f"--out {p}: holds {what}; `{self.stage}` writes only into an empty folder or its own earlier output")
             known = self.journal() | (earlier.listed_paths() if earlier and earlier.stage == self.stage else set())
             foreign = sorted(x.name for x in p.iterdir() if x.name not in known and x.name not in (MANIFEST, STATE_DIR)
-                             and not (x.name.startswith(".") and x.name.endswith(".tmp")))
+                             and not _our_temp(x.name, known))
             if foreign:
                 raise OutputError(f"--out {p}: holds {len(foreign)} file{'s' if len(foreign) > 1 else ''} `{self.stage}` did not write "
                                   f"({', '.join(foreign[:5])}{' ...' if len(foreign) > 5 else ''}); move them or use another folder")
@@ -279,7 +280,8 @@ class OutputFolder:
                 f.unlink()
                 removed.append(name)
         for f in self.path.glob(".*.tmp"):  # our atomic writes' temp files, left by a killed run
-            f.unlink(missing_ok=True)
+            if _our_temp(f.name, self.journal() | keep):
+                f.unlink(missing_ok=True)
         atomic_write_bytes(self.state / "journal.txt", "".join(n + "\n" for n in sorted(keep)).encode())
         self._journal = set(keep)
         chunks = self.state / "chunks"
@@ -288,6 +290,11 @@ class OutputFolder:
                 if m.stem not in keep_markers:
                     m.unlink()
         return removed
+
+
+def _our_temp(name: str, known: set[str]) -> bool:
+    """A temp file of our atomic writes (`.<name>.<random>.tmp`) for a file this stage writes."""
+    return name.startswith(".") and name.endswith(".tmp") and any(name.startswith(f".{k}.") for k in known | {MANIFEST})
 
 
 # --------------------------------------------------------------------------- the run

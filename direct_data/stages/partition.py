@@ -13,7 +13,7 @@ import math
 import os
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -23,6 +23,9 @@ from direct_data.core.read import DEFAULT_MAX_CHARS, ReadResult, read_prompts
 from direct_data.core.runner import FinalWriter, Inputs, Stage, Unit, UnitWriter
 from direct_data.core.schema import to_meta_json
 from direct_data.core.shards import DEFAULT_MAX_ROWS
+
+if TYPE_CHECKING:
+    from direct_data.core.manifest import StageOutput
 
 STAGE = "partition"
 ASSIGN_BATCH = 65_536
@@ -403,7 +406,7 @@ def _centroids_bytes(centroids: np.ndarray, centroid_cos: np.ndarray, sizes: np.
     )
 
 
-def load_centroids(output: "StageOutput | str | Path") -> dict[str, np.ndarray]:
+def load_centroids(output: StageOutput | str | Path) -> dict[str, np.ndarray]:
     """The centroids of a partition output (a folder is opened and verified first)."""
     from safetensors.numpy import load_file
 

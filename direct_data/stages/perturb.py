@@ -15,21 +15,22 @@ from __future__ import annotations
 
 import hashlib
 import json
-import math
 import os
 from dataclasses import dataclass
+from functools import cached_property
 from pathlib import Path
 from typing import Any, Protocol
 
 from datasets import Features, List, Value
 
-from direct_data.text.axes import AXES, parse_axes
 from direct_data.core.config import StageConfig, option, register
 from direct_data.core.errors import ConfigError
 from direct_data.core.read import DEFAULT_MAX_CHARS, read_prompts
 from direct_data.core.runner import FinalWriter, Inputs, Stage, Unit, UnitWriter, unit_name
 from direct_data.core.schema import register as register_table
 from direct_data.core.shards import DEFAULT_MAX_ROWS, atomic_write_bytes
+from direct_data.stages.validate import scores_json
+from direct_data.text.axes import AXES, parse_axes
 
 STAGE = "perturb"
 
@@ -261,7 +262,6 @@ def make_rewriter(cfg: PerturbConfig) -> Rewriter:
     if cfg.backend == "rules":
         return RulesRewriter(cfg.num_candidates)
     from direct_data.backends import llm
-
     from direct_data.backends.models import model_identity
 
     cache = Path(cfg.cache_dir) if cfg.cache_dir else default_cache_root() / "requests"
@@ -293,11 +293,6 @@ def load_sources(inputs: Inputs, cfg: PerturbConfig) -> tuple[list[Source], dict
     rr.require_prompts(cfg.text_column)
     counts = {"read": rr.read, "kept": rr.kept, "merged": rr.merged, "rejected": len(rr.rejects)}
     return [Source(p.prompt_id, p.prompt) for p in rr.prompts], counts
-
-
-def _scores_json(scores: dict) -> str:
-    """Validator scores as strict JSON (NaN, e.g. a cosine that was not computed, becomes null)."""
-    return json.dumps({k: (v if not isinstance(v, float) or math.isfinite(v) else None) for k, v in scores.items()}, sort_keys=True, default=str)
 
 
 def _norm(text: str) -> str:
@@ -352,7 +347,7 @@ def decide(
             seen.add(_norm(p.text))
             cos = v.scores.get("cosine", float("nan"))
             negatives.append({**common, "partition_id": src.partition_id, "negative": p.text, "span_before": p.span_before,
-                              "span_after": p.span_after, "cosine": float(cos), "scores": _scores_json(v.scores),
+                              "span_after": p.span_after, "cosine": float(cos), "scores": scores_json(v.scores),
                               "candidate": j})
         else:
             reason = reasons[0] if reasons else "no_candidate"
@@ -382,13 +377,11 @@ class PerturbStage(Stage):
             self._rewriter = make_rewriter(self.config)
         return self._rewriter
 
-    @property
+    @cached_property
     def validator(self):
-        if self._validator is None:
-            from direct_data.text.validator import Validator, ValidatorConfig
+        from direct_data.stages.validate import default_validator
 
-            self._validator = Validator(config=ValidatorConfig(use_embedding=self.config.use_embedding))
-        return self._validator
+        return self._validator or default_validator(self.config.use_embedding)
 
     def read(self, inputs: Inputs) -> None:
         self.sources, self.read_counts = load_sources(inputs, self.config)
@@ -407,6 +400,11 @@ class PerturbStage(Stage):
 
     def model_identity(self) -> str:
         return self.rewriter.model
+
+    @property
+    def run_stats(self) -> dict:
+        """What the rewriter did in this invocation (LLM request-cache hits, tokens generated)."""
+        return dict(getattr(self._rewriter, "stats", {}) or {})
 
     def compute(self, unit: Unit, out: UnitWriter) -> dict:
         cfg = self.config

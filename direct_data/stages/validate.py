@@ -12,6 +12,7 @@ from __future__ import annotations
 import json
 import math
 from dataclasses import dataclass
+from functools import cached_property
 from typing import Any
 
 from datasets import Features, Value
@@ -49,6 +50,13 @@ class ValidateConfig(StageConfig):
     shard_rows: int = option(DEFAULT_MAX_ROWS, min=1, help="Rows per output shard.")
 
 
+def default_validator(use_embedding: bool):
+    """The project's validator (loaded on first use, so a dry run or an up-to-date rerun loads nothing)."""
+    from direct_data.text.validator import Validator, ValidatorConfig
+
+    return Validator(config=ValidatorConfig(use_embedding=use_embedding))
+
+
 def scores_json(scores: dict) -> str:
     """Validator scores as strict JSON (NaN, e.g. a cosine that was not computed, becomes null)."""
     return json.dumps({k: (v if not isinstance(v, float) or math.isfinite(v) else None) for k, v in scores.items()}, sort_keys=True, default=str)
@@ -77,13 +85,9 @@ class ValidateStage(Stage):
         super().__init__(config, show_progress=show_progress)
         self._validator = validator
 
-    @property
+    @cached_property
     def validator(self):
-        if self._validator is None:
-            from direct_data.text.validator import Validator, ValidatorConfig
-
-            self._validator = Validator(config=ValidatorConfig(use_embedding=self.config.use_embedding))
-        return self._validator
+        return self._validator or default_validator(self.config.use_embedding)
 
     def read(self, inputs: Inputs) -> None:
         self.raws = [r for f in inputs.files for r in iter_raw_rows(f)]

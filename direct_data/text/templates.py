@@ -20,6 +20,7 @@ from functools import lru_cache
 from pathlib import Path
 
 from direct_data.text.axes import AXES  # noqa: E402  (the one axis registry)
+
 SLOT = "{{caption}}"
 MAX_TAIL_CHARS = 64  # what may follow the slot; keeps the shared prefix as long as possible
 

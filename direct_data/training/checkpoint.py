@@ -13,6 +13,7 @@ import json
 import math
 import os
 import shutil
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -232,3 +233,27 @@ def check_resumable(checkpoint: Path, cfg: TrainConfig, *, model_from_config: bo
         now = ", ".join(f"{k}={json.dumps(new[k])}" for k in diff)
         raise ConfigError(f"{checkpoint} was trained with {was}, this run asks for {now}: resume with the same values, "
                           f"or start anew (resume off: `--no-resume`, or another output folder)")
+
+
+#: what a run folder holds (`training.loop.train` writes these and nothing else)
+RUN_FILES = ("log.jsonl", "log.jsonl.tmp", "config.json", "checkpoints", "tb")
+
+
+def check_run_folder(out_dir: str | Path, inputs: Sequence[str | Path] = ()) -> None:
+    """A run folder is empty or holds a run (`RUN_FILES`); it is never an input nor holds one.
+    Anything else is an `OutputError` before any work: training never writes among foreign files."""
+    from direct_data.core.errors import OutputError
+
+    p = Path(out_dir)
+    if p.exists() and not p.is_dir():
+        raise OutputError(f"--out {p}: is a file; give a run folder (empty, or an earlier run to resume)")
+    rp = p.resolve()
+    for inp in inputs:
+        ri = Path(inp).resolve()
+        if ri == rp or rp in ri.parents or ri in rp.parents:
+            raise OutputError(f"--out {p}: overlaps the input {inp}; give a separate run folder")
+    if p.is_dir():
+        foreign = sorted(x.name for x in p.iterdir() if x.name not in RUN_FILES)
+        if foreign:
+            raise OutputError(f"--out {p}: holds files a training run did not write ({', '.join(foreign[:5])}); "
+                              f"give an empty folder or an earlier run folder")

@@ -27,6 +27,7 @@ from typing import Any
 import torch
 
 from direct_data.core.errors import ConfigError, InputError, UserError
+from direct_data.core.progress import progress_bar
 from direct_data.training import wan
 from direct_data.training.checkpoint import (
     check_resumable,
@@ -170,70 +171,62 @@ def train(cfg: TrainConfig, data: TrainData, *, model=None, val: ValBatch | None
             log_file.write(json.dumps(records[-1], sort_keys=True) + "\n")
     end = cfg.max_steps if stop_after is None else min(cfg.max_steps, stop_after)
     last_ckpt = None
-    pbar = None
-    if cfg.progress:
-        from tqdm.auto import tqdm
-
-        pbar = tqdm(total=cfg.max_steps, initial=step, desc=f"train[{cfg.objective}]", dynamic_ncols=True)
 
     # --- the loop --------------------------------------------------------------------------------
     try:
-        while step < end:
-            t0, c0 = time.perf_counter(), time.process_time()
-            epoch, rows = sampler.next_batch()
-            batch = collate(data, rows, text_len=text_len, micro_fraction=cfg.micro_fraction,
-                            use_micro=cfg.lam_micro > 0, gen=gens["neg"])
-            batch = drop_captions(batch, cfg.cond_dropout, gens["drop"])
-            loss, stats = train_step(model, batch, data, cfg, gen_noise=gens["noise"], gen_neg=gens["neg"],
-                                     device=device, ref_model=ref_model)
-            optimizer.zero_grad(set_to_none=True)
-            skipped = not math.isfinite(stats["loss"])
-            grad_norm = math.nan
-            if not skipped:
-                loss.backward()
-                if cfg.grad_clip > 0:
-                    grad_norm = float(torch.nn.utils.clip_grad_norm_(params, cfg.grad_clip))
-                else:
-                    grad_norm = float(torch.linalg.vector_norm(
-                        torch.stack([p.grad.detach().norm() for p in params if p.grad is not None])))
-                skipped = not math.isfinite(grad_norm)
-            if skipped:
+        with progress_bar(f"train[{cfg.objective}]", total=cfg.max_steps, enabled=cfg.progress, initial=step) as pbar:
+            while step < end:
+                t0, c0 = time.perf_counter(), time.process_time()
+                epoch, rows = sampler.next_batch()
+                batch = collate(data, rows, text_len=text_len, micro_fraction=cfg.micro_fraction,
+                                use_micro=cfg.lam_micro > 0, gen=gens["neg"])
+                batch = drop_captions(batch, cfg.cond_dropout, gens["drop"])
+                loss, stats = train_step(model, batch, data, cfg, gen_noise=gens["noise"], gen_neg=gens["neg"],
+                                         device=device, ref_model=ref_model)
                 optimizer.zero_grad(set_to_none=True)
-                nan_skips += 1
-            else:
-                optimizer.step()
-                scheduler.step()
-            step += 1
+                skipped = not math.isfinite(stats["loss"])
+                grad_norm = math.nan
+                if not skipped:
+                    loss.backward()
+                    if cfg.grad_clip > 0:
+                        grad_norm = float(torch.nn.utils.clip_grad_norm_(params, cfg.grad_clip))
+                    else:
+                        grad_norm = float(torch.linalg.vector_norm(
+                            torch.stack([p.grad.detach().norm() for p in params if p.grad is not None])))
+                    skipped = not math.isfinite(grad_norm)
+                if skipped:
+                    optimizer.zero_grad(set_to_none=True)
+                    nan_skips += 1
+                else:
+                    optimizer.step()
+                    scheduler.step()
+                step += 1
 
-            rec = {"step": step, "epoch": epoch, "lr": optimizer.param_groups[0]["lr"], "grad_norm": grad_norm,
-                   "skipped": skipped, "nan_skips": nan_skips, "time_s": time.perf_counter() - t0,
-                   "cpu_s": time.process_time() - c0, **stats}
-            if cfg.val_every and step % cfg.val_every == 0 and step < cfg.max_steps:
-                validate()
-                rec["val_fm"] = val_fm[-1][1]
-            if step == cfg.max_steps:
-                validate()
-                if val is not None:
+                rec = {"step": step, "epoch": epoch, "lr": optimizer.param_groups[0]["lr"], "grad_norm": grad_norm,
+                       "skipped": skipped, "nan_skips": nan_skips, "time_s": time.perf_counter() - t0,
+                       "cpu_s": time.process_time() - c0, **stats}
+                if cfg.val_every and step % cfg.val_every == 0 and step < cfg.max_steps:
+                    validate()
                     rec["val_fm"] = val_fm[-1][1]
-            if step % cfg.log_every == 0 or skipped or "val_fm" in rec:
-                write(rec)
-            if pbar is not None:
-                pbar.update(1)
-                pbar.set_postfix({k: f"{stats[k]:.4g}" for k in ("loss", "fm", "macro", "micro", "reg") if k in stats})
+                if step == cfg.max_steps:
+                    validate()
+                    if val is not None:
+                        rec["val_fm"] = val_fm[-1][1]
+                if step % cfg.log_every == 0 or skipped or "val_fm" in rec:
+                    write(rec)
+                pbar.update(1, info=" ".join(f"{k} {stats[k]:.4g}" for k in ("loss", "fm", "macro", "micro", "reg") if k in stats))
 
-            if nan_skips > cfg.max_nan_skips:
-                last_ckpt = checkpoint()
-                raise NonFiniteLossError(
-                    f"stopping at step {step}: {nan_skips} steps had a non-finite loss or gradient "
-                    f"(limit max_nan_skips={cfg.max_nan_skips}); last batch rows "
-                    f"{[data.row_ids[i] for i in rows]}. Lower the learning rate or check those rows."
-                )
-            if cfg.ckpt_every and step % cfg.ckpt_every == 0 and step < end:
-                last_ckpt = checkpoint()
-        last_ckpt = checkpoint() or last_ckpt
+                if nan_skips > cfg.max_nan_skips:
+                    last_ckpt = checkpoint()
+                    raise NonFiniteLossError(
+                        f"stopping at step {step}: {nan_skips} steps had a non-finite loss or gradient "
+                        f"(limit max_nan_skips={cfg.max_nan_skips}); last batch rows "
+                        f"{[data.row_ids[i] for i in rows]}. Lower the learning rate or check those rows."
+                    )
+                if cfg.ckpt_every and step % cfg.ckpt_every == 0 and step < end:
+                    last_ckpt = checkpoint()
+            last_ckpt = checkpoint() or last_ckpt
     finally:
-        if pbar is not None:
-            pbar.close()
         if log_file:
             log_file.close()
         if tb is not None:

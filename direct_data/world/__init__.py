@@ -8,13 +8,29 @@
 * `direct_data.world.validation`: `validate_judge` (agreement with the ground truth), `degrade`.
 """
 
-from direct_data.world.scenes import (
-    AXIS_OF, BASIC, COLOURS, FRAMES, HORIZONTAL, KINDS, PHYSICS, PREFERRED, SETTINGS, SIZE, SPLITS, SceneSpec,
-    axis_labels, counterfactual, render, sample_spec, save_strip, write_gif,
-)
-from direct_data.world.splits import make_split
 from direct_data.world.captions import CaptionParse, caption, draw_picks, parse_caption
 from direct_data.world.judging import CHECKS, Observation, judge, observe, physics_matches
+from direct_data.world.scenes import (
+    AXIS_OF,
+    BASIC,
+    COLOURS,
+    FRAMES,
+    HORIZONTAL,
+    KINDS,
+    PHYSICS,
+    PREFERRED,
+    SETTINGS,
+    SIZE,
+    SPLITS,
+    SceneSpec,
+    axis_labels,
+    counterfactual,
+    render,
+    sample_spec,
+    save_strip,
+    write_gif,
+)
+from direct_data.world.splits import make_split
 from direct_data.world.validation import degrade, validate_judge
 
 __all__ = [

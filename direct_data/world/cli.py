@@ -9,6 +9,8 @@ from typing import Optional
 import typer
 from rich.console import Console
 
+from direct_data.core.errors import UserError
+
 world_app = typer.Typer(
     help="The physics world: generate -> partition -> perturb -> encode -> pretrain a tiny Wan base -> "
     "post-train sft / deltafm / direct (+ ablations) at equal compute -> sample -> judge -> report.md.",
@@ -41,9 +43,9 @@ def run(
         raise typer.Exit(2)
     try:
         over: dict = parse_overrides(settings or [])
-    except ValueError as e:
-        err.print(f"[bold red]error:[/] {e}", highlight=False)
-        raise typer.Exit(2)
+    except UserError as e:
+        err.print(f"error: {e}", markup=False, highlight=False)
+        raise typer.Exit(2) from None
     if seeds is not None:
         over["seeds"] = tuple(range(seeds))
     if llm_model:
@@ -56,13 +58,17 @@ def run(
         over["variants"] = tuple(variant)
     try:
         cfg = (quick_config if quick else full_config)(**over)
-    except ValueError as e:
-        err.print(f"[bold red]error:[/] {e}", highlight=False)
-        raise typer.Exit(2)
+    except UserError as e:
+        err.print(f"error: {e}", markup=False, highlight=False)
+        raise typer.Exit(2) from None
     from direct_data.world.experiment import run_experiment
 
-    res = run_experiment(cfg, out, progress=lambda name, s: console.print(f"[green]{name}[/] done in {s:.0f} s"),
-                         stop_after=stop_after)
+    try:
+        res = run_experiment(cfg, out, progress=lambda name, s: console.print(f"[green]{name}[/] done in {s:.0f} s"),
+                             stop_after=stop_after)
+    except UserError as e:
+        err.print(f"error: {e}", markup=False, highlight=False)
+        raise typer.Exit(2) from None
     if "summary" not in res:
         console.print(f"stopped after {stop_after}: {out / 'results.json'}")
         return

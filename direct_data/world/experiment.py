@@ -30,11 +30,14 @@ import json
 import logging
 import os
 import time
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 
 import numpy as np
+
+from direct_data.core.errors import ConfigError
 
 __all__ = [
     "WORLD_MODEL", "VARIANTS", "ExperimentConfig", "quick_config", "full_config", "set_threads",
@@ -118,13 +121,13 @@ class ExperimentConfig:
     def __post_init__(self) -> None:
         unknown = set(self.variants) - set(VARIANTS)
         if unknown:
-            raise ValueError(f"unknown variants {sorted(unknown)}: choose from {list(VARIANTS)}")
+            raise ConfigError(f"unknown variants {sorted(unknown)}: choose from {list(VARIANTS)}")
         if "sft" not in self.variants:
-            raise ValueError("the variants must include 'sft' (the reference for equal compute and the target)")
+            raise ConfigError("the variants must include 'sft' (the reference for equal compute and the target)")
         if self.frames < 9 or self.size < 32:
-            raise ValueError(f"the judge needs frames >= 9 and size >= 32, got {self.frames}, {self.size}")
+            raise ConfigError(f"the judge needs frames >= 9 and size >= 32, got {self.frames}, {self.size}")
         if not self.seeds:
-            raise ValueError("give at least one seed")
+            raise ConfigError("give at least one seed")
         self.variants = tuple(self.variants)
         self.seeds = tuple(int(s) for s in self.seeds)
         self.model = {**self.model, "patch_size": tuple(self.model["patch_size"])}
@@ -159,9 +162,9 @@ def parse_overrides(items: Sequence[str]) -> dict[str, Any]:
         key, sep, raw = item.partition("=")
         key = key.strip().replace("-", "_")
         if not sep or not key:
-            raise ValueError(f"--set expects KEY=VALUE, got {item!r}")
+            raise ConfigError(f"--set expects KEY=VALUE, got {item!r}")
         if key not in known:
-            raise ValueError(f"unknown setting {key!r}: choose from {sorted(known)}")
+            raise ConfigError(f"unknown setting {key!r}: choose from {sorted(known)}")
         try:
             value = json.loads(raw)
         except json.JSONDecodeError:
@@ -467,8 +470,8 @@ def judge_clips(clips: np.ndarray, rows: Sequence[dict[str, Any]]) -> list[dict[
 def evaluate_model(cfg: ExperimentConfig, out: str | Path, name: str, checkpoint: str | Path, seed: int,
                    split: str = "eval", n: int | None = None) -> dict[str, Any]:
     """Sample and judge ``split`` captions with one model and seed; saves clips and verdicts."""
-    from safetensors.torch import save_file
     import torch
+    from safetensors.torch import save_file
 
     out = Path(out)
     rows = read_rows(out, split)[: n or None]
@@ -542,7 +545,7 @@ def run_experiment(cfg: ExperimentConfig, out: str | Path, *, progress=None, sto
     ``"encode"`` for the data stages only. Returns the results dict also written to
     ``out/results.json``."""
     if stop_after is not None and stop_after not in STEPS:
-        raise ValueError(f"stop_after must be one of {STEPS}, got {stop_after!r}")
+        raise ConfigError(f"stop_after must be one of {STEPS}, got {stop_after!r}")
     from direct_data.world.report import write_report
 
     out = Path(out)

@@ -36,16 +36,30 @@ works (validated for T in {9, 13, 17} and 32 or 48 pixels; see `direct_data.worl
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, Callable
+from typing import Any
 
 import numpy as np
 from scipy import ndimage
 
 from direct_data.world.captions import parse_caption
 from direct_data.world.scenes import (
-    _SS, CYLINDER_WIDTH, _coverage, _Piece,
-    COLOURS, GROUND, HORIZON, HORIZONTAL, KINDS, PHYSICS, PILLAR, SETTINGS, WALL_GREY, WALL_WIDTH, SceneSpec,
+    _SS,
+    COLOURS,
+    CYLINDER_WIDTH,
+    GROUND,
+    HORIZON,
+    HORIZONTAL,
+    KINDS,
+    PHYSICS,
+    PILLAR,
+    SETTINGS,
+    WALL_GREY,
+    WALL_WIDTH,
+    SceneSpec,
+    _coverage,
+    _Piece,
 )
 
 __all__ = ["judge", "observe", "Observation", "CHECKS", "physics_matches", "FG_DISTANCE"]

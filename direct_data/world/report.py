@@ -175,7 +175,7 @@ def plot_adherence(table: list[dict[str, Any]], path: str | Path) -> Path:
     names = [r["model"] for r in table]
     x = np.arange(len(names))
     fig, ax = plt.subplots(figsize=(max(6, 1.1 * len(names) + 2), 3.8))
-    for k, (key, off) in enumerate((("physics", -0.2), ("semantic", 0.2))):
+    for key, off in (("physics", -0.2), ("semantic", 0.2)):
         m = np.array([r[key]["mean"] for r in table])
         lo = m - np.array([r[key]["min"] for r in table])
         hi = np.array([r[key]["max"] for r in table]) - m

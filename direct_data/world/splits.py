@@ -11,7 +11,15 @@ import numpy as np
 
 from direct_data.world.captions import caption, draw_picks
 from direct_data.world.scenes import (
-    FRAMES, MATERIALS, PREFERRED, SIZE, SPLITS, axis_labels, counterfactual, render, sample_spec,
+    FRAMES,
+    MATERIALS,
+    PREFERRED,
+    SIZE,
+    SPLITS,
+    axis_labels,
+    counterfactual,
+    render,
+    sample_spec,
 )
 
 _SPLIT_CODE = {"train": 1, "eval": 2, "broad": 3}
