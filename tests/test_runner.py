@@ -397,3 +397,15 @@ def test_train_never_writes_into_a_stage_folder(stages, tmp_path):
     code, _, err = _cli("train", str(part), str(part), "--out", str(part / "run"), "--max-steps", "1")
     _user_error(code, err, "overlaps the input")
     assert sorted(p.name for p in part.iterdir()) == before
+
+
+def test_an_output_of_the_previous_layout_is_taken_over(stages, tmp_path):
+    """A partition folder written before the runner (no owner file, markers in chunks/) is this stage's own."""
+    part = tmp_path / "part"
+    shutil.copytree(stages / "part", part)
+    shutil.rmtree(part / ".direct-data")
+    (part / "chunks").mkdir()
+    (part / "chunks" / "chunk-00000-abc.json").write_text("{}")
+    res = pipeline.partition([stages / "in" / "prompts.jsonl"], part, PartitionConfig(k=3))
+    assert res.status == "computed" and "chunks" in res.run["removed"] and not (part / "chunks").exists()
+    assert pipeline.partition([stages / "in" / "prompts.jsonl"], part, PartitionConfig(k=3)).up_to_date

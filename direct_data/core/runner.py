@@ -27,6 +27,7 @@ import hashlib
 import json
 import logging
 import os
+import shutil
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -43,6 +44,7 @@ from direct_data.core.shards import DEFAULT_MAX_ROWS, ShardInfo, ShardWriter, at
 log = logging.getLogger(__name__)
 
 STATE_DIR = ".direct-data"  # the runner's own bookkeeping inside an output folder
+LEGACY_MARKERS = "chunks"  # where direct-data 0.1 kept its chunk markers (before the runner)
 
 
 # --------------------------------------------------------------------------- what a stage declares
@@ -177,6 +179,7 @@ class OutputFolder:
         self.stage = stage
         self.state = path / STATE_DIR
         self._journal: set[str] | None = None
+        self._legacy: list[str] = []  # folders of an older layout of our own output, removed on success
 
     # -- ownership
     def check(self, input_paths: Sequence[Path]) -> Manifest | None:
@@ -206,6 +209,9 @@ class OutputFolder:
                 what = f"a `{owner}` output" if owner else (f"a `{earlier.stage}` output" if earlier else "files direct-data did not write")
                 raise OutputError(f"--out {p}: holds {what}; `{self.stage}` writes only into an empty folder or its own earlier output")
             known = self.journal() | (earlier.listed_paths() if earlier and earlier.stage == self.stage else set())
+            if owner is None and (p / LEGACY_MARKERS).is_dir():  # written by direct-data 0.1 before the runner
+                known.add(LEGACY_MARKERS)
+                self._legacy = [LEGACY_MARKERS]
             foreign = sorted(x.name for x in p.iterdir() if x.name not in known and x.name not in (MANIFEST, STATE_DIR)
                              and not _our_temp(x.name, known))
             if foreign:
@@ -223,6 +229,8 @@ class OutputFolder:
             owner_file = self.state / "owner.json"
             if not owner_file.exists():
                 atomic_write_bytes(owner_file, json.dumps({"stage": self.stage}).encode())
+            for name in self._legacy:
+                self.journal_add(name)
         except PermissionError:
             raise OutputError(f"--out {p}: cannot write there (permission denied)") from None
         except OSError as e:
@@ -278,6 +286,9 @@ class OutputFolder:
             f = self.path / name
             if f.is_file():
                 f.unlink()
+                removed.append(name)
+            elif name == LEGACY_MARKERS and f.is_dir() and all(x.suffix == ".json" for x in f.iterdir()):
+                shutil.rmtree(f)
                 removed.append(name)
         for f in self.path.glob(".*.tmp"):  # our atomic writes' temp files, left by a killed run
             if _our_temp(f.name, self.journal() | keep):
