@@ -36,10 +36,10 @@ from typing import Any, ClassVar
 from direct_data import __version__
 from direct_data.core.config import StageConfig, config_hash
 from direct_data.core.errors import InputError, OutputError
-from direct_data.core.manifest import MANIFEST, Manifest, StageOutput, describe_files, open_output
+from direct_data.core.manifest import MANIFEST, Manifest, StageOutput, describe_files
 from direct_data.core.progress import progress_bar
 from direct_data.core.schema import SCHEMA_VERSION
-from direct_data.core.shards import DEFAULT_MAX_ROWS, ShardInfo, ShardWriter, atomic_write_bytes, sha256_file
+from direct_data.core.shards import DEFAULT_MAX_ROWS, ShardWriter, atomic_write_bytes, sha256_file
 
 log = logging.getLogger(__name__)
 
@@ -485,5 +485,4 @@ def unit_name(prefix: str, index: int, keys: Iterable[str]) -> str:
     return f"{prefix}-{index:05d}-{h}"
 
 
-__all__ = ["Stage", "Unit", "Inputs", "UnitWriter", "FinalWriter", "StageResult", "run_stage", "unit_name",
-           "ShardInfo", "open_output"]
+__all__ = ["Stage", "Unit", "Inputs", "UnitWriter", "FinalWriter", "StageResult", "run_stage", "unit_name"]

@@ -238,8 +238,6 @@ class EncodeStage(Stage):
                 self.clips.append((i, r["prompt_id"], meta.get(cfg.video_column) if cfg.video_column else None))
             if cfg.video_column and self.clips and not any(v for _, _, v in self.clips):
                 raise InputError(f"{part.path}: no row has a {cfg.video_column!r} value in its input columns (meta)")
-        if cfg.latents and not Path(cfg.latents).is_file():
-            raise InputError(f"--latents {cfg.latents}: no such file")
         self._encoder = None
         self._vencoder = None
         self._provided = None
