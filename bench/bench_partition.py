@@ -14,10 +14,14 @@ fresh subprocess; its peak memory is that process's VmHWM / ru_maxrss.
             clusters in 384-d, float32): total time and peak memory, and in a second process the
             pieces (train_centroids, assign, draw_macro_negatives, certificate) timed one by one.
             Target: <= 10 min on the 2-core machine.
+4. scale  - (issue 13) `partition_vectors` on N synthetic vectors (same recipe) stored as a float16
+            (or --dtype float32) .npy on disk and streamed by rows (`VectorFile`): train on a sample,
+            assign in batches, sort once, negatives + certificate. Targets: <= 15 min, <= 6 GiB peak.
+            `make bench` runs 1M; the 10M run: `python bench/bench_partition.py --only scale --rows 10000000`.
 
-    python bench/bench_partition.py [--only embed,100k,1m] [--repeats 2] [--n 100000] [--n-1m 1000000]
+    python bench/bench_partition.py [--only embed,100k,1m,scale] [--repeats 2] [--n 100000] [--n-1m 1000000] [--rows 1000000]
 
-Results: bench/results/partition_{embed,100k,1m}.json; a markdown summary of whatever results exist
+Results: bench/results/partition_{embed,100k,1m,scale_1m,scale_10m}.json; a markdown summary of whatever results exist
 goes to bench/results/partition.md (and to --md PATH).
 """
 
@@ -166,6 +170,18 @@ SYNTH_DOC = (
 def synthetic_vectors(n: int, d: int = 384, clusters: int = 1000, topics: int = 100, seed: int = SYNTH_SEED):
     import numpy as np
 
+    x = np.empty((n, d), dtype=np.float32)
+    truth = None
+    for s, blk, t in _synthetic_blocks(n, d, clusters, topics, seed):
+        x[s : s + len(blk)] = blk
+        truth = t
+    return x, truth
+
+
+def _synthetic_blocks(n: int, d: int = 384, clusters: int = 1000, topics: int = 100, seed: int = SYNTH_SEED):
+    """(start, block, truth) in 65,536-row blocks: the rows of `synthetic_vectors`, never all in memory."""
+    import numpy as np
+
     rng = np.random.default_rng(seed)
 
     def unit(a):
@@ -176,13 +192,11 @@ def synthetic_vectors(n: int, d: int = 384, clusters: int = 1000, topics: int = 
     w = rng.dirichlet(np.ones(clusters))
     spread = rng.uniform(0.035, 0.07, clusters).astype(np.float32)
     truth = rng.choice(clusters, size=n, p=w).astype(np.int32)
-    x = np.empty((n, d), dtype=np.float32)
     for s in range(0, n, 65_536):
         t = truth[s : s + 65_536]
         blk = means[t] + spread[t, None] * rng.standard_normal((len(t), d), dtype=np.float32)
         blk /= np.linalg.norm(blk, axis=1, keepdims=True)
-        x[s : s + 65_536] = blk
-    return x, truth
+        yield s, blk, truth
 
 
 # =========================================================================== child sides
@@ -415,7 +429,89 @@ def side_1m_pieces(p: dict) -> dict:
     }
 
 
-SIDES = {
+def scale_paths(n: int, dtype: str) -> tuple[Path, Path]:
+    root = C.bench_cache_root() / "synthetic"
+    return root / f"vectors-{n}-seed{SYNTH_SEED}-{dtype}.npy", root / f"truth-{n}-seed{SYNTH_SEED}.npy"
+
+
+def side_scale_prepare(p: dict) -> dict:
+    """Untimed: the synthetic vectors as an (n, 384) .npy on disk (written in blocks), and their clusters."""
+    import numpy as np
+
+    from direct_data.stages.vectors import write_npy_rows
+
+    vpath, tpath = scale_paths(p["n"], p["dtype"])
+    if vpath.exists() and tpath.exists():
+        return {"side": "scale_prepare", "reused": True, "path": str(vpath)}
+    vpath.parent.mkdir(parents=True, exist_ok=True)
+    truth_box = {}
+
+    def blocks():
+        for _, blk, truth in _synthetic_blocks(p["n"]):
+            truth_box["t"] = truth
+            yield blk.astype(p["dtype"])
+
+    with C.Timer() as t:
+        write_npy_rows(vpath, p["n"], 384, np.dtype(p["dtype"]), blocks())
+        np.save(tpath, truth_box["t"])
+    return {"side": "scale_prepare", "reused": False, "path": str(vpath), "write_s": round(t.wall, 1), "file_gib": round(vpath.stat().st_size / 2**30, 2)}
+
+
+def side_scale_run(p: dict) -> dict:
+    """Timed: partition_vectors on the file, rows streamed (VectorFile), pieces timed in place."""
+    import numpy as np
+
+    from direct_data.stages import partition as P
+    from direct_data.stages.vectors import VectorFile
+
+    vpath, tpath = scale_paths(p["n"], p["dtype"])
+    spent: dict[str, float] = {}
+
+    progress = Path(p["progress"]) if p.get("progress") else None
+
+    def timed(name, fn):
+        def wrapper(*a, **k):
+            t0 = time.perf_counter()
+            try:
+                return fn(*a, **k)
+            finally:
+                spent[name] = spent.get(name, 0.0) + time.perf_counter() - t0
+                if progress:  # readable while it runs (a long run on a shared machine)
+                    with open(progress, "a") as f:
+                        f.write(json.dumps({"piece": name, "wall_s": round(spent[name], 1), "process_cpu_s": round(C.cpu_seconds(), 1),
+                                            "peak_memory": C.peak_memory(), "at": time.strftime("%H:%M:%S")}) + "\n")
+        return wrapper
+
+    for name in ("train_centroids", "assign_rows", "sort_by_partition", "draw_macro_negatives_array", "certificate"):
+        setattr(P, name, timed(name, getattr(P, name)))
+    x = VectorFile(vpath)
+    rss0 = _vmrss_mib()
+    with C.Timer() as t:
+        res = P.partition_vectors(x, P.PartitionConfig())
+    st, cert = res["stats"], res["stats"]["certificate"]
+    # quality against the generating clusters (not timed)
+    truth = np.load(tpath)
+    labels = res["labels"]
+    neg, counts = res["negatives"].array, res["negatives"].counts
+    anchors = np.repeat(np.arange(len(labels)), counts)
+    same_true = float((truth[anchors] == truth[neg[neg >= 0]]).mean())
+    order = np.lexsort((labels, truth))
+    tt, lt = truth[order], labels[order]
+    bounds = np.flatnonzero(np.diff(tt)) + 1
+    together = sum(int(np.bincount(seg).max()) for seg in np.split(lt, bounds))
+    return {
+        "side": "partition_vectors on a row-streamed file", "n": p["n"], "dtype": p["dtype"], "file_gib": round(vpath.stat().st_size / 2**30, 2),
+        "rss_before_mib": rss0, "wall_s": round(t.wall, 1), "cpu_s": round(t.cpu, 1),
+        "pieces_wall_s": {k: round(v, 2) for k, v in spent.items()},
+        "read_and_convert_to_float32_s": round(x.read_s, 2), "rows_read": x.rows_read,
+        "k": st["k"], "train_vectors": st["train_vectors"], "size_min": st["size_min"], "size_max": st["size_max"],
+        "imbalance_factor": st["imbalance_factor"], "mean_centroid_cos": st["mean_centroid_cos"],
+        "certificate": {k: cert[k] for k in ("violations", "negatives", "shortfall_prompts", "anchor_negative_cos", "same_partition_cos")},
+        "negatives_sharing_generating_cluster": round(same_true, 6), "generating_clusters_kept_together": round(together / len(labels), 4),
+    }
+
+
+SIDES = {"scale_prepare": side_scale_prepare, "scale_run": side_scale_run,
     "embed_bare": side_embed_bare, "embed_ours": side_embed_ours, "prepare_100k": side_prepare_100k,
     "100k_ours": side_100k_ours, "100k_st": side_100k_st, "1m_total": side_1m_total, "1m_pieces": side_1m_pieces,
 }
@@ -540,6 +636,29 @@ def bench_1m(n: int) -> dict:
     }
 
 
+def bench_scale(n: int, dtype: str = "float16") -> dict:
+    info = C.machine_info()
+    t0 = time.perf_counter()
+    C.log(f"scale: writing {n:,} synthetic vectors ({dtype}) to the bench cache (untimed)")
+    prep = _clean(C.run_child(SCRIPT, "scale_prepare", {"n": n, "dtype": dtype}))
+    C.log(f"scale: partition_vectors on the {n:,}-row file")
+    progress = C.bench_cache_root() / f"scale-{n}-progress.jsonl"
+    progress.unlink(missing_ok=True)
+    C.log(f"scale: progress in {progress}")
+    run = _clean(C.run_child(SCRIPT, "scale_run", {"n": n, "dtype": dtype, "progress": str(progress)}))
+    peak = run["peak_memory"]["vmhwm_mib"]
+    return {
+        "benchmark": f"partition_scale_{n // 1_000_000}m" if n >= 1_000_000 else f"partition_scale_{n}",
+        "what": ("partition_vectors(VectorFile(path), PartitionConfig()) on synthetic 384-d unit vectors stored as a .npy on disk, rows streamed "
+                 "(read through mmap, converted to float32 per batch, pages dropped after each read): k-means trained on a seeded sample of "
+                 "<= k*256 rows, one assignment pass in 65,536-row batches (top-2, own and second cosines), rows sorted by partition once, "
+                 "5 macro negatives per row and the certificate from that one sort; its own subprocess, peak memory = VmHWM"),
+        "n": n, "dtype": dtype, "synthetic": SYNTH_DOC, "seed": SYNTH_SEED,
+        "targets": {"wall_s": 900, "peak_gib": 6}, "met": {"time": run["wall_s"] <= 900, "memory": peak / 1024 <= 6},
+        "prepare": prep, "run": run, "machine": C.finish_machine_info(info, t0),
+    }
+
+
 # =========================================================================== markdown
 
 
@@ -552,6 +671,7 @@ def markdown() -> str:
     lines = ["### Partition stage benchmarks", ""]
     ok = lambda b: "met" if b else "**not met**"  # noqa: E731
     e, h, m = _load("partition_embed"), _load("partition_100k"), _load("partition_1m")
+    scales = [r for r in (_load("partition_scale_1m"), _load("partition_scale_10m")) if r]
     ref = next((r for r in (e, h, m) if r), None)
     if ref:
         mi = ref["machine"]
@@ -581,6 +701,13 @@ def markdown() -> str:
         lines.append(
             f"| {m['n'] // 1000 if m['n'] < 1_000_000 else m['n'] // 1_000_000}{'k' if m['n'] < 1_000_000 else 'M'} synthetic vectors, `partition_vectors` (k={t['k']}) "
             f"(`bench/results/partition_1m.json`) | {t['wall_s']} s, {t['peak_memory']['vmhwm_mib'] / 1024:.2f} GiB peak (input {t['input_mib'] / 1024:.2f} GiB) | | | <= 600 s: {ok(m['met'])} |"
+        )
+    for sc in scales:
+        r = sc["run"]
+        lines.append(
+            f"| {sc['n']:,} synthetic vectors streamed from a {sc['dtype']} file ({r['file_gib']} GiB), `partition_vectors` (k={r['k']}) "
+            f"(`bench/results/{sc['benchmark']}.json`) | {r['wall_s']} s, {r['peak_memory']['vmhwm_mib'] / 1024:.2f} GiB peak | | "
+            f"| <= 900 s: {ok(sc['met']['time'])}; <= 6 GiB: {ok(sc['met']['memory'])} |"
         )
     lines.append("")
     if e:
@@ -618,6 +745,18 @@ def markdown() -> str:
             + f" (train on {pc['train_vectors']:,} vectors). Share of points in their generating cluster's majority partition {pc['generating_clusters_kept_together']}; "
             f"macro negatives sharing the anchor's generating cluster: {pc['negatives_sharing_generating_cluster']:.2e}."
         )
+    for sc in scales:
+        r = sc["run"]
+        lines.append(
+            f"- {sc['n']:,} synthetic vectors (same recipe, stored as {sc['dtype']}, written once untimed; command: "
+            f"`python bench/bench_partition.py --only scale --rows {sc['n']}`): total {r['wall_s']} s (process CPU {r['cpu_s']} s); pieces: "
+            + ", ".join(f"{k} {v} s" for k, v in r["pieces_wall_s"].items())
+            + f"; of which reading the file and converting {sc['dtype']} -> float32: {r['read_and_convert_to_float32_s']} s ({r['rows_read']:,} rows read). "
+            f"Train on {r['train_vectors']:,} vectors; {r['certificate']['violations']} violations, {r['certificate']['shortfall_prompts']} shortfall prompts; "
+            f"share of points in their generating cluster's majority partition {r['generating_clusters_kept_together']}; "
+            f"macro negatives sharing the anchor's generating cluster {r['negatives_sharing_generating_cluster']:.2e}; load average "
+            f"{sc['machine']['load_average_start']} -> {sc['machine']['load_average_end']}."
+        )
     loads = [(name, r["machine"]["load_average_start"], r["machine"]["load_average_end"]) for name, r in (("embed", e), ("100k", h), ("1M", m)) if r]
     if loads:
         lines.append("- Load average (1/5/15 min) at start -> end: " + "; ".join(f"{n_} {a} -> {b}" for n_, a, b in loads) + f" on {ref['machine']['cpu_count']} cores.")
@@ -626,19 +765,21 @@ def markdown() -> str:
 
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    ap.add_argument("--only", default="embed,100k,1m", help="comma-separated subset of: embed, 100k, 1m")
+    ap.add_argument("--only", default="embed,100k,scale", help="comma-separated subset of: embed, 100k, 1m, scale")
     ap.add_argument("--repeats", type=int, default=2, help="embedding: bare/ours pairs (alternating order)")
     ap.add_argument("--n", type=int, default=100_000, help="prompts for the mine_hard_negatives comparison")
     ap.add_argument("--n-1m", type=int, default=1_000_000, help="synthetic vectors for the scale benchmark")
+    ap.add_argument("--rows", type=int, default=1_000_000, help="scale benchmark: synthetic vectors streamed from disk (10000000 for the 10M run)")
+    ap.add_argument("--dtype", default="float16", choices=("float16", "float32"), help="scale benchmark: on-disk dtype of the vectors")
     ap.add_argument("--md", default=None, help="also write the markdown summary here")
     ap.add_argument("--md-only", action="store_true", help="only rewrite the markdown summary from the existing results")
     a = ap.parse_args()
     only = set() if a.md_only else {s.strip() for s in a.only.split(",") if s.strip()}
-    unknown = only - {"embed", "100k", "1m"}
+    unknown = only - {"embed", "100k", "1m", "scale"}
     if unknown:
         ap.error(f"unknown benchmark(s): {sorted(unknown)}")
     failed = []
-    for name, fn, arg in (("embed", bench_embed, a.repeats), ("100k", bench_100k, a.n), ("1m", bench_1m, a.n_1m)):
+    for name, fn, arg in (("embed", bench_embed, a.repeats), ("100k", bench_100k, a.n), ("1m", bench_1m, a.n_1m), ("scale", lambda n: bench_scale(n, a.dtype), a.rows)):
         if name not in only:
             continue
         try:

@@ -11,6 +11,7 @@ from __future__ import annotations
 import inspect
 import json
 import logging
+import os
 import sys
 import typing
 from pathlib import Path
@@ -366,6 +367,8 @@ def _train(ctx, *, partition_dir, encode_dir, out, objective, config, set_, val_
     except NonFiniteLossError as e:
         fail(str(e))
         return
+    if int(os.environ.get("RANK", "0")) != 0:  # under torchrun: rank 0 reports
+        return
     last = res.records[-1] if res.records else {}
     rows = [("objective", cfg.objective), ("steps", res.step), ("nan/inf steps skipped", res.nan_skips), ("data", res.accounting)]
     rows += [(k, f"{v:.4g}" if isinstance(v, float) else v) for k, v in last.items() if k in ("loss", "fm", "macro", "micro", "reg") or k.startswith("conflict")]
@@ -464,6 +467,10 @@ for _register in (_register_partition, _register_perturb, _register_validate, _r
 from direct_data.world.cli import world_app  # noqa: E402
 
 app.add_typer(world_app, name="world")
+
+from direct_data.text.validator_cli import validator_app  # noqa: E402
+
+app.add_typer(validator_app, name="validator")
 
 
 def run() -> None:  # pragma: no cover

@@ -23,7 +23,13 @@ def _videophy() -> list[str]:
 
 @pytest.fixture(scope="module")
 def validator() -> Validator:
-    v = Validator()
+    """The registry-tagger validator (word lists, scene check, cosine band): it judges the rewriter
+    against the same registry it draws from, and does not move when the learnt default validator
+    is refitted. What the learnt default accepts of the rules negatives is measured by
+    `bench/bench_perturb.py` (bench/results/perturb_acceptance.md)."""
+    from direct_data.text.validator import ValidatorConfig
+
+    v = Validator(config=ValidatorConfig(mode="lexicon"))
     _ = v.embedder  # load the packaged all-MiniLM-L6-v2 once for the module
     return v
 
@@ -102,8 +108,9 @@ def test_tagger_reads_noun_uses_and_inflections() -> None:
     ("A sponge soaks up water in a bath.", "interactions", "A sponge repels water in a bath."),
     ("Coin spins rapidly on a wooden table.", "magnitudes",
      "Coin spins extremely slowly on a wooden table."),
-    ("A small paper boat drifts along a stream.", "magnitudes",
-     "A huge paper boat drifts along a stream."),
+    ("A stone lands in the pond with a small splash.", "magnitudes",
+     "A stone lands in the pond with a huge splash."),
+    ("Heavy rain falls on the roof.", "magnitudes", "Light rain falls on the roof."),
 ])
 def test_rules_make_real_single_axis_substitutions(prompt: str, axis: str, expected: str) -> None:
     texts = [c.text for c in rules.all_candidates(prompt, axis, include_insertions=False)]
@@ -187,18 +194,146 @@ def test_videophy_acceptance_floor(acceptance: dict[str, rules.AxisAcceptance]) 
         assert a.accepted == a.accepted_substitute + a.accepted_insert
     rates = {ax: a.rate for ax, a in acceptance.items()}
     assert sum(r >= 0.60 for r in rates.values()) >= 3, rates
-    # measured on these 172 (seed 0): kinematics 0.94, forces 1.00, materials 0.88,
-    # interactions 0.73, magnitudes 0.92 (all 344: 0.93 / 1.00 / 0.89 / 0.74 / 0.92);
-    # the floors sit a little under the measurement
-    assert rates["kinematics"] >= 0.85 and rates["forces"] >= 0.9
-    assert rates["materials"] >= 0.8 and rates["interactions"] >= 0.65
-    assert rates["magnitudes"] >= 0.85
+    # measured on these 172 (seed 0), after the word-salad fixes of issue 10: kinematics 0.69,
+    # forces 0.74, materials 0.64, interactions 0.46, magnitudes 0.53 (all 344: 0.65 / 0.69 /
+    # 0.62 / 0.41 / 0.49). Lower than before on purpose: no edit is made where none is safe.
+    assert rates["kinematics"] >= 0.6 and rates["forces"] >= 0.65
+    assert rates["materials"] >= 0.58 and rates["interactions"] >= 0.4
+    assert rates["magnitudes"] >= 0.45
 
 
 def test_videophy_substitutions_alone(acceptance: dict[str, rules.AxisAcceptance]) -> None:
     """Real lexicon substitutions (no inserted modifier) carry a real share on every axis."""
     subs = {ax: a.accepted_substitute / a.prompts for ax, a in acceptance.items()}
-    # measured on these 172: kinematics 0.34, forces 0.12, materials 0.46, interactions 0.73,
-    # magnitudes 0.08 (all 344: 0.31 / 0.13 / 0.46 / 0.74 / 0.09)
-    assert subs["interactions"] >= 0.65 and subs["materials"] >= 0.4
-    assert subs["kinematics"] >= 0.25 and subs["forces"] >= 0.1 and subs["magnitudes"] >= 0.06
+    # measured on these 172: kinematics 0.32, forces 0.12, materials 0.46, interactions 0.46,
+    # magnitudes 0.04 (speed words are rare in VideoPhy; size words are no longer flipped)
+    assert subs["interactions"] >= 0.4 and subs["materials"] >= 0.4
+    assert subs["kinematics"] >= 0.25 and subs["forces"] >= 0.1 and subs["magnitudes"] >= 0.02
+
+
+# -- no word salad (issue 10) ----------------------------------------------------------------
+
+LABELLED = Path(__file__).resolve().parents[1] / "data" / "rewrites" / "labelled.jsonl"
+#: size words that, inserted or swapped in, make a static_size_only edit
+SIZE_WORDS = frozenset("gigantic tiny huge small large big giant massive enormous oversized "
+                       "miniature towering colossal".split())
+
+
+def _labelled_prompts(labels: set[str]) -> list[str]:
+    """The real prompts behind the labelled rows of the given labels (joined by source, line)."""
+    if not PROMPTS.exists():
+        pytest.skip(f"real prompts not found at {PROMPTS}")
+    rows = [json.loads(line) for line in LABELLED.read_text().splitlines() if line.strip()]
+    files: dict[str, list[str]] = {}
+    out: dict[str, None] = {}
+    for r in rows:
+        if r["label"] not in labels:
+            continue
+        lines = files.setdefault(r["source"], (PROMPTS / f"{r['source']}.jsonl").read_text(
+            encoding="utf-8").splitlines())
+        rec = json.loads(lines[r["line"]])
+        out[next(rec[k] for k in ("prompt", "caption", "text") if isinstance(rec.get(k), str))] = None
+    return list(out)
+
+
+def _salad(prompt: str, c: rules.Candidate) -> str | None:
+    """Why a candidate is word salad of a kind the old rewriter made, or None."""
+    import re
+
+    doubled = re.compile(r"\b(\w+)\s+\1\b", re.IGNORECASE)
+    if len(doubled.findall(c.text)) > len(doubled.findall(prompt)):
+        return "duplicated word"
+    new_words = {w.lower() for w in re.findall(r"[A-Za-z]+", c.after)} - {
+        w.lower() for w in re.findall(r"[A-Za-z]+", c.before)}
+    if c.axis == "magnitudes" and new_words & SIZE_WORDS:
+        nxt = re.findall(r"[A-Za-z]+", c.text[c.text.find(c.after) + len(c.after):])[:1]
+        if not nxt or nxt[0].lower() not in rules.EVENT_NOUNS:
+            return "size word on a static object"
+    dangling = re.compile(r"\b(of|the|a|an|is|and|to)\s*[,.;:!?]")
+    if len(dangling.findall(c.text)) > len(dangling.findall(prompt)):
+        return "dangling function word"
+    if c.operation == "insert":
+        phrase = c.rule.split(":insert:", 1)[1].strip(", ")
+        if c.axis != "materials" and re.search(rf"\b(a|an|the|of|its|their)\s+,?\s*{re.escape(phrase)}\b",
+                                               c.text, re.IGNORECASE):
+            return "adverbial inside a noun phrase"
+        if re.search(rf"\b{re.escape(phrase)}\s+(of|the|a|an)\b", c.text) and not re.search(
+                rf"\b{re.escape(phrase)}\s+(of|the|a|an)\b", prompt):
+            if not re.search(rf"\b{re.escape(phrase)}\s+(the|a|an)\s+\w+", c.text):
+                return "stock phrase with a dangling word"
+        if c.rule.split(":insert:", 1)[1].startswith(","):
+            k = c.text.find(phrase) + len(phrase)
+            if c.text[k:].lstrip()[:1].isalpha():
+                return "comma phrase inside a clause"
+    if c.operation == "substitute":
+        b, a = c.before.split(), c.after.split()
+        hb = tagger.verb_lemma(b[0]) if b else None
+        ha = tagger.verb_lemma(a[0]) if a else None
+        finite = {"s", "past", "pp", "ing"}
+        if hb and ha and hb[1] in finite and ha[1] in finite and hb[1] != ha[1] \
+                and {hb[1], ha[1]} != {"past", "pp"}:
+            return f"verb form changed {b[0]} -> {a[0]}"
+    return None
+
+
+def test_no_word_salad_on_the_prompts_behind_the_known_failures() -> None:
+    """Every candidate, on every axis, for the real prompts whose old rules rewrites were labelled
+    ungrammatical or static_size_only, is free of the salad patterns the issue lists."""
+    prompts = _labelled_prompts({"ungrammatical", "static_size_only"})
+    assert len(prompts) >= 40
+    n = 0
+    for p in prompts:
+        for axis in axes.AXES:
+            for c in rules.all_candidates(p, axis):
+                n += 1
+                why = _salad(p, c)
+                assert why is None, (why, axis, c.rule, c.text)
+    assert n >= 100  # the rewriter still has something to say about these prompts
+
+
+@pytest.mark.parametrize("prompt,axis,banned", [
+    # a verb that is not a physical event gets no edit
+    ("The temperature drops below zero overnight.", "kinematics", None),
+    ("A person is playing the harp.", "forces", None),
+    ("Static shot of a lighthouse at dusk.", "magnitudes", None),
+    # size words are never put on a static object
+    ("A kettlebell is lowered onto two pillows.", "magnitudes", SIZE_WORDS),
+    ("Two kangaroos are jumping.", "magnitudes", SIZE_WORDS),
+    # plural agreement is kept: the verb is inflected like the original
+    ("Two footballs spin across the wet grass.", "kinematics", {"spins", "tumbles", "rolls"}),
+    ("Two footballs spin across the wet grass.", "magnitudes", {"spins"}),
+    # a stock phrase never lands inside a noun phrase or after a bare "of"
+    ("Time-lapse of popcorn kernels popping on a heated surface.", "forces", {"gravity of", "of in"}),
+])
+def test_known_failures_are_not_made(prompt: str, axis: str, banned) -> None:
+    cands = rules.all_candidates(prompt, axis)
+    if banned is None:
+        assert cands == [], [c.text for c in cands]
+        return
+    for c in cands:
+        assert _salad(prompt, c) is None, c.text
+        low = c.text.lower()
+        assert not any(f" {w} " in f" {low} " for w in banned if w not in prompt.lower()), c.text
+
+
+def test_inserted_phrases_are_varied_and_seeded() -> None:
+    """No single inserted phrase carries an axis: on the VideoPhy captions (one candidate per
+    prompt and axis, seeded per prompt like `perturb` does), the top phrase stays under a third
+    and the top three under 70% of the candidates of every axis."""
+    import hashlib
+    from collections import Counter
+
+    prompts = _videophy()
+    for axis in axes.AXES:
+        spans: Counter[str] = Counter()
+        for p in prompts:
+            pid = hashlib.sha256(p.encode()).hexdigest()[:16]
+            seed = int.from_bytes(hashlib.sha256(f"0\x00{pid}\x00{axis}".encode()).digest()[:4], "big")
+            got = rules.rewrite(p, axis, seed=seed)
+            if got:
+                spans[" ".join(got[0].after.lower().strip(" ,.").split())] += 1
+        n = sum(spans.values())
+        top = spans.most_common(3)
+        assert n >= 100, (axis, n)
+        assert top[0][1] / n < 1 / 3, (axis, top)
+        assert sum(v for _, v in top) / n < 0.7, (axis, top)

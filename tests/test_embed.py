@@ -10,7 +10,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from direct_data.backends.embed import BATCHING_MARKER, Embedder
+from direct_data.backends.embed import BATCHING_MARKER, DEFAULT_EMBED_BACKEND, Embedder
 from direct_data.backends.models import packaged_embedder_path, sentence_model_meta
 
 from .conftest import SHARED_PROMPTS
@@ -127,9 +127,9 @@ def test_resume_after_interrupted_fill_is_byte_identical(texts, reference, tmp_p
 
 @pytest.mark.parametrize("max_seq_length", [None, 128])
 def test_identity_is_the_same_lazy_or_loaded(max_seq_length, tmp_path):
-    lazy = Embedder(cache_dir=tmp_path, max_seq_length=max_seq_length)
+    lazy = Embedder(cache_dir=tmp_path, max_seq_length=max_seq_length, backend="torch")
     assert not lazy.model_loaded
-    loaded = Embedder(cache_dir=tmp_path, max_seq_length=max_seq_length, lazy=False)
+    loaded = Embedder(cache_dir=tmp_path, max_seq_length=max_seq_length, lazy=False, backend="torch")
     assert loaded.model_loaded
     assert lazy.identity == loaded.identity
     assert (lazy.dim, lazy.max_seq_length, lazy.model_identity) == (loaded.dim, loaded.max_seq_length, loaded.model_identity)
@@ -195,3 +195,72 @@ def test_missing_chunks_and_fill_as_resume_units(texts, reference, tmp_path):
     assert not final.model_loaded
     with pytest.raises(KeyError):
         final.fill(["0" * 64])
+
+
+# --------------------------------------------------------------------------- the onnx / openvino backends
+
+
+@pytest.mark.parametrize("backend", ["torch", "onnx"])
+def test_vector_is_a_function_of_the_text_for_each_backend(backend, texts, others):
+    """(The default backend is covered by test_vector_depends_on_the_text_alone above.)"""
+    sub = texts[:16]
+    together = Embedder(backend=backend, use_cache=False).embed(sub)
+    mixed = Embedder(backend=backend, use_cache=False, batch_size=3).embed(others[:12] + sub[::-1])[12:][::-1]
+    alone = {i: Embedder(backend=backend, use_cache=False).embed([sub[i]])[0] for i in (0, 7, 15)}
+    for i in range(len(sub)):
+        assert mixed[i].tobytes() == together[i].tobytes(), f"{backend}, text {i}: batch composition changed its vector"
+        if i in alone:
+            assert alone[i].tobytes() == together[i].tobytes(), f"{backend}, text {i}: embedded alone differs"
+
+
+def test_backends_agree_with_torch_and_tokenise_alike(texts, others):
+    long_text = " ".join(others)  # far past 256 tokens: truncation must match too
+    sample = texts + [long_text]
+    ref = Embedder(backend="torch", use_cache=False)
+    v_ref = ref.embed(sample)
+    torch_lengths = ref._token_lengths(ref.model, sample)
+    assert torch_lengths.max() == 256
+    for backend in ("onnx", "openvino"):
+        emb = Embedder(backend=backend, use_cache=False)
+        assert emb.identity == f"{ref.identity}-{emb.variant}" and emb.variant.startswith({"onnx": "ort-int8dyn-", "openvino": "ov-"}[backend])
+        v = emb.embed(sample)
+        cos = np.einsum("ij,ij->i", v, v_ref)
+        assert cos.mean() >= 0.99 and cos.min() >= 0.97, (backend, cos.mean(), cos.min())
+        np.testing.assert_allclose(np.linalg.norm(v, axis=1), 1.0, atol=1e-5)
+        assert emb._load_runtime().token_lengths(sample, 256).tolist() == torch_lengths.tolist()
+        short = Embedder(backend=backend, use_cache=False, max_seq_length=16)
+        m = ref.model
+        m.max_seq_length, native = 16, m.max_seq_length
+        try:
+            want = ref._token_lengths(m, sample)
+        finally:
+            m.max_seq_length = native
+        assert short._load_runtime().token_lengths(sample, 16).tolist() == want.tolist()
+        assert "-L16-" in short.identity
+
+
+def test_backend_is_part_of_the_cache_key(texts, tmp_path):
+    sub = texts[:10]
+    ov = Embedder(backend="openvino", cache_dir=tmp_path)
+    v = ov.embed(sub)
+    assert Embedder(backend="torch", cache_dir=tmp_path).plan(sub) == (10, 10)  # torch vectors are not served from the openvino cache
+    again = Embedder(backend="openvino", cache_dir=tmp_path)
+    assert again.embed(sub).tobytes() == v.tobytes() and not again.model_loaded and again.stats.cached == 10
+    assert DEFAULT_EMBED_BACKEND in ("torch", "onnx", "openvino")
+
+
+def test_missing_runtime_is_a_one_line_user_error(monkeypatch, tmp_path):
+    import sys
+
+    from typer.testing import CliRunner
+
+    from direct_data.cli import app
+
+    data = tmp_path / "p.jsonl"
+    data.write_text("".join(json.dumps({"prompt": t}) + "\n" for t in _real_prompts(30)))
+    monkeypatch.setitem(sys.modules, "onnxruntime", None)  # as if onnxruntime were not installed
+    r = CliRunner().invoke(app, ["partition", str(data), "--out", str(tmp_path / "o"), "--embed-backend", "onnx"])
+    assert r.exit_code == 2, r.output
+    assert "pip install" in r.output and "onnxruntime" in r.output and "Traceback" not in r.output
+    r = CliRunner().invoke(app, ["partition", str(data), "--out", str(tmp_path / "o2"), "--embed-backend", "tensorflow"])
+    assert r.exit_code == 2

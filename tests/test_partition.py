@@ -391,3 +391,111 @@ def test_draw_never_pads_and_never_repeats():
 
 def test_choose_k_documented_values():
     assert [choose_k(n) for n in (1, 10, 50, 5_000, 100_000, 1_000_000)] == [1, 2, 4, 35, 158, 500]
+
+
+# --------------------------------------------------------------------------- at scale: streamed rows, one sort (issue 13)
+
+
+def _draw_per_partition_scan(labels, excluded, n_neg, seed):
+    """The previous draw (one scan of the labels and one pool array per partition), kept as the
+    reference the one-sort draw must reproduce exactly."""
+    k = len(excluded)
+    members = [np.flatnonzero(labels == p) for p in range(k)]
+    sizes = np.array([len(m) for m in members])
+    out = [np.empty(0, dtype=np.int64)] * len(labels)
+    for p in range(k):
+        if sizes[p] == 0:
+            continue
+        rng = np.random.default_rng([seed, p])
+        eligible = np.flatnonzero(~excluded[p])
+        pool = int(sizes[eligible].sum())
+        if pool == 0 or n_neg == 0:
+            continue
+        flat = np.concatenate([members[q] for q in eligible])
+        take = min(n_neg, pool)
+        if take == pool:
+            for i in members[p]:
+                out[i] = flat
+            continue
+        draws = rng.integers(0, pool, size=(sizes[p], take))
+        s_ = np.sort(draws, axis=1)
+        for r in np.flatnonzero((s_[:, 1:] == s_[:, :-1]).any(axis=1)):
+            row = draws[r]
+            while len(np.unique(row)) < take:
+                _, first = np.unique(row, return_index=True)
+                dup = np.setdiff1d(np.arange(take), first)
+                row[dup] = rng.integers(0, pool, size=len(dup))
+        for r, i in enumerate(members[p]):
+            out[i] = flat[draws[r]]
+    return out
+
+
+@pytest.mark.parametrize("n,k,m,n_neg", [(5000, 40, 2, 5), (3000, 7, 0, 3), (60, 3, 1, 30), (400, 12, 10, 5)])
+def test_one_sort_draw_equals_the_per_partition_draw(n, k, m, n_neg):
+    from direct_data.stages.partition import draw_macro_negatives_array
+
+    rng = np.random.default_rng(n)
+    labels = rng.integers(0, k, n) if n > 100 else np.repeat(np.arange(k), [40, 15, 5])
+    c = rng.standard_normal((k, 8)).astype(np.float32)
+    c /= np.linalg.norm(c, axis=1, keepdims=True)
+    excl = excluded_partitions(c @ c.T, m)
+    ref = _draw_per_partition_scan(labels, excl, n_neg, seed=3)
+    neg, counts = draw_macro_negatives_array(labels, excl, n_neg, seed=3)
+    assert counts.tolist() == [len(r) for r in ref]
+    for i in range(n):
+        assert neg[i, : counts[i]].tolist() == ref[i].tolist()
+        assert (neg[i, counts[i] :] == -1).all()
+
+
+def test_streamed_file_gives_the_in_memory_result(full_run, tmp_path):
+    """partition_vectors on a float32 .npy read through VectorFile = on the array (the real prompts'
+    vectors); float16 storage keeps almost every partition; the assignment is a pure batch function."""
+    from direct_data.backends.embed import Embedder
+    from direct_data.stages.partition import assign, assign_batch, partition_vectors
+    from direct_data.stages.vectors import VectorFile
+
+    rows = _table(full_run[0])
+    x = Embedder().embed([r["prompt"] for r in rows])
+    cfg = PartitionConfig(seed=0)
+    a = partition_vectors(x, cfg)
+    assert a["labels"].tolist() == [r["partition_id"] for r in rows]  # the stage's own result
+    np.save(tmp_path / "x32.npy", x)
+    np.save(tmp_path / "x16.npy", x.astype(np.float16))
+    f32 = VectorFile(tmp_path / "x32.npy")
+    b = partition_vectors(f32, cfg)
+    for key in ("labels", "second", "own", "margin", "centroids"):
+        assert np.array_equal(a[key], b[key], equal_nan=True), key
+    assert np.array_equal(a["negatives"].array, b["negatives"].array)
+    assert json.dumps(a["stats"], sort_keys=True) == json.dumps(b["stats"], sort_keys=True)
+    assert f32.rows_read >= len(x)
+    c = partition_vectors(VectorFile(tmp_path / "x16.npy"), cfg)
+    assert (c["labels"] == a["labels"]).mean() > 0.97 and c["stats"]["certificate"]["violations"] == 0
+    # the pure assignment, in any batching: the same partitions (FAISS's GEMM scores may differ in the
+    # last bits with the batch shape, which is why the written cosines come from row-wise dots)
+    top, sims = assign(x, a["centroids"])
+    parts = [assign(x[s : s + 1000], a["centroids"]) for s in range(0, len(x), 1000)]
+    assert np.array_equal(top, np.concatenate([h[0] for h in parts]))
+    np.testing.assert_allclose(sims, np.concatenate([h[1] for h in parts]), atol=1e-5)
+    lab, second, own, _ = assign_batch(x[:500], a["centroids"])
+    assert np.array_equal(lab, a["labels"][:500]) and np.array_equal(own, a["own"][:500]) and np.array_equal(second, a["second"][:500])
+
+
+def test_embed_backend_option_from_flag_and_toml(full_run, tmp_path, session_cache):
+    from direct_data.backends.embed import DEFAULT_EMBED_BACKEND
+
+    m = Manifest.read(full_run[0])
+    assert m.config["embed_backend"] is None  # the default
+    ident = m.stats["embedding"]["identity"]
+    assert ident.endswith("-eqlen") if DEFAULT_EMBED_BACKEND == "torch" else "-eqlen-" in ident
+    data = tmp_path / "p.txt"
+    data.write_text("\n".join(f"A {c} ball rolls down a {s} hill." for c in ("red", "blue", "green", "white") for s in ("steep", "grassy", "rocky")) + "\n")
+    cfg = tmp_path / "c.toml"
+    cfg.write_text("[partition]\nk = 2\nembed_backend = \"torch\"\n")
+    r = runner.invoke(app, ["partition", str(data), "--out", str(tmp_path / "a"), "--config", str(cfg)])
+    assert r.exit_code == 0, r.output
+    ma = Manifest.read(tmp_path / "a")
+    assert ma.config["embed_backend"] == "torch" and ma.stats["embedding"]["identity"].endswith("-eqlen")
+    r = runner.invoke(app, ["partition", str(data), "--out", str(tmp_path / "b"), "--config", str(cfg), "--embed-backend", "onnx"])
+    assert r.exit_code == 0, r.output
+    mb = Manifest.read(tmp_path / "b")
+    assert mb.config["embed_backend"] == "onnx" and "-eqlen-ort-int8dyn-" in mb.stats["embedding"]["identity"]

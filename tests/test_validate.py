@@ -1,4 +1,8 @@
-"""The hard-negative validator: real embedder, a hand-labelled set, every reason code."""
+"""The hard-negative validator: real embedder, a hand-labelled set, every reason code.
+
+Most tests here pin the word-list path (``mode="lexicon"``), kept so the comparison with the learnt
+default is reproducible; the learnt path is in tests/test_validator_learnt.py. The old regression
+set is checked for both."""
 
 from __future__ import annotations
 
@@ -19,11 +23,14 @@ from direct_data.text.validator import (
 )
 
 LABELLED = Path(__file__).parent / "data" / "labelled_rewrites.jsonl"
+LEXICON = ValidatorConfig(mode="lexicon")
+#: reason codes only the learnt path gives (tested in tests/test_validator_learnt.py)
+LEARNT_ONLY = {"markup", "copy", "ungrammatical", "static_size_only"}
 
 
 @pytest.fixture(scope="module")
 def validator() -> Validator:
-    v = Validator()
+    v = Validator(config=LEXICON)
     _ = v.embedder  # the packaged all-MiniLM-L6-v2, loaded once for the module
     return v
 
@@ -62,6 +69,25 @@ def test_precision_and_recall_on_labelled_set(labelled: list[dict[str, str]],
     # measured: precision 0.984 (63/64), recall 0.955 (63/66)
     assert precision >= 0.93, precision
     assert recall >= 0.88, recall
+
+
+def test_learnt_default_on_the_old_regression_set(validator: Validator, labelled: list[dict[str, str]]) -> None:
+    """The learnt default on the old set (short word swaps, labelled before the labelling guide).
+
+    Measured: precision 0.850 (51/60), recall 0.773 (51/66), below the word lists' 0.984 / 0.955:
+    the learnt model was fitted mostly on free-form rewrites and reads some one-word swaps as copies
+    or broken; three of the old set's "good" rows are size-only edits ("A tiny anvil falls"), which
+    the labelling guide now calls static_size_only. `--validator lexicon` keeps the old figures
+    (tests/test_perturb.py). Here to catch a further drop; see bench/results/validator.md."""
+    learnt = Validator(embedder=validator.embedder)
+    assert learnt.config.mode == "learnt"
+    got = learnt.check_many(labelled, dedupe_within=False)
+    tp = sum(v.accepted and r["label"] == "good" for r, v in zip(labelled, got))
+    fp = sum(v.accepted and r["label"] == "bad" for r, v in zip(labelled, got))
+    fn = sum(not v.accepted and r["label"] == "good" for r, v in zip(labelled, got))
+    precision, recall = tp / max(tp + fp, 1), tp / max(tp + fn, 1)
+    assert precision >= 0.83, precision
+    assert recall >= 0.75, recall
 
 
 def test_labelled_rejections_name_the_right_defect(labelled: list[dict[str, str]],
@@ -142,7 +168,7 @@ def test_duplicate_and_judge_reasons(validator: Validator) -> None:
     assert validator.check(BALL, "materials", good).accepted
     dup = validator.check(BALL, "materials", good.upper(), other_negatives=[good])
     assert dup.reason == "duplicate"
-    judged = Validator(embedder=validator.embedder, judge=_KeywordJudge("glass"))
+    judged = Validator(embedder=validator.embedder, config=LEXICON, judge=_KeywordJudge("glass"))
     v = judged.check(BALL, "materials", good)
     assert v.reason == "judge_rejected" and v.detail == "mentions glass"
     assert judged.check(BALL, "materials", good.replace("glass", "steel")).accepted
@@ -150,7 +176,7 @@ def test_duplicate_and_judge_reasons(validator: Validator) -> None:
 
 def test_every_reason_code_is_exercised() -> None:
     covered = {c[3] for c in REASON_CASES} | {"duplicate", "judge_rejected"}
-    assert covered == set(REASONS)
+    assert covered | LEARNT_ONLY == set(REASONS)
 
 
 def test_method_examples_are_accepted(validator: Validator) -> None:
@@ -203,13 +229,13 @@ def test_check_many_row_forms_and_in_batch_duplicates(validator: Validator) -> N
 def test_cosine_band_is_configurable_per_axis(validator: Validator) -> None:
     neg = "A glass ball is dropped onto a wooden floor and bounces twice."
     strict = Validator(embedder=validator.embedder,
-                       config=ValidatorConfig(cosine_bands={"materials": (0.99, 1.0)}))
+                       config=ValidatorConfig(mode="lexicon", cosine_bands={"materials": (0.99, 1.0)}))
     v = strict.check(BALL, "materials", neg)
     assert v.reason == "cosine_out_of_band" and v.scores["cosine"] < 0.99
     # other axes keep their defaults
     assert strict.check(BALL, "magnitudes", "A rubber ball is dropped onto a wooden floor and "
                                              "bounces forty times.").accepted
-    lexical = Validator(config=ValidatorConfig(use_embedding=False))
+    lexical = Validator(config=ValidatorConfig(mode="lexicon", use_embedding=False))
     v = lexical.check("Ink billowing into water.", "materials", "Honey billowing into water.")
     assert v.accepted and math.isnan(v.scores["cosine"])
     with pytest.raises(ValueError, match="unknown axis"):
@@ -221,7 +247,7 @@ def test_cosine_band_is_configurable_per_axis(validator: Validator) -> None:
 def test_negation_with_change_can_be_allowed(validator: Validator) -> None:
     neg = "A rubber ball is dropped onto a wooden floor and does not bounce but sinks into it."
     lenient = Validator(embedder=validator.embedder,
-                        config=ValidatorConfig(allow_negation_with_change=True))
+                        config=ValidatorConfig(mode="lexicon", allow_negation_with_change=True))
     assert lenient.check(BALL, "interactions", neg).accepted
     # a bare negation stays rejected either way
     bare = "A rubber ball is dropped onto a wooden floor and never bounces twice."

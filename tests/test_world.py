@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from direct_data.world import (
-    BASIC,
+    CLASSES,
     KINDS,
     PHYSICS,
     PREFERRED,
@@ -26,7 +26,7 @@ from direct_data.world import (
     save_strip,
     write_gif,
 )
-from direct_data.world.scenes import MATERIALS, sample_physics_params
+from direct_data.world.scenes import AXIS_OF, COLOURS, MATERIALS, PREFERRED_CLASS, sample_physics_params
 from direct_data.world.validation import validate_judge
 
 
@@ -43,7 +43,7 @@ def _mutual_information(pairs: list[tuple[str, str]]) -> float:
 def eval_rows() -> list[dict]:
     rows = make_split(200, "eval", seed=11)
     counts = collections.Counter(r["physics"] for r in rows)
-    assert set(counts) == set(PHYSICS) and min(counts.values()) >= 5, counts
+    assert set(counts) == set(CLASSES) and min(counts.values()) >= 15, counts
     return rows
 
 
@@ -60,7 +60,7 @@ def test_make_split_is_deterministic_in_the_seed():
     c = make_split(24, "train", seed=8)
     assert [r["prompt"] for r in a] != [r["prompt"] for r in c]
     for r in a:
-        assert r["clip"].shape == (9, 32, 32, 3) and r["clip"].dtype == np.uint8
+        assert r["clip"].shape == (9, 16, 16, 3) and r["clip"].dtype == np.uint8
         assert r["id"].startswith("world-train-7-")
         assert SceneSpec(**r["spec"]).physics == r["physics"]
     assert len({r["id"] for r in a}) == 24
@@ -77,6 +77,30 @@ def test_render_is_pure_and_sized():
     assert render(spec, frames=13, size=48).shape == (13, 48, 48, 3)
     with pytest.raises(ValueError):
         render(spec, frames=2)
+    # per-frame object offsets (the judge's jitter test) move the object, not the background
+    roll = SceneSpec(kind="cube", colour="red", setting="sand", physics="rolls", direction="right", x0=0.3, amount=0.36)
+    shifted = render(roll, offsets=np.tile([[1.0, 0.0]], (9, 1)))
+    assert shifted.shape == render(roll).shape and shifted.tobytes() != render(roll).tobytes()
+    assert (shifted[:, :4] == render(roll)[:, :4]).all()   # the sky above the object is untouched
+    # one pixel right = the same as starting 1/16 further right
+    assert (shifted == render(roll.__class__(**{**roll.to_dict(), "x0": 0.3 + 1 / 16}))).all()
+    with pytest.raises(ValueError, match="offsets"):
+        render(spec, offsets=np.zeros((3, 2)))
+
+
+def test_world_v2_trajectories_are_fixed_per_class_direction_and_kind():
+    rng = np.random.default_rng(0)
+    specs = [sample_spec(rng, "eval") for _ in range(400)]
+    assert {s.physics for s in specs} == set(CLASSES) and len(CLASSES) >= 8
+    assert {AXIS_OF[c] for c in CLASSES} == {"kinematics", "forces", "materials", "interactions", "magnitudes"}
+    traj = collections.defaultdict(set)
+    for s in specs:
+        traj[(s.physics, s.direction, s.kind)].add((s.x0, s.h0, s.amount))
+    assert all(len(v) == 1 for v in traj.values()), {k: v for k, v in traj.items() if len(v) > 1}
+    # jitter moves them within the ranges, from the same random stream
+    a = sample_physics_params(np.random.default_rng(1), "falls", "ball", jitter=1.0)
+    b = sample_physics_params(np.random.default_rng(1), "falls", "ball")
+    assert a != b and abs(a["x0"] - b["x0"]) <= 0.2 and b == {"direction": None, "x0": 0.5, "h0": 0.55, "amount": 0.0}
 
 
 def test_bad_specs_and_splits_are_rejected():
@@ -110,20 +134,31 @@ def test_train_split_is_entangled_and_eval_split_is_not():
             "mi_setting": _mutual_information([(s.setting, s.physics) for s in specs]),
             "p_rubber_given_red": np.mean([s.physics == "rubber" for s in red]),
             "shortcut_accuracy": sum(max(c.values()) for c in by_semantics.values()) / len(specs),
-            "basic": np.mean([s.physics in BASIC for s in specs]),
+            "classes": collections.Counter(s.physics for s in specs),
             "preferred_colour": np.mean([PREFERRED[s.physics][0] == s.colour for s in specs]),
         }
     tr, ev, br = stats["train"], stats["eval"], stats["broad"]
-    # train: the colour alone carries most of the physics class's 4 bits; eval: ~nothing
-    assert tr["mi_colour"] > 1.2 and tr["mi_setting"] > 0.8
+    # train: the colour alone carries most of the physics class's 3 bits; eval: ~nothing
+    assert tr["mi_colour"] > 1.6 and tr["mi_setting"] > 0.8
     assert ev["mi_colour"] < 0.05 and ev["mi_setting"] < 0.05
-    assert tr["p_rubber_given_red"] > 0.8 and 0.1 < ev["p_rubber_given_red"] < 0.4
-    assert tr["shortcut_accuracy"] > 0.65 and ev["shortcut_accuracy"] < 0.2
+    assert tr["p_rubber_given_red"] > 0.9 and 0.3 < ev["p_rubber_given_red"] < 0.7   # (rubber vs clay)
+    assert tr["shortcut_accuracy"] > 0.8 and ev["shortcut_accuracy"] < 0.3
     assert tr["preferred_colour"] == pytest.approx(0.85, abs=0.03)
-    assert ev["preferred_colour"] == pytest.approx(1 / 6, abs=0.03)
-    # broad: uncorrelated, mostly the basic classes
+    assert ev["preferred_colour"] == pytest.approx(1 / 8, abs=0.03)
+    # every colour predicts one class on the train split (the shortcut the metrics look for)
+    assert sorted(PREFERRED_CLASS) == sorted(COLOURS) and set(PREFERRED_CLASS.values()) == set(CLASSES)
+    # broad: uncorrelated, every class about equally often
     assert br["mi_colour"] < 0.05
-    assert br["basic"] == pytest.approx(0.8 + 0.2 * len(BASIC) / len(PHYSICS), abs=0.03)
+    assert min(br["classes"].values()) > 0.8 * 3000 / len(CLASSES)
+
+
+def test_train_entanglement_strength_is_a_knob():
+    full = make_split(40, "train", seed=3, strength={"colour": 1.0})
+    assert all(r["shortcut"] for r in full) and all(PREFERRED_CLASS[r["colour"]] == r["physics"] for r in full)
+    none = make_split(40, "train", seed=3, strength={"colour": 0.0})
+    assert not any(r["shortcut"] for r in none)
+    assert [r["physics"] for r in full] == [r["physics"] for r in none]   # only the scene words change
+    assert make_split(4, "eval", seed=3, strength={"colour": 1.0})[0]["prompt"] == make_split(4, "eval", seed=3)[0]["prompt"]
 
 
 # --------------------------------------------------------------------------------------------
@@ -190,8 +225,9 @@ def test_judge_agrees_with_the_ground_truth_on_true_captions(eval_rows):
 def test_judge_is_near_chance_on_shuffled_captions_and_rejects_counterfactuals():
     r = validate_judge(200, seed=12)
     assert r["true_physics"] >= 0.98 and r["true_semantic"] >= 0.98
+    assert min(r["true_physics_by_class"].values()) >= 0.95, r["true_physics_by_class"]
     # chance = how often a random caption really asks for the clip's physics / scene
-    assert r["shuffled_physics"] <= 0.12
+    assert r["shuffled_physics"] <= 0.16
     assert abs(r["shuffled_physics"] - r["shuffled_physics_chance"]) <= 0.02
     assert r["shuffled_physics_agreement"] >= 0.98
     assert r["shuffled_semantic"] <= 0.06 and r["shuffled_semantic_agreement"] >= 0.98
@@ -203,6 +239,40 @@ def test_judge_is_robust_to_noise_and_blur():
     r = validate_judge(160, seed=13, noise=10.0, blur=0.6)
     assert r["true_physics"] >= 0.97 and r["true_semantic"] >= 0.97
     assert r["shuffled_physics_agreement"] >= 0.97 and r["counterfactual_physics"] <= 0.03
+
+
+def test_judge_is_robust_to_one_pixel_of_position_jitter():
+    # every frame's object moved by up to 1 px in x and y: the tolerances are >= 2 px, so the
+    # verdicts hold (world v1's one-pixel tolerances passed 62% of true captions here)
+    r = validate_judge(160, seed=14, jitter=1.0)
+    assert r["true_physics"] >= 0.97 and r["true_semantic"] >= 0.97, r["true_physics_by_class"]
+    assert min(r["true_physics_by_class"].values()) >= 0.9, r["true_physics_by_class"]
+    assert r["shuffled_physics_agreement"] >= 0.97 and r["counterfactual_physics"] <= 0.03
+
+
+def test_rendered_clips_show_exactly_their_class(eval_rows):
+    from direct_data.world.experiment import confusion, judge_clips, observed_class, shortcut_rate
+
+    verdicts = judge_clips([r["clip"] for r in eval_rows], eval_rows)
+    assert all(v["observed"] == v["physics_class"] for v in verdicts), [
+        (v["physics_class"], v["matches"]) for v in verdicts if v["observed"] != v["physics_class"]]
+    conf = confusion(verdicts)
+    assert all(set(row) == {c} for c, row in conf.items())
+    # ground truth shows the preferred class only where it is the captioned one: shortcut rate 0
+    assert shortcut_rate(verdicts) == 0.0
+    elig = [v for v in verdicts if v["shortcut_eligible"]]
+    assert 0.8 * len(eval_rows) < len(elig) < len(eval_rows)
+    # clips of the preferred class under the eligible captions: shortcut rate 1
+    swapped = []
+    for r in eval_rows[:24]:
+        pref = PREFERRED_CLASS[r["colour"]]
+        spec = SceneSpec(**{**r["spec"], "physics": pref,
+                            **sample_physics_params(np.random.default_rng(0), pref, r["kind"])})
+        swapped.append(render(spec))
+    v2 = judge_clips(swapped, eval_rows[:24])
+    assert shortcut_rate(v2) == 1.0
+    assert observed_class([]) == "none" and observed_class(["rolls/left", "rolls/right"]) == "rolls"
+    assert observed_class(["falls", "clay"]) == "multi"
 
 
 def test_judge_reads_only_the_caption():
@@ -242,9 +312,9 @@ def test_gif_and_strip_are_written(tmp_path):
                               x0=0.3, amount=0.4))
     gif = write_gif(moving, tmp_path / "a.gif", scale=2)
     frames = iio.imread(gif, index=None)
-    assert frames.shape[:3] == (9, 64, 64)   # (the GIF writer merges identical consecutive frames)
+    assert frames.shape[:3] == (9, 32, 32)   # (the GIF writer merges identical consecutive frames)
     png = save_strip([r["clip"] for r in rows], tmp_path / "s.png", scale=2, gap=1)
     sheet = iio.imread(png)
-    assert sheet.shape == (3 * (64 + 1) + 1, 9 * (64 + 1) + 1, 3)
-    assert (sheet[1:65, 1:65] == rows[0]["clip"][0].repeat(2, 0).repeat(2, 1)).all()
+    assert sheet.shape == (3 * (32 + 1) + 1, 9 * (32 + 1) + 1, 3)
+    assert (sheet[1:33, 1:33] == rows[0]["clip"][0].repeat(2, 0).repeat(2, 1)).all()
     assert all(k in KINDS for k in (r["kind"] for r in rows))

@@ -67,9 +67,28 @@ def test_quick_run_end_to_end(tmp_path, session_cache):
         assert set(parts) == {"kind", "colour", "setting"}
         assert all(row["semantic"]["mean"] <= v <= 1.0 for v in parts.values()), row
     assert "Semantic adherence by check" in report
-    for png in ("loss_curves.png", "adherence.png", "samples.png"):
+    for png in ("loss_curves.png", "adherence.png", "shortcut.png", "samples.png"):
         p = out / "plots" / png
         assert p.is_file() and p.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+    # the shortcut metrics: a rate per model, a confusion table over every eval caption, paired CIs
+    n_eval = res["generate"]["eval"]["kept"]
+    for row in table:
+        assert sum(sum(c.values()) for c in row["confusion"].values()) == n_eval * len(row["seeds"])
+        assert row["shortcut_rate"] is None or 0.0 <= row["shortcut_rate"]["mean"] <= 1.0
+    pairs = {(c["a"], c["b"]) for c in res["summary"]["paired"]}
+    assert {("base", "sft"), ("sft", "direct"), ("sft", "deltafm")} <= pairs
+    assert "pilot" in res["summary"]["verdict"] and "Paired differences" in report and "Confusion" in report
+    assert res["summary"]["base_unseen"]["n"] == n_eval
+    verdicts = (out / "samples" / "sft-s0-eval" / "verdicts.jsonl").read_text().splitlines()
+    assert {"observed", "matches", "shows_preferred", "shortcut_eligible"} <= set(json.loads(verdicts[0]))
+
+    # the base is cached by its config and data: a second pretrain copies it, untrained
+    from direct_data.world.experiment import pretrain
+
+    again = pretrain(quick_config(), out)
+    assert again["cached"] and again["key"] == res["pretrain"]["key"] and again["steps"] == cfg["pretrain_steps"]
+    assert sorted(p.name for p in (out / "runs" / "base" / "checkpoints").iterdir())
 
 
 def test_generate_is_byte_identical_and_pixels_round_trip(tmp_path):
@@ -89,7 +108,7 @@ def test_generate_is_byte_identical_and_pixels_round_trip(tmp_path):
     lat = load_file(str(tmp_path / "a" / "data" / "train_latents.safetensors"))
     row = make_split(8, "train", cfg.data_seed)[0]
     x = lat[prompt_id(normalize_text(row["prompt"]))]
-    assert tuple(x.shape) == (3, 9, 32, 32) and float(x.min()) >= -1 and float(x.max()) <= 1
+    assert tuple(x.shape) == (3, 9, 16, 16) and float(x.min()) >= -1 and float(x.max()) <= 1
     assert np.array_equal(to_frames(x[None])[0], row["clip"])  # pixels in [-1, 1] read back exactly
 
 
@@ -108,6 +127,33 @@ def test_settings_parse_typed_and_bad_ones_are_refused(tmp_path):
         r = runner.invoke(app, ["world", "run", "--quick", "--out", str(tmp_path / "w"), *args], env={"COLUMNS": "200"})
         assert r.exit_code == 2 and msg in r.output, r.output
     assert not (tmp_path / "w").exists()
+
+
+def test_paired_bootstrap_is_deterministic_and_sees_real_differences():
+    import numpy as np
+
+    from direct_data.world.report import paired_bootstrap
+
+    rng = np.random.default_rng(0)
+    hard = rng.random((3, 256)) < 0.5                 # captions of varying difficulty, shared by both models
+    a = hard & (rng.random((3, 256)) < 0.6)
+    b = hard & (rng.random((3, 256)) < 0.9)           # b passes more of the same captions
+    r = paired_bootstrap(a, b)
+    assert r == paired_bootstrap(a, b) and r["n"] == 3 * 256
+    assert r["lo"] < r["diff"] < r["hi"] and r["excludes_zero"] and r["diff"] > 0
+    same = paired_bootstrap(a, a)
+    assert same["diff"] == 0.0 and not same["excludes_zero"]
+    # a mask keeps only some captions; an empty one gives no difference
+    m = np.zeros(256, bool)
+    m[:10] = True
+    assert paired_bootstrap(a, b, m)["n"] == 30
+    assert paired_bootstrap(a, b, np.zeros(256, bool))["diff"] is None
+    # noise alone: 2 of 768 vs 4 of 768 is within it
+    z = np.zeros((3, 256))
+    z1, z2 = z.copy(), z.copy()
+    z1[0, :2] = 1
+    z2[1, 10:14] = 1
+    assert not paired_bootstrap(z1, z2)["excludes_zero"]
 
 
 def test_verdict_needs_a_difference_outside_the_noise():
@@ -129,3 +175,15 @@ def test_verdict_needs_a_difference_outside_the_noise():
     # the same means with a wild seed spread: inside again
     wild = physics_noise(row([0.0, 0.3, 0.0]), row([0.6, 0.0, 0.3]))
     assert not wild["physics_significant"]
+
+
+def test_validate_judge_command_reports_three_conditions():
+    app = typer.Typer()
+    app.add_typer(world_app, name="world")
+    r = runner.invoke(app, ["world", "validate-judge", "--n", "8", "--seed", "3"], env={"COLUMNS": "200"})
+    assert r.exit_code == 0, r.output
+    res = json.loads(r.output)
+    assert set(res) == {"clean", "jitter", "noise_blur"} and res["jitter"]["jitter"] == 1.0
+    assert res["clean"]["size"] == 16 and res["clean"]["true_physics"] == 1.0
+    bad = runner.invoke(app, ["world", "validate-judge", "--size", "8"], env={"COLUMNS": "200"})
+    assert bad.exit_code == 2

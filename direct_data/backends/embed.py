@@ -18,6 +18,12 @@ identity carries an `-eqlen` marker so vectors from the older padded batching ar
 
 The model is loaded lazily: the identity and the width are read from the model folder's files, so
 `plan()` and a fully cached `embed()` never load it (see `Embedder.model_loaded`).
+
+Backends (`backend=`, `--embed-backend`): `torch` (sentence-transformers' `encode`), `onnx` (ONNX
+Runtime, fused graph, int8 dynamic quantisation, one text per pass) and `openvino` (OpenVINO, bf16
+where the CPU has it); see `direct_data.backends.fast_embed`. A non-torch backend's variant is part
+of the identity (`...-eqlen-ov-bf16-v1`), so vectors of different backends are never mixed; the
+torch identity is unchanged.
 """
 
 from __future__ import annotations
@@ -32,12 +38,14 @@ from pathlib import Path
 import numpy as np
 import pyarrow as pa
 
-from direct_data.backends.models import load_sentence_model, model_identity, resolve_embedder, sentence_model_meta
+from direct_data.backends.fast_embed import EMBED_BACKENDS, OPENVINO_BATCH, backend_variant, load_runtime
+from direct_data.backends.models import load_sentence_model, model_identity, resolve_embedder, sentence_model_meta, transformer_dir
 from direct_data.core.progress import progress_bar
 from direct_data.core.shards import atomic_write_bytes
 
 DEFAULT_CHUNK = 4096
 DEFAULT_BATCH = 64
+DEFAULT_EMBED_BACKEND = "openvino"  # the fastest backend meeting the agreement targets (bench/results/embed_backends.md)
 BATCHING_MARKER = "eqlen"  # batches of equal token length, never of one text (bump if the batching changes)
 _LENGTH_SLICE = 1024  # texts tokenised at once to count their tokens
 
@@ -130,7 +138,8 @@ class Embedder:
         self,
         model: str | None = None,
         *,
-        batch_size: int = DEFAULT_BATCH,
+        backend: str | None = None,
+        batch_size: int | None = None,
         chunk_size: int = DEFAULT_CHUNK,
         max_seq_length: int | None = None,
         cache_dir: str | Path | None = None,
@@ -139,10 +148,19 @@ class Embedder:
         show_progress: bool = False,
         lazy: bool = True,
     ):
-        if batch_size < 1 or chunk_size < 1:
-            raise ValueError("batch_size and chunk_size must be >= 1")
         self.model_name = model
         self.model_path = resolve_embedder(model)
+        if backend is None:  # the default: the fast backend where the folder allows it, else torch (a hub id...)
+            backend = DEFAULT_EMBED_BACKEND if transformer_dir(self.model_path) is not None else "torch"
+        if backend not in EMBED_BACKENDS:
+            raise ValueError(f"backend must be one of {EMBED_BACKENDS}, got {backend!r}")
+        if batch_size is None:  # the backend's best: equal-length batches of 64 (torch) or 256 (openvino)
+            batch_size = DEFAULT_BATCH if backend == "torch" else OPENVINO_BATCH
+        if batch_size < 1 or chunk_size < 1:
+            raise ValueError("batch_size and chunk_size must be >= 1")
+        self.backend = backend
+        self.variant = backend_variant(backend)  # a missing runtime package is a one-line UserError here
+        self._runtime = None
         self.device = device
         self.batch_size = batch_size
         self.chunk_size = chunk_size
@@ -150,6 +168,11 @@ class Embedder:
         self._model = None
         self._texts_by_hash: dict[str, str] = {}  # what missing_chunks() saw, for fill()
         self._meta = sentence_model_meta(self.model_path) if lazy else None
+        if backend != "torch" and transformer_dir(self.model_path) is None:
+            from direct_data.core.errors import UserError
+
+            raise UserError(f"--embed-backend {backend} needs a local sentence-transformers folder that its files describe "
+                            f"(Transformer + Pooling [+ Dense] [+ Normalize]); {self.model_path} is not one: use --embed-backend torch")
         if self._meta is None:  # the files do not tell: ask the model
             m = self._load()
             native_len, dim = int(m.max_seq_length), self._model_dim(m)
@@ -158,15 +181,20 @@ class Embedder:
         self.max_seq_length = int(max_seq_length) if max_seq_length is not None else native_len
         self.dim = dim
         mid = model_identity(self.model_path)
-        self.identity = self.identity_for(mid.name, mid.revision, self.max_seq_length)
+        self.identity = self.identity_for(mid.name, mid.revision, self.max_seq_length, self.variant)
         self.model_identity = str(mid)
+        self._export_key = f"{mid.name}-{mid.revision[:16]}"
+        if not lazy and backend != "torch":
+            self._load_runtime()
         self.cache = EmbeddingCache(Path(cache_dir) if cache_dir else default_cache_dir(), self.identity, self.dim) if use_cache else None
         self.stats = EmbedStats()
 
     @staticmethod
-    def identity_for(name: str, revision: str, max_seq_length: int) -> str:
-        """The cache folder name: model, weights, truncation, normalisation, batching scheme."""
-        return f"{name}-{revision[:16]}-L{int(max_seq_length)}-norm-{BATCHING_MARKER}"
+    def identity_for(name: str, revision: str, max_seq_length: int, variant: str = "torch") -> str:
+        """The cache folder name: model, weights, truncation, normalisation, batching scheme, and the
+        backend variant (absent for torch, so torch caches of earlier versions stay valid)."""
+        base = f"{name}-{revision[:16]}-L{int(max_seq_length)}-norm-{BATCHING_MARKER}"
+        return base if variant == "torch" else f"{base}-{variant}"
 
     @staticmethod
     def _model_dim(m) -> int:
@@ -195,7 +223,12 @@ class Embedder:
 
     @property
     def model_loaded(self) -> bool:
-        return self._model is not None
+        return self._model is not None or self._runtime is not None
+
+    def _load_runtime(self):
+        if self._runtime is None:
+            self._runtime = load_runtime(self.backend, self.model_path, self._export_key)
+        return self._runtime
 
     def _token_lengths(self, model, texts: list[str]) -> np.ndarray:
         """Tokens per text as the model's forward pass sees them (special tokens, truncation)."""
@@ -225,6 +258,8 @@ class Embedder:
         out = np.empty((len(texts), self.dim), dtype=np.float32)
         if not texts:
             return out
+        if self.backend != "torch":
+            return self._encode_runtime(texts, out)
         model = self.model
         native = model.max_seq_length
         model.max_seq_length = self.max_seq_length
@@ -240,6 +275,24 @@ class Embedder:
                 out[idx] = np.asarray(vecs, dtype=np.float32)[: len(idx)]
         finally:
             model.max_seq_length = native
+        return out
+
+    def _encode_runtime(self, texts: list[str], out: np.ndarray) -> np.ndarray:
+        """The onnx / openvino path: the same equal-token-length batches, capped at the runtime's
+        batch cap (onnx: one text per pass), never a batch of one where the cap allows two."""
+        rt = self._load_runtime()
+        lengths = np.concatenate([rt.token_lengths(texts[i : i + _LENGTH_SLICE], self.max_seq_length) for i in range(0, len(texts), _LENGTH_SLICE)])
+        cap = min(self.batch_size, rt.batch_cap or self.batch_size)
+        saved, self.batch_size = self.batch_size, cap
+        try:
+            batches = self._batches(lengths)
+        finally:
+            self.batch_size = saved
+        for idx in batches:
+            batch = [texts[i] for i in idx]
+            if len(batch) == 1 and cap > 1:
+                batch = batch * 2
+            out[idx] = rt.encode(batch, self.max_seq_length)[: len(idx)]
         return out
 
     def plan(self, texts: Sequence[str]) -> tuple[int, int]:

@@ -175,3 +175,20 @@ def sentence_model_meta(name_or_path: str) -> SentenceModelMeta | None:
         return SentenceModelMeta(max_seq_length=max_len, dim=dim)
     except (OSError, ValueError, TypeError, AttributeError):
         return None
+
+
+def transformer_dir(name_or_path: str) -> Path | None:
+    """Folder of the Transformer module (its tokenizer files) of a local sentence-transformers folder
+    that `sentence_model_meta` fully describes and that tokenises plainly (no lower-casing done by
+    sentence-transformers itself); None otherwise. The onnx / openvino embedders need one."""
+    if sentence_model_meta(name_or_path) is None:
+        return None
+    root = Path(name_or_path)
+    try:
+        modules = sorted(_read_json(root / "modules.json"), key=lambda m: int(m.get("idx", 0)))
+        tdir = root / (modules[0].get("path") or "")
+        if _read_json(tdir / "sentence_bert_config.json").get("do_lower_case"):
+            return None
+    except (OSError, ValueError, TypeError, AttributeError):
+        return None
+    return tdir

@@ -18,7 +18,9 @@ The runner owns, for every stage:
 * **the dry run**, **chunking and resume** (a commit marker per unit, written after its shards: a
   run killed at any moment and rerun gives the same bytes), and **rank / world_size** (unit j runs
   on rank j mod world_size; whichever rank finds every unit committed finishes);
-* **shard writing, the rejects table and per-reason counts, the manifest, the dataset card, cleanup**.
+* **shard writing, the rejects table and per-reason counts, the manifest, the dataset card, cleanup**;
+* **where the units run**: an executor (`core.executors`: `local`, or `ray` with `--executor ray`)
+  computes units and hands each one's rows back; the runner writes and commits them either way.
 """
 
 from __future__ import annotations
@@ -364,8 +366,11 @@ def run_stage(
     dry_run: bool = False,
     rank: int = 0,
     world_size: int = 1,
+    executor=None,
 ) -> StageResult:
-    """Run `stage` on `inputs` into `out_dir` (see the module docstring for what this owns)."""
+    """Run `stage` on `inputs` into `out_dir` (see the module docstring for what this owns).
+    ``executor``: where the units run (`core.executors`); by default the one the stage's config
+    names (`executor = "local"` or `"ray"`), local when it names none."""
     if world_size < 1 or not 0 <= rank < world_size:
         from direct_data.core.errors import ConfigError
 
@@ -390,18 +395,24 @@ def run_stage(
         return StageResult(stage.name, out.path, "dry_run", reason, None, plan=plan)
 
     log.info("%s -> %s: %s", stage.name, out.path, reason)
-    mine = [u for j, u in enumerate(units) if j % world_size == rank and u.name not in done_before]
+    if executor is None:
+        from direct_data.core.executors import make_executor
+
+        executor = make_executor(stage.config)
+    stage.executor = executor  # `finish` may use it too (partition: map-side assignment)
+    todo = [(j, u) for j, u in enumerate(units) if j % world_size == rank and u.name not in done_before]
+    mine = [u for _, u in todo]
     with progress_bar(stage.name, total=sum(u.size for u in mine), enabled=stage.show_progress) as bar:
-        for j, u in enumerate(units):
-            if j % world_size != rank or u.name in done_before:
-                continue
+        def commit(j: int, u: Unit, fill) -> None:  # a unit's rows -> its shards -> its marker
             w = UnitWriter(out, stage, prefix=f"c{j:05d}-")
-            counts = stage.compute(u, w)
+            counts = fill(w)
             shards = w.close()
             out.commit(u.name, key, {"index": j, "counts": counts, "reasons": w.reasons, "shards": shards})
             bar.update(u.size)
+
+        executor.run_units(stage, todo, commit)
     markers = [out.committed(u.name, key) for u in units]
-    run = {"units": len(units), "units_run": len(mine), "units_skipped": len(done_before)}
+    run = {"units": len(units), "units_run": len(mine), "units_skipped": len(done_before), **executor.describe()}
     if any(m is None for m in markers):
         return StageResult(stage.name, out.path, "waiting", f"rank {rank}: units of other ranks are not committed yet", run=run)
 
@@ -455,7 +466,7 @@ configs:
 ---
 # {stage.title or stage.name}
 
-Written by `direct-data {stage.name}` (direct-data {m.package_version}, schema v{m.schema_version}); model `{m.model}`, seed {m.seed}.
+Written by `direct-data {stage.name}` (direct-data {m.package_version}, schema v{m.schema_version}); model `{m.model}`, seed {m.seed}; units ran on the `{getattr(getattr(stage, "executor", None), "name", "local")}` executor.
 Load a table with `datasets.load_dataset("parquet", data_files="<folder>/<table>-*.parquet")`; `manifest.json` lists every
 shard with its sha256.
 

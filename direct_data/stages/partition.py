@@ -4,7 +4,9 @@ read -> embed -> spherical k-means (FAISS) -> assign -> macro negatives -> shard
 
 Macro negatives for a prompt are drawn only from partitions other than its own and outside its
 `exclude_nearest` nearest partitions (by centroid cosine), so a macro negative never shares the
-prompt's content (METHOD.md, "Macro"). Memory is O(N*d + k^2): no N x N matrix is ever formed.
+prompt's content (METHOD.md, "Macro"). Memory is O(N*d + k^2): no N x N matrix is ever formed; with
+the rows streamed from a file (`direct_data.stages.vectors.VectorFile`) it is O(N + k*256*d + k^2):
+10M x 384 partitions in ~12 min and 3.6 GiB on 2 cores (bench/results/partition_scale_10m.json).
 """
 
 from __future__ import annotations
@@ -19,6 +21,7 @@ import numpy as np
 
 from direct_data.core.config import StageConfig, option, register
 from direct_data.core.errors import ConfigError
+from direct_data.core.executors import executor_option, ray_actors_option, ray_address_option, ray_num_gpus_option
 from direct_data.core.read import DEFAULT_MAX_CHARS, ReadResult, read_prompts
 from direct_data.core.runner import FinalWriter, Inputs, Stage, Unit, UnitWriter
 from direct_data.core.schema import to_meta_json
@@ -41,7 +44,11 @@ class PartitionConfig(StageConfig):
     text_column: str | None = option(None, help="Text column of the input rows.", default_help="prompt, else caption, else text")
     max_chars: int = option(DEFAULT_MAX_CHARS, min=1, help="Reject prompts longer than this (after whitespace folding).")
     model: str | None = option(None, help="sentence-transformers folder or name.", default_help="packaged all-MiniLM-L6-v2")
-    batch_size: int = option(64, min=1, help="Embedding batch size.")
+    embed_backend: str | None = option(None, choices=("torch", "onnx", "openvino"),
+                                       help="Embedding runtime: torch (sentence-transformers), onnx (ONNX Runtime, int8) or openvino (bf16 where the CPU has it).",
+                                       default_help="openvino; torch for a model its folder's files do not describe (a hub id)")
+    batch_size: int | None = option(None, min=1, help="Embedding batch size (texts of one token length per forward pass).",
+                                    default_help="64 for torch, 256 for openvino; onnx runs one text per pass")
     max_seq_length: int | None = option(None, min=1, help="Embedder max tokens.", default_help="the model's")
     k: int | None = option(None, min=2, flag="--k", help="Number of partitions (at most the number of distinct prompts).",
                            default_help="round(sqrt(N/4)), clamped to [2, min(4096, N/10)]")
@@ -55,6 +62,10 @@ class PartitionConfig(StageConfig):
     cache_dir: str | None = option(None, output=False, help="Embedding cache folder.",
                                    default_help="$DIRECT_DATA_CACHE/embeddings or ~/.cache/direct-data/embeddings")
     embed_chunk: int = option(4096, min=1, output=False, help="Texts embedded and committed to the cache at a time (the resume unit).")
+    executor: str = executor_option()
+    ray_address: str = ray_address_option()
+    ray_actors: int | None = ray_actors_option()
+    ray_num_gpus: float = ray_num_gpus_option("embedding")
 
 
 def choose_k(n: int) -> int:
@@ -89,7 +100,7 @@ def train_centroids(
         idx = np.sort(np.random.default_rng(seed).choice(n, cap, replace=False))
         xt = np.ascontiguousarray(x[idx])
     else:
-        xt = np.ascontiguousarray(x)
+        xt = np.ascontiguousarray(x[:])
     km = faiss.Kmeans(
         d, k, niter=niter, seed=seed, spherical=True, verbose=False,
         max_points_per_centroid=max(1, len(xt) // k + 1), min_points_per_centroid=1,
@@ -102,7 +113,9 @@ def train_centroids(
 
 def assign(x: np.ndarray, centroids: np.ndarray, *, batch: int = ASSIGN_BATCH) -> tuple[np.ndarray, np.ndarray]:
     """Top-2 partitions of every row by cosine, in batches: (labels (n,2) int64, sims (n,2) float32).
-    With k == 1 the second column is -1 / -inf."""
+    With k == 1 the second column is -1 / -inf. A pure function of the rows and the centroids, so it
+    can run on any slice of the rows anywhere (map-side); the labels do not depend on the batching,
+    FAISS's GEMM scores may in the last bits (the stage writes row-wise dots: `assign_batch`)."""
     import faiss
 
     k = len(centroids)
@@ -149,85 +162,117 @@ def excluded_partitions(centroid_cos: np.ndarray, exclude_nearest: int) -> np.nd
     return excl
 
 
-def draw_macro_negatives(
+def sort_by_partition(labels: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
+    """(order, starts): `order[starts[p]:starts[p + 1]]` are partition p's rows, ascending. One stable
+    sort for all partitions (no scan per partition)."""
+    order = np.argsort(labels, kind="stable")
+    starts = np.zeros(k + 1, dtype=np.int64)
+    np.cumsum(np.bincount(labels, minlength=k), out=starts[1:])
+    return order, starts
+
+
+def draw_macro_negatives_array(
     labels: np.ndarray,
     excluded: np.ndarray,
     n_neg: int,
     *,
     seed: int = 0,
-) -> list[np.ndarray]:
+    sorted_rows: tuple[np.ndarray, np.ndarray] | None = None,
+) -> tuple[np.ndarray, np.ndarray]:
     """For each row i, up to `n_neg` distinct row indices j with `excluded[labels[i], labels[j]]` False,
-    uniform over the eligible rows. Seeded per partition, so the draw of one partition does not
-    depend on the order partitions are processed in. Never pads: a short list is a shortfall."""
+    uniform over the eligible rows: (negatives (n, n_neg) int64, -1 past each row's count; counts (n,)).
+
+    Seeded per partition, so the draw of one partition does not depend on the order partitions are
+    processed in. Never pads: a short list is a shortfall. The rows are sorted by partition once; a
+    partition's pool (the rows of its eligible partitions, ascending partition then row) is that
+    order minus its excluded partitions' runs, so a draw position maps to a row without building the
+    pool (O(n * n_neg) in all, not O(n * k))."""
     k = len(excluded)
-    members = [np.flatnonzero(labels == p) for p in range(k)]
-    sizes = np.array([len(m) for m in members])
-    out: list[np.ndarray] = [np.empty(0, dtype=np.int64)] * len(labels)
+    n = len(labels)
+    order, starts = sorted_rows if sorted_rows is not None else sort_by_partition(labels, k)
+    sizes = np.diff(starts)
+    neg = np.full((n, max(n_neg, 0)), -1, dtype=np.int64)
+    counts = np.zeros(n, dtype=np.int64)
     for p in range(k):
         if sizes[p] == 0:
             continue
+        members = order[starts[p] : starts[p + 1]]
         rng = np.random.default_rng([seed, p])
-        eligible = np.flatnonzero(~excluded[p])
-        pool_sizes = sizes[eligible]
-        pool = int(pool_sizes.sum())
+        excl_q = np.flatnonzero(excluded[p])  # ascending
+        pool = int(n - sizes[excl_q].sum())
         if pool == 0 or n_neg == 0:
-            for i in members[p]:
-                out[i] = np.empty(0, dtype=np.int64)
             continue
-        flat = np.concatenate([members[q] for q in eligible])
         take = min(n_neg, pool)
         if take == pool:  # the whole pool, for every anchor
-            for i in members[p]:
-                out[i] = flat
-            continue
-        draws = rng.integers(0, pool, size=(sizes[p], take))
-        # redraw duplicate positions inside a row until every row has `take` distinct ones
-        s_ = np.sort(draws, axis=1)
-        for r in np.flatnonzero((s_[:, 1:] == s_[:, :-1]).any(axis=1)):
-            row = draws[r]
-            while len(np.unique(row)) < take:
-                _, first = np.unique(row, return_index=True)
-                dup = np.setdiff1d(np.arange(take), first)
-                row[dup] = rng.integers(0, pool, size=len(dup))
-        neg = flat[draws]
-        for r, i in enumerate(members[p]):
-            out[i] = neg[r]
-    return out
+            draws = np.broadcast_to(np.arange(pool, dtype=np.int64), (sizes[p], take))
+        else:
+            draws = rng.integers(0, pool, size=(sizes[p], take))
+            # redraw duplicate positions inside a row until every row has `take` distinct ones
+            s_ = np.sort(draws, axis=1)
+            for r in np.flatnonzero((s_[:, 1:] == s_[:, :-1]).any(axis=1)):
+                row = draws[r]
+                while len(np.unique(row)) < take:
+                    _, first = np.unique(row, return_index=True)
+                    dup = np.setdiff1d(np.arange(take), first)
+                    row[dup] = rng.integers(0, pool, size=len(dup))
+        pos = np.array(draws, dtype=np.int64)
+        for q in excl_q:  # pool position -> position in `order`, skipping the excluded runs
+            pos[pos >= starts[q]] += sizes[q]
+        neg[members, :take] = order[pos]
+        counts[members] = take
+    return neg, counts
+
+
+def draw_macro_negatives(labels: np.ndarray, excluded: np.ndarray, n_neg: int, *, seed: int = 0) -> list[np.ndarray]:
+    """`draw_macro_negatives_array` as one array per row (its first `count` entries)."""
+    neg, counts = draw_macro_negatives_array(labels, excluded, n_neg, seed=seed)
+    return [neg[i, :c] for i, c in enumerate(counts)]
 
 
 def certificate(
     x: np.ndarray,
     labels: np.ndarray,
-    negatives: list[np.ndarray],
+    negatives: list[np.ndarray] | tuple[np.ndarray, np.ndarray],
     excluded: np.ndarray,
     n_neg: int,
     *,
     seed: int = 0,
     max_pairs: int = 200_000,
+    sorted_rows: tuple[np.ndarray, np.ndarray] | None = None,
 ) -> dict[str, Any]:
     """Check the macro negatives independently of how they were drawn.
 
+    `negatives`: one array per row, or the (array, counts) pair of `draw_macro_negatives_array`.
     - violations: negatives in the anchor's own or an excluded partition (must be 0);
     - shortfall: anchors with fewer than `n_neg` negatives (never padded);
     - anchor-negative cosines next to same-partition cosines (a random other member), as quantiles
-      and histograms on a sample of at most `max_pairs` pairs.
+      and histograms on a sample of at most `max_pairs` pairs (only those rows of `x` are read).
     """
     rng = np.random.default_rng([seed, 7])
-    lens = np.array([len(v) for v in negatives])
+    if isinstance(negatives, tuple):
+        neg, lens = negatives
+        flat = neg[neg >= 0] if neg.size else np.empty(0, dtype=np.int64)  # row-major: the concatenation
+    else:
+        lens = np.array([len(v) for v in negatives])
+        flat = np.concatenate(negatives) if len(negatives) and lens.sum() else np.empty(0, dtype=np.int64)
     anchors = np.repeat(np.arange(len(labels)), lens)
-    flat = np.concatenate(negatives) if len(negatives) and lens.sum() else np.empty(0, dtype=np.int64)
-    violations = int(excluded[labels[anchors], labels[flat]].sum()) if len(flat) else 0
-    self_negatives = int((anchors == flat).sum()) if len(flat) else 0
+    violations = self_negatives = 0
+    for s in range(0, len(flat), 1 << 22):  # in blocks: no 4 x (n * n_neg) temporaries at 10M rows
+        a_, f_ = anchors[s : s + (1 << 22)], flat[s : s + (1 << 22)]
+        violations += int(excluded[labels[a_], labels[f_]].sum())
+        self_negatives += int((a_ == f_).sum())
     if len(flat) > max_pairs:
         sel = rng.choice(len(flat), max_pairs, replace=False)
         a_neg, b_neg = anchors[sel], flat[sel]
     else:
         a_neg, b_neg = anchors, flat
-    neg_cos = np.einsum("ij,ij->i", x[a_neg], x[b_neg]) if len(a_neg) else np.empty(0)
+    del anchors, flat
+    neg_cos = _pair_cos(x, a_neg, b_neg)
     # same-partition pairs: each anchor against one random other member of its partition
+    order, starts = sorted_rows if sorted_rows is not None else sort_by_partition(labels, int(labels.max()) + 1 if len(labels) else 0)
     same_a, same_b = [], []
-    for p in np.unique(labels):
-        m = np.flatnonzero(labels == p)
+    for p in np.flatnonzero(np.diff(starts)):
+        m = order[starts[p] : starts[p + 1]]
         if len(m) < 2:
             continue
         shift = rng.integers(1, len(m), size=len(m))
@@ -238,7 +283,7 @@ def certificate(
         if len(sa) > max_pairs:
             sel = rng.choice(len(sa), max_pairs, replace=False)
             sa, sb = sa[sel], sb[sel]
-        same_cos = np.einsum("ij,ij->i", x[sa], x[sb])
+        same_cos = _pair_cos(x, sa, sb)
     else:
         same_cos = np.empty(0)
     bins = np.linspace(-1, 1, 41)
@@ -263,36 +308,53 @@ def certificate(
     }
 
 
+def _pair_cos(x, a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """x[a[i]] . x[b[i]]; each needed row is read once (sorted unique rows: one pass over a file)."""
+    if len(a) == 0:
+        return np.empty(0, dtype=np.float32)
+    if isinstance(x, np.ndarray):
+        return np.einsum("ij,ij->i", x[a], x[b])
+    rows, inv = np.unique(np.concatenate([a, b]), return_inverse=True)
+    v = x[rows]
+    ia, ib = inv[: len(a)], inv[len(a) :]
+    out = np.empty(len(a), dtype=np.float32)
+    for s in range(0, len(a), 16_384):  # small gathers: no (pairs x d) temporaries
+        out[s : s + 16_384] = np.einsum("ij,ij->i", v[ia[s : s + 16_384]], v[ib[s : s + 16_384]])
+    return out
+
+
 # --------------------------------------------------------------------------- the stage
 
 
-def partition_vectors(x: np.ndarray, cfg: PartitionConfig) -> dict[str, Any]:
+def partition_vectors(x: np.ndarray, cfg: PartitionConfig, *, assign_fn=None) -> dict[str, Any]:
     """The clustering and negative mining on precomputed unit vectors (no I/O). Used by the stage and
-    by the 1M benchmark. Returns labels, second, sims, centroids, centroid_cos, negatives, stats."""
+    by the 1M benchmark. Returns labels, second, sims, centroids, centroid_cos, negatives, stats.
+    ``assign_fn(x, centroids)``: `assign` computed elsewhere (the Ray executor: map-side, in actors)."""
     n = len(x)
     k = cfg.k or choose_k(n)
     k = max(1, min(k, n))
     if k == 1:
-        centroids = x.mean(0, keepdims=True)
+        centroids = np.asarray(x[:]).mean(0, keepdims=True)
         centroids /= max(np.linalg.norm(centroids), 1e-12)
         n_train = n
     else:
         centroids, n_train = train_centroids(x, k, niter=cfg.niter, seed=cfg.seed, max_points_per_centroid=cfg.max_points_per_centroid)
-    top, sims = assign(x, centroids)
-    labels = top[:, 0].copy()
-    if cfg.balanced and k > 1:
-        labels = balanced_assign(x, centroids)
-    own = _rowwise_dot(x, centroids, labels)
-    # nearest *other* partition, by cosine: the top-2 of the plain assignment covers the common case
-    second = np.where(top[:, 0] == labels, top[:, 1], top[:, 0])
-    second_sim = _rowwise_dot(x, centroids, second) if k > 1 else np.full(n, -np.inf, dtype=np.float32)
+    balanced = cfg.balanced and k > 1
+    forced = balanced_assign(np.asarray(x[:]), centroids) if balanced else None
+    if assign_fn is None:  # one pass over the rows: top-2, own and second-partition cosines
+        labels, second, own, second_sim = assign_rows(x, centroids, labels=forced)
+    else:
+        top, _ = assign_fn(x, centroids)
+        labels, second, own, second_sim = assign_rows(x, centroids, labels=forced, top=top)
     margin = (own - second_sim).astype(np.float32)
     margin[second < 0] = np.nan
     centroid_cos = (centroids @ centroids.T).astype(np.float32)
     m_eff = max(0, min(cfg.exclude_nearest, k - 2))
     excluded = excluded_partitions(centroid_cos, m_eff)
-    negatives = draw_macro_negatives(labels, excluded, cfg.macro_negatives, seed=cfg.seed)
-    sizes = np.bincount(labels, minlength=k)
+    rows_sorted = sort_by_partition(labels, k)  # once, for the draw and the certificate
+    neg, counts = draw_macro_negatives_array(labels, excluded, cfg.macro_negatives, seed=cfg.seed, sorted_rows=rows_sorted)
+    negatives = NegativeRows(neg, counts)
+    sizes = np.diff(rows_sorted[1])
     stats = {
         "n": n,
         "k": k,
@@ -307,7 +369,7 @@ def partition_vectors(x: np.ndarray, cfg: PartitionConfig) -> dict[str, Any]:
         "imbalance_factor": round(imbalance_factor(sizes), 4),
         "mean_centroid_cos": round(float(own.mean()), 4),
         "median_margin": round(float(np.nanmedian(margin)), 4) if k > 1 else None,
-        "certificate": certificate(x, labels, negatives, excluded, cfg.macro_negatives, seed=cfg.seed),
+        "certificate": certificate(x, labels, (neg, counts), excluded, cfg.macro_negatives, seed=cfg.seed, sorted_rows=rows_sorted),
     }
     return {
         "labels": labels, "second": second, "own": own, "margin": margin, "centroids": centroids,
@@ -315,12 +377,58 @@ def partition_vectors(x: np.ndarray, cfg: PartitionConfig) -> dict[str, Any]:
     }
 
 
-def _rowwise_dot(x: np.ndarray, centroids: np.ndarray, idx: np.ndarray, *, batch: int = ASSIGN_BATCH) -> np.ndarray:
-    """x[i] . centroids[idx[i]] for every row, in blocks (no N x d gather of the centroids)."""
-    out = np.empty(len(x), dtype=np.float32)
-    for s in range(0, len(x), batch):
-        out[s : s + batch] = np.einsum("ij,ij->i", x[s : s + batch], centroids[idx[s : s + batch]])
-    return out
+class NegativeRows:
+    """The macro negatives as a sequence of per-row index arrays, backed by one (n, n_neg) array."""
+
+    def __init__(self, neg: np.ndarray, counts: np.ndarray):
+        self.array, self.counts = neg, counts
+
+    def __len__(self) -> int:
+        return len(self.counts)
+
+    def __getitem__(self, i: int) -> np.ndarray:
+        return self.array[i, : self.counts[i]]
+
+
+def assign_batch(xb: np.ndarray, centroids: np.ndarray, index=None, *, labels: np.ndarray | None = None,
+                 top: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """One batch of rows -> (labels, second, own_cos, second_cos): own partition (the nearest centroid
+    unless `labels` is given), nearest *other* partition (from the top-2), and the cosines to both.
+    Pure; `index` (a faiss IndexFlatIP over the centroids) may be passed to reuse it across batches,
+    `top` (the batch's top-2 from `assign`) to skip the search."""
+    k = len(centroids)
+    if top is None:
+        if index is None:
+            import faiss
+
+            index = faiss.IndexFlatIP(centroids.shape[1])
+            index.add(centroids)
+        top = np.full((len(xb), 2), -1, dtype=np.int64)
+        top[:, : min(2, k)] = index.search(np.ascontiguousarray(xb), min(2, k))[1]
+    lab = top[:, 0].copy() if labels is None else labels
+    own = np.einsum("ij,ij->i", xb, centroids[lab])
+    second = np.where(top[:, 0] == lab, top[:, 1], top[:, 0])
+    second_sim = np.einsum("ij,ij->i", xb, centroids[second]) if k > 1 else np.full(len(xb), -np.inf, dtype=np.float32)
+    return lab, second, own, second_sim
+
+
+def assign_rows(x, centroids: np.ndarray, *, labels: np.ndarray | None = None, top: np.ndarray | None = None,
+                batch: int = ASSIGN_BATCH) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """`assign_batch` over all rows of `x` (an array or a row-streamed `VectorFile`), one pass, in batches."""
+    import faiss
+
+    n = len(x)
+    index = faiss.IndexFlatIP(centroids.shape[1])
+    index.add(centroids)
+    lab = np.empty(n, dtype=np.int64)
+    second = np.empty(n, dtype=np.int64)
+    own = np.empty(n, dtype=np.float32)
+    second_sim = np.empty(n, dtype=np.float32)
+    for s in range(0, n, batch):
+        e = min(n, s + batch)
+        r = assign_batch(x[s:e], centroids, index, labels=None if labels is None else labels[s:e], top=None if top is None else top[s:e])
+        lab[s:e], second[s:e], own[s:e], second_sim[s:e] = r
+    return lab, second, own, second_sim
 
 
 class PartitionStage(Stage):
@@ -345,7 +453,7 @@ class PartitionStage(Stage):
             raise ConfigError(f"partitioning needs at least 2 distinct prompts, the input has {n}")
         self.texts = [p.prompt for p in self.rr.prompts]
         self.embedded_now = 0
-        self.embedder = Embedder(cfg.model, batch_size=cfg.batch_size, max_seq_length=cfg.max_seq_length, cache_dir=cfg.cache_dir,
+        self.embedder = Embedder(cfg.model, backend=cfg.embed_backend, batch_size=cfg.batch_size, max_seq_length=cfg.max_seq_length, cache_dir=cfg.cache_dir,
                                  chunk_size=cfg.embed_chunk, show_progress=False)
 
     def units(self) -> list[Unit]:
@@ -357,6 +465,25 @@ class PartitionStage(Stage):
         self.embedded_now += len(unit.payload)
         return {"embedded": len(unit.payload)}
 
+    # the Ray executor (`core.executors`): embed in the actors, write the cache on the driver
+    def remote_compute(self, unit: Unit) -> bytes:
+        if self.config.ray_num_gpus > 0:
+            self.embedder.device = "cuda"
+        texts = [self.embedder._texts_by_hash[h] for h in unit.payload]
+        return np.ascontiguousarray(self.embedder._encode(texts), dtype=np.float32).tobytes()
+
+    def apply_result(self, unit: Unit, result: bytes, out: UnitWriter) -> dict:
+        vectors = np.frombuffer(result, dtype=np.float32).reshape(len(unit.payload), self.embedder.dim)
+        self.embedder.cache.put(list(unit.payload), vectors)
+        self.embedded_now += len(unit.payload)
+        return {"embedded": len(unit.payload)}
+
+    def _assign_fn(self):
+        ex = getattr(self, "executor", None)
+        if ex is None or ex.name != "ray":
+            return None
+        return lambda x, c: ex.assign(x, c, batch=ASSIGN_BATCH, assign_fn=assign)
+
     def plan(self) -> dict:
         distinct, missing = self.embedder.plan(self.texts)
         rr = self.rr
@@ -365,13 +492,14 @@ class PartitionStage(Stage):
                 "partition_shards": max(1, math.ceil(rr.kept / self.config.shard_rows))}
 
     def model_identity(self) -> str:
-        return self.embedder.model_identity
+        e = self.embedder
+        return e.model_identity if e.backend == "torch" else f"{e.model_identity}+{e.variant}"
 
     def finish(self, done: list[dict], out: FinalWriter) -> None:
         cfg: PartitionConfig = self.config
         rr = self.rr
         x = self.embedder.embed(self.texts)
-        res = partition_vectors(x, cfg)
+        res = partition_vectors(x, cfg, assign_fn=self._assign_fn())
         ids = [p.prompt_id for p in rr.prompts]
         for i, p in enumerate(rr.prompts):
             out.write("partitions", {

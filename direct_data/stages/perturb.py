@@ -25,6 +25,7 @@ from datasets import Features, List, Value
 
 from direct_data.core.config import StageConfig, option, register
 from direct_data.core.errors import ConfigError
+from direct_data.core.executors import executor_option, ray_actors_option, ray_address_option, ray_num_gpus_option
 from direct_data.core.read import DEFAULT_MAX_CHARS, read_prompts
 from direct_data.core.runner import FinalWriter, Inputs, Stage, Unit, UnitWriter, unit_name
 from direct_data.core.schema import register as register_table
@@ -95,9 +96,26 @@ class PerturbConfig(StageConfig):
     shard_rows: int = option(DEFAULT_MAX_ROWS, min=1, help="Rows per output shard.")
     text_column: str | None = option(None, help="Text column of plain prompt files.", default_help="prompt, else caption, else text")
     max_chars: int = option(DEFAULT_MAX_CHARS, min=1, help="Reject prompts longer than this (plain prompt files).")
-    use_embedding: bool = option(True, help="Check the sentence-embedding cosine band.")
+    use_embedding: bool = option(True, help="Lexicon validator: check the sentence-embedding cosine band (the learnt one always embeds).")
+    validator: str = option("learnt", choices=("learnt", "lexicon"),
+                            help="learnt: cheap checks + the fitted model (alignment, lexicon, MiniLM); lexicon: the word-list checks only.")
+    learnt_threshold: float | None = option(None, min=0.0, max=1.0, help="Accept iff p(good) >= this (learnt validator).",
+                                            default_help="the threshold fitted on the dev split (in the model's sidecar)")
+    validator_model: str | None = option(None, help="The learnt validator's weights (.safetensors, JSON sidecar next to it).",
+                                         default_help="the packaged direct_data/text/data/validator.safetensors")
     prompts_dir: str | None = option(None, help="Folder of the axis templates.", default_help="the repo's prompts/")
     cache_dir: str | None = option(None, output=False, help="LLM request cache.", default_help="~/.cache/direct-data/requests")
+    executor: str = executor_option()
+    ray_address: str = ray_address_option()
+    ray_actors: int | None = ray_actors_option()
+    ray_num_gpus: float = ray_num_gpus_option("vLLM engine (or rewriter)")
+    judge: str = option("none", choices=("none", "vllm", "openai"),
+                        help="LLM judge consulted last, on rewrites every other check accepted (direct_data.backends.judge).")
+    judge_model: str | None = option(None, help="Judge model: folder, hub id or `gemma3-270m` (vllm); served model name (openai).",
+                                     default_help="none")
+    judge_url: str | None = option(None, help="openai judge: server URL, e.g. http://127.0.0.1:8000/v1.")
+    judge_api: str = option("completions", choices=("completions", "chat"), help="openai judge: endpoint (completions or chat).")
+    judge_api_key_env: str = option("OPENAI_API_KEY", output=False, help="openai judge: environment variable holding the API key.")
 
     def check(self) -> None:
         try:
@@ -110,6 +128,10 @@ class PerturbConfig(StageConfig):
             raise ConfigError("the openai backend needs --base-url (an OpenAI-compatible endpoint, e.g. `vllm serve`)")
         if self.backend in ("vllm", "openai") and not self.model:
             raise ConfigError(f"the {self.backend} backend needs --model")
+        if self.judge != "none" and not self.judge_model:
+            raise ConfigError(f"the {self.judge} judge needs --judge-model")
+        if self.judge == "openai" and not self.judge_url:
+            raise ConfigError("the openai judge needs --judge-url (an OpenAI-compatible endpoint, e.g. `vllm serve`)")
 
 
 def request_seed(seed: int, prompt_id: str, axis: str) -> int:
@@ -328,8 +350,8 @@ def decide(
         chosen = None
         seen = kept_texts.setdefault(src.prompt_id, set())
         for j, p in enumerate(props):
-            if p.text is None:
-                reasons.append("schema_invalid")
+            if p.text is None:  # (the Ray executor's failed inferences carry "inference_error: ...")
+                reasons.append("inference_error" if (p.error or "").startswith("inference_error") else "schema_invalid")
                 details.append(p.error or "")
                 continue
             v = by_item[i][j]
@@ -381,7 +403,25 @@ class PerturbStage(Stage):
     def validator(self):
         from direct_data.stages.validate import default_validator
 
-        return self._validator or default_validator(self.config.use_embedding)
+        if self._validator is not None:
+            return self._validator
+        v = default_validator(self.config.use_embedding, self.config, with_judge=False)  # the judge is set below
+        cfg = self.config
+        if cfg.judge != "none":
+            from direct_data.backends.judge import make_judge
+
+            factory = None
+            if cfg.judge == "vllm" and cfg.backend == "vllm" and resolve_llm_model(cfg.judge_model) == resolve_llm_model(cfg.model):
+                factory = self._shared_engine  # one engine for rewriting and judging (one GPU's memory)
+            v.judge = make_judge(cfg.judge, model=cfg.judge_model, url=cfg.judge_url, api=cfg.judge_api, api_key_env=cfg.judge_api_key_env,
+                                 seed=cfg.seed, max_model_len=cfg.max_model_len, backend_factory=factory)
+        return v
+
+    def _shared_engine(self):
+        rw = self.rewriter
+        if getattr(rw, "backend", None) is None:
+            rw.backend = rw._make_backend()
+        return rw.backend
 
     def read(self, inputs: Inputs) -> None:
         self.sources, self.read_counts = load_sources(inputs, self.config)
@@ -406,6 +446,16 @@ class PerturbStage(Stage):
         """What the rewriter did in this invocation (LLM request-cache hits, tokens generated)."""
         return dict(getattr(self._rewriter, "stats", {}) or {})
 
+    def ray_units(self, executor, todo, commit) -> bool:
+        """The Ray executor: the vllm backend through ray.data.llm (`core.executors.run_llm_units`);
+        rules and openai run `compute` in its actor pool (returns False)."""
+        if self.config.backend != "vllm":
+            return False
+        from direct_data.core.executors import run_llm_units
+
+        run_llm_units(self, executor, todo, commit)
+        return True
+
     def compute(self, unit: Unit, out: UnitWriter) -> dict:
         cfg = self.config
         items = [(s, a, request_seed(cfg.seed, s.prompt_id, a)) for s in unit.payload for a in cfg.axes]
@@ -420,7 +470,8 @@ class PerturbStage(Stage):
         for r in rejects:
             d = per_axis.setdefault(r["axis"], {"accepted": 0, "reasons": {}})["reasons"]
             d[r["reason"]] = d.get(r["reason"], 0) + 1
-        return {"requests": len(items), "accepted": len(negatives), "rejected": len(rejects), "per_axis": per_axis}
+        return {"requests": len(items), "accepted": len(negatives), "rejected": len(rejects), "per_axis": per_axis,
+                "examples": pick_examples(negatives, rejects, cfg.seed)}
 
     def finish(self, done: list[dict], out: FinalWriter) -> None:
         cfg = self.config
@@ -439,16 +490,102 @@ class PerturbStage(Stage):
         assert accepted + rejected == requests
         out.counts = {"prompts": len(self.sources), "requests": requests, "accepted": accepted, "rejected": rejected,
                       **{f"input_{k}": v for k, v in self.read_counts.items()}}
-        out.stats = {"per_axis": per_axis, "backend": cfg.backend, "templates": {a: self.rewriter.template_sha256(a) for a in cfg.axes}}
+        examples = merge_examples([m["counts"].get("examples", {}) for m in done])
+        out.stats = {"per_axis": per_axis, "backend": cfg.backend, "templates": {a: self.rewriter.template_sha256(a) for a in cfg.axes},
+                     "examples": examples, "validator": self._validator_name()}
         out.model = self.rewriter.model
 
     def card_sections(self, m) -> tuple[str, dict[str, bytes]]:
-        rows = "\n".join(
-            f"| {a} | {d['requests']} | {d['accepted']} | {d['acceptance']:.1%} | {', '.join(f'{k}={v}' for k, v in d['reasons'].items()) or '-'} |"
-            for a, d in m.stats["per_axis"].items())
-        return f"""
-## Acceptance per axis (backend `{m.config['backend']}`)
-| axis | requests | accepted | rate | rejection reasons |
+        return card_text(m.stats, m.config.get("backend", "?"), m.stats.get("validator")), {}
+
+    def _validator_name(self) -> str | None:
+        v = self.__dict__.get("validator") or self._validator
+        if v is None and getattr(getattr(self, "executor", None), "name", "local") != "local":
+            v = self.validator  # it ran in the executor's actors: name the same (lazy, unloaded) validator
+        if v is None:
+            return None
+        name = getattr(v, "name", None)
+        if isinstance(name, str):
+            return name
+        mode = getattr(getattr(v, "config", None), "mode", None)
+        return f"{type(v).__module__}.{type(v).__name__}" + (f" (mode {mode})" if isinstance(mode, str) else "")
+
+
+#: examples per axis and kind (accepted / rejected) on the dataset card
+CARD_EXAMPLES = 2
+_CARD_CHARS = 240
+
+
+def _example_key(seed: int, prompt_id: str, axis: str) -> str:
+    return hashlib.sha256(f"card\x00{seed}\x00{prompt_id}\x00{axis}".encode()).hexdigest()
+
+
+def pick_examples(negatives: list[dict], rejects: list[dict], seed: int) -> dict[str, dict[str, list[dict]]]:
+    """Per axis, the CARD_EXAMPLES accepted and rejected rows with the smallest hash key of (seed,
+    prompt_id, axis): a choice that does not depend on chunking, order or the machine."""
+    out: dict[str, dict[str, list[dict]]] = {}
+    for kind, rows in (("accepted", negatives), ("rejected", rejects)):
+        for r in rows:
+            ex = {"key": _example_key(seed, r["prompt_id"], r["axis"]), "prompt": r["prompt"]}
+            if kind == "accepted":
+                ex["negative"] = r["negative"]
+            else:
+                cands = [c for c in r.get("candidates", []) if c]
+                ex.update(negative=cands[0] if cands else "", reason=r["reason"], detail=r.get("detail") or "")
+            out.setdefault(r["axis"], {}).setdefault(kind, []).append(ex)
+    for d in out.values():
+        for kind in d:
+            d[kind] = sorted(d[kind], key=lambda e: e["key"])[:CARD_EXAMPLES]
+    return out
+
+
+def merge_examples(parts: list[dict]) -> dict[str, dict[str, list[dict]]]:
+    """The per-unit picks merged into the same global pick."""
+    out: dict[str, dict[str, list[dict]]] = {}
+    for part in parts:
+        for axis, d in part.items():
+            for kind, exs in d.items():
+                out.setdefault(axis, {}).setdefault(kind, []).extend(exs)
+    for d in out.values():
+        for kind in d:
+            d[kind] = sorted(d[kind], key=lambda e: e["key"])[:CARD_EXAMPLES]
+    return {a: out[a] for a in sorted(out)}
+
+
+def _clip(text: str) -> str:
+    t = " ".join(text.split())
+    t = t if len(t) <= _CARD_CHARS else t[: _CARD_CHARS - 1] + "…"
+    return t.replace("`", "'")
+
+
+def card_text(stats: dict, backend: str, validator: str | None = None) -> str:
+    """The perturb part of the dataset card: acceptance and rejection reasons per axis, and a few
+    accepted and rejected examples per axis."""
+    per_axis = stats["per_axis"]
+    rows = "\n".join(
+        f"| {a} | {d['requests']} | {d['accepted']} | {d['acceptance']:.1%} | "
+        f"{', '.join(f'{k} {v}' for k, v in sorted(d['reasons'].items(), key=lambda kv: (-kv[1], kv[0]))) or '-'} |"
+        for a, d in per_axis.items())
+    parts = [f"""
+## Acceptance per axis (backend `{backend}`{f', validator `{validator}`' if validator else ''})
+| axis | requests | accepted | rate | rejection reasons (most frequent first) |
 |---|---:|---:|---:|---|
 {rows}
-""", {}
+
+## Examples per axis
+Chosen deterministically: per axis, the {CARD_EXAMPLES} accepted and {CARD_EXAMPLES} rejected requests with the smallest
+sha256 of (seed, prompt_id, axis). Texts are clipped to {_CARD_CHARS} characters.
+"""]
+    examples = stats.get("examples", {})
+    for a in per_axis:
+        d = examples.get(a, {})
+        parts.append(f"\n### {a}\n")
+        for e in d.get("accepted", []):
+            parts.append(f"- accepted: `{_clip(e['prompt'])}`  \n  -> `{_clip(e['negative'])}`\n")
+        for e in d.get("rejected", []):
+            neg = f"  \n  -> `{_clip(e['negative'])}`" if e.get("negative") else ""
+            why = f"{e['reason']}" + (f" ({_clip(e['detail'])})" if e.get("detail") else "")
+            parts.append(f"- rejected, {why}: `{_clip(e['prompt'])}`{neg}\n")
+        if not d:
+            parts.append("- (no rows)\n")
+    return "".join(parts)

@@ -18,6 +18,8 @@ from typing import Any
 from datasets import Features, Value
 
 from direct_data.core.config import StageConfig, option, register
+from direct_data.core.errors import ConfigError
+from direct_data.core.executors import executor_option, ray_actors_option, ray_address_option
 from direct_data.core.read import iter_raw_rows
 from direct_data.core.runner import FinalWriter, Inputs, Stage, Unit, UnitWriter, unit_name
 from direct_data.core.schema import register as register_table
@@ -45,16 +47,59 @@ register_table("verdicts", VERDICTS)
 class ValidateConfig(StageConfig):
     SECTION = "validate"
 
-    use_embedding: bool = option(True, help="Check the sentence-embedding cosine band.")
+    use_embedding: bool = option(True, help="Lexicon validator: check the sentence-embedding cosine band (the learnt one always embeds).")
     chunk_rows: int = option(2048, min=1, help="Rows per committed unit (whole prompts; the resume unit).")
     shard_rows: int = option(DEFAULT_MAX_ROWS, min=1, help="Rows per output shard.")
+    validator: str = option("learnt", choices=("learnt", "lexicon"),
+                            help="learnt: cheap checks + the fitted model (alignment, lexicon, MiniLM); lexicon: the word-list checks only.")
+    learnt_threshold: float | None = option(None, min=0.0, max=1.0, help="Accept iff p(good) >= this (learnt validator).",
+                                            default_help="the threshold fitted on the dev split (in the model's sidecar)")
+    learnt_lexicon_floor: float | None = option(None, min=0.0, max=1.0, help="Accept a row the word-list checks accept iff p(good) >= this (learnt validator).",
+                                                default_help="the floor fitted on the dev split (in the model's sidecar)")
+    validator_model: str | None = option(None, help="The learnt validator's weights (.safetensors, JSON sidecar next to it).",
+                                         default_help="the packaged direct_data/text/data/validator.safetensors")
+    judge: str = option("none", choices=("none", "vllm", "openai"),
+                        help="LLM judge consulted last, on rows every other check accepted (direct_data.backends.judge).")
+    judge_model: str | None = option(None, help="Judge model: folder, hub id or `gemma3-270m` (vllm); served model name (openai).",
+                                     default_help="none")
+    judge_url: str | None = option(None, help="openai judge: server URL, e.g. http://127.0.0.1:8000/v1.")
+    judge_api: str = option("completions", choices=("completions", "chat"), help="openai judge: endpoint (completions or chat).")
+    judge_api_key_env: str = option("OPENAI_API_KEY", output=False, help="openai judge: environment variable holding the API key.")
+    executor: str = executor_option()
+    ray_address: str = ray_address_option()
+    ray_actors: int | None = ray_actors_option()
+
+    def check(self) -> None:
+        if self.judge != "none" and not self.judge_model:
+            raise ConfigError(f"the {self.judge} judge needs --judge-model")
+        if self.judge == "openai" and not self.judge_url:
+            raise ConfigError("the openai judge needs --judge-url (an OpenAI-compatible endpoint, e.g. `vllm serve`)")
 
 
-def default_validator(use_embedding: bool):
-    """The project's validator (loaded on first use, so a dry run or an up-to-date rerun loads nothing)."""
+def stage_judge(config: Any):
+    """The LLM judge a stage config asks for (its ``judge*`` fields), or None; nothing loads until
+    the first judgement that is not cached."""
+    if getattr(config, "judge", "none") == "none":
+        return None
+    from direct_data.backends.judge import make_judge
+
+    return make_judge(config.judge, model=config.judge_model, url=config.judge_url, api=config.judge_api,
+                      api_key_env=config.judge_api_key_env, seed=getattr(config, "seed", 0))
+
+
+def default_validator(use_embedding: bool, config: Any = None, *, with_judge: bool = True):
+    """The project's validator (loaded on first use, so a dry run or an up-to-date rerun loads nothing).
+
+    `config`: any stage config; its ``validator`` / ``learnt_threshold`` / ``validator_model`` fields,
+    where it has them, choose the mode, threshold and weights (default: learnt, fitted threshold,
+    packaged weights)."""
     from direct_data.text.validator import Validator, ValidatorConfig
 
-    return Validator(config=ValidatorConfig(use_embedding=use_embedding))
+    return Validator(config=ValidatorConfig(use_embedding=use_embedding, mode=getattr(config, "validator", "learnt"),
+                                            learnt_threshold=getattr(config, "learnt_threshold", None),
+                                            learnt_lexicon_floor=getattr(config, "learnt_lexicon_floor", None),
+                                            model_path=getattr(config, "validator_model", None)),
+                     judge=stage_judge(config) if with_judge else None)
 
 
 def scores_json(scores: dict) -> str:
@@ -87,7 +132,7 @@ class ValidateStage(Stage):
 
     @cached_property
     def validator(self):
-        return self._validator or default_validator(self.config.use_embedding)
+        return self._validator or default_validator(self.config.use_embedding, self.config)
 
     def read(self, inputs: Inputs) -> None:
         self.raws = [r for f in inputs.files for r in iter_raw_rows(f)]

@@ -318,7 +318,7 @@ STOPWORDS: frozenset[str] = _w(
     "also too yet only both either other such own same rather quite between among "
     "behind beneath beyond via per like unlike past until till "
     "s t can could would should will shall may might must now again still even ever back "
-    "way one my your our no not"
+    "way one my your our no not if"
 )
 
 #: Determiners, possessives and prepositions: a verb-looking word right after one is a noun
@@ -337,6 +337,7 @@ OPAQUE_COMPOUNDS: tuple[str, ...] = (
     "marble run", "watering can", "spring-loaded", "stress ball", "fine hair",
     "cleaning solution", "sugar solution", "water streak", "water droplet",
     "bubble wrap", "bubble bath", "cotton basket", "sour cream", "whipped cream",
+    "oil painting", "oil paintings", "water color", "watercolor painting", "glass of",
 )
 
 #: Animate or body-part subjects that a material is never inserted in front of.
@@ -344,7 +345,17 @@ ANIMATE: frozenset[str] = _w(
     "man woman men women person people boy girl child children kid kids baby diver swimmer "
     "surfer player athlete chef cook hand hands foot feet finger fingers arm arms elbow leg "
     "legs head face eye eyes tongue mouth lip lips skin hair teeth tooth neck frog fish "
-    "chicken worm bird dog cat horse cow animal insect bee butterfly duckling"
+    "chicken worm bird dog cat horse cow animal insect bee butterfly duckling gymnast "
+    "astronaut dancer skater skier rider cyclist pilot driver runner rabbit panda shark lion "
+    "tiger bear monkey elephant deer fox wolf mouse squirrel duck goose penguin dolphin whale "
+    "octopus turtle tortoise snake lizard spider ant owl eagle parrot pig sheep goat puppy "
+    "kitten teddy couple family student students crowd group team kangaroo kangaroos koala "
+    "giraffe zebra camel crab snail hamster rat donkey chick chicks hen rooster swan "
+    "pedestrian pedestrians opponent player players worker workers artist musician baker farmer "
+    "teen teenager toddler adult friend friends someone somebody everyone athletes runner "
+    "climber hiker tourist tourists spectator spectators audience soldier knight wizard doctor "
+    "nurse scientist teacher clown juggler skateboarder snowboarder swimmers dancers performer "
+    "mechanic chemist"
 )
 
 #: Words ending in ``s`` that are not plurals (never singularised when matching).

@@ -23,9 +23,30 @@ declared axis, negative); the verdict is *accepted* or the first failing check's
 ``multi_axis``         the declared axis changed, and another one too
 ``cosine_out_of_band`` sentence-embedding cosine to the prompt outside the axis band
 ``judge_rejected``     the optional LLM judge said no
+``markup``             the negative carries HTML/XML tags or entities the prompt does not have
+``copy``               (learnt) reworded with no physics change (synonyms, tense, word order)
+``ungrammatical``      (learnt) the sentence is broken (word salad, a clause that cannot attach)
+``static_size_only``   (learnt) only a static size/weight look changed, no behaviour
 =====================  =======================================================================
 
-Checks run in that order, cheap and lexical first; every score is computed for every non-empty
+Two modes (``ValidatorConfig.mode``):
+
+* ``"learnt"`` (the default): the cheap, precise checks first (schema, bad_axis, empty,
+  length_drift with the looser ``learnt_length_*`` limits, identical, instruction_echo, markup,
+  negation_only, duplicate), then the learnt
+  model of `direct_data.text.learnt` (an axis tagger and an acceptance model over the word
+  alignment of `direct_data.text.align`, lexicon counts and MiniLM embeddings of the pair and of
+  the changed spans; optional fluency features). It accepts iff p(good) >= the threshold fitted on
+  the dev split (the artefact's ``threshold``; ``learnt_threshold`` overrides it), or iff the
+  word-list checks accept the row and p(good) >= the artefact's ``lexicon_floor`` (also fitted on
+  dev; ``learnt_lexicon_floor`` overrides it); otherwise the
+  reason is the most probable bad label: ``multi_axis``, ``wrong_axis``, ``scene_changed``,
+  ``negation``, ``copy``, ``ungrammatical`` or ``static_size_only``. Extra scores: ``p_good``,
+  ``p_declared`` (tagger: the declared axis changed), ``p_other_max``, ``lost_content`` (share of
+  the prompt's content words deleted or replaced).
+* ``"lexicon"``: the word-list checks below, kept so the comparison is reproducible.
+
+Lexicon checks run in that order, cheap and lexical first; every score is computed for every non-empty
 row anyway, so the rejects carry their numbers too. Scores (all floats): ``cosine`` (rounded to 4
 decimals, so batch composition cannot flip a verdict at the 7th decimal), ``length_ratio`` (word
 count of negative / prompt), ``content_kept`` (share of the prompt's scene words still present),
@@ -41,14 +62,17 @@ from dataclasses import dataclass, field
 from types import MappingProxyType
 from typing import Any, Protocol, runtime_checkable
 
+import numpy as np
+
 from direct_data.text.axes import AXES, REGISTRY
 from direct_data.text.tagger import analyze, content_words, tag_axes, tokenize
 
 REASONS: tuple[str, ...] = (
     "schema", "bad_axis", "empty", "identical", "instruction_echo", "negation_only", "negation",
     "duplicate", "length_drift", "scene_changed", "axis_not_changed", "wrong_axis", "multi_axis",
-    "cosine_out_of_band", "judge_rejected",
+    "cosine_out_of_band", "judge_rejected", "markup", "copy", "ungrammatical", "static_size_only",
 )
+MODES = ("learnt", "lexicon")
 
 #: Per-axis cosine bands measured on the labelled set and the rules backend (all-MiniLM-L6-v2):
 #: high enough that the scene is the same, below 1 so it is not a copy. Materials and
@@ -75,6 +99,18 @@ class ValidatorConfig:
     min_content_kept: float = 0.75
     max_new_content: int = 3
     allow_negation_with_change: bool = False
+    #: "learnt" (default) or "lexicon" (the word-list checks only)
+    mode: str = "learnt"
+    #: accept iff p(good) >= this; None = the threshold fitted on dev, stored in the artefact
+    learnt_threshold: float | None = None
+    #: accept a row the word-list checks accept iff p(good) >= this; None = the artefact's (fitted on dev)
+    learnt_lexicon_floor: float | None = None
+    #: learnt mode's length check (free-form LLM rewrites run longer than word swaps): reject when
+    #: the word count drifts by more than max(learnt_length_slack_words, learnt_length_ratio * prompt)
+    learnt_length_ratio: float = 3.0
+    learnt_length_slack_words: int = 40
+    #: the learnt model's safetensors file (its JSON sidecar next to it); None = the packaged one
+    model_path: str | None = None
 
     def band(self, axis: str) -> tuple[float, float]:
         """The cosine band of `axis`."""
@@ -146,6 +182,8 @@ def _negations(text: str) -> Counter[str]:
             continue
         if w in _NEGATORS or w.endswith("n't"):
             out[w] += 1
+        if w == "no" and i + 1 < len(toks) and toks[i + 1] == "matter":
+            out[w] -= 1  # "no matter how ..." negates nothing
         for ph in _NEGATION_PHRASES:
             if tuple(toks[i:i + len(ph)]) == ph:
                 out[" ".join(ph)] += 1
@@ -164,6 +202,9 @@ def _strip_negation(text: str) -> str:
             continue
         keep.append(w)
     return " ".join(keep)
+
+
+_MARKUP = re.compile(r"</?[A-Za-z][A-Za-z0-9]*(\s[^<>]*)?/?>|&(#\d+|#x[0-9a-fA-F]+|[a-zA-Z]{2,8});")
 
 
 def _echo(prompt: str, negative: str) -> str | None:
@@ -219,10 +260,17 @@ class Validator:
     """
 
     def __init__(self, embedder: Embedder | None = None, config: ValidatorConfig | None = None,
-                 judge: Judge | None = None) -> None:
+                 judge: Judge | None = None, fluency: Any = None, model: Any = None) -> None:
         self.config = config or ValidatorConfig()
         self._embedder = embedder
         self.judge = judge
+        self.fluency = fluency  # a FluencyScorer (direct_data.backends.fluency) or None
+        self._model = model  # a direct_data.text.learnt.LearntModel, loaded on first use when None
+        if self.config.mode not in MODES:
+            raise ValueError(f"validator mode must be one of {', '.join(MODES)}")
+        t = self.config.learnt_threshold
+        if t is not None and not 0.0 <= t <= 1.0:
+            raise ValueError("learnt_threshold must be in [0, 1]")
         for axis, (lo, hi) in self.config.cosine_bands.items():
             if axis not in REGISTRY:
                 raise ValueError(f"cosine band for unknown axis {axis!r}")
@@ -236,6 +284,22 @@ class Validator:
 
             self._embedder = load_sentence_model()
         return self._embedder
+
+    @property
+    def model(self) -> Any:
+        """The learnt model (`direct_data.text.learnt.LearntModel`), loaded on first use."""
+        if self._model is None:
+            from direct_data.text.learnt import LearntModel
+
+            self._model = LearntModel.load(self.config.model_path)
+        return self._model
+
+    @property
+    def threshold(self) -> float:
+        """The p(good) threshold in use (the config's override, else the artefact's)."""
+        if self.config.learnt_threshold is not None:
+            return float(self.config.learnt_threshold)
+        return self.model.threshold_fluency if self.fluency is not None else self.model.threshold
 
     # -- public API ---------------------------------------------------------------------------
 
@@ -255,6 +319,8 @@ class Validator:
         ``duplicate`` (input order decides, so the outcome is deterministic).
         """
         items = [_as_row(r) for r in rows]
+        if self.config.mode == "learnt":
+            return self._check_many_learnt(items, dedupe_within)
         cosines = self._cosines(items)
         accepted: dict[str, set[str]] = {}
         out: list[Verdict] = []
@@ -266,6 +332,91 @@ class Validator:
             if v.accepted and isinstance(row.prompt, str) and isinstance(row.negative, str):
                 accepted.setdefault(dedupe_key(row.prompt), set()).add(dedupe_key(row.negative))
             out.append(v)
+        return out
+
+    # -- the learnt path ----------------------------------------------------------------------
+
+    def _cheap(self, row: Row) -> tuple[str, str | None] | None:
+        """The cheap, precise checks of the learnt path (not the duplicate check): a (reason,
+        detail) to reject with, or None."""
+        cfg = self.config
+        prompt, axis, negative = row.prompt, row.axis, row.negative
+        if not isinstance(prompt, str) or not isinstance(negative, str):
+            return "schema", "prompt and negative must be strings"
+        if not isinstance(axis, str) or axis not in REGISTRY:
+            return "bad_axis", f"axis must be one of {', '.join(AXES)}"
+        if not prompt.strip() or not negative.strip() or not tokenize(negative) or not tokenize(prompt):
+            return "empty", None
+        n_p, n_n = len(tokenize(prompt)), len(tokenize(negative))
+        if abs(n_n - n_p) > max(cfg.learnt_length_slack_words, cfg.learnt_length_ratio * n_p):
+            return "length_drift", f"{n_p} -> {n_n} words"
+        if dedupe_key(prompt) == dedupe_key(negative):
+            return "identical", None
+        echo = _echo(prompt, negative)
+        if echo is not None:
+            return "instruction_echo", f"matched {echo!r}"
+        if _MARKUP.search(negative) and not _MARKUP.search(prompt):
+            return "markup", "HTML/XML tags or entities"
+        added_neg = _negations(negative) - _negations(prompt)
+        if added_neg and not tag_axes(prompt, _strip_negation(negative)).supports(axis):
+            return "negation_only", f"adds {', '.join(sorted(added_neg))}"
+        return None
+
+    def _check_many_learnt(self, items: list[Row], dedupe_within: bool) -> list[Verdict]:
+        from direct_data.text.features import compute
+        from direct_data.text.learnt import LABEL_REASON, LABELS, fluency_matrix
+
+        nan = float("nan")
+        cheap = [self._cheap(r) for r in items]
+        todo = [i for i, c in enumerate(cheap) if c is None]
+        model_rows = [(items[i].prompt, items[i].axis, items[i].negative) for i in todo]
+        judged: dict[int, tuple[np.ndarray, np.ndarray, np.ndarray]] = {}
+        if model_rows:
+            feats = compute(model_rows, self.embedder, batch_size=self.config.batch_size)
+            flu = fluency_matrix(self.fluency.score([(p, n) for p, _, n in model_rows])) if self.fluency is not None else None
+            probs, tags = self.model.predict(feats, [a for _, a, _ in model_rows], flu)
+            for k, i in enumerate(todo):
+                judged[i] = (probs[k], tags[k], feats.hand[k])
+        threshold = self.threshold
+        from direct_data.text.features import HAND_NAMES
+
+        i_cos, i_lost, i_new, i_lex = (HAND_NAMES.index(n) for n in ("cos_pn", "lost_content_share", "n_new_content", "lex_accepted"))
+        cfg_floor = self.config.learnt_lexicon_floor
+        accepted: dict[str, set[str]] = {}
+        out: list[Verdict] = []
+        for i, row in enumerate(items):
+            scores: dict[str, float] = {"cosine": nan, "length_ratio": nan, "lost_content": nan, "new_content": nan,
+                                        "p_good": nan, "p_declared": nan, "p_other_max": nan}
+            if isinstance(row.prompt, str) and isinstance(row.negative, str) and tokenize(row.prompt):
+                scores["length_ratio"] = round(len(tokenize(row.negative)) / len(tokenize(row.prompt)), 4)
+            if cheap[i] is not None:
+                reason, detail = cheap[i]  # type: ignore[misc]
+                out.append(Verdict(False, reason, scores, (), detail))
+                continue
+            p, tp, hand = judged[i]
+            k = AXES.index(row.axis)
+            scores.update(cosine=float(hand[i_cos]), lost_content=round(float(hand[i_lost]), 4), new_content=float(hand[i_new]),
+                          p_good=float(p[0]), p_declared=float(tp[k]),
+                          p_other_max=float(max(tp[j] for j in range(len(AXES)) if j != k)))
+            tagged = tuple(a for j, a in enumerate(AXES) if tp[j] > 0.5)
+            key = dedupe_key(row.negative)
+            seen = accepted.get(dedupe_key(row.prompt), set()) if dedupe_within else set()
+            if key in seen or key in {dedupe_key(o) for o in row.other_negatives}:
+                out.append(Verdict(False, "duplicate", scores, tagged, None))
+                continue
+            floor = self.model.floor(self.fluency is not None) if cfg_floor is None else cfg_floor
+            if p[0] < threshold and not (hand[i_lex] > 0.5 and p[0] >= min(floor, threshold)):
+                bad = max(range(1, len(LABELS)), key=lambda j: (p[j], -j))
+                detail = f"p(good) {p[0]:.4f} < {threshold:.2f}; p({LABELS[bad]}) {p[bad]:.4f}"
+                out.append(Verdict(False, LABEL_REASON[LABELS[bad]], scores, tagged, detail))
+                continue
+            if self.judge is not None:
+                ok, why = self.judge.judge(row.prompt, row.axis, row.negative)
+                if not ok:
+                    out.append(Verdict(False, "judge_rejected", scores, tagged, why))
+                    continue
+            out.append(Verdict(True, None, scores, (row.axis,), None))
+            accepted.setdefault(dedupe_key(row.prompt), set()).add(key)
         return out
 
     # -- internals ----------------------------------------------------------------------------

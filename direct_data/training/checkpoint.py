@@ -46,8 +46,10 @@ TRAINER_STATE = "trainer_state.json"
 # =============================================================================================
 
 
-def _flatten_optimizer(opt: torch.optim.Optimizer) -> tuple[dict[str, Tensor], dict[str, Any]]:
-    sd = opt.state_dict()
+def _flatten_optimizer(opt: torch.optim.Optimizer | dict[str, Any]) -> tuple[dict[str, Tensor], dict[str, Any]]:
+    """An optimizer (or its state dict: keyed by parameter index, or by name under FSDP2) as
+    tensors + JSON scalars."""
+    sd = opt if isinstance(opt, dict) else opt.state_dict()
     tensors: dict[str, Tensor] = {}
     scalars: dict[str, Any] = {}
     for pid, st in sd["state"].items():
@@ -61,12 +63,15 @@ def _flatten_optimizer(opt: torch.optim.Optimizer) -> tuple[dict[str, Tensor], d
 
 def _unflatten_optimizer(tensors: dict[str, Tensor], meta: dict[str, Any]) -> dict[str, Any]:
     state: dict[int, dict[str, Any]] = {}
+    def pid_of(x: str) -> int | str:  # an index, or a parameter name (FSDP2 full state dicts)
+        return int(x) if x.isdigit() else x
+
     for key, v in tensors.items():
-        _, pid, k = key.split(".", 2)
-        state.setdefault(int(pid), {})[k] = v
+        pid, k = key.removeprefix("state.").rsplit(".", 1)
+        state.setdefault(pid_of(pid), {})[k] = v
     for key, v in meta["scalars"].items():
-        pid, k = key.split(".", 1)
-        state.setdefault(int(pid), {})[k] = v
+        pid, k = key.rsplit(".", 1)
+        state.setdefault(pid_of(pid), {})[k] = v
     groups = meta["param_groups"]
     for g in groups:
         if "betas" in g:
@@ -97,7 +102,8 @@ def json_safe(x: Any) -> Any:
 
 
 def save_checkpoint(path: Path, *, model, optimizer, scheduler, sampler: PartitionBatchSampler,
-                    gens: dict[str, torch.Generator], state: dict[str, Any], cfg: TrainConfig) -> Path:
+                    gens: dict[str, torch.Generator], state: dict[str, Any], cfg: TrainConfig,
+                    full_state: tuple[dict[str, Tensor], dict[str, Any]] | None = None) -> Path:
     """Write a checkpoint folder atomically (``path.tmp`` then rename).
 
     LoRA: ``pytorch_lora_weights.safetensors`` in the diffusers Wan format (keys
@@ -118,9 +124,16 @@ def save_checkpoint(path: Path, *, model, optimizer, scheduler, sampler: Partiti
         layers = {k: v.detach().contiguous().cpu() for k, v in wan.lora_state_dict(model).items()}
         WanPipeline.save_lora_weights(tmp, transformer_lora_layers=layers, weight_name=LORA_WEIGHT_NAME,
                                       transformer_lora_adapter_metadata=wan.lora_metadata(model))
+    elif full_state is not None:  # FSDP2: the gathered full state dict, laid out as save_pretrained does
+        from diffusers.utils import SAFETENSORS_WEIGHTS_NAME
+
+        (tmp / "transformer").mkdir()
+        model.save_config(tmp / "transformer")
+        save_file({k: v.contiguous() for k, v in full_state[0].items()}, str(tmp / "transformer" / SAFETENSORS_WEIGHTS_NAME),
+                  metadata={"format": "pt"})
     else:
         model.save_pretrained(tmp / "transformer", safe_serialization=True)
-    opt_tensors, opt_meta = _flatten_optimizer(optimizer)
+    opt_tensors, opt_meta = _flatten_optimizer(full_state[1] if full_state is not None else optimizer)
     save_file(opt_tensors, str(tmp / "optimizer.safetensors"))
     save_file({k: g.get_state() for k, g in gens.items()}, str(tmp / "rng.safetensors"))
     sched = {k: v for k, v in scheduler.state_dict().items() if k != "lr_lambdas"}
@@ -145,8 +158,9 @@ def latest_checkpoint(out_dir: str | Path) -> Path | None:
 
 
 def load_checkpoint(path: Path, *, model, optimizer, scheduler, sampler: PartitionBatchSampler,
-                    gens: dict[str, torch.Generator]) -> dict[str, Any]:
-    """Restore everything `save_checkpoint` wrote; returns the trainer state dict."""
+                    gens: dict[str, torch.Generator], fsdp: bool = False) -> dict[str, Any]:
+    """Restore everything `save_checkpoint` wrote; returns the trainer state dict. ``fsdp``: the
+    model is sharded with FSDP2 (every rank reads the full state and keeps its shard)."""
     from safetensors.torch import load_file
 
     path = Path(path)
@@ -164,10 +178,16 @@ def load_checkpoint(path: Path, *, model, optimizer, scheduler, sampler: Partiti
         sd = {}
         for f in sorted((path / "transformer").glob("*.safetensors")):
             sd.update(load_file(str(f)))
-        model.load_state_dict(sd, strict=True)
+        if not fsdp:
+            model.load_state_dict(sd, strict=True)
     # loaded on the CPU: AdamW keeps `step` there; load_state_dict moves the moments to the params' device
     opt_state = _unflatten_optimizer(load_file(str(path / "optimizer.safetensors")), meta["optimizer"])
-    optimizer.load_state_dict(opt_state)
+    if fsdp:
+        from direct_data.training.distributed import load_full_state_dicts
+
+        load_full_state_dicts(model, optimizer, sd, opt_state)
+    else:
+        optimizer.load_state_dict(opt_state)
     sched = dict(meta["scheduler"])
     sched["lr_lambdas"] = [None] * len(sched["base_lrs"])  # the schedule function is rebuilt from the config
     scheduler.load_state_dict(sched)

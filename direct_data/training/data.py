@@ -221,12 +221,19 @@ class PartitionBatchSampler:
     one partition only swaps its last row for the next row of another partition. Rows that cannot
     form a full valid batch at the end of an epoch wait for the next epoch (like ``drop_last``).
     The state is ``(epoch, position)``: resuming recomputes the epoch and continues from there.
+    ``shards`` (distributed training, one per process): a batch is that many consecutive shards of
+    ``batch_size / shards`` rows, each formed (and fixed to span >= 2 partitions) as above.
     """
 
-    def __init__(self, partition: Tensor, batch_size: int, seed: int = 0) -> None:
+    def __init__(self, partition: Tensor, batch_size: int, seed: int = 0, shards: int = 1) -> None:
         self.partition = [int(p) for p in partition.tolist()]
         self.batch_size = batch_size
         self.seed = seed
+        # distributed training: a batch is `shards` consecutive shards of batch_size / shards rows,
+        # each spanning >= 2 partitions (rank r trains on shard r); 1 = one undivided batch
+        if shards < 1 or batch_size % shards or batch_size // shards < 2:
+            raise ValueError(f"batch_size {batch_size} must split into {shards} shards of >= 2 rows")
+        self.shards = shards
         if len(self.partition) < batch_size:
             raise InputError(f"{len(self.partition)} training rows are fewer than one batch of {batch_size}: "
                              f"lower batch_size or add rows")
@@ -241,8 +248,9 @@ class PartitionBatchSampler:
             return self._cache[1]
         g = torch.Generator().manual_seed(self.seed * 1_000_003 + epoch)
         pool = deque(torch.randperm(len(self.partition), generator=g).tolist())
-        part, b = self.partition, self.batch_size
+        part, b = self.partition, self.batch_size // self.shards
         batches: list[list[int]] = []
+        shards: list[int] = []
         while len(pool) >= b:
             batch = [pool.popleft() for _ in range(b)]
             if len({part[i] for i in batch}) < 2:
@@ -253,8 +261,12 @@ class PartitionBatchSampler:
                 del pool[k]
                 pool.appendleft(batch[-1])
                 batch[-1] = j
-            batches.append(batch)
+            shards += batch
+            if len(shards) == self.batch_size:
+                batches.append(shards)
+                shards = []
         if not batches:
+            b = self.batch_size
             raise InputError(f"no batch of {b} spanning two partitions can be formed (too few rows outside the largest "
                              f"partition): lower batch_size or add rows of other partitions")
         self._cache = (epoch, batches)
@@ -272,11 +284,18 @@ class PartitionBatchSampler:
         return epoch, batch
 
     def state_dict(self) -> dict[str, int]:
-        return {"epoch": self.epoch, "position": self.position, "seed": self.seed, "batch_size": self.batch_size}
+        return {"epoch": self.epoch, "position": self.position, "seed": self.seed, "batch_size": self.batch_size,
+                "shards": self.shards}
 
     def load_state_dict(self, state: dict[str, int]) -> None:
         if state["seed"] != self.seed or state["batch_size"] != self.batch_size:
             raise ValueError("sampler state is from a run with another seed or batch size")
+        if int(state.get("shards", 1)) != self.shards:  # another world size: the same global batches no more
+            import logging
+
+            logging.getLogger(__name__).warning(
+                "resuming a run of %s processes on %s: batches from here on differ from an uninterrupted run",
+                state.get("shards", 1), self.shards)
         self.epoch, self.position = int(state["epoch"]), int(state["position"])
 
 

@@ -28,6 +28,7 @@ import torch
 
 from direct_data.core.errors import ConfigError, InputError, UserError
 from direct_data.core.progress import progress_bar
+from direct_data.training import distributed as ddist
 from direct_data.training import wan
 from direct_data.training.checkpoint import (
     check_resumable,
@@ -70,7 +71,19 @@ def train(cfg: TrainConfig, data: TrainData, *, model=None, val: ValBatch | None
     than ``cfg.max_nan_skips`` steps were skipped for a non-finite loss or gradient; data that cannot
     fit the model is an `InputError` / `ConfigError` before any work.
     """
-    device = _resolve_device(cfg.device)
+    dist_, dist_device = ddist.from_env(cfg.device)  # torchrun: this rank's place and device
+    try:
+        return _train(cfg, data, model=model, val=val, resume=resume, stop_after=stop_after, d=dist_,
+                      device=dist_device or _resolve_device(cfg.device))
+    finally:
+        dist_.close()
+
+
+def _train(cfg: TrainConfig, data: TrainData, *, model, val: ValBatch | None, resume: bool, stop_after: int | None,
+           d: ddist.Dist, device: torch.device) -> TrainResult:
+    if d.enabled:
+        ddist.check_batch(cfg.batch_size, d)
+    main = d.is_main  # rank 0 logs and writes; every rank computes
     out_dir = Path(cfg.out_dir) if cfg.out_dir else None
     text_len = cfg.text_len or data.max_text_len
     if text_len < data.max_text_len:
@@ -105,13 +118,15 @@ def train(cfg: TrainConfig, data: TrainData, *, model=None, val: ValBatch | None
     model.to(device).train()
     if device.type == "cuda" and cfg.grad_checkpointing:
         model.enable_gradient_checkpointing()
+    fsdp = d.enabled and cfg.lora_rank == 0
+    model = ddist.wrap_model(model, full=cfg.lora_rank == 0, d=d, device=device)  # DDP / FSDP2 under torchrun
     params = [p for p in model.parameters() if p.requires_grad]
 
     # --- optimisation ----------------------------------------------------------------------------
     optimizer = torch.optim.AdamW(params, lr=cfg.lr, betas=cfg.betas, eps=cfg.adam_eps,
                                   weight_decay=cfg.weight_decay)
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, _lr_lambda(cfg))
-    sampler = PartitionBatchSampler(data.partition, cfg.batch_size, cfg.seed)
+    sampler = PartitionBatchSampler(data.partition, cfg.batch_size, cfg.seed, shards=d.world_size)
     gens = {"noise": torch.Generator().manual_seed(cfg.seed), "neg": torch.Generator().manual_seed(cfg.seed + 1),
             "drop": torch.Generator().manual_seed(cfg.seed + 2)}
     step, nan_skips = 0, 0
@@ -120,30 +135,36 @@ def train(cfg: TrainConfig, data: TrainData, *, model=None, val: ValBatch | None
     log_path = out_dir / "log.jsonl" if out_dir else None
     records: list[dict[str, Any]] = []
     if ckpt is not None:
-        st = load_checkpoint(ckpt, model=model, optimizer=optimizer, scheduler=scheduler, sampler=sampler, gens=gens)
+        st = load_checkpoint(ckpt, model=ddist.unwrap(model), optimizer=optimizer, scheduler=scheduler, sampler=sampler,
+                             gens=gens, fsdp=fsdp)
         step, nan_skips = int(st["step"]), int(st["nan_skips"])
         records = _read_log(log_path, step)
         log.info("resumed from %s at step %d", ckpt, step)
-    if out_dir:
+    d.barrier()  # every rank has read the log before rank 0 rewrites it
+    if out_dir and main:
         out_dir.mkdir(parents=True, exist_ok=True)
         (out_dir / "config.json").write_text(json.dumps(cfg.to_json(), indent=1, sort_keys=True))
         tmp = log_path.with_suffix(".jsonl.tmp")
         tmp.write_text("".join(json.dumps(json_safe(r), sort_keys=True) + "\n" for r in records))
         os.replace(tmp, log_path)
-    log_file = open(log_path, "a") if log_path else None
-    tb = _tensorboard(out_dir) if (cfg.tensorboard and out_dir) else None
+    log_file = open(log_path, "a") if (log_path and main) else None
+    tb = _tensorboard(out_dir) if (cfg.tensorboard and out_dir and main) else None
 
     def checkpoint() -> Path | None:
         if out_dir is None:
             return None
         state = {"step": step, "nan_skips": nan_skips, "text_len": text_len, "latent_shape": list(data.latent_shape),
                  "text_dim": data.text_dim}
-        p = save_checkpoint(out_dir / "checkpoints" / f"step-{step:08d}", model=model, optimizer=optimizer,
-                            scheduler=scheduler, sampler=sampler, gens=gens, state=state, cfg=cfg)
-        olds = sorted((q for q in p.parent.glob("step-*") if q.is_dir() and not q.name.endswith(".tmp")),
-                      key=lambda q: int(q.name.split("-")[1]))
-        for q in olds[: max(0, len(olds) - cfg.keep_checkpoints)]:
-            shutil.rmtree(q)
+        full = ddist.full_state_dicts(model, optimizer) if fsdp else None  # a collective: every rank
+        p = out_dir / "checkpoints" / f"step-{step:08d}"
+        if main:
+            save_checkpoint(p, model=ddist.unwrap(model), optimizer=optimizer, scheduler=scheduler, sampler=sampler,
+                            gens=gens, state=state, cfg=cfg, full_state=full)
+            olds = sorted((q for q in p.parent.glob("step-*") if q.is_dir() and not q.name.endswith(".tmp")),
+                          key=lambda q: int(q.name.split("-")[1]))
+            for q in olds[: max(0, len(olds) - cfg.keep_checkpoints)]:
+                shutil.rmtree(q)
+        d.barrier()
         return p
 
     val_fm: list[tuple[int, float]] = [(r["step"], r["val_fm"]) for r in records if r.get("val_fm") is not None]
@@ -174,7 +195,7 @@ def train(cfg: TrainConfig, data: TrainData, *, model=None, val: ValBatch | None
 
     # --- the loop --------------------------------------------------------------------------------
     try:
-        with progress_bar(f"train[{cfg.objective}]", total=cfg.max_steps, enabled=cfg.progress, initial=step) as pbar:
+        with progress_bar(f"train[{cfg.objective}]", total=cfg.max_steps, enabled=cfg.progress and main, initial=step) as pbar:
             while step < end:
                 t0, c0 = time.perf_counter(), time.process_time()
                 epoch, rows = sampler.next_batch()
@@ -182,17 +203,18 @@ def train(cfg: TrainConfig, data: TrainData, *, model=None, val: ValBatch | None
                                 use_micro=cfg.lam_micro > 0, gen=gens["neg"])
                 batch = drop_captions(batch, cfg.cond_dropout, gens["drop"])
                 loss, stats = train_step(model, batch, data, cfg, gen_noise=gens["noise"], gen_neg=gens["neg"],
-                                         device=device, ref_model=ref_model)
+                                         device=device, ref_model=ref_model,
+                                         shard=ddist.shard_slice(len(rows), d) if d.enabled else None)
+                stats = ddist.mean_stats(stats, d)  # the global batch's means (a non-finite loss anywhere skips everywhere)
                 optimizer.zero_grad(set_to_none=True)
                 skipped = not math.isfinite(stats["loss"])
                 grad_norm = math.nan
                 if not skipped:
                     loss.backward()
                     if cfg.grad_clip > 0:
-                        grad_norm = float(torch.nn.utils.clip_grad_norm_(params, cfg.grad_clip))
+                        grad_norm = _scalar(torch.nn.utils.clip_grad_norm_(params, cfg.grad_clip))
                     else:
-                        grad_norm = float(torch.linalg.vector_norm(
-                            torch.stack([p.grad.detach().norm() for p in params if p.grad is not None])))
+                        grad_norm = _scalar(torch.nn.utils.get_total_norm([p.grad for p in params if p.grad is not None]))
                     skipped = not math.isfinite(grad_norm)
                 if skipped:
                     optimizer.zero_grad(set_to_none=True)
@@ -231,7 +253,7 @@ def train(cfg: TrainConfig, data: TrainData, *, model=None, val: ValBatch | None
             log_file.close()
         if tb is not None:
             tb.close()
-    return TrainResult(model=model, records=records, step=step, nan_skips=nan_skips, checkpoint=last_ckpt,
+    return TrainResult(model=ddist.unwrap(model), records=records, step=step, nan_skips=nan_skips, checkpoint=last_ckpt,
                        val_fm=val_fm, stopped=step < cfg.max_steps)
 
 
@@ -263,6 +285,12 @@ def check_model_fits(config: Any, data: TrainData, *, source: str, configurable:
                          f"channels: encode the clips with that model's VAE (--vae WAN_FOLDER), or train a named "
                          f"config from scratch (no pretrained)")
     wan.check_patch(config, data.latent_shape, source=source)
+
+
+def _scalar(norm: torch.Tensor) -> float:
+    """A gradient norm as a float (FSDP2 returns it as a DTensor)."""
+    full = getattr(norm, "full_tensor", None)
+    return float(full() if full is not None else norm)
 
 
 def _resolve_device(name: str) -> torch.device:

@@ -72,10 +72,15 @@ def macro_targets(data: TrainData, batch: Batch, u: Tensor, cfg: TrainConfig, ge
 
 
 def train_step(model, batch: Batch, data: TrainData, cfg: TrainConfig, *, gen_noise: torch.Generator,
-               gen_neg: torch.Generator, device: torch.device, ref_model=None) -> tuple[Tensor, dict[str, float]]:
+               gen_neg: torch.Generator, device: torch.device, ref_model=None,
+               shard: slice | None = None) -> tuple[Tensor, dict[str, float]]:
     """One objective evaluation: returns the total loss (with graph) and a dict of every term and
     diagnostic (floats). Random draws: noise/levels from ``gen_noise`` (identical across
-    objectives), negative choices from ``gen_neg``."""
+    objectives), negative choices from ``gen_neg``.
+
+    ``shard`` (distributed training, `training.distributed`): ``batch`` is the global batch; every
+    draw is made for all of it (so every rank's generators stay in step and macro negatives come
+    from the whole batch), then the forward and the loss run on the rows ``batch[shard]`` only."""
     b = batch.rows.numel()
     x0 = batch.latents
     eps = torch.randn(x0.shape, generator=gen_noise)
@@ -84,37 +89,48 @@ def train_step(model, batch: Batch, data: TrainData, cfg: TrainConfig, *, gen_no
     naive_shift = int(torch.randint(1, b, (1,), generator=gen_neg))  # random in-batch negative: roll
     x0, eps, s = x0.to(device), eps.to(device), s.to(device)
     text = batch.text.to(device)
-    xs = L.noisy_latent(x0, eps, s)
     u = L.flow_target(x0, eps)
+    u_naive = torch.roll(u, naive_shift, dims=0)
+    u_macro, macro_mask = None, None
+    if cfg.lam_macro > 0:  # data-only targets: drawn before the forward (the same gen_neg order)
+        u_macro, macro_mask = macro_targets(data, batch, u, cfg, gen_neg, device)
+    m, hard_text = batch.micro_rows, batch.hard_text
+    if shard is not None:
+        lo, hi = shard.start, shard.stop
+        inside = (m >= lo) & (m < hi)
+        m, hard_text = m[inside] - lo, (hard_text[inside] if hard_text is not None else None)
+        x0, eps, s, text, u, u_naive = (t[shard] for t in (x0, eps, s, text, u, u_naive))
+        if u_macro is not None:
+            u_macro, macro_mask = u_macro[shard], macro_mask[shard]
+        b = hi - lo
+    xs = L.noisy_latent(x0, eps, s)
 
     # one forward for the main rows and the rows whose hard negative runs this step
-    m = batch.micro_rows.to(device)
+    m = m.to(device)
     pred = (cfg.prediction, cfg.x0_min_level)
     use_micro = cfg.lam_micro > 0 and m.numel() > 0
     use_bf16 = cfg.bf16 and device.type == "cuda"
     with torch.autocast(device_type=device.type, dtype=torch.bfloat16, enabled=use_bf16):
         if use_micro:
             out = forward(model, torch.cat([xs, xs[m]]), torch.cat([s, s[m]]),
-                          torch.cat([text, batch.hard_text.to(device)]), *pred)
+                          torch.cat([text, hard_text.to(device)]), *pred)
             v, v_tilde = out[:b], out[b:]
         else:
             v, v_tilde = forward(model, xs, s, text, *pred), None
         v_ref = None
         if cfg.reg in ("moments", "mmd", "l2") and cfg.lam_reg > 0:
             with torch.no_grad():
-                if ref_model is None:  # LoRA: the same network with adapters off
-                    with wan.adapters_disabled(model):
-                        v_ref = forward(model, xs, s, text, *pred)
+                if ref_model is None:  # LoRA: the same network with adapters off (under DDP: its module)
+                    inner = getattr(model, "module", model)
+                    with wan.adapters_disabled(inner):
+                        v_ref = forward(inner, xs, s, text, *pred)
                 else:
                     v_ref = forward(ref_model, xs, s, text, *pred)
 
     terms: dict[str, Tensor] = {"fm": L.fm_loss(v, u)}
-    u_naive = torch.roll(u, naive_shift, dims=0)
     if cfg.lam_naive > 0:
         terms["naive"] = L.contrastive_term(v, u_naive, cfg.lam_naive)
-    u_macro, macro_mask = None, None
     if cfg.lam_macro > 0:
-        u_macro, macro_mask = macro_targets(data, batch, u, cfg, gen_neg, device)
         terms["macro"] = L.macro_loss(v, u_macro, cfg.lam_macro, macro_mask)
     if use_micro:
         terms["micro"] = L.micro_loss(cfg.micro_variant, v[m], v_tilde, u[m], cfg.lam_micro, cfg.micro_margin)

@@ -12,7 +12,7 @@ from direct_data.world.captions import CaptionParse, caption, draw_picks, parse_
 from direct_data.world.judging import CHECKS, Observation, judge, observe, physics_matches
 from direct_data.world.scenes import (
     AXIS_OF,
-    BASIC,
+    CLASSES,
     COLOURS,
     FRAMES,
     HORIZONTAL,
@@ -34,7 +34,7 @@ from direct_data.world.splits import make_split
 from direct_data.world.validation import degrade, validate_judge
 
 __all__ = [
-    "AXIS_OF", "BASIC", "COLOURS", "FRAMES", "HORIZONTAL", "KINDS", "PHYSICS", "PREFERRED", "SETTINGS", "SIZE",
+    "AXIS_OF", "CLASSES", "COLOURS", "FRAMES", "HORIZONTAL", "KINDS", "PHYSICS", "PREFERRED", "SETTINGS", "SIZE",
     "SPLITS", "SceneSpec", "axis_labels", "counterfactual", "make_split", "render", "sample_spec", "save_strip",
     "write_gif", "CaptionParse", "caption", "draw_picks", "parse_caption", "CHECKS", "Observation", "judge",
     "observe", "physics_matches", "degrade", "validate_judge",

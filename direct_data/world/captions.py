@@ -32,6 +32,8 @@ COLOUR_WORDS: dict[str, tuple[str, ...]] = {
     "blue": ("blue", "cobalt", "sapphire"),
     "purple": ("purple", "violet", "plum"),
     "black": ("black", "ebony", "coal-black"),
+    "pink": ("pink", "rose", "magenta"),
+    "teal": ("teal", "turquoise", "cyan"),
 }
 KIND_WORDS: dict[str, tuple[str, ...]] = {
     "ball": ("ball", "sphere", "orb"),

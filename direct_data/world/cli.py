@@ -31,9 +31,10 @@ def run(
                                             help="Perturb with the vLLM backend and this model (folder) instead of the rules backend."),
     workers: Optional[int] = typer.Option(None, "--workers", min=1, help="Processes for the post-training jobs [full: 2, quick: 1]."),
     threads: Optional[int] = typer.Option(None, "--threads", min=1, help="Torch threads per process [1]."),
-    variant: Optional[list[str]] = typer.Option(None, "--variant", help="Post-training variants (repeatable) [all six; quick: sft, deltafm, direct]."),
+    variant: Optional[list[str]] = typer.Option(None, "--variant", help="Post-training variants (repeatable) [sft, deltafm, direct; `make ablations`: sft, direct and the three direct ablations]."),
     stop_after: Optional[str] = typer.Option(None, "--stop-after", help="Last step to run: generate, partition, perturb, encode, pretrain or evaluate (the report needs evaluate)."),
     settings: Optional[list[str]] = typer.Option(None, "--set", help="Any experiment setting as KEY=VALUE (JSON value), e.g. --set n_train=200 --set pretrain_steps=500 (repeatable)."),
+    force: bool = typer.Option(False, "--force", help="Pretrain the base again even if a cached base has the same config and data."),
 ) -> None:
     """Run the whole experiment and write OUT/report.md, OUT/results.json and OUT/plots/*.png."""
     from direct_data.world.experiment import STEPS, full_config, parse_overrides, quick_config
@@ -65,7 +66,7 @@ def run(
 
     try:
         res = run_experiment(cfg, out, progress=lambda name, s: console.print(f"[green]{name}[/] done in {s:.0f} s"),
-                             stop_after=stop_after)
+                             stop_after=stop_after, force=force)
     except UserError as e:
         err.print(f"error: {e}", markup=False, highlight=False)
         raise typer.Exit(2) from None
@@ -98,8 +99,15 @@ def report(out: Path = typer.Argument(..., help="An experiment folder with resul
 
 
 @world_app.command("validate-judge")
-def validate_judge_cmd(n: int = typer.Option(400, "--n"), seed: int = typer.Option(0, "--seed")) -> None:
-    """Agreement of the judge with the ground truth on rendered clips (true and shuffled captions)."""
+def validate_judge_cmd(n: int = typer.Option(400, "--n", min=1), seed: int = typer.Option(0, "--seed"),
+                       size: int = typer.Option(16, "--size", min=16, help="Frame size in pixels."),
+                       frames: int = typer.Option(9, "--frames", min=9, help="Frames per clip."),
+                       jitter: float = typer.Option(1.0, "--jitter", min=0.0,
+                                                    help="Position jitter (pixels) of the third condition.")) -> None:
+    """Agreement of the judge with the ground truth on rendered clips: clean, with 1 px of position
+    jitter per frame, and blurred + noisy; true, shuffled and one-axis counterfactual captions."""
     from direct_data.world import validate_judge
 
-    console.print_json(json.dumps(validate_judge(n, seed=seed)))
+    res = {name: validate_judge(n, seed=seed, size=size, frames=frames, **kw)
+           for name, kw in (("clean", {}), ("jitter", {"jitter": jitter}), ("noise_blur", {"noise": 10.0, "blur": 0.6}))}
+    console.print_json(json.dumps(res))

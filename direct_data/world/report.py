@@ -23,10 +23,72 @@ from typing import Any
 import numpy as np
 
 __all__ = ["summarize", "conflict_rates", "write_report", "plot_losses", "plot_adherence", "plot_samples",
-           "TARGET_RATIO", "TARGET_SEMANTIC_DROP"]
+           "plot_shortcut", "paired_bootstrap", "paired_comparisons", "TARGET_RATIO", "TARGET_SEMANTIC_DROP",
+           "TARGET_SHORTCUT_RATIO", "TARGET_BASE", "BOOTSTRAP"]
 
 TARGET_RATIO = 1.15
 TARGET_SEMANTIC_DROP = 0.02
+TARGET_SHORTCUT_RATIO = 0.5
+TARGET_BASE = (0.60, 0.50)   # base physics on its own broad captions / on unseen broad captions
+BOOTSTRAP = {"n": 2000, "seed": 0, "level": 0.95}
+
+
+def paired_bootstrap(a: np.ndarray, b: np.ndarray, mask: np.ndarray | None = None, *, n_boot: int = BOOTSTRAP["n"],
+                     seed: int = BOOTSTRAP["seed"], level: float = BOOTSTRAP["level"]) -> dict[str, Any]:
+    """Paired bootstrap of ``mean(b) - mean(a)``: ``a`` and ``b`` are ``(S, N)`` per-caption outcomes
+    of two models on the same N captions with the same noise (one row per seed); ``mask`` (``(S, N)``
+    or ``(N,)``) keeps only some captions (e.g. the shortcut-eligible ones). Each replicate draws N
+    caption indices with replacement, the same for both models and every seed, so the caption's
+    difficulty cancels in the difference. Deterministic in ``seed``. Returns ``diff`` (on the data),
+    ``lo`` / ``hi`` (the percentile interval) and ``excludes_zero``."""
+    a, b = np.atleast_2d(np.asarray(a, np.float64)), np.atleast_2d(np.asarray(b, np.float64))
+    if a.shape != b.shape:
+        raise ValueError(f"paired_bootstrap: shapes differ, {a.shape} vs {b.shape}")
+    m = np.ones(a.shape, bool) if mask is None else np.broadcast_to(np.asarray(mask, bool), a.shape)
+    d = np.where(m, b - a, 0.0)
+    cnt = m.sum(0).astype(np.float64)          # per caption: number of kept (seed) entries
+    tot = d.sum(0)
+    if cnt.sum() == 0:
+        return {"diff": None, "lo": None, "hi": None, "excludes_zero": False, "n": 0}
+    rng = np.random.default_rng(seed)
+    n = a.shape[1]
+    idx = rng.integers(0, n, size=(n_boot, n))
+    c = cnt[idx].sum(1)
+    reps = tot[idx].sum(1) / np.maximum(c, 1.0)
+    reps = reps[c > 0]
+    alpha = (1 - level) / 2
+    lo, hi = (float(x) for x in np.quantile(reps, [alpha, 1 - alpha]))
+    diff = float(tot.sum() / cnt.sum())
+    return {"diff": diff, "lo": lo, "hi": hi, "excludes_zero": bool(lo > 0 or hi < 0), "n": int(cnt.sum())}
+
+
+def _load_verdicts(out: Path, model: str, seeds: list[int]) -> list[list[dict[str, Any]]] | None:
+    rows = []
+    for s in seeds:
+        f = out / "samples" / f"{model}-s{s}-eval" / "verdicts.jsonl"
+        if not f.is_file():
+            return None
+        rows.append([json.loads(x) for x in f.read_text().splitlines() if x.strip()])
+    return rows
+
+
+def paired_comparisons(out: str | Path, models: list[str], seeds: list[int],
+                       pairs: list[tuple[str, str]]) -> list[dict[str, Any]]:
+    """For each (a, b) in ``pairs``: the paired bootstrap CIs of b - a in physics, semantic and
+    shortcut rate, from the saved per-caption verdicts (same captions, same noise per seed)."""
+    out = Path(out)
+    v = {m: _load_verdicts(out, m, seeds) for m in models}
+    res = []
+    for a, b in pairs:
+        va, vb = v.get(a), v.get(b)
+        if not va or not vb or any(len(x) != len(y) for x, y in zip(va, vb)):
+            continue
+        arr = lambda vs, k: np.array([[float(r.get(k, 0)) for r in seed] for seed in vs])  # noqa: E731
+        elig = arr(va, "shortcut_eligible") > 0   # all False for verdicts from before the shortcut fields
+        res.append({"a": a, "b": b, "physics": paired_bootstrap(arr(va, "physics"), arr(vb, "physics")),
+                    "semantic": paired_bootstrap(arr(va, "semantic"), arr(vb, "semantic")),
+                    "shortcut_rate": paired_bootstrap(arr(va, "shows_preferred"), arr(vb, "shows_preferred"), elig)})
+    return res
 
 
 def _read_log(run_dir: Path) -> list[dict[str, Any]]:
@@ -90,6 +152,14 @@ def summarize(results: dict[str, Any], out: str | Path) -> dict[str, Any]:
                                  if all(parts) else None)  # None: results.json from before the breakdown
         off = [e["physics_off_shortcut"] for e in evs if e.get("physics_off_shortcut") is not None]
         row["physics_off_shortcut"] = float(np.mean(off)) if off else None
+        sr = [e["shortcut_rate"] for e in evs if e.get("shortcut_rate") is not None]
+        row["shortcut_rate"] = _stats(sr) if sr else None
+        conf: dict[str, dict[str, int]] = {}
+        for e in evs:
+            for c, obs in (e.get("confusion") or {}).items():
+                for o, k in obs.items():
+                    conf.setdefault(c, {})[o] = conf.setdefault(c, {}).get(o, 0) + k
+        row["confusion"] = conf
         if name in runs:
             rr = runs[name]
             row["steps"] = rr[0]["steps"]
@@ -99,19 +169,37 @@ def summarize(results: dict[str, Any], out: str | Path) -> dict[str, Any]:
                                    if any(c[k] is not None for c in confl) else None) for k in ("naive", "macro", "micro")}
         table.append(row)
     by = {r["model"]: r for r in table}
+    seeds = sorted({s for r in table for s in r["seeds"]})
+    pairs = [("base", "sft")] + [("sft", m) for m in by if m not in ("base", "sft")] + [
+        ("direct", m) for m in by if m.startswith("direct-")]
+    paired = paired_comparisons(out, list(by), seeds, pairs)
+    pb = {(c["a"], c["b"]): c for c in paired}
     verdict: dict[str, Any] = {}
+    if ("base", "sft") in pb:
+        c = pb[("base", "sft")]["shortcut_rate"]
+        verdict["pilot"] = {"shortcut_rate_diff": c["diff"], "lo": c["lo"], "hi": c["hi"],
+                            "shortcut_raised": bool(c["lo"] is not None and c["lo"] > 0)}
     if "sft" in by and "direct" in by:
         p_s, p_d = by["sft"]["physics"]["mean"], by["direct"]["physics"]["mean"]
         s_s, s_d = by["sft"]["semantic"]["mean"], by["direct"]["semantic"]["mean"]
         ratio = p_d / p_s if p_s > 0 else float("nan")  # undefined when sft never passes: not "met"
-        verdict = {"physics_ratio": ratio, "semantic_drop": s_s - s_d,
+        verdict.update({"physics_ratio": ratio, "semantic_drop": s_s - s_d,
                    "physics_target_met": bool(p_s > 0 and ratio >= TARGET_RATIO),
                    "semantic_target_met": bool(s_s - s_d <= TARGET_SEMANTIC_DROP),
-                   **physics_noise(by["sft"], by["direct"])}
+                   **physics_noise(by["sft"], by["direct"])})
+        if ("sft", "direct") in pb:
+            c = pb[("sft", "direct")]
+            verdict["paired"] = c
+            verdict["physics_significant"] = bool(c["physics"]["excludes_zero"])  # the paired CI, not the pooled SE
+        ss, sd = by["sft"].get("shortcut_rate"), by["direct"].get("shortcut_rate")
+        if ss and sd:
+            verdict["shortcut_ratio"] = sd["mean"] / ss["mean"] if ss["mean"] > 0 else float("nan")
+            verdict["shortcut_target_met"] = bool(ss["mean"] > 0 and sd["mean"] <= TARGET_SHORTCUT_RATIO * ss["mean"])
         # a ratio reached by a difference inside the noise is not a demonstrated gain
         verdict["met"] = (verdict["physics_target_met"] and verdict["physics_significant"]
                           and verdict["semantic_target_met"])
-    return {"table": table, "verdict": verdict, "base_check": ev["base_check"]}
+    return {"table": table, "verdict": verdict, "base_check": ev["base_check"], "paired": paired,
+            "base_unseen": ev.get("base_unseen")}
 
 
 # =============================================================================================
@@ -188,6 +276,25 @@ def plot_adherence(table: list[dict[str, Any]], path: str | Path) -> Path:
     return _save(plt, fig, path)
 
 
+def plot_shortcut(table: list[dict[str, Any]], path: str | Path) -> Path:
+    """Shortcut rate per model (mean over seeds; bars: seed min-max)."""
+    plt = _plt()
+    rows = [r for r in table if r.get("shortcut_rate")]
+    names = [r["model"] for r in rows]
+    x = np.arange(len(names))
+    fig, ax = plt.subplots(figsize=(max(6, 1.0 * len(names) + 2), 3.6))
+    if rows:
+        m = np.array([r["shortcut_rate"]["mean"] for r in rows])
+        lo = m - np.array([r["shortcut_rate"]["min"] for r in rows])
+        hi = np.array([r["shortcut_rate"]["max"] for r in rows]) - m
+        ax.bar(x, m, 0.6, yerr=np.vstack([lo, hi]), capsize=3, color="tab:red")
+    ax.set_xticks(x, names, rotation=20, fontsize=8)
+    ax.set_ylim(0, 1)
+    ax.set_ylabel("shortcut rate")
+    ax.set_title("clips showing the colour's train-preferred class instead of the captioned one", fontsize=9)
+    return _save(plt, fig, path)
+
+
 def plot_samples(out: str | Path, models: list[str], path: str | Path, n: int = 4, seed: int = 0) -> Path:
     """Rows: for each of ``n`` evaluation captions, the ground-truth rendering then each model's sample."""
     from safetensors.torch import load_file
@@ -240,8 +347,9 @@ def reading(summ: dict[str, Any]) -> str:
             f"direct vs sft, physics: {100 * d['physics']['mean']:.1f}% vs {100 * s['physics']['mean']:.1f}% "
             f"(ratio {v['physics_ratio']:.2f}; target {TARGET_RATIO}); semantic: {100 * d['semantic']['mean']:.1f}% vs "
             f"{100 * s['semantic']['mean']:.1f}%. The binomial standard error of a difference over {n} clips per model "
-            f"is about {100 * se:.1f} points and the seed spread (sd) up to {100 * noise:.1f} points, so the physics "
-            f"difference of {100 * diff:+.1f} points is {'outside' if sig else 'within'} the noise. "
+            f"is about {100 * se:.1f} points and the seed spread (sd) up to {100 * noise:.1f} points"
+            + (f"; the paired bootstrap gives {_ci(v['paired']['physics'])} points" if v.get("paired") else "")
+            + f", so the physics difference of {100 * diff:+.1f} points is {'outside' if sig else 'within'} the noise. "
             + ("The target is met." if v["met"] else
                ("The ratio reaches the target, but on so few passing clips that it is not a demonstrated gain: "
                 "the target is not met. " if v["physics_target_met"] else "The target is not met. ")
@@ -275,6 +383,13 @@ def _fmt(s: dict[str, float]) -> str:
     return f"{100 * s['mean']:.1f} ± {100 * s['std']:.1f} [{100 * s['min']:.0f}–{100 * s['max']:.0f}]"
 
 
+def _ci(c: dict[str, Any]) -> str:
+    if c.get("diff") is None:
+        return "–"
+    return (f"{100 * c['diff']:+.1f} [{100 * c['lo']:+.1f}, {100 * c['hi']:+.1f}]"
+            + ("*" if c["excludes_zero"] else ""))
+
+
 def _pct(x: float | None) -> str:
     return "–" if x is None or (isinstance(x, float) and math.isnan(x)) else f"{100 * x:.0f}%"
 
@@ -289,8 +404,8 @@ def write_report(out: str | Path, results: dict[str, Any]) -> Path:
     plots = out / "plots"
     plot_losses(out, list(cfg["variants"]), plots / "loss_curves.png")
     plot_adherence(table, plots / "adherence.png")
-    plot_samples(out, [m for m in ("base", "sft", "direct") if m == "base" or m in cfg["variants"]],
-                 plots / "samples.png")
+    plot_shortcut(table, plots / "shortcut.png")
+    plot_samples(out, ["base", *cfg["variants"]], plots / "samples.png")
     t = results["timings"]
     pre = results["pretrain"]
     gen = results["generate"]
@@ -335,8 +450,8 @@ def write_report(out: str | Path, results: dict[str, Any]) -> Path:
         f"Pass rates in % on the evaluation captions: mean ± standard deviation over seeds [min–max]; "
         f"{table[0]['n_per_seed']} captions per seed.",
         "",
-        "| model | physics | semantic | physics off-shortcut | steps | train s (mean) | conflict naive | conflict macro | conflict micro |",
-        "|---|---|---|---|---|---|---|---|---|",
+        "| model | physics | semantic | shortcut rate | physics off-shortcut | steps | train s (mean) | conflict naive | conflict macro | conflict micro |",
+        "|---|---|---|---|---|---|---|---|---|---|",
     ]
     for r in table:
         c = r.get("conflict", {})
@@ -344,7 +459,8 @@ def write_report(out: str | Path, results: dict[str, Any]) -> Path:
             steps, secs = str(r["steps"]), f"{r['train_seconds']['mean']:.0f}"
         else:
             steps, secs = f"{pre['steps']} (pretrain)", f"{pre['seconds']:.0f}"
-        lines.append(f"| {r['model']} | {_fmt(r['physics'])} | {_fmt(r['semantic'])} | "
+        sr = r.get("shortcut_rate")
+        lines.append(f"| {r['model']} | {_fmt(r['physics'])} | {_fmt(r['semantic'])} | {_fmt(sr) if sr else '–'} | "
                      f"{_pct(r['physics_off_shortcut'])} | {steps} | {secs} | "
                      f"{_pct(c.get('naive'))} | {_pct(c.get('macro'))} | {_pct(c.get('micro'))} |")
     axes = sorted({a for r in table for a in r["physics_by_axis"]})
@@ -358,12 +474,39 @@ def write_report(out: str | Path, results: dict[str, Any]) -> Path:
         for r in table:
             sp = r["semantic_parts"]
             lines.append(f"| {r['model']} | {_pct(sp['kind'])} | {_pct(sp['colour'])} | {_pct(sp['setting'])} |")
+    if summ.get("paired"):
+        b = BOOTSTRAP
+        lines += ["", f"**Paired differences** (b - a, points; {100 * b['level']:.0f}% paired bootstrap CI over "
+                  f"captions, {b['n']} replicates, seed {b['seed']}; every model samples the same captions with the "
+                  "same noise; * = the CI excludes 0):", "",
+                  "| a | b | physics | semantic | shortcut rate |", "|---|---|---|---|---|"]
+        for c in summ["paired"]:
+            lines.append(f"| {c['a']} | {c['b']} | {_ci(c['physics'])} | {_ci(c['semantic'])} | {_ci(c['shortcut_rate'])} |")
+    conf_models = [r for r in table if r.get("confusion")]
+    if conf_models:
+        from direct_data.world.scenes import CLASSES
+
+        lines += ["", "**Confusion** (rows: captioned class; columns: the class the judge reads from the clip, "
+                  "`none` = no class's check passes; counts over seeds):", ""]
+        for r in conf_models:
+            conf = r["confusion"]
+            cols = [c for c in CLASSES if any(c in row for row in conf.values())] + [
+                c for c in ("none", "multi") if any(c in row for row in conf.values())]
+            lines += [f"*{r['model']}*", "", "| caption -> clip | " + " | ".join(cols) + " |",
+                      "|---|" + "---|" * len(cols)]
+            for c in [c for c in CLASSES if c in conf]:
+                lines.append(f"| {c} | " + " | ".join(str(conf[c].get(k, 0)) for k in cols) + " |")
+            lines.append("")
     bc = summ["base_check"]
+    bu = summ.get("base_unseen")
     lines += [
         "",
         f"**Base on its own training distribution** (broad captions, {bc['n']} clips): physics "
-        f"{100 * bc['physics']:.0f}%, semantic {100 * bc['semantic']:.0f}%. Ground-truth renderings pass the judge "
-        "at >= 98% on both (see `direct_data.world.validation`).",
+        f"{100 * bc['physics']:.0f}%, semantic {100 * bc['semantic']:.0f}%"
+        + (f"; on unseen broad captions ({bu['n']} clips): physics {100 * bu['physics']:.0f}%, semantic "
+           f"{100 * bu['semantic']:.0f}%" if bu else "")
+        + f" (issue 11's targets for a competent base: >= {100 * TARGET_BASE[0]:.0f}% / >= {100 * TARGET_BASE[1]:.0f}% "
+        "physics). Ground-truth renderings pass the judge at >= 98% on both (see `direct_data.world.validation`).",
         "",
         "**Gradient conflict** (from each run's `log.jsonl`, mean over steps and seeds): the fraction of rows whose "
         "contrastive gradient on the predicted velocity opposes the flow-matching gradient. `naive` is a random "
@@ -371,14 +514,29 @@ def write_report(out: str | Path, results: dict[str, Any]) -> Path:
         "negative from another semantic partition; `micro` the hard physics negative (triplet).",
         "",
     ]
-    if verdict:
+    if verdict.get("pilot"):
+        pl = verdict["pilot"]
+        lines += ["## Pilot: does plain SFT learn the shortcut?", "",
+                  f"sft - base shortcut rate: {_ci({**pl, 'diff': pl['shortcut_rate_diff'], 'excludes_zero': pl['shortcut_raised']})}"
+                  " points (paired 95% CI). " + ("SFT on the entangled split raises the shortcut rate by more than the "
+                                                 "noise: the comparison below can show whether a method resists it."
+                                                 if pl["shortcut_raised"] else
+                                                 "SFT does **not** raise the shortcut rate outside the noise: the "
+                                                 "entangled split did not teach the shortcut at this budget, so the "
+                                                 "comparison cannot show a method resisting it."), ""]
+    if verdict.get("physics_ratio") is not None:
         lines += [
             "## Target",
             "",
             f"Target: direct physics >= {TARGET_RATIO} x sft and semantic no more than "
             f"{100 * TARGET_SEMANTIC_DROP:.0f} points below sft. Got: physics ratio **{verdict['physics_ratio']:.2f}** "
             f"({'met' if verdict['physics_target_met'] and verdict.get('physics_significant') else 'reached, but the difference is within the noise' if verdict['physics_target_met'] else 'not met'}), semantic drop "
-            f"**{100 * verdict['semantic_drop']:.1f} points** ({'met' if verdict['semantic_target_met'] else 'not met'}).",
+            f"**{100 * verdict['semantic_drop']:.1f} points** ({'met' if verdict['semantic_target_met'] else 'not met'})"
+            + (f"; shortcut rate ratio direct / sft **{verdict['shortcut_ratio']:.2f}** (target <= "
+               f"{TARGET_SHORTCUT_RATIO}: {'met' if verdict['shortcut_target_met'] else 'not met'})"
+               if "shortcut_ratio" in verdict else "")
+            + (f". Paired physics difference direct - sft: {_ci(verdict['paired']['physics'])} points"
+               if verdict.get("paired") else "") + ".",
             "",
         ]
     lines += ["## Reading", "", reading(summ), ""]
@@ -391,10 +549,12 @@ def write_report(out: str | Path, results: dict[str, Any]) -> Path:
         "",
         "![adherence](plots/adherence.png)",
         "",
+        "![shortcut rate](plots/shortcut.png)",
+        "",
         "![samples](plots/samples.png)",
         "",
         "Sample strip (`plots/samples.txt` names the rows): for each of four evaluation captions, the "
-        "ground-truth rendering, then base, sft and direct (seed 0), frames left to right.",
+        "ground-truth rendering, then the base and every post-trained model (seed 0), frames left to right.",
         "",
         "## Timings (seconds, this machine)",
         "",

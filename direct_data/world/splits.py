@@ -26,8 +26,9 @@ _SPLIT_CODE = {"train": 1, "eval": 2, "broad": 3}
 
 
 def make_split(n: int, split: str, seed: int = 0, *, frames: int = FRAMES, size: int = SIZE,
-               negatives: bool = False) -> list[dict[str, Any]]:
-    """``n`` rows of a split, deterministic in ``(n, split, seed, frames, size)``.
+               negatives: bool = False, strength: dict[str, float] | None = None) -> list[dict[str, Any]]:
+    """``n`` rows of a split, deterministic in ``(n, split, seed, frames, size, strength)``
+    (``strength``: the train split's entanglement, `sample_spec`).
 
     Row fields: ``id``, ``prompt`` (a caption from the grammar), ``clip`` (uint8
     ``(frames, size, size, 3)``), ``split``, ``kind``, ``colour``, ``setting``, ``physics``,
@@ -48,7 +49,7 @@ def make_split(n: int, split: str, seed: int = 0, *, frames: int = FRAMES, size:
     rng_neg = np.random.default_rng([int(seed), _SPLIT_CODE[split], 1])
     rows = []
     for i in range(n):
-        spec = sample_spec(rng, split)
+        spec = sample_spec(rng, split, strength=strength)
         picks = draw_picks(rng)
         text = caption(spec, picks=picks)
         row = {

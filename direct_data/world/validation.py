@@ -21,7 +21,7 @@ from scipy import ndimage
 
 from direct_data.world.captions import caption, draw_picks
 from direct_data.world.judging import judge
-from direct_data.world.scenes import FRAMES, SIZE, SceneSpec, counterfactual
+from direct_data.world.scenes import FRAMES, SIZE, SceneSpec, counterfactual, render
 from direct_data.world.splits import make_split
 
 __all__ = ["degrade", "validate_judge"]
@@ -38,17 +38,27 @@ def degrade(clip: np.ndarray, noise: float, blur: float, rng: np.random.Generato
 
 
 def validate_judge(n: int = 400, *, split: str = "eval", seed: int = 0, frames: int = FRAMES, size: int = SIZE,
-                   noise: float = 0.0, blur: float = 0.0) -> dict[str, Any]:
-    """Agreement of `judge` with the ground truth on ``n`` rendered rows (see the module docstring)."""
+                   noise: float = 0.0, blur: float = 0.0, jitter: float = 0.0) -> dict[str, Any]:
+    """Agreement of `judge` with the ground truth on ``n`` rendered rows (see the module docstring).
+
+    ``jitter``: each frame's object is displaced by ``(dx, dy)`` drawn uniformly in
+    ``[-jitter, jitter]`` pixels (independently per frame and axis) before degrading.
+    """
     rows = make_split(n, split, seed, frames=frames, size=size)
     rng = np.random.default_rng([seed, 99])
+    rng_jit = np.random.default_rng([seed, 98])
     perm = rng.permutation(n)
     t_phys, t_sem, s_phys, s_sem, s_pc, s_sc, c_phys, c_sem = ([] for _ in range(8))
+    per_class: dict[str, list[int]] = {}
     for r, i in zip(rows, perm):
-        clip = degrade(r["clip"], noise, blur, rng) if (noise or blur) else r["clip"]
+        clip = r["clip"]
+        if jitter:
+            clip = render(SceneSpec(**r["spec"]), frames, size, offsets=rng_jit.uniform(-jitter, jitter, (frames, 2)))
+        clip = degrade(clip, noise, blur, rng) if (noise or blur) else clip
         j = judge(clip, r["prompt"], details=False)
         t_phys.append(j["physics"])
         t_sem.append(j["semantic"])
+        per_class.setdefault(r["physics"], []).append(j["physics"])
         o = rows[i]
         j = judge(clip, o["prompt"], details=False)
         s_phys.append(j["physics"])
@@ -63,7 +73,8 @@ def validate_judge(n: int = 400, *, split: str = "eval", seed: int = 0, frames: 
     eq = lambda a, b: float(np.mean(np.asarray(a) == np.asarray(b)))  # noqa: E731
     return {
         "n": n, "split": split, "seed": seed, "frames": frames, "size": size, "noise": noise, "blur": blur,
-        "true_physics": m(t_phys), "true_semantic": m(t_sem),
+        "jitter": jitter, "true_physics": m(t_phys), "true_semantic": m(t_sem),
+        "true_physics_by_class": {k: m(v) for k, v in sorted(per_class.items())},
         "shuffled_physics": m(s_phys), "shuffled_physics_chance": m(s_pc), "shuffled_physics_agreement": eq(s_phys, s_pc),
         "shuffled_semantic": m(s_sem), "shuffled_semantic_chance": m(s_sc), "shuffled_semantic_agreement": eq(s_sem, s_sc),
         "counterfactual_physics": m(c_phys), "counterfactual_semantic": m(c_sem),

@@ -1,0 +1,159 @@
+"""The validator on the held-out test split, on the old regression set, and its throughput.
+
+- Test split of data/rewrites/labelled.jsonl (never used to fit or tune anything): per label, the
+  share decided right (good kept, bad rejected) and the reasons given, for the learnt validator
+  without and with the Gemma fluency features and for the old lexicon validator. Targets (issue 10):
+  good kept >= 90%, every bad label rejected >= 90%, ungrammatical rejected >= 95%.
+- tests/data/labelled_rewrites.jsonl (the old regression set): precision / recall of accepting `good`.
+- Throughput: rows/s on BENCH_VALIDATOR_ROWS rows (default 2000) made by the rules rewriter from
+  real prompts of ../shared/data/prompts (a seeded sample, all five axes), without and with
+  fluency (fluency on a fresh, empty cache, on the first BENCH_VALIDATOR_FLUENCY_ROWS
+  rows, default 100), extrapolated linearly to 30,000 rows (6,000 prompts x 5 axes).
+
+Writes bench/results/validator.json and bench/results/validator.md (a table for the README).
+Only aggregate numbers of the test split are written; its rows are never printed.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import platform
+import random
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+RESULTS = ROOT / "bench" / "results"
+N_ROWS = int(os.environ.get("BENCH_VALIDATOR_ROWS", "2000"))
+FLUENCY_ROWS = int(os.environ.get("BENCH_VALIDATOR_FLUENCY_ROWS", "100"))  # Gemma on a cold cache is slow on 2 shared cores
+FLUENCY = os.environ.get("BENCH_VALIDATOR_FLUENCY", "1") != "0"
+TARGETS = {"good": 0.90, "ungrammatical": 0.95}
+
+
+def regression_pr(validator) -> dict:
+    rows = [json.loads(x) for x in open(ROOT / "tests" / "data" / "labelled_rewrites.jsonl", encoding="utf-8") if x.strip()]
+    vs = validator.check_many(rows, dedupe_within=False)
+    tp = sum(v.accepted and r["label"] == "good" for r, v in zip(rows, vs))
+    fp = sum(v.accepted and r["label"] == "bad" for r, v in zip(rows, vs))
+    fn = sum(not v.accepted and r["label"] == "good" for r, v in zip(rows, vs))
+    return {"rows": len(rows), "precision": round(tp / max(tp + fp, 1), 4), "recall": round(tp / max(tp + fn, 1), 4), "tp": tp, "fp": fp, "fn": fn}
+
+
+def rules_rows(n: int) -> list[tuple[str, str, str]]:
+    from direct_data.text.axes import AXES
+    from direct_data.text.learnt import DEFAULT_PROMPTS
+    from direct_data.text.rules import rewrite
+
+    prompts: list[str] = []
+    for f in sorted(DEFAULT_PROMPTS.glob("*.jsonl")):
+        for line in open(f, encoding="utf-8"):
+            if line.strip():
+                r = json.loads(line)
+                t = r.get("prompt") or r.get("caption") or r.get("text")
+                if isinstance(t, str) and t.strip():
+                    prompts.append(t)
+    prompts = sorted(set(prompts))
+    random.Random(0).shuffle(prompts)
+    rows: list[tuple[str, str, str]] = []
+    for p in prompts:
+        for a in AXES:
+            c = rewrite(p, a, seed=0)
+            if c:
+                rows.append((p, a, c[0].text))
+        if len(rows) >= n:
+            break
+    return rows[:n]
+
+
+def throughput(validator, rows) -> dict:
+    t = time.perf_counter()
+    vs = validator.check_many(rows, dedupe_within=False)
+    dt = time.perf_counter() - t
+    rps = len(rows) / dt
+    return {"rows": len(rows), "seconds": round(dt, 1), "rows_per_s": round(rps, 1), "extrapolated_30k_minutes": round(30000 / rps / 60, 1),
+            "accepted": sum(v.accepted for v in vs)}
+
+
+def main() -> int:
+    from direct_data.text import learnt
+    from direct_data.text.validator import Validator, ValidatorConfig
+
+    test = learnt.load_labelled(splits=("test",))
+    meta = json.loads(learnt.SIDECAR.read_text(encoding="utf-8"))
+    base = Validator()
+    emb, model = base.embedder, base.model
+    lexicon = Validator(embedder=emb, config=ValidatorConfig(mode="lexicon"))
+    configs: dict[str, Validator] = {"learnt": base, "lexicon": lexicon}
+    scorer = None
+    if FLUENCY and model.accept_fluency is not None:
+        from direct_data.backends.fluency import FluencyScorer
+
+        scorer = FluencyScorer()
+        configs["learnt+fluency"] = Validator(embedder=emb, model=model, fluency=scorer)
+    out: dict = {"labelled_sha256": learnt.file_sha256(learnt.DEFAULT_LABELLED), "model_labelled_sha256": meta["labelled_sha256"],
+                 "threshold": meta["threshold"], "threshold_fluency": meta.get("threshold_fluency"), "test": {}, "regression": {}}
+    for name, v in configs.items():
+        out["test"][name] = learnt.evaluate(v, test)
+        out["regression"][name] = regression_pr(v)
+        print(name, "test good kept", out["test"][name]["good_kept"], "bad rejected", out["test"][name]["bad_rejected"], flush=True)
+    rows = rules_rows(N_ROWS)
+    out["throughput"] = {"learnt": throughput(Validator(embedder=emb, model=model), rows),
+                         "lexicon": throughput(Validator(embedder=emb, config=ValidatorConfig(mode="lexicon")), rows)}
+    if scorer is not None:
+        from direct_data.backends.fluency import FluencyScorer
+
+        with tempfile.TemporaryDirectory() as d:  # an empty cache: every text goes through Gemma
+            out["throughput"]["learnt+fluency"] = throughput(Validator(embedder=emb, model=model, fluency=FluencyScorer(cache_dir=d)),
+                                                             rows[:FLUENCY_ROWS])
+    out["machine"] = {"cpus": os.cpu_count(), "load_average": [round(x, 2) for x in os.getloadavg()], "python": platform.python_version()}
+    RESULTS.mkdir(parents=True, exist_ok=True)
+    (RESULTS / "validator.json").write_text(json.dumps(out, indent=1, sort_keys=True) + "\n", encoding="utf-8")
+    (RESULTS / "validator.md").write_text(markdown(out), encoding="utf-8")
+    print((RESULTS / "validator.md").read_text(encoding="utf-8"))
+    return 0
+
+
+def markdown(out: dict) -> str:
+    from direct_data.text.learnt import LABELS
+
+    names = list(out["test"])
+    first = out["test"][names[0]]
+    head = "| label (test rows) | " + " | ".join(names) + " | target |\n|---|" + "---:|" * (len(names) + 1) + "\n"
+    lines = []
+    for lab in LABELS:
+        if lab not in first["per_label"]:
+            continue
+        what = "kept" if lab == "good" else "rejected"
+        cells = [f"{out['test'][n]['per_label'][lab]['rate']:.0%}" for n in names]
+        lines.append(f"| {lab} ({first['per_label'][lab]['rows']}), {what} | " + " | ".join(cells) + f" | >= {TARGETS.get(lab, 0.90):.0%} |")
+    lines.append("| all bad labels, rejected | " + " | ".join(f"{out['test'][n]['bad_rejected']:.0%}" for n in names) + " | |")
+    reg = "| old regression set: precision / recall | " + " | ".join(
+        f"{out['regression'][n]['precision']:.3f} / {out['regression'][n]['recall']:.3f}" for n in names) + " | 0.984 / 0.955 |"
+    tp = out["throughput"]
+    thr = "\n".join(f"| {n} | {d['rows']} | {d['seconds']} | {d['rows_per_s']} | {d['extrapolated_30k_minutes']} |" for n, d in tp.items())
+    m = out["machine"]
+    return f"""## Validator (bench/bench_validator.py)
+
+Held-out test split of `data/rewrites/labelled.jsonl` ({first['rows']} rows; never used to fit or tune),
+share of each label decided right. Learnt threshold p(good) >= {out['threshold']} (fluency model:
+{out['threshold_fluency']}), both fitted on the dev split.
+
+{head}{chr(10).join(lines)}
+{reg}
+
+Throughput on this machine ({m['cpus']} CPUs, load average {m['load_average']} while measuring: the
+cores were shared), rules rewrites of real prompts, one `check_many` call; 30k = 6,000 prompts x 5 axes,
+extrapolated linearly from the measured rate (fluency measured on an empty cache):
+
+| validator | rows | seconds | rows/s | 30k rows, minutes (extrapolated) |
+|---|---:|---:|---:|---:|
+{thr}
+"""
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,368 @@
+"""Fluency of a rewrite, scored by a small causal language model (no generation).
+
+A rule-based or small-model rewriter breaks sentences in typical ways ("a height is gigantic and
+lands", "falls into a pool bounces off", "rapidly rapidly", "... rubber is."). A language model
+notices: the tokens of a broken edit, and the tokens right after it, are much less likely in
+context than the tokens of the original there. `FluencyScorer.score` turns that into a few numbers
+per (prompt, negative) pair, always *relative to the prompt*, so a rare but fluent subject matter
+does not read as broken:
+
+``span_logprob_delta``        mean token log-prob of the edited region, negative minus prompt
+``min_token_logprob_delta``   min log-prob over the edited region and the 2 tokens after it,
+                              negative minus prompt
+``sent_logprob_delta``        mean per-token log-prob of the whole text (its end-of-text token
+                              included), negative minus prompt
+``sent_min_logprob_delta``    min token log-prob of the whole text, negative minus prompt
+``span_logprob``              mean token log-prob of the negative's edited region (absolute)
+``min_token_logprob``         min over the negative's edited region + 2 tokens (absolute)
+``eos_logprob_delta``         log-prob that the text ends where it ends, negative minus prompt
+                              (stray words appended: "... made of rubber is.")
+``n_span_tokens``             tokens in the negative's edited region
+``n_edits``                   edited regions (word-level difflib opcodes that are not `equal`)
+
+Edited regions come from `difflib` on words (``\\w+('\\w+)?`` or one punctuation mark), mapped to
+tokens through the tokenizer's character offsets: a token belongs to a region if its characters
+overlap it. A region that is empty on one side (a pure insertion or deletion) is represented on that
+side by the token that follows the gap (the end-of-text token at the end), so every edit is scored
+on both sides. Identical texts score 0 everywhere.
+
+Each text is scored once and cached: per text, its token offsets and log-probs (4 decimals), in
+``<cache_dir>/<identity digest>.jsonl`` (``$DIRECT_DATA_CACHE/fluency`` or
+``~/.cache/direct-data/fluency`` by default), keyed by sha256(identity + text). JSON lines only,
+appended one record per write; a torn last line (a crash) is skipped on read. The model is loaded
+only when some text is missing from the cache.
+
+A text's numbers never depend on which other texts were scored with it: texts are run in batches of
+one exact token length (no padding), a lone text next to a copy of itself, and log-probs are
+rounded to 4 decimals. The model's full-vocabulary logits are computed in slices of tokens
+(Gemma's vocabulary is 262k: a whole batch of logits would not fit in memory).
+"""
+
+from __future__ import annotations
+
+import difflib
+import hashlib
+import json
+import logging
+import math
+import os
+import re
+import threading
+from collections.abc import Sequence
+from functools import lru_cache
+from pathlib import Path
+from typing import Any
+
+log = logging.getLogger(__name__)
+
+SCORER_VERSION = "fluency-v1"  # bump when the per-text numbers or the pair features change
+FEATURES: tuple[str, ...] = (
+    "span_logprob_delta", "min_token_logprob_delta", "sent_logprob_delta", "sent_min_logprob_delta",
+    "span_logprob", "min_token_logprob", "eos_logprob_delta", "n_span_tokens", "n_edits",
+)
+MAX_TOKENS = 1024  # longer texts are scored on their first MAX_TOKENS tokens
+NEXT_TOKENS = 2  # tokens after an edited region that count in the min
+_LOGIT_SLICE = 128  # tokens whose full-vocabulary logits are materialised at once
+_WORD = re.compile(r"\w+(?:'\w+)?|[^\w\s]")
+
+
+def default_cache_dir() -> Path:
+    root = os.environ.get("DIRECT_DATA_CACHE")
+    return (Path(root) if root else Path.home() / ".cache" / "direct-data") / "fluency"
+
+
+# ---------------------------------------------------------------------------------------------
+# Pair features from per-text token log-probs
+# ---------------------------------------------------------------------------------------------
+
+
+def _words(text: str) -> list[tuple[str, int, int]]:
+    return [(m.group(), m.start(), m.end()) for m in _WORD.finditer(text)]
+
+
+def edited_regions(a: str, b: str) -> list[tuple[tuple[int, int], tuple[int, int]]]:
+    """Character ranges of the word-level edits from `a` to `b`: [((a_start, a_end), (b_start, b_end))].
+
+    An empty range (start == end) marks the insertion point on the side that has no words there.
+    Words are compared case-sensitively."""
+    wa, wb = _words(a), _words(b)
+    sm = difflib.SequenceMatcher(a=[w for w, _, _ in wa], b=[w for w, _, _ in wb], autojunk=False)
+
+    def span(words: list[tuple[str, int, int]], i: int, j: int, text: str) -> tuple[int, int]:
+        if i < j:
+            return words[i][1], words[j - 1][2]
+        pos = words[i][1] if i < len(words) else len(text)
+        return pos, pos
+
+    return [(span(wa, i1, i2, a), span(wb, j1, j2, b))
+            for tag, i1, i2, j1, j2 in sm.get_opcodes() if tag != "equal"]
+
+
+def _region_tokens(offsets: Sequence[Sequence[int]], start: int, end: int) -> list[int]:
+    """Indices of the tokens overlapping [start, end); for an empty range, the token after the gap.
+
+    The last entry of `offsets` is the end-of-text token, at (len, len)."""
+    last = len(offsets) - 1
+    if start < end:
+        idx = [i for i, (s, e) in enumerate(offsets[:-1]) if s < end and e > start]
+        if idx:
+            return idx
+    for i, (_s, e) in enumerate(offsets[:-1]):
+        if e > start:
+            return [i]
+    return [last]
+
+
+def _side(rec: dict[str, Any], ranges: list[tuple[int, int]]) -> tuple[list[float], list[float]]:
+    """(log-probs of the edited tokens, log-probs of edited tokens + the NEXT_TOKENS after each region)."""
+    offsets, lp = rec["o"], rec["lp"]
+    span: set[int] = set()
+    ext: set[int] = set()
+    for start, end in ranges:
+        idx = _region_tokens(offsets, start, end)
+        span.update(idx)
+        ext.update(idx)
+        ext.update(range(max(idx) + 1, min(max(idx) + 1 + NEXT_TOKENS, len(lp))))
+    return [lp[i] for i in sorted(span)], [lp[i] for i in sorted(ext)]
+
+
+def _mean(xs: Sequence[float]) -> float:
+    return sum(xs) / len(xs)
+
+
+def pair_features(prompt: str, negative: str, rec_p: dict[str, Any], rec_n: dict[str, Any]) -> dict[str, float]:
+    """The features of one pair from its two texts' cached token records (see module docstring)."""
+    regions = edited_regions(prompt, negative)
+    sent_p, sent_n = _mean(rec_p["lp"]), _mean(rec_n["lp"])
+    out = {
+        "sent_logprob_delta": sent_n - sent_p,
+        "sent_min_logprob_delta": min(rec_n["lp"]) - min(rec_p["lp"]),
+        "eos_logprob_delta": rec_n["lp"][-1] - rec_p["lp"][-1],
+        "n_edits": float(len(regions)),
+    }
+    if not regions:
+        out.update(span_logprob_delta=0.0, min_token_logprob_delta=0.0, span_logprob=sent_n,
+                   min_token_logprob=min(rec_n["lp"]), n_span_tokens=0.0)
+    else:
+        span_p, ext_p = _side(rec_p, [r[0] for r in regions])
+        span_n, ext_n = _side(rec_n, [r[1] for r in regions])
+        out.update(
+            span_logprob_delta=_mean(span_n) - _mean(span_p),
+            min_token_logprob_delta=min(ext_n) - min(ext_p),
+            span_logprob=_mean(span_n),
+            min_token_logprob=min(ext_n),
+            n_span_tokens=float(len(span_n)),
+        )
+    return {k: round(float(out[k]), 4) for k in FEATURES}
+
+
+# ---------------------------------------------------------------------------------------------
+# The scorer
+# ---------------------------------------------------------------------------------------------
+
+
+class FluencyCache:
+    """sha256(identity + text) -> {"o": token char offsets, "lp": token log-probs}, in one JSONL file."""
+
+    def __init__(self, root: Path, identity: str) -> None:
+        self.path = Path(root) / (hashlib.sha256(identity.encode()).hexdigest()[:24] + ".jsonl")
+        self.identity = identity
+        self._data: dict[str, dict[str, Any]] | None = None
+        self._lock = threading.Lock()
+
+    def key(self, text: str) -> str:
+        return hashlib.sha256((self.identity + "\x00" + text).encode("utf-8")).hexdigest()
+
+    def _load(self) -> dict[str, dict[str, Any]]:
+        if self._data is None:
+            self._data = {}
+            if self.path.is_file():
+                with open(self.path, encoding="utf-8") as f:
+                    for line in f:
+                        try:
+                            rec = json.loads(line)
+                            self._data[rec["k"]] = {"o": rec["o"], "lp": rec["lp"]}
+                        except (json.JSONDecodeError, KeyError, TypeError):
+                            continue  # a torn line from a crashed writer
+        return self._data
+
+    def get(self, text: str) -> dict[str, Any] | None:
+        return self._load().get(self.key(text))
+
+    def put_many(self, items: Sequence[tuple[str, dict[str, Any]]]) -> None:
+        with self._lock:
+            data = self._load()
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            lines = []
+            for text, rec in items:
+                k = self.key(text)
+                data[k] = rec
+                lines.append(json.dumps({"k": k, "o": rec["o"], "lp": rec["lp"]}, separators=(",", ":")) + "\n")
+            if not lines:
+                return
+            fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+            try:
+                for line in lines:
+                    os.write(fd, line.encode("utf-8"))  # one write per record: no interleaving
+            finally:
+                os.close(fd)
+
+
+class FluencyScorer:
+    """Scores how natural a rewrite's edit is, in context, against the original (module docstring).
+
+    `model`: a causal-LM folder or hub id; `None` means the packaged Gemma-3-270M base
+    (`direct_data.backends.llm.prepare_gemma`). `cache_dir`: where per-text scores are kept
+    (default `$DIRECT_DATA_CACHE/fluency` or `~/.cache/direct-data/fluency`). The model runs in
+    float32 on CPU, in its saved dtype elsewhere, under `torch.inference_mode()`; it is loaded on
+    the first text that is not cached.
+    """
+
+    def __init__(self, model: str | None = None, *, batch_size: int = 16, cache_dir: str | os.PathLike | None = None,
+                 device: str = "cpu") -> None:
+        if batch_size < 1:
+            raise ValueError("batch_size must be >= 1")
+        self.model_name = model
+        self.batch_size = batch_size
+        self.device = device
+        self.cache_root = Path(cache_dir) if cache_dir is not None else default_cache_dir()
+        self._path: str | None = None
+        self._identity: str | None = None
+        self._cache: FluencyCache | None = None
+        self._model: Any = None
+        self._tokenizer: Any = None
+        self.show_progress = False  # a rich bar on stderr while texts are scored
+        self.texts_scored = 0  # texts run through the model (cache misses) by this object
+
+    # -- model ----------------------------------------------------------------------------------
+
+    @property
+    def model_path(self) -> str:
+        if self._path is None:
+            if self.model_name is None:
+                from direct_data.backends.llm import prepare_gemma
+
+                self._path = str(prepare_gemma())
+            else:
+                self._path = self.model_name
+        return self._path
+
+    @property
+    def identity(self) -> str:
+        """Model identity (name + weights hash for a folder) + scorer version, for cache keys."""
+        if self._identity is None:
+            from direct_data.backends.models import model_identity
+
+            self._identity = f"{model_identity(self.model_path)}|{SCORER_VERSION}"
+        return self._identity
+
+    @property
+    def model_loaded(self) -> bool:
+        return self._model is not None
+
+    @property
+    def cache(self) -> FluencyCache:
+        if self._cache is None:
+            self._cache = FluencyCache(self.cache_root, self.identity)
+        return self._cache
+
+    def _load(self) -> None:
+        if self._model is None:
+            self._tokenizer, self._model = load_causal_lm(self.model_path, self.device)
+
+    def _encode(self, text: str) -> tuple[list[int], list[list[int]]]:
+        """Token ids (start token, text tokens, end token) and the text tokens' char offsets + (len, len)."""
+        tok = self._tokenizer
+        enc = tok(text, add_special_tokens=False, return_offsets_mapping=True)
+        ids = list(enc["input_ids"])[: MAX_TOKENS]
+        offsets = [list(o) for o in enc["offset_mapping"]][: MAX_TOKENS]
+        start = tok.bos_token_id if tok.bos_token_id is not None else tok.eos_token_id
+        end = tok.eos_token_id
+        if start is None or end is None:
+            raise ValueError(f"the tokenizer of {self.model_path} has neither a bos nor an eos token")
+        n = len(text) if len(ids) == len(enc["input_ids"]) else offsets[-1][1]
+        return [start, *ids, end], [*offsets, [n, n]]
+
+    def _token_logprobs(self, batch: list[list[int]]) -> list[list[float]]:
+        """Log-prob of every token after the first, for equal-length id lists."""
+        import torch
+
+        model = self._model
+        ids = torch.tensor(batch, dtype=torch.long, device=self.device)
+        with torch.inference_mode():
+            hidden = model.get_decoder()(input_ids=ids, attention_mask=torch.ones_like(ids)).last_hidden_state
+            head = model.get_output_embeddings()
+            cap = getattr(model.config, "final_logit_softcapping", None)
+            h = hidden[:, :-1].reshape(-1, hidden.shape[-1])
+            target = ids[:, 1:].reshape(-1)
+            out = []
+            for s in range(0, h.shape[0], _LOGIT_SLICE):
+                logits = head(h[s: s + _LOGIT_SLICE]).float()
+                if cap:
+                    logits = torch.tanh(logits / cap) * cap
+                lp = logits.gather(1, target[s: s + _LOGIT_SLICE, None])[:, 0] - torch.logsumexp(logits, dim=-1)
+                out.append(lp)
+            lp = torch.cat(out).reshape(len(batch), -1).cpu().tolist()
+        return [[round(x, 4) for x in row] for row in lp]
+
+    def _score_texts(self, texts: list[str]) -> None:
+        """Run the model on `texts` (not cached) and cache their records."""
+        from direct_data.core.progress import progress_bar
+
+        self._load()
+        encoded = {t: self._encode(t) for t in texts}
+        groups: dict[int, list[str]] = {}
+        for t in sorted(texts):
+            groups.setdefault(len(encoded[t][0]), []).append(t)
+        with progress_bar("fluency", total=len(texts), enabled=self.show_progress) as bar:
+            for length in sorted(groups):
+                group = groups[length]
+                for i in range(0, len(group), self.batch_size):
+                    chunk = group[i: i + self.batch_size]
+                    ids = [encoded[t][0] for t in chunk]
+                    lps = self._token_logprobs(ids if len(ids) > 1 else ids * 2)[: len(chunk)]
+                    self.cache.put_many([(t, {"o": encoded[t][1], "lp": lp}) for t, lp in zip(chunk, lps)])
+                    self.texts_scored += len(chunk)
+                    bar.update(len(chunk))
+
+    def records(self, texts: Sequence[str]) -> list[dict[str, Any]]:
+        """Per-text token records (`{"o": offsets, "lp": log-probs}`), from the cache or the model."""
+        for t in texts:
+            if not isinstance(t, str) or not t.strip():
+                raise ValueError("fluency texts must be non-empty strings")
+        missing = sorted({t for t in texts if self.cache.get(t) is None})
+        if missing:
+            self._score_texts(missing)
+        return [self.cache.get(t) for t in texts]  # type: ignore[misc]
+
+    def score(self, pairs: Sequence[tuple[str, str]]) -> list[dict[str, float]]:
+        """One feature dict per (prompt, negative) pair, in order (see the module docstring)."""
+        texts = [t for pair in pairs for t in pair]
+        recs = self.records(texts)
+        return [pair_features(p, n, recs[2 * i], recs[2 * i + 1]) for i, (p, n) in enumerate(pairs)]
+
+
+@lru_cache(maxsize=2)
+def load_causal_lm(path: str, device: str = "cpu") -> tuple[Any, Any]:
+    """(tokenizer, model) of a causal LM folder or hub id, offline for a folder, no remote code;
+    float32 on CPU, the saved dtype elsewhere. Shared by every scorer in the process."""
+    from direct_data.backends.models import _prefer_passive_openmp
+
+    _prefer_passive_openmp()  # idle OpenMP threads sleep instead of spinning (a shared CPU); numerics unchanged
+    import torch
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    if Path(path).is_dir():
+        os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    dtype = torch.float32 if device == "cpu" else "auto"
+    tokenizer = AutoTokenizer.from_pretrained(path, trust_remote_code=False)
+    model = AutoModelForCausalLM.from_pretrained(path, dtype=dtype, trust_remote_code=False)
+    return tokenizer, model.to(device).eval()
+
+
+def auc(pos: Sequence[float], neg: Sequence[float]) -> float:
+    """P(a random `pos` value > a random `neg` value), ties half (Mann-Whitney)."""
+    if not pos or not neg:
+        return math.nan
+    wins = sum((p > q) + 0.5 * (p == q) for p in pos for q in neg)
+    return wins / (len(pos) * len(neg))

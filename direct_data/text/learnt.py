@@ -1,0 +1,537 @@
+"""The learnt validator model: an axis tagger and an acceptance model fitted on labelled rewrites.
+
+Data: ``data/rewrites/labelled.jsonl`` (see ``docs/labelling-guide.md``), joined to its prompt texts
+in ``../shared/data/prompts`` by (source, line) (`load_labelled`). Fitting uses the ``train`` split
+only; hyper-parameters and the acceptance threshold are chosen on ``dev``; ``test`` is only ever
+scored in aggregate (`direct-data validator eval --split test`, ``bench/bench_validator.py``).
+
+Model (all linear, inference in numpy, weights in a committed safetensors file plus a JSON sidecar,
+never a pickle):
+
+1. **Axis tagger**: one class-balanced L2 logistic regression per axis predicting "this axis
+   changed" (the rows' ``changed_axes``) from the hand features (`direct_data.text.features`,
+   without the declared axis) and the MiniLM blocks ``diff`` / ``span`` / ``new`` (scaled by
+   ``tag_emb_weight``).
+2. **Acceptance model**: a class-balanced multinomial L2 logistic regression over the eight labels
+   (good, multi_axis, wrong_axis, scene_changed, negation, copy, ungrammatical, static_size_only)
+   from the hand features (with the declared axis one-hot and the word-list validator's verdict
+   as a one-hot: precise on short word swaps, which the free-form training rows rarely show), the
+   tagger's outputs read against the
+   declared axis (p of the declared axis, highest and summed p of the others, number of axes over
+   0.5) and the embedding blocks (scaled by ``acc_emb_weight``). On the train split the tagger
+   outputs are out-of-fold (5 folds grouped by prompt), so the acceptance model learns from
+   honest tagger outputs.
+3. **Decision**: accept iff p(good) >= ``threshold``, or the word-list validator accepts the row and
+   p(good) >= ``lexicon_floor`` (both fitted on dev: the values that maximise half the share of good
+   rows kept plus half the mean over bad labels of the share rejected; the floor is the lowest
+   value with the best score); else the
+   reason is the most probable bad label (``copy`` and ``static_size_only`` are reason codes of
+   their own). Probabilities are rounded to 4 decimals before the comparison.
+
+Optional fluency features (`direct_data.backends.fluency.FluencyScorer`, Gemma-3-270M used as a
+language model) feed a second acceptance model with the same recipe; the artefact holds both and
+the validator uses the fluency one only when a scorer is given.
+
+The fitted thresholds are in the sidecar (``validator.json``: ``threshold``, ``lexicon_floor`` and
+their ``*_fluency`` twins) and can be overridden with ``ValidatorConfig.learnt_threshold`` /
+``learnt_lexicon_floor`` (``direct-data validate --learnt-threshold / --learnt-lexicon-floor``).
+The packaged artefact (fitted on 493 train rows, chosen on 160 dev rows): tag_C 0.3, acc_C 0.1,
+embedding weights 1.0; threshold 0.22 and lexicon_floor 0.22 (dev balanced score 0.9215); with
+fluency: threshold 0.23, lexicon_floor 0.20 (dev 0.9203).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from direct_data.core.errors import UserError
+from direct_data.text.axes import AXES
+from direct_data.text.features import BLOCKS, HAND_NAMES, PairFeatures, compute
+
+log = logging.getLogger(__name__)
+
+LABELS: tuple[str, ...] = ("good", "multi_axis", "wrong_axis", "scene_changed", "negation", "copy", "ungrammatical",
+                           "static_size_only")
+#: the reason code a bad label maps to
+LABEL_REASON: dict[str, str] = {lab: lab for lab in LABELS[1:]}
+TAG_EXCLUDE = tuple(n for n in HAND_NAMES if n.startswith(("axis_", "lex_")) or n in ("new_declared", "old_declared", "new_other", "new_only_other"))
+TAG_HAND = tuple(n for n in HAND_NAMES if n not in TAG_EXCLUDE)
+TAG_REL = ("p_declared", "p_other_max", "p_other_sum", "n_axes_over_half")
+#: the fluency scorer's features (`direct_data.backends.fluency.FEATURES`)
+FLUENCY_KEYS = ("span_logprob_delta", "min_token_logprob_delta", "sent_logprob_delta", "sent_min_logprob_delta",
+                "span_logprob", "min_token_logprob", "eos_logprob_delta", "n_span_tokens", "n_edits")
+
+REPO_ROOT = Path(__file__).resolve().parents[2]
+DEFAULT_LABELLED = REPO_ROOT / "data" / "rewrites" / "labelled.jsonl"
+DEFAULT_PROMPTS = REPO_ROOT.parent / "shared" / "data" / "prompts"
+ARTEFACT_DIR = Path(__file__).resolve().parent / "data"
+ARTEFACT = ARTEFACT_DIR / "validator.safetensors"
+SIDECAR = ARTEFACT_DIR / "validator.json"
+
+
+# --------------------------------------------------------------------------------------------
+# The labelled set.
+# --------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class LabelledRow:
+    id: str
+    prompt_id: str
+    source: str
+    line: int
+    prompt: str
+    axis: str
+    negative: str
+    label: str
+    changed_axes: tuple[str, ...]
+    split: str
+
+
+def file_sha256(path: str | Path) -> str:
+    return hashlib.sha256(Path(path).read_bytes()).hexdigest()
+
+
+def load_labelled(path: str | Path | None = None, prompts_dir: str | Path | None = None, *,
+                  splits: Sequence[str] | None = None) -> list[LabelledRow]:
+    """Rows of the labelled set (only `splits`, in file order) joined to their prompt texts.
+
+    Raises UserError when the file or the prompt folder (``../shared/data/prompts``) is missing or a
+    row's prompt does not match its ``prompt_id``.
+    """
+    path = Path(path or DEFAULT_LABELLED)
+    prompts_dir = Path(prompts_dir or DEFAULT_PROMPTS)
+    if not path.is_file():
+        raise UserError(f"labelled rewrites not found: {path}")
+    if not prompts_dir.is_dir():
+        raise UserError(f"prompt folder not found: {prompts_dir} (the labelled set joins to ../shared/data/prompts by source and line)")
+    texts: dict[str, list[str]] = {}
+    out: list[LabelledRow] = []
+    with open(path, encoding="utf-8") as f:
+        for n, line in enumerate(f, 1):
+            if not line.strip():
+                continue
+            r = json.loads(line)
+            if splits is not None and r.get("split") not in splits:
+                continue
+            src = r["source"]
+            if src not in texts:
+                pf = prompts_dir / f"{src}.jsonl"
+                if not pf.is_file():
+                    raise UserError(f"{path}:{n}: prompt file {pf} not found")
+                with open(pf, encoding="utf-8") as g:
+                    texts[src] = [_prompt_text(json.loads(x)) for x in g if x.strip()]
+            lines = texts[src]
+            if not 0 <= int(r["line"]) < len(lines):
+                raise UserError(f"{path}:{n}: line {r['line']} not in {src}.jsonl ({len(lines)} rows)")
+            prompt = lines[int(r["line"])]
+            if hashlib.sha256(prompt.encode("utf-8")).hexdigest()[:16] != r["prompt_id"]:
+                raise UserError(f"{path}:{n}: prompt_id {r['prompt_id']} does not match {src}.jsonl line {r['line']}")
+            out.append(LabelledRow(str(r["id"]), r["prompt_id"], src, int(r["line"]), prompt, r["axis"], r["negative"],
+                                   r["label"], tuple(r.get("changed_axes") or ()), r["split"]))
+    return out
+
+
+def _prompt_text(rec: dict) -> str:
+    for k in ("prompt", "caption", "text"):
+        if isinstance(rec.get(k), str):
+            return rec[k]
+    return ""
+
+
+# --------------------------------------------------------------------------------------------
+# The model (numpy inference).
+# --------------------------------------------------------------------------------------------
+
+
+@dataclass
+class Linear:
+    """Standardise the first ``len(mean)`` columns, then logits = X @ coef.T + intercept."""
+
+    mean: np.ndarray
+    scale: np.ndarray
+    coef: np.ndarray
+    intercept: np.ndarray
+
+    def logits(self, X: np.ndarray) -> np.ndarray:
+        X = X.copy()
+        k = len(self.mean)
+        X[:, :k] = (X[:, :k] - self.mean) / self.scale
+        return X @ self.coef.T + self.intercept
+
+
+@dataclass
+class LearntModel:
+    """The fitted tagger and acceptance model(s), plus the settings they were fitted with."""
+
+    tagger: Linear  # 5 binary models stacked (coef (5, d))
+    accept: Linear  # 8 classes
+    accept_fluency: Linear | None
+    meta: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def threshold(self) -> float:
+        return float(self.meta["threshold"])
+
+    def floor(self, fluency: bool) -> float:
+        """p(good) floor for rows the word-list validator accepts (default: the threshold itself)."""
+        if fluency and "lexicon_floor_fluency" in self.meta:
+            return float(self.meta["lexicon_floor_fluency"])
+        return float(self.meta.get("lexicon_floor", self.threshold_fluency if fluency else self.threshold))
+
+    @property
+    def threshold_fluency(self) -> float:
+        return float(self.meta.get("threshold_fluency", self.meta["threshold"]))
+
+    # -- design matrices ----------------------------------------------------------------------
+
+    def tag_matrix(self, f: PairFeatures) -> np.ndarray:
+        return tag_design(f, float(self.meta["tag_emb_weight"]))
+
+    def tag_probs(self, f: PairFeatures) -> np.ndarray:
+        """(n, 5) p(axis changed), rounded to 4 decimals."""
+        return np.round(_sigmoid(self.tagger.logits(self.tag_matrix(f))), 4)
+
+    def predict(self, f: PairFeatures, axes: Sequence[str], fluency: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
+        """(label probabilities (n, 8), tagger probabilities (n, 5)), rounded to 4 decimals."""
+        tp = self.tag_probs(f)
+        model = self.accept
+        extra = None
+        if fluency is not None and self.accept_fluency is not None:
+            model, extra = self.accept_fluency, fluency
+        X = acc_design(f, tag_relative(tp, axes), float(self.meta["acc_emb_weight"]), extra)
+        return np.round(_softmax(model.logits(X)), 4), tp
+
+    # -- artefact -----------------------------------------------------------------------------
+
+    def save(self, weights: str | Path, sidecar: str | Path) -> None:
+        from safetensors.numpy import save_file
+
+        tensors: dict[str, np.ndarray] = {}
+        for name, lin in (("tagger", self.tagger), ("accept", self.accept), ("accept_fluency", self.accept_fluency)):
+            if lin is None:
+                continue
+            for part in ("mean", "scale", "coef", "intercept"):
+                tensors[f"{name}.{part}"] = np.ascontiguousarray(getattr(lin, part), dtype=np.float64)
+        Path(weights).parent.mkdir(parents=True, exist_ok=True)
+        save_file(tensors, str(weights), metadata={"format": "direct-data-validator", "version": "1"})
+        meta = dict(self.meta, weights_sha256=file_sha256(weights))
+        Path(sidecar).write_text(json.dumps(meta, indent=1, sort_keys=True) + "\n", encoding="utf-8")
+
+    @classmethod
+    def load(cls, weights: str | Path | None = None, sidecar: str | Path | None = None) -> LearntModel:
+        from safetensors.numpy import load_file
+
+        weights = Path(weights or ARTEFACT)
+        sidecar = Path(sidecar or (weights.with_suffix(".json")))
+        if not weights.is_file() or not sidecar.is_file():
+            raise UserError(f"learnt validator artefact not found: {weights} (+ {sidecar.name}); fit one with `direct-data validator fit`")
+        meta = json.loads(sidecar.read_text(encoding="utf-8"))
+        if meta.get("weights_sha256") != file_sha256(weights):
+            raise UserError(f"{weights}: sha256 does not match {sidecar.name}")
+        t = load_file(str(weights))
+
+        def lin(name: str) -> Linear | None:
+            if f"{name}.coef" not in t:
+                return None
+            return Linear(t[f"{name}.mean"], t[f"{name}.scale"], t[f"{name}.coef"], t[f"{name}.intercept"])
+
+        return cls(lin("tagger"), lin("accept"), lin("accept_fluency"), meta)  # type: ignore[arg-type]
+
+
+def _sigmoid(z: np.ndarray) -> np.ndarray:
+    return 0.5 * (1.0 + np.tanh(0.5 * z))  # the logistic function, without overflow
+
+
+def _softmax(z: np.ndarray) -> np.ndarray:
+    z = z - z.max(axis=1, keepdims=True)
+    e = np.exp(z)
+    return e / e.sum(axis=1, keepdims=True)
+
+
+def tag_design(f: PairFeatures, emb_weight: float) -> np.ndarray:
+    cols = [HAND_NAMES.index(n) for n in TAG_HAND]
+    return np.hstack([f.hand[:, cols]] + [emb_weight * f.blocks[b] for b in BLOCKS])
+
+
+def tag_relative(tp: np.ndarray, axes: Sequence[str]) -> np.ndarray:
+    """The tagger's outputs read against each row's declared axis (`TAG_REL`)."""
+    out = np.zeros((len(axes), len(TAG_REL)))
+    for i, a in enumerate(axes):
+        k = AXES.index(a)
+        others = np.delete(tp[i], k)
+        out[i] = (tp[i, k], others.max(), others.sum(), float((tp[i] > 0.5).sum()))
+    return out
+
+
+def acc_design(f: PairFeatures, rel: np.ndarray, emb_weight: float, fluency: np.ndarray | None = None) -> np.ndarray:
+    """Standardised part first (hand, tagger-relative, fluency), then the scaled embedding blocks."""
+    parts = [f.hand, rel] + ([fluency] if fluency is not None else [])
+    return np.hstack(parts + [emb_weight * f.blocks[b] for b in BLOCKS])
+
+
+def n_standardised(fluency: bool) -> int:
+    return len(HAND_NAMES) + len(TAG_REL) + (len(FLUENCY_KEYS) if fluency else 0)
+
+
+def fluency_matrix(scores: Sequence[dict[str, float]]) -> np.ndarray:
+    """The fluency scorer's dicts as an (n, 4) array in `FLUENCY_KEYS` order (missing -> 0)."""
+    return np.array([[float(s.get(k, 0.0) or 0.0) for k in FLUENCY_KEYS] for s in scores], dtype=np.float64).reshape(len(scores), len(FLUENCY_KEYS))
+
+
+# --------------------------------------------------------------------------------------------
+# Fitting.
+# --------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class FitSettings:
+    tag_C: float = 0.3
+    tag_emb_weight: float = 1.0
+    acc_C: float = 0.1
+    acc_emb_weight: float = 1.0
+    folds: int = 5
+
+
+def _fit_linear(X: np.ndarray, y: np.ndarray, n_std: int, C: float, classes: int) -> Linear:
+    from sklearn.linear_model import LogisticRegression
+
+    mean = X[:, :n_std].mean(axis=0)
+    scale = X[:, :n_std].std(axis=0)
+    scale[scale < 1e-9] = 1.0
+    Xs = X.copy()
+    Xs[:, :n_std] = (Xs[:, :n_std] - mean) / scale
+    clf = LogisticRegression(C=C, class_weight="balanced", max_iter=2000, tol=1e-6)
+    clf.fit(Xs, y)
+    coef, icpt = clf.coef_, clf.intercept_
+    if classes > 2 and len(clf.classes_) != classes:  # a class missing from this fold: pad with -inf-ish
+        full_c = np.zeros((classes, X.shape[1]))
+        full_i = np.full(classes, -30.0)
+        for j, c in enumerate(clf.classes_):
+            full_c[int(c)], full_i[int(c)] = coef[j], icpt[j]
+        coef, icpt = full_c, full_i
+    return Linear(mean, scale, np.asarray(coef, dtype=np.float64), np.asarray(icpt, dtype=np.float64))
+
+
+def _fit_tagger(f: PairFeatures, changed: np.ndarray, s: FitSettings) -> Linear:
+    X = tag_design(f, s.tag_emb_weight)
+    n_std = len(TAG_HAND)
+    lins = [_fit_linear(X, changed[:, k].astype(int), n_std, s.tag_C, 2) for k in range(len(AXES))]
+    # one standardisation for all five (same columns, same rows): identical mean/scale
+    return Linear(lins[0].mean, lins[0].scale, np.vstack([lin.coef for lin in lins]), np.concatenate([lin.intercept for lin in lins]))
+
+
+def _folds(groups: Sequence[str], k: int) -> list[np.ndarray]:
+    """k folds of row indices, whole groups per fold (groups sorted by their sha256: deterministic)."""
+    uniq = sorted(set(groups), key=lambda g: hashlib.sha256(g.encode()).hexdigest())
+    fold_of = {g: i % k for i, g in enumerate(uniq)}
+    return [np.array([i for i, g in enumerate(groups) if fold_of[g] == j], dtype=np.int64) for j in range(k)]
+
+
+def _changed(rows: Sequence[LabelledRow]) -> np.ndarray:
+    return np.array([[a in r.changed_axes for a in AXES] for r in rows], dtype=np.float64)
+
+
+def oof_tag_probs(f: PairFeatures, rows: Sequence[LabelledRow], s: FitSettings) -> np.ndarray:
+    changed = _changed(rows)
+    tp = np.zeros((len(rows), len(AXES)))
+    for idx in _folds([r.prompt_id for r in rows], s.folds):
+        rest = np.setdiff1d(np.arange(len(rows)), idx)
+        lin = _fit_tagger(f.take(rest), changed[rest], s)
+        tp[idx] = _sigmoid(lin.logits(tag_design(f.take(idx), s.tag_emb_weight)))
+    return np.round(tp, 4)
+
+
+def fit_models(f_train: PairFeatures, rows: Sequence[LabelledRow], s: FitSettings,
+               fluency: np.ndarray | None = None, memo: dict | None = None) -> tuple[Linear, Linear]:
+    """(tagger, acceptance model) fitted on the training rows (`memo` keeps taggers between calls
+    that share the tagger settings)."""
+    memo = {} if memo is None else memo
+    key = (s.tag_C, s.tag_emb_weight, s.folds)
+    if key not in memo:
+        memo[key] = (_fit_tagger(f_train, _changed(rows), s), oof_tag_probs(f_train, rows, s))
+    tagger, oof = memo[key]
+    rel = tag_relative(oof, [r.axis for r in rows])
+    y = np.array([LABELS.index(r.label) for r in rows])
+    X = acc_design(f_train, rel, s.acc_emb_weight, fluency)
+    accept = _fit_linear(X, y, n_standardised(fluency is not None), s.acc_C, len(LABELS))
+    return tagger, accept
+
+
+def label_rates(labels: Sequence[str], accepted: Sequence[bool]) -> dict[str, float]:
+    """Per label: share kept (good) or rejected (every bad label)."""
+    out: dict[str, float] = {}
+    for lab in LABELS:
+        idx = [i for i, x in enumerate(labels) if x == lab]
+        if idx:
+            ok = [accepted[i] if lab == "good" else not accepted[i] for i in idx]
+            out[lab] = sum(ok) / len(idx)
+    return out
+
+
+def _balanced(rates: dict[str, float]) -> float:
+    """Half the good rows kept, half the mean over bad labels of the share rejected."""
+    bad = [v for k, v in rates.items() if k != "good"]
+    return 0.5 * rates.get("good", 0.0) + 0.5 * (float(np.mean(bad)) if bad else 0.0)
+
+
+def choose_threshold(p_good: np.ndarray, labels: Sequence[str]) -> tuple[float, float]:
+    """(threshold, score) maximising half the share of good rows kept plus half the mean over bad
+    labels of the share rejected; among equal scores the middle of the best run of thresholds."""
+    cands = np.round(np.arange(0.05, 0.951, 0.01), 2)
+    scores = [_balanced(label_rates(labels, list(p_good >= t))) for t in cands]
+    best = max(scores)
+    run = [t for t, sc in zip(cands, scores) if sc >= best - 1e-12]
+    return float(run[len(run) // 2]), best
+
+
+def dev_score(tagger: Linear, accept: Linear, f_dev: PairFeatures, rows_dev: Sequence[LabelledRow], s: FitSettings,
+              fluency: np.ndarray | None = None) -> tuple[float, float]:
+    tp = np.round(_sigmoid(tagger.logits(tag_design(f_dev, s.tag_emb_weight))), 4)
+    X = acc_design(f_dev, tag_relative(tp, [r.axis for r in rows_dev]), s.acc_emb_weight, fluency)
+    p = np.round(_softmax(accept.logits(X)), 4)
+    return choose_threshold(p[:, 0], [r.label for r in rows_dev])
+
+
+def dev_probs(tagger: Linear, accept: Linear, f_dev: PairFeatures, rows_dev: Sequence[LabelledRow], s: FitSettings,
+              fluency: np.ndarray | None = None) -> np.ndarray:
+    tp = np.round(_sigmoid(tagger.logits(tag_design(f_dev, s.tag_emb_weight))), 4)
+    X = acc_design(f_dev, tag_relative(tp, [r.axis for r in rows_dev]), s.acc_emb_weight, fluency)
+    return np.round(_softmax(accept.logits(X)), 4)
+
+
+def choose_floor(p_good: np.ndarray, lexicon_ok: np.ndarray, labels: Sequence[str], threshold: float) -> float:
+    """The lowest p(good) at which a row the word-list validator accepts is kept, chosen on dev with
+    the same score as the threshold; among equal scores the lowest (the word lists are precise on
+    the short word swaps of the rules backend)."""
+    cands = np.round(np.arange(0.0, threshold + 1e-9, 0.01), 2)
+    scores = [_balanced(label_rates(labels, list((p_good >= threshold) | (lexicon_ok & (p_good >= t))))) for t in cands]
+    best = max(scores)
+    return float(next(t for t, sc in zip(cands, scores) if sc >= best - 1e-12))
+
+
+GRID: tuple[FitSettings, ...] = tuple(
+    FitSettings(tag_C=tc, tag_emb_weight=tw, acc_C=ac, acc_emb_weight=aw)
+    for tc in (0.3,) for tw in (1.0,) for ac in (0.1, 0.3) for aw in (0.5, 1.0)
+)
+
+
+def settings_of(meta: dict[str, Any]) -> FitSettings:
+    """The fit settings recorded in an artefact's sidecar."""
+    return FitSettings(**{k: meta[k] for k in FitSettings.__dataclass_fields__ if k in meta})
+
+
+def _labels_of(rows: Sequence[LabelledRow]) -> list[str]:
+    return [r.label for r in rows]
+
+
+def fit_artefact(weights: str | Path = ARTEFACT, *, labelled: str | Path | None = None, prompts_dir: str | Path | None = None,
+                 embedder: Any = None, grid: Sequence[FitSettings] | None = None, fluency: Any = None,
+                 batch_size: int = 64, embedder_id: str | None = None) -> LearntModel:
+    """Fit the tagger and acceptance model(s) on train, pick settings and thresholds on dev, write
+    `weights` (safetensors) and its JSON sidecar. `grid` None: the settings recorded in the packaged
+    sidecar (so a refit reproduces the committed artefact byte for byte); `fluency`: a
+    FluencyScorer, to fit the fluency model too; `embedder_id`: how to name a non-default `embedder`
+    in the sidecar (default: the packaged all-MiniLM-L6-v2's identity)."""
+    import sklearn
+
+    from direct_data.backends.models import load_sentence_model, model_identity, resolve_embedder
+
+    labelled = Path(labelled or DEFAULT_LABELLED)
+    rows = load_labelled(labelled, prompts_dir, splits=("train", "dev"))
+    tr = [r for r in rows if r.split == "train"]
+    dv = [r for r in rows if r.split == "dev"]
+    if not tr or not dv:
+        raise UserError(f"{labelled}: needs train and dev rows")
+    if grid is None:
+        if not SIDECAR.is_file():
+            raise UserError(f"no packaged sidecar {SIDECAR} to take the fit settings from; give a grid")
+        grid = [settings_of(json.loads(SIDECAR.read_text(encoding="utf-8")))]
+    emb = embedder if embedder is not None else load_sentence_model()
+    feats = compute([(r.prompt, r.axis, r.negative) for r in rows], emb, batch_size=batch_size)
+    itr = [i for i, r in enumerate(rows) if r.split == "train"]
+    idv = [i for i, r in enumerate(rows) if r.split == "dev"]
+    ftr, fdv = feats.take(itr), feats.take(idv)
+    best: tuple[float, int, FitSettings, Linear, Linear, float] | None = None
+    memo: dict = {}
+    for k, s in enumerate(grid):
+        tagger, accept = fit_models(ftr, tr, s, memo=memo)
+        th, score = dev_score(tagger, accept, fdv, dv, s)
+        log.info("fit %s: dev balanced score %.4f at threshold %.2f", s, score, th)
+        if best is None or score > best[0] + 1e-12:
+            best = (score, k, s, tagger, accept, th)
+    assert best is not None
+    score, _, s, tagger, accept, th = best
+    lex_ok = fdv.hand[:, HAND_NAMES.index("lex_accepted")] > 0.5
+    floor = choose_floor(dev_probs(tagger, accept, fdv, dv, s)[:, 0], lex_ok, _labels_of(dv), th)
+    accept_flu, th_flu, score_flu, flu_id, floor_flu = None, None, None, None, None
+    if fluency is not None:
+        flu_tr = fluency_matrix(fluency.score([(r.prompt, r.negative) for r in tr]))
+        flu_dv = fluency_matrix(fluency.score([(r.prompt, r.negative) for r in dv]))
+        _, accept_flu = fit_models(ftr, tr, s, flu_tr, memo=memo)
+        th_flu, score_flu = dev_score(tagger, accept_flu, fdv, dv, s, flu_dv)
+        floor_flu = choose_floor(dev_probs(tagger, accept_flu, fdv, dv, s, flu_dv)[:, 0], lex_ok, _labels_of(dv), th_flu)
+        flu_id = str(getattr(fluency, "identity", type(fluency).__name__))
+    meta: dict[str, Any] = {
+        "format": "direct-data-validator/1",
+        "labelled_sha256": file_sha256(labelled),
+        "labelled_rows": {"train": len(tr), "dev": len(dv)},
+        "sklearn_version": sklearn.__version__,
+        "embedder": embedder_id or str(model_identity(resolve_embedder(None))),
+        "embed_decimals": 4,
+        "labels": list(LABELS),
+        "axes": list(AXES),
+        "hand_features": list(HAND_NAMES),
+        "tagger_hand_features": list(TAG_HAND),
+        "tagger_relative": list(TAG_REL),
+        "blocks": list(BLOCKS),
+        "fluency_features": list(FLUENCY_KEYS),
+        "fluency_scorer": flu_id,
+        **s.__dict__,
+        "threshold": th,
+        "lexicon_floor": floor,
+        "dev_balanced": round(score, 4),
+    }
+    if accept_flu is not None:
+        meta.update(threshold_fluency=th_flu, lexicon_floor_fluency=floor_flu, dev_balanced_fluency=round(float(score_flu or 0.0), 4))
+    model = LearntModel(tagger, accept, accept_flu, meta)
+    weights = Path(weights)
+    model.save(weights, weights.with_suffix(".json"))
+    return LearntModel.load(weights, weights.with_suffix(".json"))
+
+
+def evaluate(validator: Any, rows: Sequence[LabelledRow]) -> dict[str, Any]:
+    """Aggregate outcome of `validator` on labelled rows: per label the rows, the share decided right
+    (good kept, bad rejected) and the reasons given; never the rows themselves."""
+    from collections import Counter
+
+    verdicts = validator.check_many([(r.prompt, r.axis, r.negative) for r in rows], dedupe_within=False)
+    per: dict[str, dict[str, Any]] = {}
+    for lab in LABELS:
+        idx = [i for i, r in enumerate(rows) if r.label == lab]
+        if not idx:
+            continue
+        reasons = Counter("accepted" if verdicts[i].accepted else str(verdicts[i].reason) for i in idx)
+        kept = reasons.get("accepted", 0)
+        right = kept if lab == "good" else len(idx) - kept
+        per[lab] = {"rows": len(idx), "right": right, "rate": round(right / len(idx), 4),
+                    "reasons": dict(sorted(reasons.items(), key=lambda kv: (-kv[1], kv[0])))}
+    bad = [d for lab, d in per.items() if lab != "good"]
+    axes: dict[str, dict[str, Any]] = {}
+    for a in AXES:
+        idx = [i for i, r in enumerate(rows) if r.axis == a]
+        if idx:
+            right = sum(verdicts[i].accepted == (rows[i].label == "good") for i in idx)
+            axes[a] = {"rows": len(idx), "right": right, "rate": round(right / len(idx), 4)}
+    return {"rows": len(rows), "per_label": per, "per_axis": axes,
+            "good_kept": per.get("good", {}).get("rate"),
+            "bad_rejected": round(sum(d["right"] for d in bad) / max(sum(d["rows"] for d in bad), 1), 4),
+            "min_bad_rejected": min((d["rate"] for d in bad), default=None)}

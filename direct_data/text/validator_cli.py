@@ -1,0 +1,100 @@
+"""`direct-data validator fit | eval`: fit the learnt validator, score it on a labelled split."""
+
+from __future__ import annotations
+
+import json
+import logging
+from pathlib import Path
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from direct_data.core.errors import UserError
+
+validator_app = typer.Typer(help="The learnt hard-negative validator: fit it on the labelled rewrites, evaluate it.", no_args_is_help=True)
+console = Console()
+log = logging.getLogger(__name__)
+
+
+def _fail(msg: str) -> None:
+    typer.echo(f"error: {msg}", err=True)
+    raise typer.Exit(2)
+
+
+def _fluency_scorer(enabled: bool):
+    if not enabled:
+        return None
+    try:
+        from direct_data.backends.fluency import FluencyScorer
+    except ImportError as e:
+        raise UserError(f"the fluency scorer is not available: {e}") from e
+    return FluencyScorer()
+
+
+@validator_app.command("fit")
+def fit_cmd(
+    out: Path | None = typer.Option(None, "--out", "-o", help="Where to write the weights (.safetensors; the JSON sidecar goes next to it).",
+                             show_default="the packaged direct_data/text/data/validator.safetensors"),
+    labelled: Path | None = typer.Option(None, "--labelled", help="Labelled rewrites (JSONL).", show_default="data/rewrites/labelled.jsonl"),
+    prompts_dir: Path | None = typer.Option(None, "--prompts-dir", help="Folder of the prompt files the rows join to.", show_default="../shared/data/prompts"),
+    grid: bool = typer.Option(True, "--grid/--no-grid", help="Search the hyper-parameter grid on dev, or reuse the settings in the packaged sidecar."),
+    fluency: bool = typer.Option(False, "--fluency/--no-fluency", help="Also fit the model that uses the Gemma fluency features."),
+) -> None:
+    """Fit on the train split, choose settings and the p(good) threshold on dev, write the artefact."""
+    from direct_data.text import learnt
+
+    try:
+        model = learnt.fit_artefact(out or learnt.ARTEFACT, labelled=labelled, prompts_dir=prompts_dir,
+                                    grid=learnt.GRID if grid else None, fluency=_fluency_scorer(fluency))
+    except UserError as e:
+        _fail(str(e))
+    m = model.meta
+    console.print(f"wrote {out or learnt.ARTEFACT}: threshold {m['threshold']:.2f}, dev balanced score {m['dev_balanced']:.4f}"
+                  + (f"; fluency threshold {m['threshold_fluency']:.2f}, dev {m['dev_balanced_fluency']:.4f}" if "threshold_fluency" in m else ""),
+                  markup=False)
+
+
+def eval_table(result: dict, title: str) -> Table:
+    t = Table(title=title)
+    for c in ("label", "rows", "decided right", "rate", "outcomes"):
+        t.add_column(c)
+    for lab, d in result["per_label"].items():
+        what = "kept" if lab == "good" else "rejected"
+        t.add_row(lab, str(d["rows"]), f"{d['right']} {what}", f"{d['rate']:.1%}", ", ".join(f"{k}={v}" for k, v in d["reasons"].items()))
+    return t
+
+
+@validator_app.command("eval")
+def eval_cmd(
+    split: str = typer.Option("dev", "--split", help="Which split to score: train, dev or test (aggregate numbers only)."),
+    mode: str = typer.Option("learnt", "--mode", help="learnt or lexicon."),
+    model: Path | None = typer.Option(None, "--model", help="Weights of the learnt model.", show_default="the packaged one"),
+    threshold: float | None = typer.Option(None, "--threshold", min=0.0, max=1.0, help="Override the fitted p(good) threshold."),
+    fluency: bool = typer.Option(False, "--fluency/--no-fluency", help="Use the Gemma fluency features."),
+    labelled: Path | None = typer.Option(None, "--labelled", help="Labelled rewrites (JSONL)."),
+    prompts_dir: Path | None = typer.Option(None, "--prompts-dir", help="Folder of the prompt files the rows join to."),
+    as_json: bool = typer.Option(False, "--json", help="Print the result as JSON."),
+) -> None:
+    """Per-label keep / reject rates and the reasons given, on one split of the labelled set."""
+    from direct_data.text import learnt
+    from direct_data.text.validator import MODES, Validator, ValidatorConfig
+
+    if split not in ("train", "dev", "test"):
+        _fail("--split must be train, dev or test")
+    if mode not in MODES:
+        _fail(f"--mode must be one of {', '.join(MODES)}")
+    try:
+        rows = learnt.load_labelled(labelled, prompts_dir, splits=(split,))
+        if not rows:
+            raise UserError(f"no {split} rows")
+        cfg = ValidatorConfig(mode=mode, learnt_threshold=threshold, model_path=str(model) if model else None)
+        v = Validator(config=cfg, fluency=_fluency_scorer(fluency))
+        res = learnt.evaluate(v, rows)
+    except UserError as e:
+        _fail(str(e))
+    if as_json:
+        typer.echo(json.dumps(res, indent=1, sort_keys=True))
+        return
+    console.print(eval_table(res, f"validator ({mode}{', fluency' if fluency else ''}) on the {split} split: {res['rows']} rows"))
+    console.print(f"good kept {res['good_kept']:.1%}; bad rejected {res['bad_rejected']:.1%} (lowest label {res['min_bad_rejected']:.1%})", markup=False)

@@ -1,0 +1,102 @@
+"""The fluency scorer on the real packaged Gemma-3-270M (base, float32 on CPU), no mocks.
+
+One model load for the module; a few dozen short texts are scored. Asserts: the word alignment,
+that broken edits in the styles of docs/labelling-guide.md score below fluent edits of the same
+prompt, that a text's numbers do not depend on its batch, and that the cache answers without
+loading the model.
+"""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from direct_data.backends.fluency import FEATURES, SCORER_VERSION, FluencyScorer, auc, edited_regions
+
+PROMPT = "A red ball falls into a swimming pool and bounces off the surface of the water."
+FLUENT = [
+    "A red ball falls slowly into a swimming pool and bounces off the surface of the water.",
+    "A red ball falls into a swimming pool and sinks below the surface of the water.",
+    "A red ball falls into a swimming pool and bounces high off the surface of the water.",
+]
+BROKEN = [
+    "A red ball falls into a swimming pool bounces off the surface of the water.",  # two finite verbs
+    "A red ball falls into a swimming pool and bounces off the surface of the water rubber is.",  # stray words
+    "A red ball falls into a swimming pool and bounces bounces off the surface of the water.",  # duplicated word
+]
+
+
+@pytest.fixture(scope="module")
+def scorer(tmp_path_factory) -> FluencyScorer:
+    return FluencyScorer(cache_dir=tmp_path_factory.mktemp("fluency"))
+
+
+def test_edited_regions_align_words():
+    a = "A ball falls into a pool."
+    assert edited_regions(a, a) == []
+    # replacement: the word's characters on both sides
+    (ra, rb), = edited_regions(a, "A ball rolls into a pool.")
+    assert a[ra[0]:ra[1]] == "falls" and "A ball rolls into a pool."[rb[0]:rb[1]] == "rolls"
+    # insertion: an empty range on the prompt's side, at the next word
+    b = "A ball falls slowly into a pool."
+    (ra, rb), = edited_regions(a, b)
+    assert ra[0] == ra[1] == a.index("into") and b[rb[0]:rb[1]] == "slowly"
+    # deletion at the end: the empty range sits at the end of the text
+    (ra, rb), = edited_regions("A ball falls into a pool fast", "A ball falls into a pool")
+    assert rb == (len("A ball falls into a pool"),) * 2
+    # punctuation is its own word
+    assert len(edited_regions("It falls, then stops.", "It falls then stops.")) == 1
+
+
+def test_features_and_identity(scorer):
+    out = scorer.score([(PROMPT, PROMPT), (PROMPT, FLUENT[0])])
+    assert all(set(d) == set(FEATURES) for d in out)
+    same, edit = out
+    assert same["n_edits"] == 0 and same["n_span_tokens"] == 0
+    assert same["span_logprob_delta"] == same["sent_logprob_delta"] == same["min_token_logprob_delta"] == 0.0
+    assert edit["n_edits"] == 1 and edit["n_span_tokens"] >= 1
+    assert all(isinstance(v, float) for d in out for v in d.values())
+    assert scorer.identity.endswith("|" + SCORER_VERSION) and "@" in scorer.identity
+    with pytest.raises(ValueError):
+        scorer.score([(PROMPT, "  ")])
+
+
+def test_broken_edits_score_below_fluent_ones(scorer):
+    feats = scorer.score([(PROMPT, n) for n in FLUENT + BROKEN])
+    good, bad = feats[: len(FLUENT)], feats[len(FLUENT):]
+    for f in ("span_logprob_delta", "sent_logprob_delta"):
+        assert auc([d[f] for d in good], [d[f] for d in bad]) == 1.0, (f, good, bad)
+    mean = lambda ds, f: sum(d[f] for d in ds) / len(ds)  # noqa: E731
+    assert mean(bad, "min_token_logprob_delta") < mean(good, "min_token_logprob_delta") - 3
+    assert mean(bad, "sent_min_logprob_delta") < mean(good, "sent_min_logprob_delta") - 3
+    # the two finite verbs: the jammed verb itself is far less likely than the original's "and"
+    assert bad[0]["span_logprob_delta"] < -3
+
+
+def test_scores_do_not_depend_on_the_batch(scorer, tmp_path):
+    pairs = [(PROMPT, n) for n in (FLUENT[0], FLUENT[2], BROKEN[0], BROKEN[2])]
+    together = scorer.score(pairs)  # scored (or cached) in batches of equal-length texts
+    alone_scorer = FluencyScorer(cache_dir=tmp_path, batch_size=4)
+    alone = [alone_scorer.score([p])[0] for p in reversed(pairs)][::-1]  # one new text per call
+    assert alone_scorer.texts_scored == len(pairs) + 1
+    assert together == alone
+
+
+def test_cache_hit_needs_no_model_and_survives_a_torn_line(tmp_path):
+    pairs = [(PROMPT, FLUENT[1]), (PROMPT, BROKEN[2])]
+    first = FluencyScorer(cache_dir=tmp_path)
+    want = first.score(pairs)
+    assert first.texts_scored == 3  # the prompt once
+    files = list(tmp_path.glob("*.jsonl"))
+    assert len(files) == 1 and len(files[0].read_text().splitlines()) == 3
+    rec = json.loads(files[0].read_text().splitlines()[0])
+    assert set(rec) == {"k", "o", "lp"}
+    with open(files[0], "a", encoding="utf-8") as f:
+        f.write('{"k": "torn')  # a writer killed mid-line
+    again = FluencyScorer(cache_dir=tmp_path)
+    assert again.score(pairs) == want
+    assert not again.model_loaded and again.texts_scored == 0
+    # a user's own model folder (here the same weights, named explicitly) shares the identity
+    explicit = FluencyScorer(first.model_path, cache_dir=tmp_path)
+    assert explicit.identity == first.identity and explicit.score(pairs) == want and not explicit.model_loaded
