@@ -340,3 +340,39 @@ def _main(argv: Sequence[str] | None = None) -> int:
 
 if __name__ == "__main__":
     raise SystemExit(_main())
+
+
+# ---------------------------------------------------------------------------------------------
+# The judge's config declarations, shared by the stages that can consult it (validate, perturb)
+# ---------------------------------------------------------------------------------------------
+
+
+def judge_option() -> Any:
+    from direct_data.core.config import option
+
+    return option("none", choices=("none", "vllm", "openai"),
+                  help="LLM judge consulted last, on rows every other check accepted (direct_data.backends.judge).")
+
+
+def judge_model_option() -> Any:
+    from direct_data.core.config import option
+
+    return option(None, help="Judge model: folder, hub id or `gemma3-270m` (vllm); served model name (openai).", default_help="none")
+
+
+def judge_url_option() -> Any:
+    from direct_data.core.config import option
+
+    return option(None, help="openai judge: server URL, e.g. http://127.0.0.1:8000/v1.")
+
+
+def judge_api_option() -> Any:
+    from direct_data.core.config import option
+
+    return option("completions", choices=("completions", "chat"), help="openai judge: endpoint (completions or chat).")
+
+
+def judge_api_key_env_option() -> Any:
+    from direct_data.core.config import option
+
+    return option("OPENAI_API_KEY", output=False, help="openai judge: environment variable holding the API key.")

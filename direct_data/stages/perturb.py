@@ -23,6 +23,7 @@ from typing import Any, Protocol
 
 from datasets import Features, List, Value
 
+from direct_data.backends.judge import judge_api_key_env_option, judge_api_option, judge_model_option, judge_option, judge_url_option
 from direct_data.core.config import StageConfig, option, register
 from direct_data.core.errors import ConfigError
 from direct_data.core.executors import executor_option, ray_actors_option, ray_address_option, ray_num_gpus_option
@@ -109,13 +110,11 @@ class PerturbConfig(StageConfig):
     ray_address: str = ray_address_option()
     ray_actors: int | None = ray_actors_option()
     ray_num_gpus: float = ray_num_gpus_option("vLLM engine (or rewriter)")
-    judge: str = option("none", choices=("none", "vllm", "openai"),
-                        help="LLM judge consulted last, on rewrites every other check accepted (direct_data.backends.judge).")
-    judge_model: str | None = option(None, help="Judge model: folder, hub id or `gemma3-270m` (vllm); served model name (openai).",
-                                     default_help="none")
-    judge_url: str | None = option(None, help="openai judge: server URL, e.g. http://127.0.0.1:8000/v1.")
-    judge_api: str = option("completions", choices=("completions", "chat"), help="openai judge: endpoint (completions or chat).")
-    judge_api_key_env: str = option("OPENAI_API_KEY", output=False, help="openai judge: environment variable holding the API key.")
+    judge: str = judge_option()
+    judge_model: str | None = judge_model_option()
+    judge_url: str | None = judge_url_option()
+    judge_api: str = judge_api_option()
+    judge_api_key_env: str = judge_api_key_env_option()
 
     def check(self) -> None:
         try:
