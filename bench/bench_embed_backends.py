@@ -251,19 +251,12 @@ def main() -> int:
     ap.add_argument("--startup-only", action="store_true", help="only (re)measure the warm-cache start-up, into the existing result")
     ap.add_argument("--md-only", action="store_true", help="only rewrite embed_backends.md from the existing result")
     a = ap.parse_args()
-    if a.md_only:
-        res = json.loads((C.RESULTS_DIR / "embed_backends.json").read_text())
-        res["default_choice"] = pick_default(res)
-        C.write_result("embed_backends", res)
-        md = markdown(res)
-        (C.RESULTS_DIR / "embed_backends.md").write_text(md)
-        print(md)
-        return 0
-    if a.startup_only:
+    if a.md_only or a.startup_only:
         res = json.loads((C.RESULTS_DIR / "embed_backends.json").read_text())
     else:
         res = run(a.repeats, a.n)
-    res["startup_warm_cache"] = measure_startup()
+    if not a.md_only:
+        res["startup_warm_cache"] = measure_startup()
     res["default_choice"] = pick_default(res)
     C.write_result("embed_backends", res)
     md = markdown(res)
