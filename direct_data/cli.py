@@ -283,6 +283,8 @@ def _validate(ctx, *, path, out, config, force, dry_run, rank, world_size, **_) 
     if res.status not in ("computed", "up_to_date"):
         _print_result(res, "validate", lambda m: [])
         return
+    console.print(f"up to date: {res.out_dir} (use --force to recompute)" if res.up_to_date else f"validate: recomputed because {res.reason}",
+                  markup=False)
     m = res.manifest
     t = Table(title=f"validate {path} -> {out}", title_justify="left")
     for col in ("axis", "rows", "accepted", "rejection reasons"):

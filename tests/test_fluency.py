@@ -100,3 +100,34 @@ def test_cache_hit_needs_no_model_and_survives_a_torn_line(tmp_path):
     # a user's own model folder (here the same weights, named explicitly) shares the identity
     explicit = FluencyScorer(first.model_path, cache_dir=tmp_path)
     assert explicit.identity == first.identity and explicit.score(pairs) == want and not explicit.model_loaded
+
+
+def test_validate_and_perturb_take_the_fluency_scorer_as_an_option(tmp_path):
+    """`direct-data validate --fluency`: the learnt validator runs with the Gemma fluency scorer (its
+    per-text cache fills, the config records it); with the word-list validator it is a one-line error."""
+    import os
+    import subprocess
+    import sys
+
+    from direct_data.core.manifest import Manifest
+
+    rows = [{"prompt": "A ball rolls slowly across the wooden floor.", "axis": "magnitudes",
+             "negative": "A ball races across the wooden floor at high speed."},
+            {"prompt": "A ball rolls slowly across the wooden floor.", "axis": "magnitudes",
+             "negative": "A ball is gigantic rolls slowly across the wooden floor."}]
+    f = tmp_path / "rows.jsonl"
+    f.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    env = {**os.environ, "DIRECT_DATA_CACHE": str(tmp_path / "cache"), "COLUMNS": "200"}
+
+    def cli(*args):
+        return subprocess.run([sys.executable, "-m", "direct_data.cli", *args], env=env, capture_output=True, text=True, timeout=600)
+
+    r = cli("validate", str(f), "--out", str(tmp_path / "v"), "--fluency")
+    assert r.returncode == 0, (r.stdout + r.stderr)[-2000:]
+    m = Manifest.read(tmp_path / "v")
+    assert m.config["fluency"] is True and m.counts["rows"] == 2
+    assert any(p.is_file() and p.stat().st_size > 0 for p in (tmp_path / "cache" / "fluency").rglob("*"))
+    for bad, needle in ((["--validator", "lexicon"], "--fluency"), (["--no-fluency", "--fluency-model", "x"], "--fluency")):
+        args = ["--fluency"] if bad[0] != "--no-fluency" else []
+        r = cli("perturb", str(f), "--out", str(tmp_path / "p"), *args, *bad)
+        assert r.returncode == 2 and needle in r.stderr + r.stdout and "Traceback" not in r.stderr, r.stderr[-2000:]

