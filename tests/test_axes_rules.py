@@ -316,6 +316,43 @@ def test_known_failures_are_not_made(prompt: str, axis: str, banned) -> None:
         assert not any(f" {w} " in f" {low} " for w in banned if w not in prompt.lower()), c.text
 
 
+@pytest.mark.parametrize("prompt,axis,banned,kept", [
+    # mid-clause, only a phrase that ends in a noun: no "rolls with gravity reversed out of the pipe"
+    ("A marble rolls out of a long cardboard tube and across the kitchen table toward the edge.", "forces",
+     ("rolls with gravity",), "rolls in zero gravity out of"),
+    # no "backward" in front of a goal that keeps the direction ("moves backward towards the shore")
+    ("A small sailboat moves towards the harbour as the wind picks up.", "kinematics", ("backward towards", "sideways towards"), None),
+    ("Three boys run into the sea on a sunny afternoon.", "kinematics", ("backward into", "sideways into"), None),
+    # "in reverse" only right after its verb, ", played in reverse" only at the end of a sentence
+    ("A sandcastle crumbles as a wave hits it, while a dog watches from the dunes.", "kinematics",
+     (", played in reverse,", ", played backwards,", "dunes in reverse"), None),
+    ("A glass vase falls off a shelf and shatters on the tiles.", "kinematics", ("tiles in reverse", "shelf in reverse"), None),
+    ("A glass vase falls off a high shelf.", "kinematics", ("shelf in reverse",), ", played in reverse."),
+    # intensity words only on intensity events; force adverbs not on slow processes; no "gradually bursts"
+    ("Light clouds drift over the valley while the river flows gently.", "magnitudes", ("violent clouds",), None),
+    ("Frost forming lightly on a window over an hour.", "magnitudes", ("forming violently", "forming forcefully"), None),
+    ("A water balloon suddenly bursts on the pavement.", "magnitudes", ("gradually bursts",), None),
+    # a material word inside a name, or one of two mentions of the same object, is not swapped
+    ("A boy stretches a rubber band between two fingers and lets it go.", "materials", ("glass band", "steel band", "paper band"), None),
+    ("A wooden table stands in a bright room; a ball rolls across the wooden table.", "materials",
+     ("glass table stands", "rubber table stands", "paper table stands"), None),
+    # no contact outcome for light or fire, nothing sticks to a liquid, placing is not a contact
+    ("The laser beam falls onto a mirror on the far wall.", "interactions", ("shatters against", "sticks to"), None),
+    ("Two copper wires are dipped into salty water in a glass jar.", "interactions", ("stuck to salty", "bounced off salty"), None),
+    ("A robotic arm carefully placing a red cube on a green cube.", "interactions", ("sticking to a red", "bouncing off a red"), None),
+    ("Plums rotating on a turntable under a lamp.", "interactions", ("passing through the turntable", "bouncing off the turntable"), None),
+])
+def test_hand_read_precision_failures_are_not_made(prompt: str, axis: str, banned, kept) -> None:
+    """The patterns behind the accepted-but-bad rules negatives of the hand-read precision sample
+    (data/rewrites/rules_precision.jsonl), on new prompts: none is made, and the good edit of the
+    same kind still is where one fits."""
+    texts = [c.text for c in rules.all_candidates(prompt, axis)]
+    for t in texts:
+        assert not any(b in t for b in banned), (t, banned)
+    if kept is not None:
+        assert any(kept in t for t in texts), texts
+
+
 def test_inserted_phrases_are_varied_and_seeded() -> None:
     """No single inserted phrase carries an axis: on the VideoPhy captions (one candidate per
     prompt and axis, seeded per prompt like `perturb` does), the top phrase stays under a third

@@ -74,10 +74,11 @@ def test_precision_and_recall_on_labelled_set(labelled: list[dict[str, str]],
 def test_learnt_default_on_the_old_regression_set(validator: Validator, labelled: list[dict[str, str]]) -> None:
     """The learnt default on the old set (short word swaps, labelled before the labelling guide).
 
-    Measured: precision 0.850 (51/60), recall 0.773 (51/66), below the word lists' 0.984 / 0.955:
-    the learnt model was fitted mostly on free-form rewrites and reads some one-word swaps as copies
-    or broken; three of the old set's "good" rows are size-only edits ("A tiny anvil falls"), which
-    the labelling guide now calls static_size_only. `--validator lexicon` keeps the old figures
+    Measured: precision 0.845 (60/71), recall 0.909 (60/66), below the word lists' 0.984 / 0.955
+    (the artefact before batch 4 of the labelled set: 0.850 / 0.773): the learnt model was fitted
+    mostly on free-form rewrites and misreads some one-word swaps; three of the old set's "good"
+    rows are size-only edits ("A tiny anvil falls"), which the labelling guide now calls
+    static_size_only. `--validator lexicon` keeps the old figures
     (tests/test_perturb.py). Here to catch a further drop; see bench/results/validator.md."""
     learnt = Validator(embedder=validator.embedder)
     assert learnt.config.mode == "learnt"
@@ -87,7 +88,7 @@ def test_learnt_default_on_the_old_regression_set(validator: Validator, labelled
     fn = sum(not v.accepted and r["label"] == "good" for r, v in zip(labelled, got))
     precision, recall = tp / max(tp + fp, 1), tp / max(tp + fn, 1)
     assert precision >= 0.83, precision
-    assert recall >= 0.75, recall
+    assert recall >= 0.88, recall
 
 
 def test_labelled_rejections_name_the_right_defect(labelled: list[dict[str, str]],

@@ -1,13 +1,21 @@
 """Features of a (prompt, declared axis, negative) row for the learnt validator.
 
-Two kinds, both pure functions of the row (and of the embedder's weights):
+Four kinds, all pure functions of the row (and of the embedder's weights):
 
 * **hand features** (`HAND_NAMES`, one float each): alignment statistics from
   `direct_data.text.align` (share of the prompt's content words deleted or replaced, spans,
   inserted/deleted words, length ratio), lexicon axis counts from the tagger on the *new* words and
   on the *old* words, counts relative to the declared axis, added negations, static size words,
   and a few surface signs of a broken sentence (a doubled word, two finite verbs in a row, a
-  sentence ending on a function word) that the prompt did not already have;
+  sentence ending on a function word, an auxiliary or "to" before a third-person verb) that the
+  prompt did not already have; the word-bag distance (`bag_delta`: 0 = only order, tense and
+  function words changed, a copy), the distinct lexicon axes over the changed spans;
+* a **grammar block** (`gram_block`): counts of word-class bigrams (determiner, preposition,
+  direction word, auxiliary, verb form, boundary, ...) around the changed words that the
+  negative adds, e.g. a preposition before the end of the sentence or a verb after "is";
+* **single-span versions** (`span_versions`): for a row with 2 to `MAX_SPANS` changed spans, the
+  prompt with one span applied at a time, featurised the same way, so the axis tagger can read
+  each change alone (a new material in one span, its stated consequence in another);
 * **embedding blocks** (MiniLM sentence vectors, 384-d each, unit length): ``diff`` = negative minus
   prompt, ``span`` = new-span text minus old-span text, ``new`` = the new-span text. A missing span
   (pure insertion or deletion) embeds as zeros.
@@ -38,6 +46,13 @@ SIZE_WORDS = frozenset(
     "wider narrow narrower long longer bulky chunky slim heavy-looking".split())
 
 _NEGATORS = frozenset("not never no nothing none neither nor cannot without lack longer".split())
+#: words whose change alone changes no meaning: articles, auxiliaries, pronouns, "and"/"of"
+#: (a rewrite whose other words are the prompt's, in any order, is a copy: `bag_same`)
+TRIVIAL = frozenset("a an the is are was were be been being am do does did has have had get gets got getting "
+                    "it its they them their this that these those and of s some will would can could then there "
+                    "which who someone together".split())
+_AUX_BEFORE_VERB = frozenset("is are was were be been being am to does did do will would can could".split())
+_CLAUSE_JOINERS = frozenset("and then while as before after until so where which when".split())
 _FUNCTION_END = frozenset("is are was were the a an of to in on at by with and or but as its their his her".split())
 
 HAND_NAMES: tuple[str, ...] = (
@@ -48,6 +63,7 @@ HAND_NAMES: tuple[str, ...] = (
     "new_declared", "old_declared", "new_other", "new_only_other", "new_axis_words",
     "negations_added", "size_words_new", "size_only_new",
     "double_word_added", "finite_pair_added", "function_end_added", "is_adj_verb_added",
+    "aux_finite_added", "bag_delta", "bag_same", "n_span_axes", "n_axis_spans", "n_clauses_new",
     *(f"axis_{a}" for a in AXES),
     *(f"lex_{r}" for r in ("accepted", "length_drift", "scene_changed", "axis_not_changed", "wrong_axis", "multi_axis", "negation")),
 )
@@ -56,6 +72,23 @@ HAND_NAMES: tuple[str, ...] = (
 LEXICON_FEATURES = tuple(n for n in HAND_NAMES if n.startswith("lex_"))
 N_HAND = len(HAND_NAMES)
 BLOCKS = ("diff", "span", "new")
+
+#: word classes of the grammar block (`gram_block`): determiner, preposition, direction word,
+#: auxiliary, pronoun, conjunction, verb forms (3rd person, past, -ing, base), adverb, other
+#: word, and a sentence/clause boundary (punctuation or the end of the text)
+_CLASS_WORDS: dict[str, frozenset[str]] = {
+    "D": frozenset("a an the this that these those its their his her each every some any".split()),
+    "P": frozenset("of in on at by with from into onto to toward towards through off over under across against "
+                   "along around above below beneath inside out like".split()),
+    "R": frozenset("up down upward upwards downward downwards backward backwards forward forwards sideways back away "
+                   "reverse".split()),
+    "A": frozenset("is are was were be been being am has have had do does did will would can could gets get".split()),
+    "O": frozenset("it they them itself themselves he she him we you".split()),
+    "C": frozenset("and or but then while as so until before after when which".split()),
+}
+GRAM_CLASSES = ("D", "P", "R", "A", "O", "C", "VS", "VD", "VG", "VB", "Y", "N", "E")
+GRAM_NAMES = tuple(f"{a}>{b}" for a in GRAM_CLASSES for b in GRAM_CLASSES)
+_GRAM_INDEX = {n: i for i, n in enumerate(GRAM_NAMES)}
 
 
 def _count_negations(words: Sequence[str]) -> int:
@@ -82,6 +115,81 @@ def _surface_flaws(words: Sequence[str]) -> tuple[int, int, int, int]:
             isadj += 1
     end = int(bool(words) and words[-1] in _FUNCTION_END)
     return double, finite, end, isadj
+
+
+def _aux_finite(words: Sequence[str]) -> int:
+    """Auxiliaries or "to" directly followed by a third-person verb form ("is floats", "to passes")."""
+    n = 0
+    for i in range(1, len(words)):
+        v = verb_lemma(words[i])
+        if words[i - 1] in _AUX_BEFORE_VERB and v and v[1] == "s" and v[0] != words[i]:
+            n += 1
+    return n
+
+
+def bag_delta(al: Alignment) -> int:
+    """Words (normalised, `TRIVIAL` ones left out) the two texts do not share, counted both ways:
+    0 means the rewrite only reorders the prompt's words or changes function words (a copy)."""
+    from collections import Counter
+
+    a = Counter(w for w in al.prompt.norm if w not in TRIVIAL)
+    b = Counter(w for w in al.negative.norm if w not in TRIVIAL)
+    return sum(((a - b) + (b - a)).values())
+
+
+def _word_class(w: str) -> str:
+    for c, words in _CLASS_WORDS.items():
+        if w in words:
+            return c
+    v = verb_lemma(w)
+    if v is not None:
+        return {"s": "VS", "past": "VD", "ing": "VG"}.get(v[1], "VB")
+    if w.endswith("ly") and len(w) > 4:
+        return "Y"
+    return "N"
+
+
+def _class_seq(text: str, tokens: Sequence[Any]) -> list[str]:
+    """Word classes of a text's tokens with "E" where punctuation separates two tokens and at the
+    end; element 2*i is token i's class, 2*i+1 the boundary after it ("" when none)."""
+    out = []
+    for i, t in enumerate(tokens):
+        out.append(_word_class(t.text.lower()))
+        gap = text[t.end:tokens[i + 1].start] if i + 1 < len(tokens) else "."
+        out.append("E" if any(ch in gap for ch in ".,;:!?") else "")
+    return out
+
+
+def _region_bigrams(text: str, tokens: Sequence[Any], regions: Sequence[tuple[int, int]]) -> list[str]:
+    """Class bigrams that touch the token regions [i, j) (one word either side included)."""
+    seq = _class_seq(text, tokens)
+    flat: list[tuple[int, str]] = []  # (token index or -1 for a boundary, class)
+    for k, c in enumerate(seq):
+        if c:
+            flat.append((k // 2 if k % 2 == 0 else -1, c))
+    touch = set()
+    for i, j in regions:
+        touch.update(range(i - 1, max(j, i + 1) + 1))
+    out = []
+    for (ia, a), (ib, b) in zip(flat, flat[1:]):
+        ta = ia if ia >= 0 else None
+        tb = ib if ib >= 0 else None
+        if (ta is not None and ta in touch) or (tb is not None and tb in touch):
+            out.append(f"{a}>{b}")
+    return out
+
+
+def gram_block(al: Alignment, prompt: str, negative: str) -> np.ndarray:
+    """Counts of word-class bigrams around the changed words that the negative has and the prompt's
+    changed region did not (a verb after an auxiliary, a preposition before the end, ...)."""
+    from collections import Counter
+
+    new = Counter(_region_bigrams(negative, al.negative.tokens, [(s.n0, s.n1) for s in al.spans]))
+    old = Counter(_region_bigrams(prompt, al.prompt.tokens, [(s.p0, s.p1) for s in al.spans]))
+    v = np.zeros(len(GRAM_NAMES))
+    for k, n in (new - old).items():
+        v[_GRAM_INDEX[k]] = float(n)
+    return v
 
 
 def _words(text: str) -> list[str]:
@@ -139,6 +247,14 @@ def hand_features(prompt: str, axis: str, negative: str, al: Alignment | None = 
     f["finite_pair_added"] = float(max(0, n_flaws[1] - p_flaws[1]))
     f["function_end_added"] = float(max(0, n_end - p_end))
     f["is_adj_verb_added"] = float(max(0, n_flaws[3] - p_flaws[3]))
+    f["aux_finite_added"] = float(max(0, _aux_finite(nw) - _aux_finite(pw)))
+    bd = bag_delta(al)
+    f["bag_delta"] = float(np.log1p(bd))
+    f["bag_same"] = float(bd == 0)
+    span_axes = [frozenset().union(*s.new_axes, *s.old_axes) for s in al.spans]
+    f["n_span_axes"] = float(len(frozenset().union(*span_axes))) if span_axes else 0.0
+    f["n_axis_spans"] = float(sum(bool(x) for x in span_axes))
+    f["n_clauses_new"] = float(sum(w in _CLAUSE_JOINERS for w in neg_new) - sum(w in _CLAUSE_JOINERS for w in neg_old))
     lex = _lexicon_reason(prompt, axis, negative)
     if f"lex_{lex}" in f:
         f[f"lex_{lex}"] = 1.0
@@ -161,17 +277,53 @@ _LEXICON: Any = None
 
 @dataclass
 class PairFeatures:
-    """Features of many rows: ``hand`` (n, N_HAND) and one (n, dim) array per embedding block."""
+    """Features of many rows: ``hand`` (n, N_HAND) and one (n, dim) array per embedding block.
+
+    ``spans``: the features of the rows' *single-span* versions (`span_versions`: the prompt with
+    only one changed span of a row applied, for rows with 2 to `MAX_SPANS` spans), ``span_of``
+    the row each belongs to; the axis tagger reads every changed span on its own through them."""
 
     hand: np.ndarray
     blocks: dict[str, np.ndarray]
+    spans: PairFeatures | None = None
+    span_of: np.ndarray | None = None
 
     def __len__(self) -> int:
         return self.hand.shape[0]
 
     def take(self, idx: Sequence[int] | np.ndarray) -> PairFeatures:
         idx = np.asarray(idx, dtype=np.int64)
-        return PairFeatures(self.hand[idx], {k: v[idx] for k, v in self.blocks.items()})
+        spans = span_of = None
+        if self.spans is not None and self.span_of is not None:
+            new_pos = {int(i): k for k, i in enumerate(idx)}
+            keep = np.array([j for j, i in enumerate(self.span_of) if int(i) in new_pos], dtype=np.int64)
+            spans = self.spans.take(keep)
+            span_of = np.array([new_pos[int(self.span_of[j])] for j in keep], dtype=np.int64)
+        return PairFeatures(self.hand[idx], {k: v[idx] for k, v in self.blocks.items()}, spans, span_of)
+
+
+#: rows with more changed spans than this are read as a whole only
+MAX_SPANS = 6
+
+
+def span_versions(prompt: str, al: Alignment) -> list[str]:
+    """The prompt with one changed span of the alignment applied at a time (one text per span; none
+    when the row has fewer than 2 or more than `MAX_SPANS` spans)."""
+    if not 2 <= len(al.spans) <= MAX_SPANS:
+        return []
+    toks = al.prompt.tokens
+    out = []
+    for s in al.spans:
+        if s.p1 > s.p0:
+            start, end, new = toks[s.p0].start, toks[s.p1 - 1].end, s.new
+        elif s.p0 > 0:  # insertion: right after the previous word
+            start = end = toks[s.p0 - 1].end
+            new = " " + s.new
+        else:
+            start = end = toks[0].start if toks else 0
+            new = s.new + " "
+        out.append(" ".join((prompt[:start] + new + prompt[end:]).split()))
+    return out
 
 
 def embed_texts(embedder: Any, texts: Sequence[str], *, batch_size: int = 64) -> dict[str, np.ndarray]:
@@ -187,17 +339,28 @@ def embed_texts(embedder: Any, texts: Sequence[str], *, batch_size: int = 64) ->
 
 
 def compute(rows: Sequence[tuple[str, str, str]], embedder: Any, *, batch_size: int = 64,
-            vectors: dict[str, np.ndarray] | None = None) -> PairFeatures:
+            vectors: dict[str, np.ndarray] | None = None, spans: bool = True) -> PairFeatures:
     """Features of (prompt, axis, negative) rows; every text is embedded once, batched
-    (`vectors` may hold some already)."""
+    (`vectors` may hold some already); with `spans`, also of each row's single-span versions."""
     aligns = [align(p, n) for p, _, n in rows]
     texts = [t for (p, _, n), al in zip(rows, aligns) for t in (p, n, al.old_text, al.new_text)]
+    span_rows: list[tuple[str, str, str]] = []
+    span_of: list[int] = []
+    if spans:
+        for i, ((p, a, _), al) in enumerate(zip(rows, aligns)):
+            for t in span_versions(p, al):
+                span_rows.append((p, a, t))
+                span_of.append(i)
+        for (p, _, t) in span_rows:
+            sal = align(p, t)
+            texts += [t, sal.old_text, sal.new_text]
     vec = dict(vectors or {})
     vec.update(embed_texts(embedder, [t for t in texts if t not in vec], batch_size=batch_size))
     dim = len(next(iter(vec.values()))) if vec else 384
     zero = np.zeros(dim)
     hand = np.zeros((len(rows), N_HAND))
     blocks = {b: np.zeros((len(rows), dim)) for b in BLOCKS}
+    blocks["gram"] = np.zeros((len(rows), len(GRAM_NAMES)))
     i_cos, i_span = HAND_NAMES.index("cos_pn"), HAND_NAMES.index("cos_span")
     for i, ((p, axis, n), al) in enumerate(zip(rows, aligns)):
         hand[i] = hand_features(p, axis, n, al)
@@ -208,4 +371,9 @@ def compute(rows: Sequence[tuple[str, str, str]], embedder: Any, *, batch_size: 
         blocks["diff"][i] = en - ep
         blocks["span"][i] = ew - eo
         blocks["new"][i] = ew
-    return PairFeatures(hand, blocks)
+        blocks["gram"][i] = gram_block(al, p, n)
+    if not spans:
+        return PairFeatures(hand, blocks)
+    sub = compute(span_rows, embedder, batch_size=batch_size, vectors=vec, spans=False) if span_rows else \
+        PairFeatures(np.zeros((0, N_HAND)), {b: np.zeros((0, dim)) for b in BLOCKS} | {"gram": np.zeros((0, len(GRAM_NAMES)))})
+    return PairFeatures(hand, blocks, sub, np.array(span_of, dtype=np.int64))

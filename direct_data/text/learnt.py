@@ -18,9 +18,13 @@ never a pickle):
    as a one-hot: precise on short word swaps, which the free-form training rows rarely show), the
    tagger's outputs read against the
    declared axis (p of the declared axis, highest and summed p of the others, number of axes over
-   0.5) and the embedding blocks (scaled by ``acc_emb_weight``). On the train split the tagger
-   outputs are out-of-fold (5 folds grouped by prompt), so the acceptance model learns from
-   honest tagger outputs.
+   0.5), the tagger read on each changed span alone (`SPAN_REL`: a new material in one span and
+   its stated consequence in another are two axes), the embedding blocks (scaled by
+   ``acc_emb_weight``) and the word-class bigram block (``GRAM_WEIGHT``). On the train split the
+   tagger outputs (rows and single spans) are out-of-fold (5 folds grouped by prompt), so the
+   acceptance model learns from honest tagger outputs. A rewrite that only reorders the
+   prompt's words or changes function words is a ``copy`` before the model (the validator's
+   cheap checks).
 3. **Decision**: accept iff p(good) >= ``threshold``, or the word-list validator accepts the row and
    p(good) >= ``lexicon_floor`` (both fitted on dev: the values that maximise half the share of good
    rows kept plus half the mean over bad labels of the share rejected; the floor is the lowest
@@ -35,9 +39,9 @@ the validator uses the fluency one only when a scorer is given.
 The fitted thresholds are in the sidecar (``validator.json``: ``threshold``, ``lexicon_floor`` and
 their ``*_fluency`` twins) and can be overridden with ``ValidatorConfig.learnt_threshold`` /
 ``learnt_lexicon_floor`` (``direct-data validate --learnt-threshold / --learnt-lexicon-floor``).
-The packaged artefact (fitted on 493 train rows, chosen on 160 dev rows): tag_C 0.3, acc_C 0.1,
-embedding weights 1.0; threshold 0.22 and lexicon_floor 0.22 (dev balanced score 0.9215); with
-fluency: threshold 0.23, lexicon_floor 0.20 (dev 0.9203).
+The packaged artefact (fitted on 675 train rows, chosen on 221 dev rows, labelled set with batch
+4): tag_C 0.3, acc_C 0.3, embedding weights 1.0; threshold 0.13 and lexicon_floor 0.13 (dev
+balanced score 0.8716); with fluency: threshold 0.31, lexicon_floor 0.28 (dev 0.8863).
 """
 
 from __future__ import annotations
@@ -54,7 +58,7 @@ import numpy as np
 
 from direct_data.core.errors import UserError
 from direct_data.text.axes import AXES
-from direct_data.text.features import BLOCKS, HAND_NAMES, PairFeatures, compute
+from direct_data.text.features import BLOCKS, GRAM_NAMES, HAND_NAMES, PairFeatures, compute
 
 log = logging.getLogger(__name__)
 
@@ -65,6 +69,10 @@ LABEL_REASON: dict[str, str] = {lab: lab for lab in LABELS[1:]}
 TAG_EXCLUDE = tuple(n for n in HAND_NAMES if n.startswith(("axis_", "lex_")) or n in ("new_declared", "old_declared", "new_other", "new_only_other"))
 TAG_HAND = tuple(n for n in HAND_NAMES if n not in TAG_EXCLUDE)
 TAG_REL = ("p_declared", "p_other_max", "p_other_sum", "n_axes_over_half")
+#: the tagger read on each changed span alone (`direct_data.text.features.span_versions`; a row
+#: with one span is its own single span): distinct axes the spans were tagged with, highest
+#: p of another axis and highest p of the declared axis over the spans
+SPAN_REL = ("span_distinct_axes", "span_other_max", "span_declared_max")
 #: the fluency scorer's features (`direct_data.backends.fluency.FEATURES`)
 FLUENCY_KEYS = ("span_logprob_delta", "min_token_logprob_delta", "sent_logprob_delta", "sent_min_logprob_delta",
                 "span_logprob", "min_token_logprob", "eos_logprob_delta", "n_span_tokens", "n_edits")
@@ -198,16 +206,19 @@ class LearntModel:
 
     def tag_probs(self, f: PairFeatures) -> np.ndarray:
         """(n, 5) p(axis changed), rounded to 4 decimals."""
+        if len(f) == 0:
+            return np.zeros((0, len(AXES)))
         return np.round(_sigmoid(self.tagger.logits(self.tag_matrix(f))), 4)
 
     def predict(self, f: PairFeatures, axes: Sequence[str], fluency: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
         """(label probabilities (n, 8), tagger probabilities (n, 5)), rounded to 4 decimals."""
         tp = self.tag_probs(f)
+        tps = self.tag_probs(f.spans) if f.spans is not None else np.zeros((0, len(AXES)))
         model = self.accept
         extra = None
         if fluency is not None and self.accept_fluency is not None:
             model, extra = self.accept_fluency, fluency
-        X = acc_design(f, tag_relative(tp, axes), float(self.meta["acc_emb_weight"]), extra)
+        X = acc_design(f, relative(tp, tps, f.span_of, axes), float(self.meta["acc_emb_weight"]), extra)
         return np.round(_softmax(model.logits(X)), 4), tp
 
     # -- artefact -----------------------------------------------------------------------------
@@ -272,14 +283,40 @@ def tag_relative(tp: np.ndarray, axes: Sequence[str]) -> np.ndarray:
     return out
 
 
+def span_relative(tp: np.ndarray, tp_spans: np.ndarray, span_of: np.ndarray | None, axes: Sequence[str]) -> np.ndarray:
+    """The tagger's outputs on each row's single-span versions read against the declared axis
+    (`SPAN_REL`); a row without span versions is read as its own single span."""
+    by_row: dict[int, list[int]] = {}
+    if span_of is not None:
+        for j, i in enumerate(span_of):
+            by_row.setdefault(int(i), []).append(j)
+    out = np.zeros((len(axes), len(SPAN_REL)))
+    for i, a in enumerate(axes):
+        k = AXES.index(a)
+        ps = tp_spans[by_row[i]] if i in by_row else tp[i:i + 1]
+        top = {int(np.argmax(q)) for q in ps if q.max() > 0.5}
+        out[i] = (float(len(top)), float(np.delete(ps, k, axis=1).max()), float(ps[:, k].max()))
+    return out
+
+
+def relative(tp: np.ndarray, tp_spans: np.ndarray, span_of: np.ndarray | None, axes: Sequence[str]) -> np.ndarray:
+    """`TAG_REL` then `SPAN_REL` columns."""
+    return np.hstack([tag_relative(tp, axes), span_relative(tp, tp_spans, span_of, axes)])
+
+
+#: weight of the word-class bigram block (`direct_data.text.features.gram_block`, raw counts)
+GRAM_WEIGHT = 1.0
+
+
 def acc_design(f: PairFeatures, rel: np.ndarray, emb_weight: float, fluency: np.ndarray | None = None) -> np.ndarray:
-    """Standardised part first (hand, tagger-relative, fluency), then the scaled embedding blocks."""
+    """Standardised part first (hand, tagger-relative, fluency), then the scaled embedding blocks
+    and the word-class bigram block."""
     parts = [f.hand, rel] + ([fluency] if fluency is not None else [])
-    return np.hstack(parts + [emb_weight * f.blocks[b] for b in BLOCKS])
+    return np.hstack(parts + [emb_weight * f.blocks[b] for b in BLOCKS] + [GRAM_WEIGHT * f.blocks["gram"]])
 
 
 def n_standardised(fluency: bool) -> int:
-    return len(HAND_NAMES) + len(TAG_REL) + (len(FLUENCY_KEYS) if fluency else 0)
+    return len(HAND_NAMES) + len(TAG_REL) + len(SPAN_REL) + (len(FLUENCY_KEYS) if fluency else 0)
 
 
 def fluency_matrix(scores: Sequence[dict[str, float]]) -> np.ndarray:
@@ -340,14 +377,27 @@ def _changed(rows: Sequence[LabelledRow]) -> np.ndarray:
     return np.array([[a in r.changed_axes for a in AXES] for r in rows], dtype=np.float64)
 
 
-def oof_tag_probs(f: PairFeatures, rows: Sequence[LabelledRow], s: FitSettings) -> np.ndarray:
+def _tag(lin: Linear, f: PairFeatures | None, s: FitSettings) -> np.ndarray:
+    if f is None or len(f) == 0:
+        return np.zeros((0, len(AXES)))
+    return np.round(_sigmoid(lin.logits(tag_design(f, s.tag_emb_weight))), 4)
+
+
+def oof_tag_probs(f: PairFeatures, rows: Sequence[LabelledRow], s: FitSettings) -> tuple[np.ndarray, np.ndarray]:
+    """Out-of-fold tagger outputs (folds grouped by prompt) on the rows and on their single-span
+    versions (`f.spans`)."""
     changed = _changed(rows)
     tp = np.zeros((len(rows), len(AXES)))
+    n_sp = len(f.spans) if f.spans is not None else 0
+    tps = np.zeros((n_sp, len(AXES)))
     for idx in _folds([r.prompt_id for r in rows], s.folds):
         rest = np.setdiff1d(np.arange(len(rows)), idx)
         lin = _fit_tagger(f.take(rest), changed[rest], s)
-        tp[idx] = _sigmoid(lin.logits(tag_design(f.take(idx), s.tag_emb_weight)))
-    return np.round(tp, 4)
+        tp[idx] = _tag(lin, f.take(idx), s)
+        if n_sp:
+            sel = np.isin(f.span_of, idx)  # type: ignore[arg-type]
+            tps[sel] = _tag(lin, f.spans.take(np.nonzero(sel)[0]), s)  # type: ignore[union-attr]
+    return tp, tps
 
 
 def fit_models(f_train: PairFeatures, rows: Sequence[LabelledRow], s: FitSettings,
@@ -358,8 +408,8 @@ def fit_models(f_train: PairFeatures, rows: Sequence[LabelledRow], s: FitSetting
     key = (s.tag_C, s.tag_emb_weight, s.folds)
     if key not in memo:
         memo[key] = (_fit_tagger(f_train, _changed(rows), s), oof_tag_probs(f_train, rows, s))
-    tagger, oof = memo[key]
-    rel = tag_relative(oof, [r.axis for r in rows])
+    tagger, (oof, oof_spans) = memo[key]
+    rel = relative(oof, oof_spans, f_train.span_of, [r.axis for r in rows])
     y = np.array([LABELS.index(r.label) for r in rows])
     X = acc_design(f_train, rel, s.acc_emb_weight, fluency)
     accept = _fit_linear(X, y, n_standardised(fluency is not None), s.acc_C, len(LABELS))
@@ -395,16 +445,14 @@ def choose_threshold(p_good: np.ndarray, labels: Sequence[str]) -> tuple[float, 
 
 def dev_score(tagger: Linear, accept: Linear, f_dev: PairFeatures, rows_dev: Sequence[LabelledRow], s: FitSettings,
               fluency: np.ndarray | None = None) -> tuple[float, float]:
-    tp = np.round(_sigmoid(tagger.logits(tag_design(f_dev, s.tag_emb_weight))), 4)
-    X = acc_design(f_dev, tag_relative(tp, [r.axis for r in rows_dev]), s.acc_emb_weight, fluency)
-    p = np.round(_softmax(accept.logits(X)), 4)
+    p = dev_probs(tagger, accept, f_dev, rows_dev, s, fluency)
     return choose_threshold(p[:, 0], [r.label for r in rows_dev])
 
 
 def dev_probs(tagger: Linear, accept: Linear, f_dev: PairFeatures, rows_dev: Sequence[LabelledRow], s: FitSettings,
               fluency: np.ndarray | None = None) -> np.ndarray:
-    tp = np.round(_sigmoid(tagger.logits(tag_design(f_dev, s.tag_emb_weight))), 4)
-    X = acc_design(f_dev, tag_relative(tp, [r.axis for r in rows_dev]), s.acc_emb_weight, fluency)
+    tp, tps = _tag(tagger, f_dev, s), _tag(tagger, f_dev.spans, s)
+    X = acc_design(f_dev, relative(tp, tps, f_dev.span_of, [r.axis for r in rows_dev]), s.acc_emb_weight, fluency)
     return np.round(_softmax(accept.logits(X)), 4)
 
 
@@ -492,7 +540,10 @@ def fit_artefact(weights: str | Path = ARTEFACT, *, labelled: str | Path | None 
         "hand_features": list(HAND_NAMES),
         "tagger_hand_features": list(TAG_HAND),
         "tagger_relative": list(TAG_REL),
+        "span_relative": list(SPAN_REL),
         "blocks": list(BLOCKS),
+        "gram_bigrams": list(GRAM_NAMES),
+        "gram_weight": GRAM_WEIGHT,
         "fluency_features": list(FLUENCY_KEYS),
         "fluency_scorer": flu_id,
         **s.__dict__,

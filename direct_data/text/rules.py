@@ -201,6 +201,8 @@ FORCE_VERB_PREP: Mapping[tuple[str, str], tuple[str, ...]] = MappingProxyType({
 })
 FORCE_INSERTS: tuple[str, ...] = ("in zero gravity", "as if weightless", "with gravity reversed",
                                   "with gravity pulling sideways")
+#: forces phrases that may stand between a verb and the rest of its clause
+MID_CLAUSE_FORCES = frozenset(("in zero gravity", "as if weightless", "without friction", "against the wind"))
 #: forces phrases that name an acting push or pull; only for inanimate movers
 FORCE_AGENT_INSERTS: tuple[str, ...] = (", pushed along by a gust of wind", ", pulled by a magnet",
                                         "against the wind", ", pushed back by a gust of wind")
@@ -278,7 +280,7 @@ MAGNITUDE_WORDS: Mapping[str, tuple[tuple[str, ...], str]] = MappingProxyType({
     # size and amount words only where they are the size of an *event* (flames, waves, a
     # splash), never of a static object (that is static_size_only, not a physics change)
     **{w: (("huge", "enormous"), "event") for w in ("small", "tiny", "little", "minor")},
-    **{w: (("violent",), "event") for w in ("gentle", "light", "faint", "soft")},
+    **{w: (("violent",), "intensity") for w in ("gentle", "light", "faint", "soft")},
     **{w: (("tiny",), "event") for w in ("large", "big", "huge", "giant", "massive", "enormous",
                                         "tall", "towering")},
     "heavy": (("light",), "event"),
@@ -290,6 +292,33 @@ MAGNITUDE_WORDS: Mapping[str, tuple[tuple[str, ...], str]] = MappingProxyType({
     "fast": (("extremely slowly", "at a snail's pace"), "after_verb"),
     "hard": (("feebly",), "after_verb"),
 })
+#: events whose "light" / "gentle" is an intensity ("light rain", "a gentle breeze"); not clouds
+#: ("light clouds" are thin ones), bubbles or drops
+INTENSITY_NOUNS = frozenset(
+    "rain downpour drizzle snowfall storm storms gust gusts wind winds breeze explosion explosions "
+    "eruption eruptions splash splashes wave waves current currents surf swell swells shower showers "
+    "stream streams torrent spray sprays blaze fire fires flame flames jet jets burst bursts tide "
+    "flow flood avalanche".split())
+#: verbs of an instant event: no "gradually" / "slowly" before them ("gradually bursts")
+INSTANT_VERBS = frozenset("burst explode pop snap shatter crack erupt flash break smash".split())
+#: force adverbs fit motions, impacts and handling ("lands violently"), not slow processes
+#: ("rust forming violently"): those take speed adverbs only
+FORCE_ADVERBS = frozenset("violently forcefully gently feebly weakly".split())
+FORCEFUL_VERBS = frozenset("shake hit strike push pull press squeeze knock tap kick throw toss blow "
+                           "burst explode erupt shatter smash crash collide boil stir whisk churn hammer "
+                           "pound grip hold place put set lower lift drop wave swing".split())
+#: placing something is a deliberate act, not a contact that can "stick to" or "bounce off"
+PLACEMENT_VERBS = frozenset("place put set lay position stack arrange insert attach mount".split())
+#: goal prepositions: a motion towards them keeps its direction ("moves backward towards the shore")
+GOAL_PREPS = frozenset("to towards toward into onto from".split())
+#: a material word that is part of an object's name, not its material ("a rubber band")
+LEXICAL_COMPOUNDS = frozenset(tuple(p.split()) for p in (
+    "rubber band", "rubber bands", "paper towel", "paper towels", "paper clip", "paper clips",
+    "steel wool", "tin foil", "cotton candy", "glass ceiling", "rubber stamp", "glass eye"))
+#: material words of one family: "wood" and "wooden" are two mentions of one material
+MATERIAL_FAMILY = MappingProxyType({"wooden": "wood", "metallic": "metal", "golden": "gold", "woolen": "wool",
+                                    "woollen": "wool", "stainless-steel": "steel", "silken": "silk"})
+
 #: nouns whose size word is the size of an event or a flow, not of a static object
 EVENT_NOUNS = frozenset(
     "flame flames fire fires wave waves splash splashes explosion explosions eruption eruptions "
@@ -820,6 +849,13 @@ def _ends_clause(text: str, pos: int) -> bool:
     return not rest or rest[0] in ",.;:!?)"
 
 
+def _ends_sentence(text: str, pos: int) -> bool:
+    """Only the end of the text or a full stop follows `pos` (", played in reverse" then covers the
+    whole sentence, not a clause in its middle)."""
+    rest = text[pos:].lstrip()
+    return not rest or rest[0] in ".!?"
+
+
 def _clean_clause_end(text: str, pos: int) -> bool:
     """Whether a clause-level phrase may go at `pos`: before punctuation, the end of the text or a
     conjunction; not before a relative clause or a participle ("a glass *that* has ...", "a pipe
@@ -926,6 +962,8 @@ def _verb_edits(prompt: str, table: Mapping[str, tuple[tuple[str, ...], bool]],
                 continue  # gerund-initial captions take objects
             if nxt in DIRECTION_WORDS and _adjacent(prompt, toks, i):
                 continue  # "spirals back outward", "flows down": the direction edit applies
+            if nxt in GOAL_PREPS:  # "moves towards the shore" -> "moves backward towards the shore" keeps the direction
+                targets = tuple(x for x in targets if not x.endswith(("backward", "backwards", "sideways")))
             for target in targets:
                 repl = _match_case(_inflect_target(target, form), t.text)
                 out.append(_Edit(t.start, t.end, repl, "substitute",
@@ -955,10 +993,13 @@ def _word_edits(prompt: str, table: Mapping[str, tuple[tuple[str, ...], str]], a
                                                           or (axis == "materials"
                                                               and nxt in NOT_MATERIAL_HEADS)):
             continue  # "soft glow", "high visibility", "heavy decomposition"
-        if where == "event" and (pos != "mod" or (nxt not in EVENT_NOUNS and not (
-                i + 2 < len(toks) and toks[i + 2].lower in EVENT_NOUNS
+        heads = INTENSITY_NOUNS if where == "intensity" else EVENT_NOUNS
+        if where in ("event", "intensity") and (pos != "mod" or (nxt not in heads and not (
+                i + 2 < len(toks) and toks[i + 2].lower in heads
                 and _position(toks, i + 1) == "mod"))):
             continue
+        if axis == "materials" and (t.lower, nxt) in LEXICAL_COMPOUNDS:
+            continue  # "a rubber band" is a band, not a rubber thing
         if where == "after_verb":
             if i == 0 or verb_lemma(toks[i - 1].text) is None or noun[i - 1]:
                 continue
@@ -970,8 +1011,17 @@ def _word_edits(prompt: str, table: Mapping[str, tuple[tuple[str, ...], str]], a
             if i + 1 in verbs and i - 1 not in verbs:
                 # before its verb only a one-word adverb fits ("is slowly lowered")
                 targets = tuple(x for x in targets if " " not in x and x.endswith("ly"))
-        if axis == "materials" and pos == "noun" and len(re.findall(rf"\b{re.escape(t.lower)}\b", low)) > 1:
-            continue  # "tea diffusing in water ... turning the water brown": one mention only would change
+            lemmas = {verb_lemma(toks[k].text)[0] for k in verbs}  # type: ignore[index]
+            if not lemmas & (MOVERS | IMPACT | FORCEFUL_VERBS):
+                targets = tuple(x for x in targets if x not in FORCE_ADVERBS)  # "rust forming violently"
+            if lemmas & INSTANT_VERBS:
+                targets = tuple(x for x in targets if x not in ("gradually", "extremely slowly", "sluggishly"))
+        if axis == "materials":
+            fam = MATERIAL_FAMILY.get(t.lower, t.lower)
+            same = [k for k, x in enumerate(toks) if k != i and MATERIAL_FAMILY.get(x.lower, x.lower) == fam]
+            if (pos == "noun" and same) or (pos == "mod" and any(
+                    k + 1 < len(toks) and singular_key(toks[k + 1].lower) == singular_key(nxt) for k in same)):
+                continue  # "tea ... turning the water brown", "a wood table ... the wooden table": one mention only would change
         for target in targets:
             if re.search(rf"\b{re.escape(target)}\b", low):
                 continue  # "from high tide to low tide" -> "from low tide to low tide"
@@ -1022,15 +1072,16 @@ def _kinematics(prompt: str) -> tuple[list[_Edit], list[_Edit]]:
                 phrases = ("sideways",)
             elif nxt_w is None or nxt_w in PLACE_PREPS:
                 phrases = KIN_PATH_PHRASES
-            else:  # a goal follows ("runs to the left"): only a direction fits
-                phrases = ("backward", "sideways")
+            else:  # a goal follows ("moves towards the shore"): a new direction would contradict it
+                phrases = ()
             ins += [_insert_at(an.after_verb, ph, f"kinematics:insert:{ph}") for ph in phrases]
         if (an.lemma in PROCESS or an.lemma in IMPACT or an.lemma in REVERSIBLE or an.lemma in FLOWING) \
                 and not _bare_coordinated(prompt, toks, an, an.clause_end) \
                 and _clean_clause_end(prompt, an.clause_end):
+            bare_ok = _clause_tokens(prompt, an) == 0  # "the ice melts in reverse", not "... at the center in reverse"
             ins += [_insert_at(an.clause_end, ph, f"kinematics:insert:{ph.strip(', ')}")
                     for ph in KIN_REVERSE_PHRASES
-                    if not ph.startswith(",") or _ends_clause(prompt, an.clause_end)]
+                    if (ph.startswith(",") and _ends_sentence(prompt, an.clause_end)) or (not ph.startswith(",") and bare_ok)]
     return subs, ins
 
 
@@ -1054,6 +1105,8 @@ def _forces(prompt: str) -> tuple[list[_Edit], list[_Edit]]:
         # gravity out of a black pipe sitting on the table"), not after the last noun
         clean = _clean_clause_end(prompt, an.clause_end)
         pos = an.after_verb if not an.transitive and (not short or not clean) else an.clause_end
+        if pos != an.clause_end:  # mid-clause: a participle phrase would run on into what follows
+            phrases = [ph for ph in phrases if ph in MID_CLAUSE_FORCES]  # ("with gravity reversed out of it")
         if not _bare_coordinated(prompt, toks, an, pos) and (pos != an.clause_end or clean):
             ins = [_insert_at(pos, ph, f"forces:insert:{ph.strip(', ')}")
                    for ph in phrases if not ph.startswith(",") or (_ends_clause(prompt, pos) and pos == an.clause_end)]
@@ -1101,24 +1154,30 @@ def _interactions(prompt: str) -> tuple[list[_Edit], list[_Edit]]:
         if nxt in ("into", "onto", "on", "against", "upon", "off") \
                 and _adjacent(prompt, toks, i) and lemma not in MIXING \
                 and lemma in contact_verbs and lemma not in STATIC_VERBS \
+                and lemma not in ROTATING and lemma not in OSCILLATING \
                 and lemma not in ("walk", "run", "ride", "swim", "fly", "drive", "sail", "travel",
                                   "move", "skate", "ski", "surf", "row", "paddle", "cruise",
                                   "climb", "crawl", "creep", "wander", "stroll") \
-                and obj not in _NO_CONTACT:
+                and obj not in _NO_CONTACT and not _non_solid_subject(prompt, toks, noun, i):
+            head = next((toks[k].lower for k in range(i + 2, min(i + 6, len(toks))) if toks[k].lower not in STOPWORDS), "")
             for target in OUTCOMES:
                 if target.split()[0] == lemma:
                     continue
+                if head in LIQUIDS and target in ("stick to", "bounce off", "slide off", "shatter against"):
+                    continue  # "electrodes stuck to saltwater"
                 repl = _match_case(_inflect_target(target, form), t.text)
                 subs.append(_Edit(t.start, toks[i + 1].end, repl, "substitute",
                                   f"interactions:contact:{lemma} {nxt}->{target}"))
         elif (lemma in TRANSITIVE_CONTACT or (lemma in TOOL_VERBS and lemma not in ABSTRACT_ACTIONS)) \
+                and lemma not in PLACEMENT_VERBS \
                 and _object_follows(toks, i) \
                 and (form not in ("past", "pp") or toks[i + 1].lower in DETERMINERS) \
                 and not any(e.start == t.start for e in subs):
             subj = _coordinated_subject(prompt, toks, noun, i)
             head = next((toks[k].lower for k in range(i + 1, min(i + 5, len(toks)))
                          if toks[k].lower not in STOPWORDS), "")
-            if head in _NO_CONTACT or subj is None or subj < 0 or not _inanimate(toks, subj):
+            if head in _NO_CONTACT or subj is None or subj < 0 or not _inanimate(toks, subj) \
+                    or toks[subj].lower in NON_SOLID:
                 continue  # "A chef slices vegetables": the chef does not bounce off them
             for target in TRANSITIVE_OUTCOMES:
                 repl = _match_case(_inflect_target(target, form), t.text)
@@ -1127,6 +1186,19 @@ def _interactions(prompt: str) -> tuple[list[_Edit], list[_Edit]]:
     if not subs:
         subs += _contact_clause(prompt, toks, noun)
     return subs, []
+
+
+#: subjects that cannot stick, shatter or bounce: light, fire and gases ("the beam shatters against")
+NON_SOLID = frozenset("beam beams laser lasers flame flames fire fires smoke steam mist fog vapor vapour "
+                      "glow spark sparks".split())
+#: liquids: nothing "sticks to" or "bounces off" them
+LIQUIDS = frozenset("water saltwater seawater rainwater oil milk juice liquid soup honey syrup lava paint "
+                    "ink wine beer soda coffee tea".split())
+
+
+def _non_solid_subject(prompt: str, toks: list[Token], noun: tuple[bool, ...], i: int) -> bool:
+    subj = _coordinated_subject(prompt, toks, noun, i)
+    return subj is not None and subj >= 0 and (toks[subj].lower in NON_SOLID or singular_key(toks[subj].lower) in NON_SOLID)
 
 
 #: things nothing can bounce off or pass through
@@ -1138,7 +1210,8 @@ def _contact_clause(prompt: str, toks: list[Token], noun: tuple[bool, ...]) -> l
     """A moving subject's later contact preposition replaced by a contact outcome in the verb's
     form: "Water drips from a tap *into* a sink" -> "... from a tap *and bounces off* a sink"."""
     an = _anchor(prompt)
-    if an is None or an.transitive or an.lemma not in MOVERS or an.lemma in STATIC_VERBS:
+    if an is None or an.transitive or an.lemma not in MOVERS or an.lemma in STATIC_VERBS \
+            or _non_solid_subject(prompt, toks, noun, an.verb):
         return []
     v, lemma, form = an.verb, an.lemma, an.form
     if _passive(toks, v) or form not in ("s", "past", "ing", "base"):

@@ -24,7 +24,9 @@ declared axis, negative); the verdict is *accepted* or the first failing check's
 ``cosine_out_of_band`` sentence-embedding cosine to the prompt outside the axis band
 ``judge_rejected``     the optional LLM judge said no
 ``markup``             the negative carries HTML/XML tags or entities the prompt does not have
-``copy``               (learnt) reworded with no physics change (synonyms, tense, word order)
+``copy``               (learnt) reworded with no physics change (synonyms, tense, word order);
+                       a rewrite that uses the prompt's words, up to order, tense and function
+                       words (`direct_data.text.features.bag_delta` 0), is a copy before the model
 ``ungrammatical``      (learnt) the sentence is broken (word salad, a clause that cannot attach)
 ``static_size_only``   (learnt) only a static size/weight look changed, no behaviour
 =====================  =======================================================================
@@ -33,7 +35,7 @@ Two modes (``ValidatorConfig.mode``):
 
 * ``"learnt"`` (the default): the cheap, precise checks first (schema, bad_axis, empty,
   length_drift with the looser ``learnt_length_*`` limits, identical, instruction_echo, markup,
-  negation_only, duplicate), then the learnt
+  negation_only, copy by word bag, duplicate), then the learnt
   model of `direct_data.text.learnt` (an axis tagger and an acceptance model over the word
   alignment of `direct_data.text.align`, lexicon counts and MiniLM embeddings of the pair and of
   the changed spans; optional fluency features). It accepts iff p(good) >= the threshold fitted on
@@ -360,6 +362,11 @@ class Validator:
         added_neg = _negations(negative) - _negations(prompt)
         if added_neg and not tag_axes(prompt, _strip_negation(negative)).supports(axis):
             return "negation_only", f"adds {', '.join(sorted(added_neg))}"
+        from direct_data.text.align import align
+        from direct_data.text.features import bag_delta
+
+        if bag_delta(align(prompt, negative)) == 0:
+            return "copy", "same words as the prompt up to order, tense and function words"
         return None
 
     def _check_many_learnt(self, items: list[Row], dedupe_within: bool) -> list[Verdict]:
