@@ -317,7 +317,9 @@ def test_new_validator_weights_recompute_the_verdicts(tmp_path, session_cache):
     r = runner.invoke(app, args, env={"COLUMNS": "400"})
     assert r.exit_code == 0, r.output
     weights = [i for i in Manifest.read(out).inputs if i.get("role") == "weights"]
-    assert [Path(i["path"]).name for i in weights] == ["validator.safetensors", "validator.json"]
+    assert [Path(i["path"]).name for i in weights][:2] == ["validator.safetensors", "validator.json"]
+    # and the text side's code that decides a verdict, named inside the package
+    assert {i["path"] for i in weights[2:]} >= {"direct_data/text/validator.py", "direct_data/text/learnt.py"}
     before = Manifest.read(out).counts["accepted"]
     r = runner.invoke(app, args, env={"COLUMNS": "400"})
     assert r.exit_code == 0 and "up to date" in r.output, r.output
@@ -331,7 +333,13 @@ def test_new_validator_weights_recompute_the_verdicts(tmp_path, session_cache):
     assert r.exit_code == 0, r.output
     assert "direct_data/text/data/validator.safetensors" in [i["path"] for i in Manifest.read(tmp_path / "packaged").inputs]
     r = runner.invoke(app, ["validate", str(f), "--out", str(tmp_path / "lex"), "--validator", "lexicon"])
-    assert r.exit_code == 0 and not [i for i in Manifest.read(tmp_path / "lex").inputs if i.get("role") == "weights"]
+    lex = [i["path"] for i in Manifest.read(tmp_path / "lex").inputs if i.get("role") == "weights"]
+    assert r.exit_code == 0 and lex and all(p.endswith(".py") for p in lex)  # code only, no learnt weights
+    # perturb with the rules backend also depends on the rewriter's code
+    r = runner.invoke(app, ["perturb", str(SHARED_PROMPTS / "phycobench.jsonl"), "--axis", "forces", "--validator", "lexicon",
+                            "--out", str(tmp_path / "neg")])
+    assert r.exit_code == 0, r.output
+    assert "direct_data/text/rules.py" in [i["path"] for i in Manifest.read(tmp_path / "neg").inputs if i.get("role") == "weights"]
 
 
 def test_help_shows_every_default(tmp_path):

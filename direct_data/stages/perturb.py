@@ -451,9 +451,14 @@ class PerturbStage(Stage):
         return self.rewriter.model
 
     def weights(self) -> list[Path]:
-        from direct_data.stages.validate import validator_weights
+        """The validator's weights and code and, for the rules backend, the rewriter's code (a
+        rules edit changes the candidates within one package version)."""
+        from direct_data.stages.validate import text_code, validator_weights
 
-        return validator_weights(self._validator, self.config)
+        out = validator_weights(self._validator, self.config)
+        if self.config.backend == "rules":
+            out += [p for p in text_code(("rules.py",)) if p not in out]
+        return out
 
     @property
     def run_stats(self) -> dict:

@@ -147,18 +147,31 @@ def default_validator(use_embedding: bool, config: Any = None, *, with_judge: bo
                      judge=stage_judge(config) if with_judge else None, fluency=fluency)
 
 
+#: the text side's code that decides a verdict: an edit to it (within one package version) changes
+#: the verdicts, so it is hashed like weights (`Stage.weights`)
+VALIDATOR_CODE = ("align.py", "axes.py", "features.py", "learnt.py", "tagger.py", "validator.py")
+
+
+def text_code(names: tuple[str, ...]) -> list[Path]:
+    import direct_data.text as text
+
+    return [Path(text.__file__).resolve().parent / n for n in names]
+
+
 def validator_weights(validator: Any, config: Any) -> list[Path]:
-    """The learnt validator's weights and sidecar that a stage's verdicts depend on (`Stage.weights`):
-    the given validator's, else the ones `default_validator(config)` would load; none in lexicon mode."""
+    """What a stage's verdicts depend on besides its config and inputs (`Stage.weights`): the
+    validator's code and, in learnt mode, its weights and sidecar (the given validator's, else the
+    ones `default_validator(config)` would load)."""
     vc = getattr(validator, "config", None) if validator is not None else None
     mode = getattr(vc, "mode", None) if validator is not None else getattr(config, "validator", "learnt")
+    code = text_code(VALIDATOR_CODE)
     if mode != "learnt":
-        return []
+        return code
     from direct_data.text.learnt import ARTEFACT
 
     path = getattr(vc, "model_path", None) if validator is not None else getattr(config, "validator_model", None)
     w = Path(path or ARTEFACT)
-    return [w, w.with_suffix(".json")]
+    return [w, w.with_suffix(".json"), *code]
 
 
 def scores_json(scores: dict) -> str:

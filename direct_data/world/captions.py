@@ -22,7 +22,7 @@ import numpy as np
 
 from direct_data.world.scenes import HORIZONTAL, MATERIALS, PHYSICS, SceneSpec
 
-__all__ = ["caption", "draw_picks", "PICKS", "parse_caption", "CaptionParse", "COLOUR_WORDS", "KIND_WORDS",
+__all__ = ["caption", "scene_caption", "draw_picks", "PICKS", "parse_caption", "CaptionParse", "COLOUR_WORDS", "KIND_WORDS",
            "SETTING_NOUNS", "TEMPLATES"]
 
 COLOUR_WORDS: dict[str, tuple[str, ...]] = {
@@ -206,6 +206,26 @@ def caption(spec: SceneSpec, rng: np.random.Generator | None = None, *, picks: d
         text = f"{subject} {vp}"
     text = re.sub(r"\s+", " ", text).strip()
     text = re.sub(r"\s+,", ",", text)
+    text = re.sub(r"\b([Aa]) (?=[aeiou])", r"\1n ", text)
+    return text[0].upper() + text[1:] + "."
+
+
+def scene_caption(spec: SceneSpec, rng: np.random.Generator | None = None, *, picks: dict[str, float] | None = None) -> str:
+    """A caption that names only the scene (kind, colour, setting) and no physics, not even a
+    material: "A crimson ball on the lawn.", "In the desert, the pink cone." (`parse_caption`:
+    physics None). The train split's *vague* rows (`make_split(..., vague=...)`): the clip's
+    physics is then only implied by the scene words, which is where a shortcut can be learnt."""
+    if picks is None:
+        if rng is None:
+            raise ValueError("scene_caption: give rng or picks")
+        picks = draw_picks(rng)
+    fronted = picks["fronted"] < 0.3
+    det = _at(("a", "the", "one") if not fronted else ("a", "the"), picks["det"])
+    subject = f"{det} {_at(COLOUR_WORDS[spec.colour], picks['colour'])} {_at(KIND_WORDS[spec.kind], picks['kind'])}"
+    if fronted:
+        text = f"{_at(SETTING_FRONT[spec.setting], picks['front'])}, {subject}"
+    else:
+        text = f"{subject} on {_at(SETTING_NOUNS[spec.setting], picks['noun'])}"
     text = re.sub(r"\b([Aa]) (?=[aeiou])", r"\1n ", text)
     return text[0].upper() + text[1:] + "."
 

@@ -87,10 +87,15 @@ class ExperimentConfig:
     n_train: int = 600
     n_eval: int = 256  # evaluation captions per seed (every model samples the same ones with the same noise)
     n_base_check: int = 64  # base judged on this many broad captions (its own training distribution)
-    # train split: probability of the class's preferred colour (the shortcut; raise it if sft does not
-    # learn the shortcut in the pilot) and setting
-    train_colour_strength: float = 0.85
-    train_setting_strength: float = 0.85
+    # train split: probability of the class's preferred colour and setting (the shortcut), and the
+    # fraction of train captions that name only the scene, not the physics (`scene_caption`), so that
+    # there the colour alone implies the class. The pilot (bench/results/world_pilot.json, seed 0, 256
+    # eval captions): with every caption naming its physics sft learnt no shortcut (0-0.9% at colour
+    # 0.85 or 1.0, 400-800 steps); with 25% scene-only captions at colour / setting 1.0 and 400 steps
+    # the shortcut rate rose 0 -> 5.5% (paired 95% CI [2.7, 8.6] points; physics 90% -> 47%).
+    train_colour_strength: float = 1.0
+    train_setting_strength: float = 1.0
+    train_vague_fraction: float = 0.25
     # --- stages ---
     k_broad: int | None = None  # partitions (None: the stage's default for N)
     k_train: int | None = None
@@ -103,10 +108,13 @@ class ExperimentConfig:
     # 11 min), physics 3% (objects drawn, barely moved). x0 prediction at 300 x 32: 0%, cleaner
     # backgrounds. Smaller batches at equal samples won every time: more updates beat bigger batches.
     # World v2 (16 px, patch (1, 4, 4), fixed trajectories; issue 11's probes): 6 classes reached
-    # 58% physics on the base's own captions after 1606 steps of batch 8 (56% on unseen ones); with
-    # 8 classes the default gives it 2400.
+    # 58% physics on the base's own captions after 1606 steps of batch 8 (56% on unseen ones). With
+    # 8 classes (bench/results/world_base_probe.json, 64 own / 64 unseen captions): 2400 steps 39% /
+    # 44% (wall_bounce, rolls_fast 0%); 4000 steps 95% / 89% (every class but wall_bounce >= 83%;
+    # at step 2000 of those 4000 it was 64% / 61%, the sideways classes still 0%, left and right
+    # averaged into ghosts). About 0.14 s a step on 2 quiet threads: 9-10 minutes.
     model: dict[str, Any] = field(default_factory=lambda: dict(WORLD_MODEL))
-    pretrain_steps: int = 2400
+    pretrain_steps: int = 4000
     pretrain_batch: int = 8
     pretrain_lr: float = 1e-3
     pretrain_warmup: int = 30
@@ -139,7 +147,7 @@ class ExperimentConfig:
             raise ConfigError(f"the judge needs frames >= 9 and size >= 16, got {self.frames}, {self.size}")
         if not self.seeds:
             raise ConfigError("give at least one seed")
-        for name in ("train_colour_strength", "train_setting_strength"):
+        for name in ("train_colour_strength", "train_setting_strength", "train_vague_fraction"):
             if not 0.0 <= getattr(self, name) <= 1.0:
                 raise ConfigError(f"{name} must be in [0, 1], got {getattr(self, name)}")
         self.variants = tuple(self.variants)
@@ -261,7 +269,8 @@ def generate(cfg: ExperimentConfig, out: str | Path) -> dict[str, Any]:
     counts: dict[str, Any] = {}
     for split, n in (("broad", cfg.n_broad), ("train", cfg.n_train), ("eval", cfg.n_eval)):
         rows = make_split(n, split, cfg.data_seed, frames=cfg.frames, size=cfg.size,
-                          strength={"colour": cfg.train_colour_strength, "setting": cfg.train_setting_strength})
+                          strength={"colour": cfg.train_colour_strength, "setting": cfg.train_setting_strength},
+                          vague=cfg.train_vague_fraction if split == "train" else 0.0)
         seen: dict[str, dict[str, Any]] = {}
         for r in rows:
             pid = prompt_id(normalize_text(r["prompt"]))
