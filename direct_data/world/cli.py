@@ -79,9 +79,11 @@ def run(
                       f"semantic {100 * r['semantic']['mean']:5.1f} ± {100 * r['semantic']['std']:4.1f}", highlight=False)
     v = res["summary"]["verdict"]
     if v:
-        console.print(f"direct / sft physics = {v['physics_ratio']:.2f} (target 1.15; nan: sft never passes; difference "
+        never = "; sft never passes" if v["physics_ratio"] != v["physics_ratio"] else ""  # nan
+        short = (f", shortcut rate ratio {v['shortcut_ratio']:.2f} (target <= 0.5)" if "shortcut_ratio" in v else "")
+        console.print(f"direct / sft physics = {v['physics_ratio']:.2f} (target 1.15{never}; difference "
                       f"{100 * v['physics_diff']:+.1f} points, {'outside' if v['physics_significant'] else 'within'} the noise), "
-                      f"semantic drop {100 * v['semantic_drop']:.1f} points (target <= 2): {'met' if v['met'] else 'not met'}")
+                      f"semantic drop {100 * v['semantic_drop']:.1f} points (target <= 2){short}: {'met' if v['met'] else 'not met'}")
     console.print(f"total {res['timings']['total']:.0f} s")
 
 
