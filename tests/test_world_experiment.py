@@ -83,6 +83,18 @@ def test_quick_run_end_to_end(tmp_path, session_cache):
     verdicts = (out / "samples" / "sft-s0-eval" / "verdicts.jsonl").read_text().splitlines()
     assert {"observed", "matches", "shows_preferred", "shortcut_eligible"} <= set(json.loads(verdicts[0]))
 
+    # the jobs run in a process pool (post-training first, the base evaluations after them) and
+    # give byte-identical clips and verdicts to the serial run
+    from direct_data.world.experiment import evaluate
+
+    dirs = ["sft-s0-eval", "base-s0-eval", "base-s0-broad"]
+    before = {d: [(out / "samples" / d / f).read_bytes() for f in ("clips.safetensors", "verdicts.jsonl")] for d in dirs}
+    pooled = evaluate(quick_config(workers=2, variants=("sft",)), out, res["pretrain"]["checkpoint"])
+    assert [j["run"]["variant"] for j in pooled["runs"]] == ["sft"] and pooled["base_check"]["split"] == "broad"
+    for d in dirs:
+        assert [(out / "samples" / d / f).read_bytes() for f in ("clips.safetensors", "verdicts.jsonl")] == before[d], d
+    assert pooled["runs"][0]["eval"]["physics"] == runs[[j["run"]["variant"] for j in runs].index("sft")]["eval"]["physics"]
+
     # the base is cached by its config and data: a second pretrain copies it, untrained
     from direct_data.world.experiment import pretrain
 

@@ -600,29 +600,41 @@ def _mean_or_none(xs: list[int]) -> float | None:
     return float(np.mean(xs)) if xs else None
 
 
+def _config_from_json(cfg_json: dict[str, Any]) -> ExperimentConfig:
+    return ExperimentConfig(**{**cfg_json, "variants": tuple(cfg_json["variants"]), "seeds": tuple(cfg_json["seeds"])})
+
+
 def _job(cfg_json: dict[str, Any], out: str, variant: str, seed: int, base_checkpoint: str) -> dict[str, Any]:
     """One post-training run and its evaluation (a process-pool job: arguments are plain data)."""
-    cfg = ExperimentConfig(**{**cfg_json, "variants": tuple(cfg_json["variants"]), "seeds": tuple(cfg_json["seeds"])})
+    cfg = _config_from_json(cfg_json)
     set_threads(cfg.threads)
     run = posttrain(cfg, out, variant, seed, base_checkpoint)
     ev = evaluate_model(cfg, out, variant, run["checkpoint"], seed)
     return {"run": run, "eval": ev}
 
 
+def _base_job(cfg_json: dict[str, Any], out: str, checkpoint: str, seed: int, split: str,
+              n: int | None) -> dict[str, Any]:
+    """One evaluation of the base (a process-pool job, like `_job`)."""
+    cfg = _config_from_json(cfg_json)
+    set_threads(cfg.threads)
+    return evaluate_model(cfg, out, "base", checkpoint, seed, split=split, n=n)
+
+
 def evaluate(cfg: ExperimentConfig, out: str | Path, base_checkpoint: str | Path) -> dict[str, Any]:
     """The base (on its own broad captions and on the evaluation captions, one sampling seed per
-    experiment seed), then every post-training variant x seed, trained and evaluated (in
-    ``cfg.workers`` processes; every job is deterministic on its own, so the results do not depend
-    on the number of workers)."""
+    experiment seed), then every post-training variant x seed, trained and evaluated.
+
+    The jobs run in ``cfg.workers`` processes, the long post-training jobs first and the short base
+    evaluations after them, so they fill the worker that would otherwise wait for the last
+    post-training job. Every job is deterministic on its own (``cfg.threads`` threads, its own seeds),
+    so the results do not depend on the number of workers or on the order the jobs finish."""
     out = Path(out)
-    base_check = evaluate_model(cfg, out, "base", base_checkpoint, cfg.seeds[0], split="broad", n=cfg.n_base_check)
-    base_eval = [evaluate_model(cfg, out, "base", base_checkpoint, s) for s in cfg.seeds]
-    # the evaluation captions are unseen broad captions too (in world v2 both splits draw class and
-    # scene independently and uniformly): the base's generalisation beyond its own captions
-    base_unseen = {"n": sum(e["n"] for e in base_eval), "physics": float(np.mean([e["physics"] for e in base_eval])),
-                   "semantic": float(np.mean([e["semantic"] for e in base_eval]))}
-    jobs = [(v, s) for s in cfg.seeds for v in cfg.variants]
-    args = [(cfg.to_json(), str(out), v, s, str(base_checkpoint)) for v, s in jobs]
+    cj, o, ck = cfg.to_json(), str(out), str(base_checkpoint)
+    runs = [(_job, (cj, o, v, s, ck)) for s in cfg.seeds for v in cfg.variants]
+    bases = [(_base_job, (cj, o, ck, cfg.seeds[0], "broad", cfg.n_base_check))]
+    bases += [(_base_job, (cj, o, ck, s, "eval", None)) for s in cfg.seeds]
+    jobs = runs + bases
     if cfg.workers > 1 and len(jobs) > 1:
         import multiprocessing as mp
         from concurrent.futures import ProcessPoolExecutor
@@ -630,9 +642,15 @@ def evaluate(cfg: ExperimentConfig, out: str | Path, base_checkpoint: str | Path
         # spawn: a fresh interpreter per worker (no forked OpenMP state); the calling script must
         # guard its entry point with `if __name__ == "__main__":` (console scripts and pytest do)
         with ProcessPoolExecutor(max_workers=cfg.workers, mp_context=mp.get_context("spawn")) as pool:
-            results = list(pool.map(_job, *zip(*args)))
+            futures = [pool.submit(fn, *a) for fn, a in jobs]
+            done = [f.result() for f in futures]
     else:
-        results = [_job(*a) for a in args]
+        done = [fn(*a) for fn, a in jobs]
+    results, base_check, base_eval = done[: len(runs)], done[len(runs)], done[len(runs) + 1:]
+    # the evaluation captions are unseen broad captions too (in world v2 both splits draw class and
+    # scene independently and uniformly): the base's generalisation beyond its own captions
+    base_unseen = {"n": sum(e["n"] for e in base_eval), "physics": float(np.mean([e["physics"] for e in base_eval])),
+                   "semantic": float(np.mean([e["semantic"] for e in base_eval]))}
     return {"base_check": base_check, "base": base_eval, "base_unseen": base_unseen, "runs": results}
 
 
