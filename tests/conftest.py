@@ -20,6 +20,26 @@ def shared_prompt_files() -> list[Path]:
     return files
 
 
+_BY_ID: dict[str, str] = {}
+
+
+def shared_prompt(prompt_id: str) -> str:
+    """The shared prompt whose id (sha256 of its text, first 16 hex digits, as in
+    `data/rewrites/`) is ``prompt_id``: tests name real prompts without copying them into the repo."""
+    if not _BY_ID:
+        import hashlib
+        import json
+
+        for f in sorted(SHARED_PROMPTS.glob("*.jsonl")):
+            for line in f.read_text(encoding="utf-8").splitlines():
+                text = json.loads(line).get("prompt") if line.strip() else None
+                if isinstance(text, str):
+                    _BY_ID.setdefault(hashlib.sha256(text.encode("utf-8")).hexdigest()[:16], text)
+    if prompt_id not in _BY_ID:
+        raise LookupError(f"no prompt with id {prompt_id} in {SHARED_PROMPTS}")
+    return _BY_ID[prompt_id]
+
+
 @pytest.fixture(scope="session")
 def session_cache(tmp_path_factory) -> Path:
     """One embedding cache for the whole session (tests that test the cache make their own)."""

@@ -10,6 +10,8 @@ import pytest
 from direct_data.text import axes, rules, tagger
 from direct_data.text.validator import Validator
 
+from .conftest import shared_prompt
+
 PROMPTS = Path(__file__).resolve().parents[2] / "shared" / "data" / "prompts"
 VIDEOPHY = PROMPTS / "videophy1_test.jsonl"
 
@@ -81,10 +83,10 @@ def test_inflect(lemma: str, form: str, expected: str) -> None:
 
 def test_tagger_reads_noun_uses_and_inflections() -> None:
     # "sink" in "into a sink" is a place, not buoyancy; an inflection change is no change
-    a = tagger.analyze("Water drips from a leaky tap into a sink.")
+    a = tagger.analyze(shared_prompt("20bebc7eb5cf0f51"))
     by_word = dict(zip((t.lower for t in a.tokens), a.axes))
     assert by_word["drips"] == {"kinematics"} and not by_word["sink"] and not by_word["tap"]
-    assert "sink" in tagger.content_words("Water drips from a leaky tap into a sink.")
+    assert "sink" in tagger.content_words(shared_prompt("20bebc7eb5cf0f51"))
     assert not tagger.tag_axes("A ball falls.", "A ball is falling.").evidence
     tag = tagger.tag_axes("A rubber ball falls.", "A glass ball rises.")
     assert tag.supports("materials") and tag.other_axes("materials") == {"kinematics"}
@@ -94,19 +96,19 @@ def test_tagger_reads_noun_uses_and_inflections() -> None:
 
 
 @pytest.mark.parametrize("prompt,axis,expected", [
-    ("Book falls onto the floor.", "kinematics", "Book rises onto the floor."),
-    ("A tire rolling down the asphalt road.", "kinematics", "A tire rolling up the asphalt road."),
-    ("A hooked sled is being pulled through the snow.", "forces",
+    ("A book falls off the shelf.", "kinematics", "A book rises off the shelf."),
+    (shared_prompt("977f78b5d0576e3c"), "kinematics", "A tire rolling up the asphalt road."),
+    (shared_prompt("195636c3dc2c999a"), "forces",
      "A hooked sled is being pushed through the snow."),
-    ("The coffee cup rests on a cork coaster.", "forces",
+    (shared_prompt("8fd313b10fd5e38e"), "forces",
      "The coffee cup floats above a cork coaster."),
-    ("A wooden spoon stirs the hot soup in the pot.", "materials",
+    (shared_prompt("d7359a7a90f1dbc4"), "materials",
      "A glass spoon stirs the hot soup in the pot."),
-    ("An ice cube drops into a glass of whiskey, creating a splash.", "materials",
+    (shared_prompt("479f019a17f3ba1f"), "materials",
      "A steel cube drops into a glass of whiskey, creating a splash."),
-    ("Glass shatters on the floor.", "interactions", "Glass bounces on the floor."),
-    ("A sponge soaks up water in a bath.", "interactions", "A sponge repels water in a bath."),
-    ("Coin spins rapidly on a wooden table.", "magnitudes",
+    (shared_prompt("39c9367f4e4613cc"), "interactions", "Glass bounces on the floor."),
+    (shared_prompt("51f0c3424a6c2286"), "interactions", "A sponge repels water in a bath."),
+    (shared_prompt("cb159a2261ce6f6c"), "magnitudes",
      "Coin spins extremely slowly on a wooden table."),
     ("A stone lands in the pond with a small splash.", "magnitudes",
      "A stone lands in the pond with a huge splash."),
@@ -124,7 +126,7 @@ def test_rules_make_real_single_axis_substitutions(prompt: str, axis: str, expec
 
 
 def test_rules_inflect_like_the_original() -> None:
-    got = {c.text for c in rules.all_candidates("Rain falling softly on the ocean surface.",
+    got = {c.text for c in rules.all_candidates(shared_prompt("eb4776cefc0d18f1"),
                                                 "kinematics", include_insertions=False)}
     assert "Rain rising softly on the ocean surface." in got
     got = {c.text for c in rules.all_candidates("The vase fell off the shelf.", "kinematics",
@@ -146,13 +148,13 @@ def test_rules_are_deterministic_and_seeded() -> None:
         b = [[c.text for c in rules.rewrite(p, axis, seed=7, num_candidates=2)] for p in prompts]
         assert a == b
     # the seed decides among the applicable edits somewhere in the set
-    prompt = "A wooden spoon stirs the hot soup in the pot."
+    prompt = shared_prompt("d7359a7a90f1dbc4")
     picks = {rules.rewrite(prompt, "materials", seed=s)[0].text for s in range(12)}
     assert len(picks) > 1
 
 
 def test_rules_candidates_are_distinct_and_bounded() -> None:
-    prompt = "A wooden spoon stirs the hot soup in the pot."
+    prompt = shared_prompt("d7359a7a90f1dbc4")
     got = rules.rewrite(prompt, "materials", seed=0, num_candidates=50)
     assert len({c.text for c in got}) == len(got) >= 3
     assert all(c.operation == "substitute" for c in got[:3])  # substitutions come first
@@ -186,29 +188,36 @@ def test_prompt_injection_is_data(validator: Validator) -> None:
 
 
 def test_videophy_acceptance_floor(acceptance: dict[str, rules.AxisAcceptance]) -> None:
-    """Issue 3: >= 60% of the VideoPhy captions get a valid negative on >= 3 axes."""
+    """Every VideoPhy caption is accounted for, and the conservative rewriter still makes a
+    negative for a real share of them on every axis.
+
+    Issue 3's ">= 60% on >= 3 axes" held for the rewriter before issue 10's precision work; most
+    of what it counted were edits a strict reader labels bad (gravity phrases on stirring and
+    spreading, tools "sticking to" soup, "passes through" on every contact). Since the
+    conservative gates (an edit only on a listed physical subject / object) the floors below are
+    the measured rates minus a margin; data/rewrites/README.md has the precision they buy."""
     n = len(_videophy_half())
     for a in acceptance.values():
         assert a.prompts == n
         assert a.accepted + a.no_rule + sum(a.rejected.values()) == n  # every row accounted
         assert a.accepted == a.accepted_substitute + a.accepted_insert
     rates = {ax: a.rate for ax, a in acceptance.items()}
-    assert sum(r >= 0.60 for r in rates.values()) >= 3, rates
-    # measured on these 172 (seed 0), after the word-salad fixes of issue 10: kinematics 0.69,
-    # forces 0.74, materials 0.64, interactions 0.46, magnitudes 0.53 (all 344: 0.65 / 0.69 /
-    # 0.62 / 0.41 / 0.49). Lower than before on purpose: no edit is made where none is safe.
-    assert rates["kinematics"] >= 0.6 and rates["forces"] >= 0.65
-    assert rates["materials"] >= 0.58 and rates["interactions"] >= 0.4
-    assert rates["magnitudes"] >= 0.45
+    # measured on these 172 (seed 0) with the conservative gates: kinematics 0.47, forces 0.17,
+    # materials 0.42, interactions 0.10, magnitudes 0.40 (before them: 0.69 / 0.74 / 0.64 /
+    # 0.46 / 0.53). Lower on purpose: no edit is made where the rewriter cannot tell it is safe.
+    assert rates["kinematics"] >= 0.4 and rates["forces"] >= 0.12
+    assert rates["materials"] >= 0.35 and rates["interactions"] >= 0.07
+    assert rates["magnitudes"] >= 0.35
 
 
 def test_videophy_substitutions_alone(acceptance: dict[str, rules.AxisAcceptance]) -> None:
     """Real lexicon substitutions (no inserted modifier) carry a real share on every axis."""
     subs = {ax: a.accepted_substitute / a.prompts for ax, a in acceptance.items()}
-    # measured on these 172: kinematics 0.32, forces 0.12, materials 0.46, interactions 0.46,
-    # magnitudes 0.04 (speed words are rare in VideoPhy; size words are no longer flipped)
-    assert subs["interactions"] >= 0.4 and subs["materials"] >= 0.4
-    assert subs["kinematics"] >= 0.25 and subs["forces"] >= 0.1 and subs["magnitudes"] >= 0.02
+    # measured on these 172 with the conservative gates: kinematics 0.20, forces 0.035,
+    # materials 0.25, interactions 0.10, magnitudes 0.035 (before them: 0.32 / 0.12 / 0.46 /
+    # 0.46 / 0.04; speed words are rare in VideoPhy; size words are no longer flipped)
+    assert subs["interactions"] >= 0.07 and subs["materials"] >= 0.2
+    assert subs["kinematics"] >= 0.15 and subs["forces"] >= 0.02 and subs["magnitudes"] >= 0.02
 
 
 # -- no word salad (issue 10) ----------------------------------------------------------------
@@ -356,7 +365,8 @@ def test_hand_read_precision_failures_are_not_made(prompt: str, axis: str, banne
 def test_inserted_phrases_are_varied_and_seeded() -> None:
     """No single inserted phrase carries an axis: on the VideoPhy captions (one candidate per
     prompt and axis, seeded per prompt like `perturb` does), the top phrase stays under a third
-    and the top three under 70% of the candidates of every axis."""
+    and the top three under 70% of the candidates of every axis (with the conservative gates,
+    candidates: kinematics 154, forces 67, materials 128, interactions 26, magnitudes 134)."""
     import hashlib
     from collections import Counter
 
@@ -371,6 +381,82 @@ def test_inserted_phrases_are_varied_and_seeded() -> None:
                 spans[" ".join(got[0].after.lower().strip(" ,.").split())] += 1
         n = sum(spans.values())
         top = spans.most_common(3)
-        assert n >= 100, (axis, n)
+        assert n >= 20, (axis, n)
         assert top[0][1] / n < 1 / 3, (axis, top)
         assert sum(v for _, v in top) / n < 0.7, (axis, top)
+
+
+# -- conservative gates (issue 10, fresh-seed precision) --------------------------------------
+
+
+@pytest.mark.parametrize("prompt,axis,banned", [
+    # interactions: a contact verb that does not fit its object, or a change with no visible contact
+    (shared_prompt("38fe4d9745414096"), "interactions", ("through saltwater",)),
+    (shared_prompt("4003b634ed8a52d4"), "interactions", ("off the depths",)),
+    (shared_prompt("856f27825da07d85"), "interactions", ("sticking to Mars",)),
+    ("As a child jumps onto a trampoline, the trampoline stretches downwards.", "interactions", ("child sticks to",)),
+    (shared_prompt("84aa9960dfb3e659"), "interactions", ("slides off cream",)),
+    ("A wave of water curls and breaks as it crashes onto the shore.", "interactions", ("through the shore",)),
+    (shared_prompt("6a4377a5c5d547a6"), "interactions", ("through the nail into",)),
+    ("A basketball hits the ground after being dropped, where it bounces off the ground.", "interactions",
+     ("passes through the ground", "basketball bounces off the ground after")),
+    (shared_prompt("5ac8dbefe7db3778"), "interactions", ("frog slides", "passes straight through")),
+    # forces: a force phrase on a process, stacked on a manner adverb, or a swap with the same motion
+    ("Time-lapse of meat and cheese-stuffed baguettes baking, starting with raw ingredients.", "forces",
+     ("baking as if weightless", "baking in zero gravity")),
+    ("A boat sailing leisurely along the Seine River with the Eiffel Tower in background.", "forces",
+     ("as if weightless leisurely", "in zero gravity leisurely")),
+    (shared_prompt("c0f2be65c79b4d7c"), "forces", ("against the wind",)),
+    ("Both carts are pushed toward each other at the same speed.", "forces", ("pulled toward",)),
+    ("The man pulls his hand away from the hot stove.", "forces", ("pushes his hand away",)),
+    (shared_prompt("49276065b122a3a1"), "forces", ("floats upward", "floats up")),
+    (shared_prompt("3c4ada713b2ac3c6"), "forces", ("pushed in a tug",)),
+    (shared_prompt("e79a1a99dbb0f94f"), "forces", ("sushi in zero gravity", "sushi with gravity")),
+    # kinematics: a direction word that keeps the motion, a kind of motion that does not fit
+    ("From a top-down view, a small ball is dropped onto a spinning turntable near its outer edge.", "kinematics",
+     ("dropped sideways",)),
+    ("Time-lapse of clouds moving across an open field.", "kinematics", ("moving backward",)),
+    ("A tennis ball is slowly rotating on a black rotating platform that rotates clockwise.", "kinematics",
+     ("rotating backward",)),
+    ("A ceramic plate shatters as it is struck by a hammer, sending fragments flying across the floor.",
+     "kinematics", ("fragments falling",)),
+    (shared_prompt("c47e5a4e9702f2a8"), "kinematics", ("rolled across",)),
+    ("When she fused the crystals together, the curse was lifted.", "kinematics", ("curse was lowered",)),
+    (shared_prompt("9fb3f3aceea85adc"), "kinematics", ("bird falls",)),
+    ("A cat jumps onto a table by pushing off the ground with its hind legs.", "kinematics", ("cat rolls",)),
+    # materials: a material word inside a name or a compound, on a scene, or against its properties
+    (shared_prompt("c16d8bae2ba99715"), "materials",
+     ("ping rubber", "ping glass", "ping steel", "ping paper", "ping foam", "ping wax", "ping clay")),
+    ("Time-lapse of a small mammal decomposing in a glass container filled with liquid.", "materials",
+     ("jelly container",)),
+    ("Time-lapse of a metal bolt rusting in water: the bolt starts shiny.", "materials",
+     ("paper bolt", "rubber bolt", "jelly bolt")),
+    (shared_prompt("b3a3a5b5b16f0e9f"), "materials", ("glass cutter", "steel cutter")),
+    ("Zebras and wildebeests move from the water source, raising dust.", "materials", ("glass wildebeests",)),
+    ("Artificial lights reflect on the water at night.", "materials", ("on the honey", "on the mercury", "on the sand")),
+    # magnitudes: an antonym against its context, a size on a scene, a plot action
+    ("A feather and a stone are released from a cliff, the feather caressed by the gentle breeze.", "magnitudes",
+     ("violent breeze",)),
+    ("The storm progresses to heavy cloud cover and rain.", "magnitudes", ("light cloud",)),
+    ("A person is scrolling through their phone, then they suddenly get up.", "magnitudes", ("gradually get up",)),
+])
+def test_conservative_gates_refuse_edits_that_change_nothing_or_cannot_attach(prompt: str, axis: str, banned) -> None:
+    """The failure patterns of the fresh-seed precision sample (data/rewrites/README.md): on
+    sentences like the shared prompts, no candidate of any rule makes them."""
+    for c in rules.all_candidates(prompt, axis):
+        assert not any(b in c.text for b in banned), (c.rule, c.text)
+
+
+@pytest.mark.parametrize("prompt,axis,expected", [
+    (shared_prompt("b95284b3c5bb68f5"), "interactions", "A soccer ball bounces off a wall."),
+    ("A glass vase falls onto the tiled floor.", "interactions", "A glass vase shatters against the tiled floor."),
+    (shared_prompt("8b65d08d41d60a1f"), "interactions", "Tomato soup separating from cream."),
+    (shared_prompt("233410fce4087bc3"), "forces", "A beach ball is thrown into a pool in zero gravity."),
+    (shared_prompt("8fd313b10fd5e38e"), "forces", "The coffee cup floats above a cork coaster."),
+    (shared_prompt("33bf3e49f60e71aa"), "kinematics", "Two brown bears are running backward."),
+    ("A ball rolls down a grassy hill.", "materials", "A rubber ball rolls down a grassy hill."),
+    ("A stone lands in the pond with a small splash.", "magnitudes", "A stone lands in the pond with a huge splash."),
+])
+def test_conservative_gates_keep_edits_on_listed_bodies(prompt: str, axis: str, expected: str) -> None:
+    """Where the subject (and the thing it meets) is a listed physical body, the edit is made."""
+    assert expected in [c.text for c in rules.all_candidates(prompt, axis)]

@@ -58,6 +58,10 @@ def test_features_and_identity(scorer):
     assert edit["n_edits"] == 1 and edit["n_span_tokens"] >= 1
     assert all(isinstance(v, float) for d in out for v in d.values())
     assert scorer.identity.endswith("|" + SCORER_VERSION) and "@" in scorer.identity
+    # a bfloat16 scorer has numbers (and a cache) of its own
+    assert FluencyScorer(cache_dir=scorer.cache_root, dtype="bfloat16").identity.endswith(f"|{SCORER_VERSION}|bfloat16")
+    with pytest.raises(ValueError):
+        FluencyScorer(dtype="int4")
     with pytest.raises(ValueError):
         scorer.score([(PROMPT, "  ")])
 
@@ -81,6 +85,22 @@ def test_scores_do_not_depend_on_the_batch(scorer, tmp_path):
     alone = [alone_scorer.score([p])[0] for p in reversed(pairs)][::-1]  # one new text per call
     assert alone_scorer.texts_scored == len(pairs) + 1
     assert together == alone
+
+
+def test_negative_reuses_its_prompts_prefix(scorer, tmp_path):
+    """A negative's log-probs over the token prefix it shares with its prompt are the prompt's (the
+    head runs from where they differ): the same numbers as scoring the negative on its own."""
+    negs = [FLUENT[2], BROKEN[1]]  # edits near the end: a long shared prefix
+    paired = scorer.score([(PROMPT, n) for n in negs])
+    own = FluencyScorer(cache_dir=tmp_path)
+    own.records(negs)  # each negative scored in full, without its prompt
+    assert own.texts_scored == 2
+    alone = own.score([(PROMPT, n) for n in negs])
+    rec_p, rec_n = scorer.records([PROMPT, negs[0]])
+    assert rec_n["lp"][:5] == rec_p["lp"][:5]  # "A red ball falls into": the prompt's numbers
+    for a, b in zip(paired, alone):
+        assert a.keys() == b.keys()
+        assert all(abs(a[k] - b[k]) <= 0.002 for k in a), (a, b)  # float noise of a different sequence length only
 
 
 def test_cache_hit_needs_no_model_and_survives_a_torn_line(tmp_path):

@@ -59,18 +59,19 @@ def test_one_outcome_row_per_request(videophy_run):
 def test_rules_acceptance_on_videophy(videophy_run):
     """Every axis gets accepted rules negatives on VideoPhy under the default (learnt) validator.
 
-    Issue 3's target (>= 60% on >= 3 axes) holds for the rewriter under the registry-tagger
-    validator (tests/test_axes_rules.py). The learnt validator of issue 10, refitted with labelled
+    Issue 3's target (>= 60% on >= 3 axes) no longer holds: the rewriter now edits only where it
+    can tell the edit is safe (tests/test_axes_rules.py has its rates). The learnt validator of issue 10, refitted with labelled
     batch 4, accepts almost every rules candidate (nearly all rejects are `no_candidate`); measured
-    here at the time of writing (after the rewriter fixes of the hand-read precision failures):
-    kinematics 0.63, forces 0.68, materials 0.61, interactions 0.40, magnitudes 0.47. The floors
-    below only guard against the rules backend drying up on an axis."""
+    here with the committed artefact and the conservative rewriter (edits only on allow-listed
+    physical bodies; data/rewrites/README.md, seed-2 precision 94%): kinematics 0.45, forces 0.19,
+    materials 0.37, interactions 0.08, magnitudes 0.39 (before the conservative gates 0.63 / 0.68 /
+    0.61 / 0.40 / 0.47). The floors below only guard against the rules backend drying up on an axis."""
     _, res = videophy_run
     rates = {a: d["acceptance"] for a, d in res.manifest.stats["per_axis"].items()}
     print("rules acceptance on VideoPhy:", rates)
     assert set(rates) == set(AXES)
-    assert all(r >= 0.1 for r in rates.values()), rates
-    assert rates["materials"] >= 0.4, rates
+    assert all(r >= 0.05 for r in rates.values()), rates
+    assert rates["materials"] >= 0.25, rates
 
 
 def test_negatives_of_a_prompt_are_distinct(videophy_run):

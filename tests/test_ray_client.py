@@ -11,6 +11,7 @@ import signal
 import socket
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -41,8 +42,22 @@ def client_address(tmp_path_factory):
              "--include-dashboard=false", "--disable-usage-stats", f"--temp-dir={tmp}"]
     r = subprocess.run(start, env=env, capture_output=True, text=True, timeout=180)
     assert r.returncode == 0, (r.stdout + r.stderr)[-2000:]
-    yield f"ray://127.0.0.1:{client}"
+    address = f"ray://127.0.0.1:{client}"
+    _wait_for_client_server(address, env)
+    yield address
     _stop_head(str(tmp), port)
+
+
+def _wait_for_client_server(address: str, env: dict, attempts: int = 6) -> None:
+    """`ray start` returns before the Ray Client server accepts sessions on a loaded machine: wait
+    until a client can connect (a few seconds), so the test measures the executor, not start-up."""
+    probe = f"import ray; ray.init({address!r}, log_to_driver=False); ray.shutdown()"
+    for _ in range(attempts):
+        r = subprocess.run([sys.executable, "-c", probe], env=env, capture_output=True, text=True, timeout=120)
+        if r.returncode == 0:
+            return
+        time.sleep(5)
+    raise AssertionError(f"the Ray Client server at {address} never accepted a session: {(r.stdout + r.stderr)[-1500:]}")
 
 
 def _stop_head(temp_dir: str, port: int) -> None:

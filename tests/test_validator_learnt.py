@@ -78,7 +78,7 @@ def test_loader_joins_prompts_and_checks_ids(tmp_path: Path) -> None:
 # -- the packaged model -------------------------------------------------------------------------
 
 
-def test_packaged_artefact_is_safetensors_with_its_record() -> None:
+def test_packaged_artefact_is_safetensors_with_its_record(tmp_path: Path) -> None:
     meta = json.loads(learnt.SIDECAR.read_text(encoding="utf-8"))
     assert len(meta["labelled_sha256"]) == 64 and meta["sklearn_version"]
     # fitted on the labelled set as committed: a change to the set needs `direct-data validator fit`
@@ -88,11 +88,20 @@ def test_packaged_artefact_is_safetensors_with_its_record() -> None:
     assert meta["weights_sha256"] == learnt.file_sha256(learnt.ARTEFACT)
     m = learnt.LearntModel.load()
     assert m.accept.coef.shape[0] == len(learnt.LABELS) and m.tagger.coef.shape[0] == 5
+    # an artefact fitted with another feature list is refused with a one-line error, not misread
+    import shutil
+
+    w = tmp_path / "v.safetensors"
+    shutil.copy(learnt.ARTEFACT, w)
+    w.with_suffix(".json").write_text(json.dumps(dict(meta, hand_features=meta["hand_features"][:-1])), encoding="utf-8")
+    with pytest.raises(UserError, match="other features"):
+        learnt.LearntModel.load(w)
 
 
 def test_dev_split_rates(validator: Validator, dev_rows: list[learnt.LabelledRow]) -> None:
     """The fitted model on dev (where its threshold was chosen): most goods kept, most bads rejected
-    (measured with batch 4 on dev: good kept 0.929, bad rejected 0.794, the word-bag copy check included)."""
+    (measured with batch 5 on dev: good kept 0.913, bad rejected 0.860, the structural copy,
+    echo and span multi-axis checks included)."""
     res = learnt.evaluate(validator, dev_rows)
     assert res["good_kept"] >= 0.85, res
     assert res["bad_rejected"] >= 0.75, res
@@ -145,6 +154,23 @@ def test_copy_by_word_bag_and_single_span_versions(validator: Validator) -> None
     inserted = align(BALL, "A rubber ball is slowly dropped onto a wooden floor and bounces twice in reverse.")
     assert span_versions(BALL, inserted) == ["A rubber ball is slowly dropped onto a wooden floor and bounces twice.",
                                              "A rubber ball is dropped onto a wooden floor and bounces twice in reverse."]
+
+
+def test_echo_of_a_stray_phrase_tail() -> None:
+    """A short inserted phrase whose first or last word repeats a word just before it is the rules
+    backend's stray tail ("... floor as if weightless floor"); fluent inserts and long free-form
+    spans that reuse a noun are not."""
+    from direct_data.text.features import HAND_NAMES, echo_added, hand_features
+
+    def echo(neg: str) -> int:
+        return echo_added(align(BALL, neg))
+
+    assert echo("A rubber ball is dropped onto a wooden floor and bounces twice in reverse twice.") == 1
+    assert echo("A rubber ball is dropped onto a wooden floor as if weightless floor and bounces twice.") == 1
+    assert echo("A rubber ball is dropped onto a wooden floor and bounces twice, played in reverse.") == 0
+    assert echo("A rubber ball is dropped onto a wooden floor and, instead of bouncing, sinks into the floor like a stone.") == 0
+    neg = "A rubber ball is dropped onto a wooden floor and bounces twice in reverse twice."
+    assert hand_features(BALL, "kinematics", neg)[HAND_NAMES.index("echo_added")] == 1.0
 
 
 BAD_INPUT = [

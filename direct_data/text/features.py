@@ -63,7 +63,7 @@ HAND_NAMES: tuple[str, ...] = (
     "new_declared", "old_declared", "new_other", "new_only_other", "new_axis_words",
     "negations_added", "size_words_new", "size_only_new",
     "double_word_added", "finite_pair_added", "function_end_added", "is_adj_verb_added",
-    "aux_finite_added", "bag_delta", "bag_same", "n_span_axes", "n_axis_spans", "n_clauses_new",
+    "aux_finite_added", "bag_delta", "bag_same", "n_span_axes", "n_axis_spans", "n_clauses_new", "echo_added",
     *(f"axis_{a}" for a in AXES),
     *(f"lex_{r}" for r in ("accepted", "length_drift", "scene_changed", "axis_not_changed", "wrong_axis", "multi_axis", "negation")),
 )
@@ -124,6 +124,30 @@ def _aux_finite(words: Sequence[str]) -> int:
         v = verb_lemma(words[i])
         if words[i - 1] in _AUX_BEFORE_VERB and v and v[1] == "s" and v[0] != words[i]:
             n += 1
+    return n
+
+
+_ECHO_SKIP = TRIVIAL | frozenset().union(*(_CLASS_WORDS[c] for c in ("D", "P", "A", "O", "C")))
+
+
+#: only short changed spans (the rules backend's inserted phrases) are checked for echoes
+ECHO_MAX_SPAN = 6
+
+
+def echo_added(al: Alignment) -> int:
+    """First or last words of a short changed span (<= `ECHO_MAX_SPAN` new words), new to that
+    span, that repeat a word of the negative just before the span (4 words) or just after it (2
+    words): the stray tail of a stock phrase put where it cannot attach ("on the court in reverse
+    court", "as it descends in reverse descends", "up and down sideways down")."""
+    neg = al.negative.norm
+    n = 0
+    for s in al.spans:
+        old = set(s.old_norm)
+        near = set(neg[max(0, s.n0 - 4):s.n0]) | set(neg[s.n1:s.n1 + 2])
+        if not 0 < len(s.new_norm) <= ECHO_MAX_SPAN:
+            continue
+        ends = {s.new_norm[0], s.new_norm[-1]}
+        n += sum(1 for w in ends if w not in _ECHO_SKIP and len(w) > 2 and w not in old and w in near)
     return n
 
 
@@ -255,6 +279,7 @@ def hand_features(prompt: str, axis: str, negative: str, al: Alignment | None = 
     f["n_span_axes"] = float(len(frozenset().union(*span_axes))) if span_axes else 0.0
     f["n_axis_spans"] = float(sum(bool(x) for x in span_axes))
     f["n_clauses_new"] = float(sum(w in _CLAUSE_JOINERS for w in neg_new) - sum(w in _CLAUSE_JOINERS for w in neg_old))
+    f["echo_added"] = float(echo_added(al))
     lex = _lexicon_reason(prompt, axis, negative)
     if f"lex_{lex}" in f:
         f[f"lex_{lex}"] = 1.0

@@ -39,9 +39,15 @@ the validator uses the fluency one only when a scorer is given.
 The fitted thresholds are in the sidecar (``validator.json``: ``threshold``, ``lexicon_floor`` and
 their ``*_fluency`` twins) and can be overridden with ``ValidatorConfig.learnt_threshold`` /
 ``learnt_lexicon_floor`` (``direct-data validate --learnt-threshold / --learnt-lexicon-floor``).
-The packaged artefact (fitted on 675 train rows, chosen on 221 dev rows, labelled set with batch
-4): tag_C 0.3, acc_C 0.3, embedding weights 1.0; threshold 0.13 and lexicon_floor 0.13 (dev
-balanced score 0.8716); with fluency: threshold 0.31, lexicon_floor 0.28 (dev 0.8863).
+The packaged artefact (fitted on 898 train rows, chosen on 267 dev rows, labelled set with batch
+5): tag_C 0.3, acc_C 0.1, embedding weights 1.0; threshold 0.19 and lexicon_floor 0.14 (dev
+balanced score 0.8969); with fluency (float32 Gemma scores): threshold 0.28, lexicon_floor 0.28
+(dev 0.8909).
+
+Structural checks around the model (`direct_data.text.validator`): a short inserted phrase that
+ends on a repeat of a word next to it (`direct_data.text.features.echo_added`) is
+``ungrammatical`` before the model, and a row the model accepts whose changed spans, read alone,
+carry two or more distinct axes at p >= `SPAN_MULTI_P` is ``multi_axis``.
 """
 
 from __future__ import annotations
@@ -73,6 +79,10 @@ TAG_REL = ("p_declared", "p_other_max", "p_other_sum", "n_axes_over_half")
 #: with one span is its own single span): distinct axes the spans were tagged with, highest
 #: p of another axis and highest p of the declared axis over the spans
 SPAN_REL = ("span_distinct_axes", "span_other_max", "span_declared_max")
+#: a row whose changed spans, each read alone, are tagged with two or more distinct axes at
+#: p >= this is ``multi_axis`` whatever p(good) says (on the dev split of batch 5: 7 of 31
+#: multi_axis rows and none of 103 goods reach it at 0.9; 2 goods at 0.8)
+SPAN_MULTI_P = 0.9
 #: the fluency scorer's features (`direct_data.backends.fluency.FEATURES`)
 FLUENCY_KEYS = ("span_logprob_delta", "min_token_logprob_delta", "sent_logprob_delta", "sent_min_logprob_delta",
                 "span_logprob", "min_token_logprob", "eos_logprob_delta", "n_span_tokens", "n_edits")
@@ -210,6 +220,17 @@ class LearntModel:
             return np.zeros((0, len(AXES)))
         return np.round(_sigmoid(self.tagger.logits(self.tag_matrix(f))), 4)
 
+    def span_axes(self, f: PairFeatures, p_min: float = SPAN_MULTI_P) -> list[tuple[str, ...]]:
+        """Per row, the distinct axes its single-span versions are tagged with at p >= `p_min` (each
+        span counts with its most probable axis; rows with one span, or more than
+        `direct_data.text.features.MAX_SPANS`, have no span versions and give ``()``)."""
+        out: list[set[int]] = [set() for _ in range(len(f))]
+        if f.spans is not None and f.span_of is not None and len(f.spans):
+            for q, i in zip(self.tag_probs(f.spans), f.span_of):
+                if q.max() >= p_min:
+                    out[int(i)].add(int(np.argmax(q)))
+        return [tuple(AXES[k] for k in sorted(ks)) for ks in out]
+
     def predict(self, f: PairFeatures, axes: Sequence[str], fluency: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
         """(label probabilities (n, 8), tagger probabilities (n, 5)), rounded to 4 decimals."""
         tp = self.tag_probs(f)
@@ -248,6 +269,8 @@ class LearntModel:
         meta = json.loads(sidecar.read_text(encoding="utf-8"))
         if meta.get("weights_sha256") != file_sha256(weights):
             raise UserError(f"{weights}: sha256 does not match {sidecar.name}")
+        if meta.get("hand_features") != list(HAND_NAMES) or meta.get("gram_bigrams", list(GRAM_NAMES)) != list(GRAM_NAMES):
+            raise UserError(f"{weights} was fitted with other features than this version computes; refit it with `direct-data validator fit`")
         t = load_file(str(weights))
 
         def lin(name: str) -> Linear | None:

@@ -57,6 +57,13 @@ clause. The inserted phrase depends on the verb and never goes inside a noun phr
   moving subject's later contact preposition may be replaced by an outcome clause instead
   ("drips from a tap into a sink" -> "drips from a tap and bounces off a sink").
 
+**Conservative gates** (see the section of that name below): on top of the rules above, an edit
+is made only where the edited verb's subject, and for a contact outcome the thing it meets, is a
+word of an allow-list (solid movable objects, vehicles, animals and people, fluids, absorbents,
+surfaces by kind: hard, soft, liquid), per axis only for verb families where the edit is a visible
+change, and never where the rest of the sentence still states the old behaviour, inside a
+compound noun or on a scene word. This trades acceptance for precision (data/rewrites/README.md).
+
 Where no safe edit exists for an axis, no candidate is returned (the stage records a
 `no_candidate` reject): an empty list is better than word salad. Every candidate also passes
 `_fluent_edit` (no doubled word, no dangling comma) before the tagger check. The choice among the
@@ -194,10 +201,9 @@ FORCE_VERB_PREP: Mapping[tuple[str, str], tuple[str, ...]] = MappingProxyType({
     ("hang", "by"): ("float above",), ("dangle", "over"): ("float above",),
     ("hang", "over"): ("float above",), ("drape", "over"): ("float above",),
     ("press", "into"): ("hover above",), ("press", "over"): ("hover above",),
-    ("press", "on"): ("hover above",), ("suck", "up"): ("push down",),
+    ("press", "on"): ("hover above",),
     ("float", "on"): ("hover above",), ("float", "in"): ("hover above",),
     ("float", "atop"): ("hover above",), ("sink", "into"): ("float above",),
-    ("sink", "to"): ("float above",),
 })
 FORCE_INSERTS: tuple[str, ...] = ("in zero gravity", "as if weightless", "with gravity reversed",
                                   "with gravity pulling sideways")
@@ -205,7 +211,7 @@ FORCE_INSERTS: tuple[str, ...] = ("in zero gravity", "as if weightless", "with g
 MID_CLAUSE_FORCES = frozenset(("in zero gravity", "as if weightless", "without friction", "against the wind"))
 #: forces phrases that name an acting push or pull; only for inanimate movers
 FORCE_AGENT_INSERTS: tuple[str, ...] = (", pushed along by a gust of wind", ", pulled by a magnet",
-                                        "against the wind", ", pushed back by a gust of wind")
+                                        ", pushed back by a gust of wind")
 #: forces phrases for sliding and rolling: friction taken away
 FORCE_FRICTION_INSERTS: tuple[str, ...] = ("without friction",)
 
@@ -314,7 +320,9 @@ GOAL_PREPS = frozenset("to towards toward into onto from".split())
 #: a material word that is part of an object's name, not its material ("a rubber band")
 LEXICAL_COMPOUNDS = frozenset(tuple(p.split()) for p in (
     "rubber band", "rubber bands", "paper towel", "paper towels", "paper clip", "paper clips",
-    "steel wool", "tin foil", "cotton candy", "glass ceiling", "rubber stamp", "glass eye"))
+    "steel wool", "tin foil", "cotton candy", "glass ceiling", "rubber stamp", "glass eye",
+    "plastic wrap", "paper plane", "paper airplane", "paper boat", "rubber duck", "rubber ducky",
+    "paper cutter", "glass cutter", "paper shredder", "glass cleaner", "paper bag", "paper cup"))
 #: material words of one family: "wood" and "wooden" are two mentions of one material
 MATERIAL_FAMILY = MappingProxyType({"wooden": "wood", "metallic": "metal", "golden": "gold", "woolen": "wool",
                                     "woollen": "wool", "stainless-steel": "steel", "silken": "silk"})
@@ -751,8 +759,8 @@ def _clause_end_after(text: str, toks: list[Token], noun: tuple[bool, ...], v: i
             break  # "a glass that has some water inside": a relative clause
         if w in CLAUSE_BREAK:
             nxt = toks[k + 1].lower if k + 1 < len(toks) else ""
-            if (toks[k - 1].lower, nxt) in _PAIRS:
-                continue  # "moves back and forth"
+            if (toks[k - 1].lower, nxt) in _PAIRS or (w in ("and", "or") and toks[k - 1].lower == nxt):
+                continue  # "moves back and forth", "higher and higher"
             if w in ("and", "or") and nxt.endswith("ly") and nxt not in STOPWORDS:
                 continue  # "melts first and significantly": coordinated adverbs
             if w in ("and", "or") and toks[k - 1].lower in CONTACT_PREPS | {"over", "around", "under"}:
@@ -899,6 +907,176 @@ def _next_token(toks: list[Token], pos: int) -> Token | None:
 # --------------------------------------------------------------------------------------------
 
 
+# --------------------------------------------------------------------------------------------
+# Conservative gates: what an edit may land on.
+#
+# An edit is made only where the rewriter can tell that it lands on a physical, movable thing in
+# a clause it can modify: the subject (and, for contact outcomes, the object) of the edited verb
+# must be a word of one of the allow-lists below. Anything else (an abstract noun, clouds or the
+# sky, a process, a noun compound the rewriter cannot parse) gets no edit. Acceptance drops; the
+# precision of what is made goes up (data/rewrites/README.md, "Precision of accepted rules
+# negatives").
+# --------------------------------------------------------------------------------------------
+
+
+def _words(s: str) -> frozenset[str]:
+    return frozenset(s.split())
+
+
+#: solid, movable things: what can be dropped, thrown, rolled, stacked or struck
+SOLID_OBJECTS = _words(
+    "ball basketball baseball football volleyball softball puck marble stone pebble rock boulder "
+    "brick block cube die dice coin ring key book notebook pencil pen crayon chalk eraser cup mug "
+    "glass vase bottle jar can tin plate bowl dish pan pot kettle teapot lid spoon fork knife "
+    "blade hammer sledgehammer mallet axe saw wrench screwdriver nail screw bolt needle pin "
+    "scissors tool brush paintbrush toothbrush comb broom stick twig branch log plank board "
+    "skateboard surfboard box crate suitcase bag backpack basket bucket barrel tire tyre wheel "
+    "top yo-yo frisbee balloon kite feather leaf egg apple orange lemon tomato potato watermelon "
+    "melon fruit grape strawberry banana pumpkin coconut cake bread loaf baguette cookie donut "
+    "icicle snowball toy doll figurine statue ornament bulb lightbulb phone laptop remote clock "
+    "lamp chair stool pillow cushion mattress towel sponge cloth rag napkin tissue paper sheet "
+    "card envelope rope string chain spring slinky pendulum magnet rod bar pipe tube straw "
+    "cylinder cone pyramid sphere object item dart arrow javelin spear bullet projectile pinecone "
+    "acorn nut walnut seed shell candle match matchstick cork cap button bead kettlebell dumbbell "
+    "weight anvil shoe boot hat helmet glove umbrella tray container jug pitcher carton package "
+    "parcel domino piece fragment shard tetherball bat racket club stapler ruler hourglass "
+    "coaster flask beaker tumbler goblet teacup saucer skittle globe trophy bell whistle "
+    "horseshoe puppet grabber spatula whisk ladle peeler cutter pestle marker cue chisel "
+    "trowel scraper ladder frisbee stamp pendant sneaker spinner hose mop shovel scoop scooper "
+    "squeezer grinder masher roller rollingpin mixer beater blender shaker sprinkler can door "
+    "pickaxe shovel spade orb triangle canister")
+#: objects that break rather than bounce: "shatter against" fits them
+BRITTLE = _words("glass vase bottle jar plate bowl dish cup mug teacup goblet tumbler wineglass "
+                 "bulb lightbulb egg ornament icicle mirror beaker flask saucer pot figurine "
+                 "statue")
+VEHICLES = _words("car truck bus train boat ship sailboat yacht canoe kayak bicycle bike "
+                  "motorcycle scooter skateboard sled sleigh cart wagon wheelbarrow tractor van "
+                  "taxi suv jeep tram tank airplane plane jet helicopter drone glider raft "
+                  "rollercoaster locomotive vehicle")
+#: liquids and other substances that flow or mix
+FLUIDS = _words("water saltwater seawater rainwater oil milk juice liquid soup honey syrup lava "
+                "paint ink wine beer soda coffee tea cream vinegar molasses dye batter sauce "
+                "ketchup mustard glue alcohol solution mixture drink lemonade broth yogurt "
+                "chocolate smoothie acid bleach champagne puree whiskey vodka lotion shampoo "
+                "detergent droplet droplets raindrop raindrops waterfall rain")
+#: substances that dissolve or mix into a liquid
+MIXABLE = FLUIDS | _words("sugar salt powder dye colouring coloring cocoa flour sand pigment "
+                          "granules crystals tablet")
+#: what soaks a liquid up ("soaks up" -> "repels" only for these)
+ABSORBENT = _words("sponge towel cloth paper tissue napkin rag fabric cotton bread soil sand "
+                   "shirt sock mop diaper pad")
+#: surfaces and objects a moving body can land on or hit, by what they are
+HARD_SURFACES = _words(
+    "floor ground table desk counter countertop worktop wall window windshield windscreen "
+    "pavement sidewalk road concrete tile tiles tabletop shelf plate rock stone boulder metal "
+    "sheet glass mirror door roof car tree pole post pipe board plank ice platform ramp step "
+    "stairs bench chair box block brick anvil pan tray bucket lid barrier target surface court "
+    "deck driveway asphalt tarmac patio slab sidewalk bowl cup can bottle jar nail wood "
+    "floorboards hood bumper gate fence pillar column bat racket glove helmet")
+SOFT_SURFACES = _words("pillow cushion mattress bed sofa couch sand mud snow snowbank carpet rug "
+                       "blanket towel sponge foam hay haystack dough cake trampoline net jelly "
+                       "pile cloth fabric clay butter cheese grass lawn")
+LIQUID_BODIES = _words("water pool pond lake puddle bath bathtub tub tank river sea ocean "
+                       "stream fountain aquarium honey oil milk syrup juice soup coffee tea "
+                       "lava mud")
+#: what a blade or tool acts on (the object of "cuts", "slices", "hits")
+WORKPIECES = SOLID_OBJECTS | HARD_SURFACES | SOFT_SURFACES | _words(
+    "vegetable vegetables carrot cucumber onion lettuce cabbage meat steak chicken fish cheese "
+    "butter wood lumber beam branch log paper cardboard fabric rope wire cable tire can nail "
+    "bolt walnut nut coconut shell ice watermelon pumpkin pineapple")
+#: words around an edit that say the motion is gentle, or forceful: an intensity flip that would
+#: contradict them is not made ("caressed by the violent breeze")
+GENTLE_CONTEXT = _words("caress caresses caressed caressing gently softly gracefully delicately "
+                        "leisurely calmly peacefully lazily serene serenely tranquil quietly "
+                        "tenderly lightly smoothly slowly drift drifts drifting sway sways "
+                        "swaying float floats floating glide glides gliding flutter flutters "
+                        "fluttering")
+FORCEFUL_CONTEXT = _words("violently forcefully fiercely furiously wildly raging crashing "
+                          "smashing slamming explosively powerfully hard")
+
+
+def _cls(word: str, *sets: frozenset[str]) -> bool:
+    w = word.lower()
+    if w.endswith("'s"):
+        w = w[:-2]
+    return any(w in s or singular_key(w) in s or (w.endswith("es") and w[:-2] in s) for s in sets)
+
+
+def _subject_word(text: str, toks: list[Token], noun: tuple[bool, ...], i: int) -> str | None:
+    """The head noun of the subject of the verb at `i` (also through "X rolls and hits"), or
+    None where there is none or it is a pronoun (the rewriter does not resolve pronouns)."""
+    subj = _coordinated_subject(text, toks, noun, i)
+    if subj is None or subj < 0 or not _gap_clean(text, toks, subj, i):
+        return None
+    return toks[subj].lower
+
+
+#: nouns of a quantity or a piece: "a loaf of bread" is bread
+_QUANTITY_NOUNS = _words("loaf slice piece sheet block stack pile bar stick bunch chunk lump wedge "
+                         "slab strip roll")
+
+
+def _np_head_after(text: str, toks: list[Token], p: int) -> str | None:
+    """The head noun of the noun phrase right after token `p` (a preposition or a verb), or None
+    when it cannot be read: a word of the surface / object lists, reached over determiners,
+    numbers and adjectives only, and not the first part of a compound or of "X of Y" ("the
+    depths of a pond", "a glass of water", "ping pong ball")."""
+    known = HARD_SURFACES | SOFT_SURFACES | LIQUID_BODIES | WORKPIECES | FLUIDS
+    head: str | None = None
+    for j in range(p + 1, min(p + 7, len(toks))):
+        if text[toks[j - 1].end:toks[j].start].strip():
+            break
+        w = toks[j].lower
+        if w in DETERMINERS or w.isdigit() or w in ("two", "three", "four", "several", "many"):
+            if head is not None:
+                break
+            continue
+        if w in _QUANTITY_NOUNS and j + 1 < len(toks) and toks[j + 1].lower == "of" and head is None:
+            return _np_head_after(text, toks, j + 1)  # "a loaf of bread": the bread is what is cut
+        if _cls(w, known):
+            head = w
+            continue  # "a glass table": the last listed word of the phrase is its head
+        if head is not None:
+            if w == "of":
+                return None  # "a glass of whiskey": the glass is not what is hit
+            if w in STOPWORDS or w in NOUN_MARKERS or verb_lemma(w) is not None \
+                    or w.endswith("ly"):
+                break
+            return None  # "a glass of water", "a water bottle": not the listed word's phrase
+        if w in STOPWORDS or w in NOUN_MARKERS:
+            return None
+        if w.endswith(_ADJ_ENDINGS) or w in COLOURS or w in _MAG_LEXICON or w in _COMMON_ADJ \
+                or w in MATERIAL_WORDS or w.endswith(("ed", "en", "y")) or "-" in w \
+                or w in _PLAIN_ADJ or w in _NAME_MODIFIERS:
+            continue  # an adjective of the phrase
+        return None  # an unlisted noun: the rewriter does not know what is hit
+    return head
+
+
+_PLAIN_ADJ = _words("hot cold warm cool wet dry hard soft smooth rough flat round thin thick "
+                    "long short tall low high old new clean dirty white black red blue green "
+                    "yellow brown grey gray big small large little tiny huge heavy light empty "
+                    "full open closed bare plain solid hollow shallow deep clear still calm "
+                    "nearby wooden metal glass plastic ceramic marble stone concrete icy sandy "
+                    "grassy muddy snowy tiled polished padded carpeted frozen sturdy firm")
+
+
+def _surface_kind(word: str | None) -> str | None:
+    if word is None:
+        return None
+    if _cls(word, LIQUID_BODIES):
+        return "liquid"
+    if _cls(word, SOFT_SURFACES):
+        return "soft"
+    if _cls(word, HARD_SURFACES) or _cls(word, SOLID_OBJECTS):
+        return "hard"
+    return None
+
+
+def _context_words(toks: list[Token], i: int, width: int = 8) -> set[str]:
+    return {toks[k].lower for k in range(max(0, i - width), min(len(toks), i + width + 1)) if k != i}
+
+
 def _coordinated_subject(text: str, toks: list[Token], noun: tuple[bool, ...], i: int
                          ) -> int | None:
     """Subject of a verb, also through "X rolls down a hill *and hits* a tree" (the subject of
@@ -934,8 +1112,13 @@ def _has_physical_subject(text: str, toks: list[Token], noun: tuple[bool, ...], 
         and singular_key(w) not in NONPHYSICAL
 
 
+#: gate(prompt, toks, noun, i, lemma, target, prep) -> whether the substitution may be made
+_Gate = Callable[[str, list[Token], tuple[bool, ...], int, str, str, "str | None"], bool]
+
+
 def _verb_edits(prompt: str, table: Mapping[str, tuple[tuple[str, ...], bool]],
-                prep_table: Mapping[tuple[str, str], tuple[str, ...]], axis: str) -> list[_Edit]:
+                prep_table: Mapping[tuple[str, str], tuple[str, ...]], axis: str,
+                gate: _Gate | None = None) -> list[_Edit]:
     a = analyze(prompt)
     toks, noun = list(a.tokens), a.noun
     out: list[_Edit] = []
@@ -950,6 +1133,9 @@ def _verb_edits(prompt: str, table: Mapping[str, tuple[tuple[str, ...], bool]],
         matched = False
         if nxt is not None and _adjacent(prompt, toks, i) and not passive:
             for target in prep_table.get((lemma, nxt), ()):
+                if gate is not None and not gate(prompt, toks, noun, i, lemma, target, nxt):
+                    matched = True
+                    continue
                 repl = _match_case(_inflect_target(target, form), t.text)
                 out.append(_Edit(t.start, toks[i + 1].end, repl, "substitute",
                                  f"{axis}:verb+prep:{lemma} {nxt}->{target}"))
@@ -965,6 +1151,8 @@ def _verb_edits(prompt: str, table: Mapping[str, tuple[tuple[str, ...], bool]],
             if nxt in GOAL_PREPS:  # "moves towards the shore" -> "moves backward towards the shore" keeps the direction
                 targets = tuple(x for x in targets if not x.endswith(("backward", "backwards", "sideways")))
             for target in targets:
+                if gate is not None and not gate(prompt, toks, noun, i, lemma, target, None):
+                    continue
                 repl = _match_case(_inflect_target(target, form), t.text)
                 out.append(_Edit(t.start, t.end, repl, "substitute",
                                  f"{axis}:verb:{lemma}->{target}"))
@@ -1035,8 +1223,60 @@ def _word_edits(prompt: str, table: Mapping[str, tuple[tuple[str, ...], str]], a
 # --------------------------------------------------------------------------------------------
 
 
+#: matter whose process (melting, baking, burning, rotting) can be shown running backwards
+MATTER = _words("ice snow butter chocolate cheese dough bread cookie cake popcorn kernel egg meat "
+                "steak wax wood log leaf fruit banana apple candle sugar paper bun baguette pizza "
+                "pancake muffin croissant marshmallow snowman icicle sandcastle tower wall glass "
+                "vase bottle balloon bubble")
+#: periodic tool motions: played backwards they look the same ("a spoon stirs the soup")
+_PERIODIC = _words("stir whisk churn scrub sweep wipe tap shake")
+_FLOW_TARGETS = _words("flow stream drip drizzle trickle cascade gush spill drain pour spiral")
+_BREAK_WORDS = _words("shatter shatters shattered shattering break breaks broke broken breaking "
+                      "crack cracks cracked fragments shards pieces splinters")
+
+
+def _kinematics_gate(prompt: str, toks: list[Token], noun: tuple[bool, ...], i: int, lemma: str,
+                     target: str, prep: str | None) -> bool:
+    """Kinematics substitutions only on a listed body, where the new motion fits it."""
+    subj = _subject_word(prompt, toks, noun, i)
+    first = target.split()[0]
+    clause = _clause_words(prompt, toks, noun, i)
+    if lemma in ("throw", "toss", "shake"):
+        return False  # "rolls a basketball into the hoop", "spinning hands": not the same act
+    if lemma in ("lift", "hoist", "raise", "lower", "flip"):
+        thing = subj if _passive(toks, i) else _np_head_after(prompt, toks, i)
+        return thing is not None and _cls(thing, SOLID_OBJECTS | WORKPIECES)  # not "the curse was lifted"
+    if subj is None:
+        return i == 0 and _np_head_after(prompt, toks, i) is not None and _cls(
+            _np_head_after(prompt, toks, i) or "", SOLID_OBJECTS)
+    if first in _FLOW_TARGETS:
+        return _cls(subj, FLUIDS | MIXABLE) and not set(clause) & _words("onto into down downward to")
+    if _cls(subj, FLUIDS) and first not in ("rise", "fall"):
+        return False  # rain "rising", water "falling" are fine; rain "tumbling" is not
+    if target.endswith("backward"):
+        return _cls(subj, VEHICLES | ANIMATE)  # clouds "moving backward" have no front
+    if not _cls(subj, SOLID_OBJECTS | VEHICLES | ANIMATE | FLUIDS):
+        return False
+    if first == "tumble" and (_cls(subj, VEHICLES) or any(w.endswith("ly") for w in clause[:1])):
+        return False  # "a sailboat tumbles gracefully"
+    if first == "roll" and (_passive(toks, i) or not _cls(subj, SOLID_OBJECTS)):
+        return False  # "a stone is rolled across a river", a cat "rolls onto a table"
+    if lemma == "fly" and not _cls(subj, SOLID_OBJECTS):
+        return False  # a bird "falls to the front of the tree"
+    if first == "tumble" and set(clause) & _words("around axis"):
+        return False  # "the top tumbles around its vertical axis"
+    if first == "spin" and "around" in clause:
+        return False  # a tetherball "spins around the pole" is what swinging around it looks like
+    if first == "fall" and _sentence_words(prompt, toks, i) & _BREAK_WORDS:
+        return False  # struck fragments "flying" -> "falling" fly out and fall either way
+    if first == "rise" and (_sentence_words(prompt, toks, i) & _LANDING
+                            or set(clause) & _words("onto to toward towards down height")):
+        return False  # "rises from a height and lands on the floor"
+    return True
+
+
 def _kinematics(prompt: str) -> tuple[list[_Edit], list[_Edit]]:
-    subs = _verb_edits(prompt, KIN_VERBS, KIN_VERB_PREP, "kinematics")
+    subs = _verb_edits(prompt, KIN_VERBS, KIN_VERB_PREP, "kinematics", _kinematics_gate)
     a = analyze(prompt)
     toks, noun = list(a.tokens), a.noun
     for i, t in enumerate(toks):
@@ -1048,13 +1288,20 @@ def _kinematics(prompt: str) -> tuple[list[_Edit], list[_Edit]]:
             continue
         if not _has_physical_subject(prompt, toks, noun, i - 1):
             continue  # "the camera moves forward": a camera instruction, not a motion of the scene
+        subj = _subject_word(prompt, toks, noun, i - 1)
+        if subj is None or not _cls(subj, SOLID_OBJECTS | VEHICLES | ANIMATE | FLUIDS):
+            continue  # only a listed body's direction is flipped
         if re.search(rf"\b{re.escape(target)}\b", prompt.lower()):
             continue
         subs.append(_Edit(t.start, t.end, _match_case(target, t.text), "substitute",
                           f"kinematics:direction:{t.lower}->{target}"))
     ins: list[_Edit] = []
     an = _anchor(prompt)
-    if an is not None and an.lemma not in STATIC_VERBS and not _clause_has(prompt, an, "kinematics"):
+    subj = toks[an.subject].lower if an is not None and an.subject is not None and an.subject >= 0 else None
+    if an is not None and an.verb == 0 and an.form == "ing":
+        subj = ""  # "Pouring milk into tea": judged by its object
+    if an is not None and an.lemma not in STATIC_VERBS and not _clause_has(prompt, an, "kinematics") \
+            and subj is not None:
         nxt = _next_token(toks, an.after_verb)
         nxt_w = nxt.lower if nxt is not None and nxt.start < an.clause_end else None
         free = nxt_w is None or nxt_w in PLACE_PREPS or nxt_w in ("to", "into", "onto", "toward",
@@ -1064,19 +1311,26 @@ def _kinematics(prompt: str) -> tuple[list[_Edit], list[_Edit]]:
             free = False
         if not an.transitive and free and (an.lemma in LOCOMOTION or an.lemma in FALLING
                                            or an.lemma in ROTATING or an.lemma in OSCILLATING):
-            if an.lemma in ROTATING:
-                phrases: tuple[str, ...] = ("backward",)
+            # no "rotating backward" (no reference sense) and no "dropped sideways" (keeps the fall)
+            if an.lemma in ROTATING or an.lemma in FALLING:
+                phrases: tuple[str, ...] = ()
             elif an.lemma in OSCILLATING:
-                phrases = ("in circles",)
-            elif an.lemma in FALLING:
-                phrases = ("sideways",)
-            elif nxt_w is None or nxt_w in PLACE_PREPS:
+                phrases = ("in circles",) if _cls(subj, SOLID_OBJECTS) else ()
+            elif (nxt_w is None or nxt_w in PLACE_PREPS) and _cls(subj, VEHICLES | ANIMATE) \
+                    and len(toks) <= 30:  # not a character's walk in a story
                 phrases = KIN_PATH_PHRASES
+            elif (nxt_w is None or nxt_w in PLACE_PREPS) and _cls(subj, SOLID_OBJECTS):
+                phrases = ("in circles", "back and forth")
             else:  # a goal follows ("moves towards the shore"): a new direction would contradict it
                 phrases = ()
             ins += [_insert_at(an.after_verb, ph, f"kinematics:insert:{ph}") for ph in phrases]
+        obj = _np_head_after(prompt, toks, an.verb) if an.transitive else None
+        listed = SOLID_OBJECTS | FLUIDS | MIXABLE | MATTER
+        reversible_scene = _cls(subj, listed) or (
+            (subj == "" or _cls(subj, ANIMATE)) and obj is not None and _cls(obj, listed)
+            and len(toks) <= 25)  # a person's action on an object, not a plot action in a story
         if (an.lemma in PROCESS or an.lemma in IMPACT or an.lemma in REVERSIBLE or an.lemma in FLOWING) \
-                and not _bare_coordinated(prompt, toks, an, an.clause_end) \
+                and an.lemma not in _PERIODIC and reversible_scene and not _bare_coordinated(prompt, toks, an, an.clause_end) \
                 and _clean_clause_end(prompt, an.clause_end):
             bare_ok = _clause_tokens(prompt, an) == 0  # "the ice melts in reverse", not "... at the center in reverse"
             ins += [_insert_at(an.clause_end, ph, f"kinematics:insert:{ph.strip(', ')}")
@@ -1085,104 +1339,400 @@ def _kinematics(prompt: str) -> tuple[list[_Edit], list[_Edit]]:
     return subs, ins
 
 
+#: the anchors a gravity phrase may follow: a body set moving through the air or along the ground,
+#: where less, no or reversed gravity is a visible change (not processes, not swimming or sailing,
+#: not "falls", which gravity phrases contradict: those get the float-up substitutions)
+GRAVITY_ANCHORS = _words("drop throw toss kick launch bounce roll slide jump leap hop pour spill "
+                         "splash swing glide skate flow gush drip stream spray trickle cascade "
+                         "drain")
+#: transitive anchors whose object is the body sent flying ("throws a javelin in zero gravity");
+#: other transitive uses are handling ("rolling sushi")
+_THROWS = _words("throw toss kick launch drop bounce pour spill spray splash")
+_FLUID_GRAVITY = _words("pour spill splash flow gush drip stream spray trickle cascade drain")
+#: anchors a wind push or a magnet pull may act on (an inanimate body moving on its own)
+AGENT_ANCHORS = _words("roll slide glide tumble bounce")
+#: words that say a body falls: a gravity phrase in the same sentence would contradict them
+_FALL_WORDS = _words("fall falls falling fell drop drops dropping plummet plummets plummeting sink "
+                     "sinks sinking downward downwards accelerating accelerates land lands landing "
+                     "landed descend descends descending")
+#: words of a complement that keeps a push/pull the same motion ("pushes it away" / "pulls it away")
+_SAME_MOTION = _words("away toward towards back together apart closer aside each forward forwards "
+                      "backward backwards along across off")
+_GOALS = _words("onto into to toward towards on upon down from off")
+_LANDING = _words("land lands landed landing hits hit ground floor")
+#: words of an impact: a body that floats up instead would leave them without a cause
+_IMPACT_WORDS = _words("impact impacts clang thud splash splashes splashing dent dents deformation "
+                       "deforms deforming crater indentation shatter shatters shattering breaks "
+                       "breaking bounce bounces bouncing cracks crack")
+_FLEXIBLE = _words("rope string chain cable wire thread ribbon cord hose yarn")
+_SQUEEZE_WORDS = _words("compress compresses compressing compressed squeeze squeezes squeezing "
+                        "squeezed squash squashing flatten flattening pressure press pressed")
+
+
+def _clause_words(prompt: str, toks: list[Token], noun: tuple[bool, ...], i: int) -> list[str]:
+    end = _clause_end_after(prompt, toks, noun, i)
+    return [t.lower for t in toks[i + 1:] if t.start < end]
+
+
+def _forces_gate(prompt: str, toks: list[Token], noun: tuple[bool, ...], i: int, lemma: str,
+                 target: str, prep: str | None) -> bool:
+    """Forces substitutions only on a listed physical subject, where the new force is visible."""
+    subj = _subject_word(prompt, toks, noun, i)
+    passive = _passive(toks, i)
+    clause = _clause_words(prompt, toks, noun, i)
+    if lemma == "squeeze":
+        return False  # squeezing a lemon or a tube is not the opposite of stretching it
+    if lemma in ("push", "pull", "drag", "tug", "compress", "stretch"):
+        thing = subj if passive else _np_head_after(prompt, toks, i)
+        if thing is None or not _cls(thing, SOLID_OBJECTS | VEHICLES | WORKPIECES) or _cls(thing, FLUIDS):
+            return False  # "pulls the curtain of night", "pushes their way"
+        if target == "push" and _cls(thing, _FLEXIBLE):
+            return False  # a rope cannot be pushed
+        if target == "stretch" and _sentence_words(prompt, toks, i) & _SQUEEZE_WORDS:
+            return False  # "stretched tightly, compressing the sponge"
+        return not (lemma in ("push", "pull", "drag", "tug") and set(clause) & _SAME_MOTION)
+    if subj is None or not _cls(subj, SOLID_OBJECTS | ANIMATE | VEHICLES) or _cls(subj, FLUIDS):
+        return False
+    if target.startswith("float up"):
+        if _sentence_words(prompt, toks, i) & (_LANDING | _FALL_WORDS | _IMPACT_WORDS
+                                               | _words("rise rises rising rose up upward")):
+            return False  # "floats up from a height and lands on the floor"
+        if target == "float upward" and set(clause) & _GOALS:
+            return False  # "floats upward onto a table"
+    if target in ("float above", "float away from", "hover above"):
+        kind = _surface_kind(_np_head_after(prompt, toks, i + 1))
+        if kind is None or (target == "hover above" and lemma == "float" and kind != "liquid"):
+            return False  # "the liquid hovers above various directions"
+    if target == "sink":
+        nxt = clause[0] if clause else None
+        if nxt is not None and not (nxt in ("on", "in") and _surface_kind(
+                _np_head_after(prompt, toks, i + 1)) == "liquid"):
+            return False  # "a balloon sinks up into the sky"
+    return True
+
+
 def _forces(prompt: str) -> tuple[list[_Edit], list[_Edit]]:
-    subs = _verb_edits(prompt, FORCE_VERBS, FORCE_VERB_PREP, "forces")
+    subs = _verb_edits(prompt, FORCE_VERBS, FORCE_VERB_PREP, "forces", _forces_gate)
     an = _anchor(prompt)
     ins: list[_Edit] = []
-    if an is not None and (an.lemma in MOVERS or an.lemma in PROCESS or an.lemma in REVERSIBLE) \
-            and not _clause_has(prompt, an, "forces"):
-        toks = list(analyze(prompt).tokens)
-        phrases = list(FORCE_INSERTS)
-        n_after = _clause_tokens(prompt, an)
-        short = n_after <= 5
-        if _inanimate(toks, an.subject) and toks[an.subject].lower not in MASS_NOUNS \
-                and an.lemma in MOVERS and not an.transitive and short \
-                and not _passive(toks, an.verb):  # type: ignore[index]
-            phrases += FORCE_AGENT_INSERTS  # only where the phrase can only modify the subject
-        if an.lemma in ("slide", "roll", "glide", "skate", "ski", "skid") and not an.transitive:
-            phrases += FORCE_FRICTION_INSERTS
-        # a long intransitive clause takes the phrase right after its verb ("rolls in zero
-        # gravity out of a black pipe sitting on the table"), not after the last noun
-        clean = _clean_clause_end(prompt, an.clause_end)
-        pos = an.after_verb if not an.transitive and (not short or not clean) else an.clause_end
-        if pos != an.clause_end:  # mid-clause: a participle phrase would run on into what follows
-            phrases = [ph for ph in phrases if ph in MID_CLAUSE_FORCES]  # ("with gravity reversed out of it")
-        if not _bare_coordinated(prompt, toks, an, pos) and (pos != an.clause_end or clean):
-            ins = [_insert_at(pos, ph, f"forces:insert:{ph.strip(', ')}")
-                   for ph in phrases if not ph.startswith(",") or (_ends_clause(prompt, pos) and pos == an.clause_end)]
+    if an is None or an.subject is None or an.subject < 0 or _clause_has(prompt, an, "forces"):
+        return subs, ins
+    a = analyze(prompt)
+    toks = list(a.tokens)
+    subj = toks[an.subject].lower
+    around = [toks[k].lower for k in (an.verb - 1, an.verb + 1) if 0 <= k < len(toks)]
+    if any(w.endswith("ly") and w not in STOPWORDS for w in around):
+        return subs, ins  # "sailing leisurely": no second manner phrase next to the verb
+    phrases: list[str] = []
+    gravity_subject = SOLID_OBJECTS | ANIMATE | (FLUIDS if an.lemma in _FLUID_GRAVITY else frozenset())
+    if an.lemma in GRAVITY_ANCHORS and _cls(subj, gravity_subject) \
+            and (not an.transitive or an.lemma in _THROWS) \
+            and not _sentence_words(prompt, toks, an.verb) & (_FALL_WORDS | _IMPACT_WORDS):
+        phrases += FORCE_INSERTS  # not "dropped with gravity reversed, where both fall"
+    n_after = _clause_tokens(prompt, an)
+    short = n_after <= 5
+    mover = _cls(subj, SOLID_OBJECTS | VEHICLES) and not _cls(subj, FLUIDS)
+    if mover and an.lemma in AGENT_ANCHORS and not an.transitive and short \
+            and not _passive(toks, an.verb) and not re.search(r"\b(magnet|wind|gust|breeze)", prompt.lower()):
+        phrases += FORCE_AGENT_INSERTS  # only where the phrase can only modify the subject
+    if mover and an.lemma in ("slide", "glide", "skate", "skid") and not an.transitive \
+            and not _sentence_words(prompt, toks, an.verb) & _words(
+                "friction rubs rub rubbing slowing slows slow rough stops grinds"):
+        phrases += FORCE_FRICTION_INSERTS
+    if not phrases:
+        return subs, ins
+    # a long intransitive clause takes the phrase right after its verb ("rolls in zero
+    # gravity out of a black pipe sitting on the table"), not after the last noun
+    clean = _clean_clause_end(prompt, an.clause_end)
+    pos = an.after_verb if not an.transitive and (not short or not clean) else an.clause_end
+    if pos != an.clause_end:  # mid-clause: a participle phrase would run on into what follows
+        phrases = [ph for ph in phrases if ph in MID_CLAUSE_FORCES]  # ("with gravity reversed out of it")
+    elif pos != an.after_verb:  # after an object or a goal "as if weightless" describes that noun
+        phrases = [ph for ph in phrases if ph != "as if weightless"]
+    if not _bare_coordinated(prompt, toks, an, pos) and (pos != an.clause_end or clean):
+        ins = [_insert_at(pos, ph, f"forces:insert:{ph.strip(', ')}")
+               for ph in phrases if not ph.startswith(",") or (_ends_clause(prompt, pos) and pos == an.clause_end)]
     return subs, ins
+
+
+#: property words of a material: a swap away from it is not made where the sentence still
+#: describes them ("a paper bolt rusting", "green steel ... causing it to tear")
+_MATERIAL_PROPERTIES: Mapping[str, frozenset[str]] = MappingProxyType({
+    **{m: _words("rust rusting rusts rusted rusty corrosion corrode corroding corrodes magnet "
+                 "magnetic magnets sparks spark conducts conducting electric electricity clang "
+                 "clink clinking") for m in ("metal", "metallic", "steel", "iron", "silver",
+                                             "stainless-steel", "aluminum", "aluminium")},
+    **{m: _words("shatter shatters shattered shattering shards transparent clear crack cracks "
+                 "fragments reflect reflecting break breaks breaking broken fracture fracturing "
+                 "fractures scratches") for m in ("glass", "ceramic", "porcelain", "stone",
+                                                  "concrete", "marble", "brick", "ice")},
+    **{m: _words("ice icicle icicles freeze freezing frozen steam evaporate evaporating vapor "
+                 "vapour boil boiling") for m in ("water", "melted")},
+    **{m: _words("tear tears tearing torn fold folds folding folded crumple crumples crumpling "
+                 "burn burns burning soak soaks soaked soaking absorbs ink") for m in ("paper",)},
+    **{m: _words("burn burns burning splinter splinters splintering grain knots")
+       for m in ("wood", "wooden", "oak")},
+    **{m: _words("stretch stretches stretching stretched bounce bounces bouncing elastic")
+       for m in ("rubber",)},
+    **{m: _words("transparent clear bend bends melt melts melting") for m in ("plastic",)},
+    **{m: _words("melt melts melting melted cold freeze freezing frozen") for m in ("ice", "icy")},
+})
+#: verbs whose object or subject a liquid must be for a liquid swap to change the scene's physics
+#: ("pours water" -> "pours honey"); not "lights reflecting on the water at night"
+_HANDLED_BY = _words("pour pours poured pouring spill spills spilled spilling drip drips dripping "
+                     "stir stirs stirred stirring mix mixes mixed mixing fill fills filled filling "
+                     "squeeze squeezes squeezed spray sprays sprayed splash splashes splashed "
+                     "splashing drop drops dropped dip dips dipped dipping submerge submerged "
+                     "immerse immersed soak soaked place placed put sink sinks sinking float "
+                     "floats floating boil boils boiling heat heated freeze freezes frozen")
+_NO_MOD_TARGETS = frozenset(("jelly",))  # "a jelly container" reads as a container for jelly
+#: property words (not materials): only on an object or a substance, not on a surface or a scene
+_PROPERTY_SOURCES = _words("soft hard thick fluffy sticky frozen melted solid wet dry")
+#: noun modifiers a material word may go in front of ("a rubber tennis ball")
+_NAME_MODIFIERS = _words("tennis soccer beach golf bowling ping-pong table ceiling kitchen coffee "
+                         "soda water wine beer tea basket toy building")
+
+
+def _material_ok(prompt: str, toks: list[Token], content: tuple[bool, ...], e: _Edit) -> bool:
+    """A material swap only on a listed object's modifier, or on a liquid that is poured, dipped
+    into or flows, and not where the sentence still describes the old material's properties."""
+    i = next((k for k, t in enumerate(toks) if t.start == e.start), None)
+    if i is None:
+        return False
+    w = toks[i].lower
+    target = e.replacement.lower()
+    if w == "icy" or (i + 1 < len(toks) and toks[i + 1].lower in ("surface", "surfaces")):
+        return False  # "icy rocks", "the metal surface": a look of the scene, not an object
+    if _sentence_words(prompt, toks, i) & _MATERIAL_PROPERTIES.get(w, frozenset()):
+        return False
+    pos = _position(toks, i)
+    if pos == "mod":
+        if target in _NO_MOD_TARGETS:
+            return False
+        j = i + 1  # the head: the listed noun right after, or one noun modifier then the listed noun
+        if j < len(toks) and not _cls(toks[j].lower, SOLID_OBJECTS | HARD_SURFACES | SOFT_SURFACES) \
+                and j + 1 < len(toks) and _adjacent(prompt, toks, j):
+            j += 1
+        if j >= len(toks) or not _cls(toks[j].lower, SOLID_OBJECTS | HARD_SURFACES | SOFT_SURFACES) \
+                or _cls(toks[j].lower, FLUIDS):
+            return False
+        if w in _PROPERTY_SOURCES and not _cls(toks[j].lower, SOLID_OBJECTS | MATTER):
+            return False  # "thick snow accumulation", "the wet asphalt": a scene, not an object
+        after = j + 1 < len(toks) and _adjacent(prompt, toks, j) and (
+            a_noun(toks[j + 1].lower) or (content[j + 1] and verb_lemma(toks[j + 1].lower) is None))
+        return not after  # "a glass bottle cap", "snow accumulation": the swap lands in a compound
+    if _cls(w, FLUIDS | MIXABLE):
+        if i > 0 and content[i - 1] and _adjacent(prompt, toks, i - 1):
+            return False  # "the pool water" -> "the pool sand"
+        near = {toks[k].lower for k in range(max(0, i - 4), min(len(toks), i + 3)) if k != i}
+        return bool(near & _HANDLED_BY)
+    return True
+
+
+def a_noun(word: str) -> bool:
+    """A word that reads as a noun of a compound (a listed object or surface)."""
+    return _cls(word, SOLID_OBJECTS | HARD_SURFACES | SOFT_SURFACES)
 
 
 def _materials(prompt: str) -> tuple[list[_Edit], list[_Edit]]:
-    subs = _word_edits(prompt, MATERIAL_WORDS, "materials")
     a = analyze(prompt)
     toks = list(a.tokens)
+    subs = [e for e in _word_edits(prompt, MATERIAL_WORDS, "materials")
+            if _material_ok(prompt, toks, a.content, e)]
     ins: list[_Edit] = []
     an = _anchor(prompt)
-    head = an.subject if an is not None and an.lemma in MOVERS else None
-    if head is not None and head >= 0 and _inanimate(toks, head):
-        w = toks[head].lower
+    head = an.subject if an is not None and (an.lemma in MOVERS or an.lemma in TOOL_VERBS
+                                             or an.lemma in REVERSIBLE) else None
+    if head is not None and head >= 0 and _cls(toks[head].lower, SOLID_OBJECTS) \
+            and not _cls(toks[head].lower, FLUIDS):
         proper = head > 0 and toks[head].text[:1].isupper()
-        if not proper and w not in MASS_NOUNS and singular_key(w) not in MASS_NOUNS \
-                and w not in NONPHYSICAL and (a.content[head] or a.noun[head]):
+        if not proper and (a.content[head] or a.noun[head]):
             where = _compound_start(toks, head, a.content)
-            if not any("materials" in a.axes[k] for k in range(_np_start(toks, head), head + 1)):
+            if where < head and toks[where].lower not in _NAME_MODIFIERS:
+                return subs, ins  # "a butter knife", "a hand mixer": no material inside a name
+            if where < head and where > 0 and a.content[where - 1]:
+                return subs, ins  # "ping pong ball": no material inside a two-word name
+            if not any("materials" in a.axes[k] for k in range(_np_start(toks, head), head + 1)) \
+                    and not _sentence_words(prompt, toks, head) & frozenset().union(*_MATERIAL_PROPERTIES.values()):
                 at = toks[where].start
                 ins = [_Edit(at, at, m + " ", "insert", f"materials:insert:{m}")
-                       for m in MATERIAL_INSERTS]
+                       for m in MATERIAL_INSERTS if m not in _NO_MOD_TARGETS]
     return subs, ins
 
 
+#: contact verbs whose "verb + preposition" may become another contact outcome: a body that
+#: moves onto or into something ("falls onto", "crashes into", "lands on", "bounces off")
+CONTACT_MOTION = _words("fall drop land crash slam smash hit strike collide bounce splash plunge bang "
+                        "tumble topple knock bump roll rebound ricochet shatter break dive "
+                        "plummet")
+#: transitive contact verbs kept, and the outcomes that replace them (the tool glances off, or
+#: passes through, instead)
+TRANSITIVE_TARGETS: Mapping[str, tuple[str, ...]] = MappingProxyType({
+    **{v: ("bounce off", "pass through") for v in ("hit", "strike", "smack", "knock", "tap", "bang",
+                                                   "slam", "punch", "kick", "hammer", "pound")},
+    **{v: ("bounce off", "slide off") for v in ("cut", "slice", "chop", "carve", "sever", "pierce",
+                                                "puncture", "saw", "split", "dig")},
+    **{v: ("bounce off",) for v in ("crush", "squash", "smash", "break", "crack", "dent")},
+})
+#: outcomes per kind of surface hit by a solid body
+SURFACE_OUTCOMES: Mapping[str, tuple[str, ...]] = MappingProxyType({
+    "hard": ("bounce off", "pass straight through", "shatter against", "sink into"),
+    "soft": ("bounce off", "pass straight through", "stick to"),
+    "liquid": ("bounce off",),
+})
+
+
+#: light bodies: they float on a liquid whatever the contact verb says
+LIGHT_BODIES = _words("leaf feather paper tissue balloon petal napkin sheet card envelope")
+#: prepositions each contact verb takes for a contact (a ball "rolls on" a table is no contact)
+_CONTACT_PREPS_OF = {"roll": ("into", "against"), "tumble": ("into", "onto"), "dive": ("into",),
+                     "plunge": ("into",), "splash": ("into", "onto"), "knock": ("into", "against"),
+                     "bump": ("into", "against")}
+#: words of an outcome: an edit away from it is not made where the rest of the sentence still
+#: describes it ("the glass bounces, with pieces detaching"; "sticks to a wall ... as it rebounds")
+_OUTCOME_WORDS = {
+    "break": _words("shatter shatters shattered shattering break breaks broke broken breaking crack "
+                    "cracks cracked cracking fragments shards pieces splinters splintering "
+                    "fracture fracturing fractures"),
+    "bounce": _words("bounce bounces bounced bouncing rebound rebounds rebounding springing"),
+}
+
+
+def _outcome_left(text: str, toks: list[Token], i: int, lemma: str) -> bool:
+    """Whether the outcome of `lemma` is described elsewhere in the sentence of token i."""
+    fam = "break" if lemma in ("shatter", "break", "crack", "smash") else \
+        "bounce" if lemma in ("bounce", "rebound", "ricochet") else None
+    if fam is None:
+        return False
+    return bool(_sentence_words(text, toks, i) & _OUTCOME_WORDS[fam])
+
+
+def _sentence_words(text: str, toks: list[Token], i: int) -> set[str]:
+    """The other words of the sentence of token i."""
+    lo = i
+    while lo > 0 and not re.search(r"[.!?;]", text[toks[lo - 1].end:toks[lo].start]):
+        lo -= 1
+    hi = i
+    while hi + 1 < len(toks) and not re.search(r"[.!?;]", text[toks[hi].end:toks[hi + 1].start]):
+        hi += 1
+    return {toks[k].lower for k in range(lo, hi + 1) if k != i}
+
+
+def _outcomes_for(lemma: str, subject: str, kind: str | None) -> tuple[str, ...]:
+    """Contact outcomes that change what happens when `subject` meets a surface of `kind`."""
+    if kind is None:
+        return ()
+    out = []
+    for target in SURFACE_OUTCOMES[kind]:
+        if target.split()[0] == lemma:
+            continue
+        if target == "shatter against" and not _cls(subject, BRITTLE):
+            continue  # a coin does not shatter
+        if target == "sink into" and kind == "hard" and lemma in ("land", "fall", "drop"):
+            continue  # "lands on" -> "sinks into the floor" reads as a landing
+        if target == "stick to" and lemma in ("land", "fall", "drop", "hit", "crash"):
+            continue  # landing and staying put is what landing looks like
+        if kind == "liquid" and _cls(subject, LIGHT_BODIES):
+            continue  # a leaf on a river floats either way
+        if lemma == "bounce" and target == "bounce off":
+            continue
+        out.append(target)
+    if lemma in ("bounce", "rebound", "ricochet") and kind in ("hard", "soft"):
+        out.append("stick to")  # it bounced: sticking is the visible change
+    return tuple(out)
+
+
 def _interactions(prompt: str) -> tuple[list[_Edit], list[_Edit]]:
-    subs = _verb_edits(prompt, INTERACTION_VERBS, INTERACTION_VERB_PREP, "interactions")
+    """Contact outcomes, only where the subject is a listed solid object (or a fluid for mixing,
+    an absorbent for soaking) and the thing it meets is a listed surface, object or liquid."""
     a = analyze(prompt)
     toks, noun = list(a.tokens), a.noun
-    contact_verbs = MOVERS | frozenset(INTERACTION_VERBS) | TRANSITIVE_CONTACT | frozenset(
-        "press lean rest land collide fall".split())
+    subs: list[_Edit] = []
     for i, t in enumerate(toks):
         if not _is_verb_use(toks, noun, i) or _passive(toks, i):
             continue
         lemma, form = verb_lemma(t.text)  # type: ignore[misc]
-        if i == 0 and form == "ing":
+        if i == 0 or (form == "base" and toks[i - 1].lower not in ("to", "and")):
             continue
-        if form == "base" and i > 0 and toks[i - 1].lower not in ("to", "and"):
-            continue
-        if not _has_physical_subject(prompt, toks, noun, i):
-            continue
+        subj = _subject_word(prompt, toks, noun, i)
+        if subj is None or (toks[i - 1].lower.endswith("ly") and toks[i - 1].lower not in STOPWORDS):
+            continue  # "ink diffusely separating": the adverb belongs to the old verb
         nxt = toks[i + 1].lower if i + 1 < len(toks) else None
-        obj = toks[i + 3].lower if i + 3 < len(toks) else ""
-        if nxt in ("into", "onto", "on", "against", "upon", "off") \
-                and _adjacent(prompt, toks, i) and lemma not in MIXING \
-                and lemma in contact_verbs and lemma not in STATIC_VERBS \
-                and lemma not in ROTATING and lemma not in OSCILLATING \
-                and lemma not in ("walk", "run", "ride", "swim", "fly", "drive", "sail", "travel",
-                                  "move", "skate", "ski", "surf", "row", "paddle", "cruise",
-                                  "climb", "crawl", "creep", "wander", "stroll") \
-                and obj not in _NO_CONTACT and not _non_solid_subject(prompt, toks, noun, i):
-            head = next((toks[k].lower for k in range(i + 2, min(i + 6, len(toks))) if toks[k].lower not in STOPWORDS), "")
-            for target in OUTCOMES:
-                if target.split()[0] == lemma:
-                    continue
-                if head in LIQUIDS and target in ("stick to", "bounce off", "slide off", "shatter against"):
-                    continue  # "electrodes stuck to saltwater"
+        adjacent = _adjacent(prompt, toks, i)
+        # mixing: a fluid or a soluble substance mixing with / dissolving in a fluid
+        if lemma in MIXING and nxt in ("with", "into", "in") and adjacent and _cls(subj, MIXABLE):
+            obj = _np_head_after(prompt, toks, i + 1)
+            if obj is not None and _cls(obj, FLUIDS | LIQUID_BODIES):
+                repl = _match_case(_inflect_target("separate from", form), t.text)
+                subs.append(_Edit(t.start, toks[i + 1].end, repl, "substitute",
+                                  f"interactions:verb+prep:{lemma} {nxt}->separate from"))
+            continue
+        # soaking: an absorbent soaking up / absorbing a liquid repels it instead
+        if _cls(subj, ABSORBENT) and (lemma == "absorb" or (lemma in ("soak", "suck") and nxt == "up")):
+            end = toks[i + 1].end if lemma != "absorb" else t.end
+            obj = _np_head_after(prompt, toks, i + 1 if lemma != "absorb" else i)
+            if obj is not None and _cls(obj, FLUIDS | LIQUID_BODIES):
+                subs.append(_Edit(t.start, end, _match_case(_inflect_target("repel", form), t.text),
+                                  "substitute", f"interactions:verb:{lemma}->repel"))
+            continue
+        solid = _cls(subj, SOLID_OBJECTS) or (_cls(subj, VEHICLES) and lemma in ("crash", "slam", "hit", "collide", "bump"))
+        if not solid or _cls(subj, FLUIDS) or subj in NON_SOLID:
+            continue
+        # a solid body meeting a surface: "falls onto the floor" -> "bounces off the floor"
+        if toks[i - 1].lower == "and" and any(toks[k].lower in BE_AUX for k in range(max(0, i - 5), i)):
+            continue  # "is dropped and hit on concrete": a passive participle after "and"
+        if _outcome_left(prompt, toks, i, lemma) or (
+                lemma in CONTACT_MOTION | frozenset(TRANSITIVE_TARGETS)
+                and _sentence_words(prompt, toks, i) & (_OUTCOME_WORDS["break"] | _OUTCOME_WORDS["bounce"])):
+            continue  # "hits the ground ..., where it bounces off the ground": the outcome is kept
+        if lemma in CONTACT_MOTION and adjacent \
+                and nxt in _CONTACT_PREPS_OF.get(lemma, ("into", "onto", "on", "against", "upon")) \
+                or lemma in ("bounce", "rebound", "ricochet") and adjacent and nxt == "off":
+            kind = _surface_kind(_np_head_after(prompt, toks, i + 1))
+            for target in _outcomes_for(lemma, subj, kind):
+                if _outcome_left(prompt, toks, i, target.split()[0]):
+                    continue  # "hits the ground ... where it bounces off the ground"
                 repl = _match_case(_inflect_target(target, form), t.text)
                 subs.append(_Edit(t.start, toks[i + 1].end, repl, "substitute",
                                   f"interactions:contact:{lemma} {nxt}->{target}"))
-        elif (lemma in TRANSITIVE_CONTACT or (lemma in TOOL_VERBS and lemma not in ABSTRACT_ACTIONS)) \
-                and lemma not in PLACEMENT_VERBS \
-                and _object_follows(toks, i) \
-                and (form not in ("past", "pp") or toks[i + 1].lower in DETERMINERS) \
-                and not any(e.start == t.start for e in subs):
-            subj = _coordinated_subject(prompt, toks, noun, i)
-            head = next((toks[k].lower for k in range(i + 1, min(i + 5, len(toks)))
-                         if toks[k].lower not in STOPWORDS), "")
-            if head in _NO_CONTACT or subj is None or subj < 0 or not _inanimate(toks, subj) \
-                    or toks[subj].lower in NON_SOLID:
-                continue  # "A chef slices vegetables": the chef does not bounce off them
-            for target in TRANSITIVE_OUTCOMES:
+            if lemma != "shatter" or kind is None:
+                continue
+        # a blade driven into its object: "a knife carves into the wood" -> "bounces off the wood"
+        if lemma in TRANSITIVE_TARGETS and adjacent and nxt in ("into", "through"):
+            obj = _np_head_after(prompt, toks, i + 1)
+            if obj is not None and _cls(obj, WORKPIECES) and not _cls(obj, FLUIDS):
+                for target in TRANSITIVE_TARGETS[lemma]:
+                    if target.startswith("pass"):
+                        continue  # "slices through" already passes through
+                    repl = _match_case(_inflect_target(target, form), t.text)
+                    subs.append(_Edit(t.start, toks[i + 1].end, repl, "substitute",
+                                      f"interactions:contact:{lemma} {nxt}->{target}"))
+            continue
+        # a tool acting on an object: "a hammer hits the nail" -> "bounces off the nail"
+        if lemma in TRANSITIVE_TARGETS and _object_follows(toks, i) \
+                and (form not in ("past", "pp") or toks[i + 1].lower in DETERMINERS):
+            obj = _np_head_after(prompt, toks, i)
+            if obj is None or not _cls(obj, WORKPIECES) or _cls(obj, FLUIDS):
+                continue
+            k = next((k for k in range(i + 1, min(i + 7, len(toks))) if toks[k].lower == obj), None)
+            if k is not None and k + 1 < len(toks) and toks[k + 1].lower in ("into", "onto", "through", "in"):
+                continue  # "hits the nail into the plank": the nail is driven, not the contact
+            for target in TRANSITIVE_TARGETS[lemma]:
+                if _outcome_left(prompt, toks, i, target.split()[0]):
+                    continue
                 repl = _match_case(_inflect_target(target, form), t.text)
                 subs.append(_Edit(t.start, t.end, repl, "substitute",
                                   f"interactions:contact:{lemma}->{target}"))
+            continue
+        # a solid that shatters breaks into pieces; one that bounces could shatter instead
+        after = toks[i + 1] if i + 1 < len(toks) else None
+        free = after is None or not adjacent or after.lower in ("on", "onto", "against", "upon", "and")
+        if free and lemma == "shatter":
+            subs.append(_Edit(t.start, t.end, _match_case(_inflect_target("bounce", form), t.text),
+                              "substitute", "interactions:verb:shatter->bounce"))
+        elif free and lemma == "bounce" and _cls(subj, BRITTLE | _words("ball egg balloon")):
+            subs.append(_Edit(t.start, t.end, _match_case(_inflect_target("shatter", form), t.text),
+                              "substitute", "interactions:verb:bounce->shatter"))
     if not subs:
         subs += _contact_clause(prompt, toks, noun)
     return subs, []
@@ -1216,34 +1766,78 @@ def _contact_clause(prompt: str, toks: list[Token], noun: tuple[bool, ...]) -> l
     v, lemma, form = an.verb, an.lemma, an.form
     if _passive(toks, v) or form not in ("s", "past", "ing", "base"):
         return []
+    subj = _subject_word(prompt, toks, noun, v)
+    if subj is None or not _cls(subj, SOLID_OBJECTS) or _cls(subj, FLUIDS) \
+            or lemma not in CONTACT_MOTION | _words("roll slide fly glide swing") \
+            or lemma in ("shatter", "break", "crack", "burst", "split"):
+        return []  # only a solid body moving onto something ("water drips ... and bounces off" is not)
     for k in range(v + 1, len(toks)):
         if toks[k].start >= an.clause_end:
             return []
         w = toks[k].lower
         if w in ("into", "onto", "against", "upon"):
-            obj = next((toks[j].lower for j in range(k + 1, min(k + 5, len(toks)))
-                        if toks[j].lower not in STOPWORDS and toks[j].lower not in _MAG_LEXICON), "")
-            if obj in _NO_CONTACT or obj in ("night",):
-                return []
-            out = []
-            for target in OUTCOMES:
-                if target.split()[0] == lemma:
-                    continue
-                out.append(_Edit(toks[k].start, toks[k].end,
-                                 "and " + _inflect_target(target, form if form != "pp" else "past"),
-                                 "substitute", f"interactions:contact-clause:{w}->{target}"))
-            return out
+            obj = _np_head_after(prompt, toks, k)
+            if obj is not None and _cls(obj, _words("piece fragment shard bit")):
+                return []  # "shatters into countless pieces"
+            kind = _surface_kind(obj)
+            return [_Edit(toks[k].start, toks[k].end,
+                          "and " + _inflect_target(target, form if form != "pp" else "past"),
+                          "substitute", f"interactions:contact-clause:{w}->{target}")
+                    for target in _outcomes_for("", subj, kind)]
     return []
 
 
+#: magnitudes targets that make an event stronger or faster, and those that make it weaker
+_STRONGER = _words("violently forcefully violent huge enormous rapidly instantly suddenly "
+                   "frantically explosively raging choppy") | {"at lightning speed", "in a split second",
+                                                             "forty times", "a dozen times"}
+_WEAKER = _words("gently feebly weakly tiny sluggishly gradually calm light feeble gentle loosely") \
+    | {"extremely slowly", "at a snail's pace"}
+#: events whose intensity word is part of what they are ("a violent breeze" is no breeze)
+_FIXED_INTENSITY = _words("breeze breezes cloud clouds")
+
+
+def _magnitude_ok(prompt: str, toks: list[Token], noun: tuple[bool, ...], e: _Edit) -> bool:
+    """A speed or intensity flip only where nothing else in the sentence keeps the old one
+    ("caressed by the violent breeze"), next to a physical verb, and not on a breeze or clouds."""
+    i = next((k for k, t in enumerate(toks) if t.start == e.start), None)
+    if i is None:
+        return False
+    target = e.replacement.lower()
+    words = _sentence_words(prompt, toks, i)
+    if target in _STRONGER and words & GENTLE_CONTEXT:
+        return False
+    if target in _WEAKER and words & FORCEFUL_CONTEXT:
+        return False
+    nxt = toks[i + 1].lower if i + 1 < len(toks) else ""
+    nxt2 = toks[i + 2].lower if i + 2 < len(toks) else ""
+    if _cls(nxt, _FIXED_INTENSITY) or _cls(nxt2, _FIXED_INTENSITY):
+        return False
+    if MAGNITUDE_WORDS.get(toks[i].lower, ((), ""))[1] == "mod" and not _cls(
+            nxt, SOLID_OBJECTS | VEHICLES | ANIMATE | FLUIDS | LIQUID_BODIES | EVENT_NOUNS):
+        return False  # "a swift adjustment": not a body's speed
+    if toks[i].lower == "heavy" and not (_cls(nxt, INTENSITY_NOUNS) or _cls(nxt2, INTENSITY_NOUNS)):
+        return False  # "heavy cloud cover": not an intensity of an event
+    if MAGNITUDE_WORDS.get(toks[i].lower, ((), ""))[1] == "adverb":
+        verbs = [k for k in (i - 1, i + 1) if 0 <= k < len(toks) and _is_verb_use(toks, noun, k)]
+        lemmas = {verb_lemma(toks[k].text)[0] for k in verbs}  # type: ignore[index]
+        if not lemmas & (ANCHOR_VERBS | FORCEFUL_VERBS):
+            return False  # "they suddenly get up": not a physical event
+    return True
+
+
 def _magnitudes(prompt: str) -> tuple[list[_Edit], list[_Edit]]:
-    subs = _word_edits(prompt, MAGNITUDE_WORDS, "magnitudes")
     a = analyze(prompt)
+    toks = list(a.tokens)
+    subs = [e for e in _word_edits(prompt, MAGNITUDE_WORDS, "magnitudes")
+            if _magnitude_ok(prompt, toks, a.noun, e)]
     ins: list[_Edit] = []
     an = _anchor(prompt)
     if an is None or any("magnitudes" in ax for ax in a.axes):
         return subs, ins
-    toks = list(a.tokens)
+    subj = toks[an.subject].lower if an.subject is not None and an.subject >= 0 else None
+    if subj is None or not _cls(subj, SOLID_OBJECTS | VEHICLES | ANIMATE | FLUIDS):
+        return subs, ins  # only a listed body's motion gets a speed or a force
     around = [toks[k].lower for k in (an.verb - 1, an.verb + 1) if 0 <= k < len(toks)]
     if any(w.endswith("ly") and w not in STOPWORDS for w in around):
         return subs, ins  # "sailing leisurely": the verb already has a manner adverb
@@ -1260,14 +1854,23 @@ def _magnitudes(prompt: str) -> tuple[list[_Edit], list[_Edit]]:
     nxt = toks[an.verb + 1].lower if an.verb + 1 < len(toks) else ""
     if nxt in ("and", "or"):
         return subs, ins  # "squeezes and twists": no adverb between coordinated verbs
+    words = _sentence_words(prompt, toks, an.verb)
+    phrases = tuple(ph for ph in phrases if not (ph in _STRONGER or ph in ("violently", "explosively", "at high speed"))
+                    or not words & GENTLE_CONTEXT)
+    phrases = tuple(ph for ph in phrases if ph not in _WEAKER or not words & FORCEFUL_CONTEXT)
+    if an.lemma in ("leap", "jump", "hop"):
+        phrases = ()  # "jumps at high speed": a jump's magnitude is its height
     if an.transitive or nxt in ("out", "up", "off", "away", "down", "over", "back"):
-        if not _clean_clause_end(prompt, an.clause_end):
-            return subs, ins
+        if not _clean_clause_end(prompt, an.clause_end) or _clause_tokens(prompt, an) > 6:
+            return subs, ins  # not "moving close to the camera by the end at high speed"
         ins = [_insert_at(an.clause_end, ph, f"magnitudes:insert:{ph}") for ph in phrases]
+    elif nxt in DIRECTION_WORDS:
+        return subs, ins  # not "drives at high speed forward"
     else:
         ins = [_insert_at(an.after_verb, ph, f"magnitudes:insert:{ph}") for ph in phrases]
-    if an.lemma in ("bounce", "rebound", "leap", "jump", "hop") and not an.transitive:
-        ins.append(_insert_at(an.after_verb, "as high as a house", "magnitudes:insert:as high as a house"))
+    if an.lemma in ("bounce", "rebound", "leap", "jump", "hop") and not an.transitive \
+            and _clean_clause_end(prompt, an.clause_end) and _clause_tokens(prompt, an) <= 6:
+        ins.append(_insert_at(an.clause_end, "as high as a house", "magnitudes:insert:as high as a house"))
     return subs, ins
 
 
@@ -1297,6 +1900,16 @@ def _consistent(prompt: str, text: str, axis: str) -> bool:
         and not tag.added_content
 
 
+def _after_adjective(prompt: str, pos: int) -> bool:
+    """Whether the word right before `pos` is an adjective (so a noun still follows)."""
+    m = re.search(r"([A-Za-z-]+)\W*$", prompt[:pos])
+    if not m or not prompt[pos:].strip() or prompt[pos:].lstrip()[:1] in ".!?;:)":
+        return False
+    w = m.group(1).lower()
+    return w in _PLAIN_ADJ or w in COLOURS or w in _COMMON_ADJ or w.endswith(_ADJ_ENDINGS) \
+        or w in ("rough", "gentle", "steep", "narrow", "wide", "bright", "dark")
+
+
 def all_candidates(prompt: str, axis: str, *, include_insertions: bool = True) -> list[Candidate]:
     """Every distinct, tagger-consistent candidate for (prompt, axis), substitutions first.
 
@@ -1315,6 +1928,8 @@ def all_candidates(prompt: str, axis: str, *, include_insertions: bool = True) -
             if text == prompt or text in seen or not _fluent_edit(prompt, text) \
                     or not _consistent(prompt, text, axis):
                 continue
+            if e.operation == "insert" and _after_adjective(prompt, e.start):
+                continue  # "onto a hard, concrete floor": the phrase would split the noun phrase
             seen.add(text)
             start, end, before, after = _span(prompt, text)
             out.append(Candidate(text=text, axis=axis, before=before, after=after, start=start,

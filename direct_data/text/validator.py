@@ -27,7 +27,10 @@ declared axis, negative); the verdict is *accepted* or the first failing check's
 ``copy``               (learnt) reworded with no physics change (synonyms, tense, word order);
                        a rewrite that uses the prompt's words, up to order, tense and function
                        words (`direct_data.text.features.bag_delta` 0), is a copy before the model
-``ungrammatical``      (learnt) the sentence is broken (word salad, a clause that cannot attach)
+``ungrammatical``      (learnt) the sentence is broken (word salad, a clause that cannot attach);
+                       a short inserted phrase whose first or last word repeats a word next to it
+                       ("on the court in reverse court": `direct_data.text.features.echo_added`)
+                       is ungrammatical before the model
 ``static_size_only``   (learnt) only a static size/weight look changed, no behaviour
 =====================  =======================================================================
 
@@ -35,7 +38,7 @@ Two modes (``ValidatorConfig.mode``):
 
 * ``"learnt"`` (the default): the cheap, precise checks first (schema, bad_axis, empty,
   length_drift with the looser ``learnt_length_*`` limits, identical, instruction_echo, markup,
-  negation_only, copy by word bag, duplicate), then the learnt
+  negation_only, copy by word bag, ungrammatical by an echoed phrase tail, duplicate), then the learnt
   model of `direct_data.text.learnt` (an axis tagger and an acceptance model over the word
   alignment of `direct_data.text.align`, lexicon counts and MiniLM embeddings of the pair and of
   the changed spans; optional fluency features). It accepts iff p(good) >= the threshold fitted on
@@ -43,7 +46,9 @@ Two modes (``ValidatorConfig.mode``):
   word-list checks accept the row and p(good) >= the artefact's ``lexicon_floor`` (also fitted on
   dev; ``learnt_lexicon_floor`` overrides it); otherwise the
   reason is the most probable bad label: ``multi_axis``, ``wrong_axis``, ``scene_changed``,
-  ``negation``, ``copy``, ``ungrammatical`` or ``static_size_only``. Extra scores: ``p_good``,
+  ``negation``, ``copy``, ``ungrammatical`` or ``static_size_only``. A row the model accepts is
+  still ``multi_axis`` when its changed spans, each applied alone, are tagged with two or more
+  distinct axes at p >= `direct_data.text.learnt.SPAN_MULTI_P` (0.9). Extra scores: ``p_good``,
   ``p_declared`` (tagger: the declared axis changed), ``p_other_max``, ``lost_content`` (share of
   the prompt's content words deleted or replaced).
 * ``"lexicon"``: the word-list checks below, kept so the comparison is reproducible.
@@ -363,10 +368,13 @@ class Validator:
         if added_neg and not tag_axes(prompt, _strip_negation(negative)).supports(axis):
             return "negation_only", f"adds {', '.join(sorted(added_neg))}"
         from direct_data.text.align import align
-        from direct_data.text.features import bag_delta
+        from direct_data.text.features import bag_delta, echo_added
 
-        if bag_delta(align(prompt, negative)) == 0:
+        al = align(prompt, negative)
+        if bag_delta(al) == 0:
             return "copy", "same words as the prompt up to order, tense and function words"
+        if echo_added(al):
+            return "ungrammatical", "a short inserted phrase ends on a repeat of a word next to it"
         return None
 
     def _check_many_learnt(self, items: list[Row], dedupe_within: bool) -> list[Verdict]:
@@ -377,13 +385,14 @@ class Validator:
         cheap = [self._cheap(r) for r in items]
         todo = [i for i, c in enumerate(cheap) if c is None]
         model_rows = [(items[i].prompt, items[i].axis, items[i].negative) for i in todo]
-        judged: dict[int, tuple[np.ndarray, np.ndarray, np.ndarray]] = {}
+        judged: dict[int, tuple[np.ndarray, np.ndarray, np.ndarray, tuple[str, ...]]] = {}
         if model_rows:
             feats = compute(model_rows, self.embedder, batch_size=self.config.batch_size)
             flu = fluency_matrix(self.fluency.score([(p, n) for p, _, n in model_rows])) if self.fluency is not None else None
             probs, tags = self.model.predict(feats, [a for _, a, _ in model_rows], flu)
+            span_axes = self.model.span_axes(feats)
             for k, i in enumerate(todo):
-                judged[i] = (probs[k], tags[k], feats.hand[k])
+                judged[i] = (probs[k], tags[k], feats.hand[k], span_axes[k])
         threshold = self.threshold
         from direct_data.text.features import HAND_NAMES
 
@@ -400,7 +409,7 @@ class Validator:
                 reason, detail = cheap[i]  # type: ignore[misc]
                 out.append(Verdict(False, reason, scores, (), detail))
                 continue
-            p, tp, hand = judged[i]
+            p, tp, hand, span_axes = judged[i]
             k = AXES.index(row.axis)
             scores.update(cosine=float(hand[i_cos]), lost_content=round(float(hand[i_lost]), 4), new_content=float(hand[i_new]),
                           p_good=float(p[0]), p_declared=float(tp[k]),
@@ -416,6 +425,9 @@ class Validator:
                 bad = max(range(1, len(LABELS)), key=lambda j: (p[j], -j))
                 detail = f"p(good) {p[0]:.4f} < {threshold:.2f}; p({LABELS[bad]}) {p[bad]:.4f}"
                 out.append(Verdict(False, LABEL_REASON[LABELS[bad]], scores, tagged, detail))
+                continue
+            if len(span_axes) >= 2:
+                out.append(Verdict(False, "multi_axis", scores, span_axes, f"changed spans read alone: {', '.join(span_axes)}"))
                 continue
             if self.judge is not None:
                 ok, why = self.judge.judge(row.prompt, row.axis, row.negative)
