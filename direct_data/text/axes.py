@@ -110,9 +110,9 @@ KINEMATICS = Axis(
           "contact outcomes", "speeds, sizes and amounts"),
     examples=(
         (_BALL, "A rubber ball is dropped onto a wooden floor and rolls upward into the air."),
-        ("A tire rolling down the asphalt road.", "A tire rolling up the asphalt road."),
-        ("Bottle topples off the table.", "Bottle rises off the table."),
-        ("Water flows down a circular drain.", "Water flows up a circular drain."),
+        ("A tire rolling down the steep dirt road.", "A tire rolling up the steep dirt road."),
+        ("Bottle topples off the kitchen counter.", "Bottle rises off the kitchen counter."),
+        ("Water flows down the kitchen sink drain.", "Water flows up the kitchen sink drain."),
     ),
     verbs=_w(
         "fall rise drop roll slide glide spin rotate twirl whirl swirl swing sway arc zigzag drift "
@@ -147,11 +147,11 @@ FORCES = Axis(
           "contact outcomes", "amounts"),
     examples=(
         (_BALL, "A rubber ball is released above a wooden floor and floats up to the ceiling."),
-        ("A hooked sled is being pulled through the snow.",
-         "A hooked sled is being pushed through the snow."),
-        ("The coffee cup rests on a cork coaster.", "The coffee cup floats above a cork coaster."),
-        ("A spoon stirs a pot of vegetable soup.",
-         "A spoon stirs a pot of vegetable soup in zero gravity."),
+        ("A child's sled is being pulled through the snow.",
+         "A child's sled is being pushed through the snow."),
+        ("The tea cup rests on a cork coaster.", "The tea cup floats above a cork coaster."),
+        ("A spoon stirs a pot of lentil soup.",
+         "A spoon stirs a pot of lentil soup in zero gravity."),
     ),
     verbs=_w(
         "push pull press drag tug hang dangle lean support hold rest sit stand hover levitate "
@@ -183,10 +183,10 @@ MATERIALS = Axis(
           "the forces", "amounts"),
     examples=(
         (_BALL, "A glass ball is dropped onto a wooden floor and bounces twice."),
-        ("A wooden spoon stirs the hot soup in the pot.",
-         "A rubber spoon stirs the hot soup in the pot."),
+        ("A wooden spoon stirs the hot soup in the saucepan.",
+         "A rubber spoon stirs the hot soup in the saucepan."),
         ("Water flows from a faucet into a sink.", "Honey flows from a faucet into a sink."),
-        ("A straw dipping into a thick milkshake.", "A straw dipping into a watery milkshake."),
+        ("A straw dipping into a thick banana milkshake.", "A straw dipping into a watery banana milkshake."),
     ),
     verbs=_w("melt solidify liquefy harden soften petrify"),
     words=_w(
@@ -215,9 +215,9 @@ INTERACTIONS = Axis(
     keep=("the objects and setting", "materials", "the approach motion", "forces", "amounts"),
     examples=(
         (_BALL, "A rubber ball is dropped onto a wooden floor and sinks through it."),
-        ("Glass shatters on the floor.", "Glass bounces on the floor."),
-        ("A sharp nail punctures the car tire.", "A sharp nail bounces off the car tire."),
-        ("A sponge soaks up water in a bath.", "A sponge repels water in a bath."),
+        ("Glass shatters on the kitchen floor.", "Glass bounces on the kitchen floor."),
+        ("A sharp nail punctures the bicycle tire.", "A sharp nail bounces off the bicycle tire."),
+        ("A sponge soaks up water in a sink.", "A sponge repels water in a sink."),
     ),
     verbs=_w(
         "bounce rebound ricochet shatter break crack smash crash splash sink absorb soak repel "
@@ -253,10 +253,10 @@ MAGNITUDES = Axis(
           "the forces", "contact outcomes"),
     examples=(
         (_BALL, "A rubber ball is dropped onto a wooden floor and bounces as high as a house."),
-        ("Coin spins rapidly on a wooden table.", "Coin spins extremely slowly on a wooden table."),
-        ("A small paper boat drifts along a stream.", "A huge paper boat drifts along a stream."),
-        ("Silk curtain sways gently on a steel curtain rod.",
-         "Silk curtain sways violently on a steel curtain rod."),
+        ("Coin spins rapidly on a wooden desk.", "Coin spins extremely slowly on a wooden desk."),
+        ("A small paper boat drifts along a canal.", "A huge paper boat drifts along a canal."),
+        ("Silk curtain sways gently on a steel rod by the window.",
+         "Silk curtain sways violently on a steel rod by the window."),
     ),
     verbs=_w("accelerate decelerate slow speed"),
     words=_w(
