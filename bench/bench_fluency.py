@@ -4,14 +4,13 @@ Cost, in a fresh child process with an empty cache: model identity (weights hash
 scoring `--pairs` real (prompt, negative) pairs from the train split of data/rewrites/labelled.jsonl
 (wall and process CPU time; texts/s, pairs/s, tokens/s), then the same pairs again from the cache
 by a new scorer (no model load). torch threads are left at their default (the machine's cores).
-The scorer runs in `--dtype` (float32 by default) and computes the output head of a negative
-only from where its tokens leave its prompt's (`FluencyScorer.score`).
+The scorer runs in `--dtype` (bfloat16 by default, the scorer's default); every distinct text is scored on its own.
 
 Signal: AUC of every feature for `good` (positive) vs `ungrammatical` rows of the train + dev splits
 (never test), P(feature of a good row > feature of an ungrammatical row); 0.5 = no signal. Scores go
 through a persistent cache (`bench_cache_root()/fluency`), so a rerun is cheap.
 
-    python bench/bench_fluency.py [--pairs 48] [--no-auc] [--dtype float32|bfloat16]
+    python bench/bench_fluency.py [--pairs 48] [--no-auc] [--dtype bfloat16|float32]
 
 Result: bench/results/fluency.json
 """
@@ -53,7 +52,7 @@ def _cost(params: dict) -> dict:
 
     pairs = [(p, n) for p, n, _ in labelled_pairs(("train",))][: params["pairs"]]
     with tempfile.TemporaryDirectory() as tmp:
-        s = FluencyScorer(cache_dir=tmp, dtype=params.get("dtype", "float32"))
+        s = FluencyScorer(cache_dir=tmp, dtype=params.get("dtype", "bfloat16"))
         with C.Timer() as t_id:
             _ = s.identity
         with C.Timer() as t_load:
@@ -62,7 +61,7 @@ def _cost(params: dict) -> dict:
         tokens = sum(len(s._encode(t)[0]) - 1 for t in texts)
         with C.Timer() as t_score:
             s.score(pairs)
-        s2 = FluencyScorer(cache_dir=tmp, dtype=params.get("dtype", "float32"))
+        s2 = FluencyScorer(cache_dir=tmp, dtype=params.get("dtype", "bfloat16"))
         _ = s2.identity  # lru-cached in this process; measured above
         with C.Timer() as t_hit:
             s2.score(pairs)
@@ -103,7 +102,7 @@ def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--pairs", type=int, default=48)
     ap.add_argument("--no-auc", action="store_true")
-    ap.add_argument("--dtype", default="float32", choices=("float32", "bfloat16"))
+    ap.add_argument("--dtype", default="bfloat16", choices=("bfloat16", "float32"))
     ap.add_argument("--out")
     a = ap.parse_args()
     t0 = time.perf_counter()

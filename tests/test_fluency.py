@@ -1,4 +1,4 @@
-"""The fluency scorer on the real packaged Gemma-3-270M (base, float32 on CPU), no mocks.
+"""The fluency scorer on the real packaged Gemma-3-270M (base, bfloat16 on CPU: the default), no mocks.
 
 One model load for the module; a few dozen short texts are scored. Asserts: the word alignment,
 that broken edits in the styles of docs/labelling-guide.md score below fluent edits of the same
@@ -57,9 +57,10 @@ def test_features_and_identity(scorer):
     assert same["span_logprob_delta"] == same["sent_logprob_delta"] == same["min_token_logprob_delta"] == 0.0
     assert edit["n_edits"] == 1 and edit["n_span_tokens"] >= 1
     assert all(isinstance(v, float) for d in out for v in d.values())
-    assert scorer.identity.endswith("|" + SCORER_VERSION) and "@" in scorer.identity
-    # a bfloat16 scorer has numbers (and a cache) of its own
-    assert FluencyScorer(cache_dir=scorer.cache_root, dtype="bfloat16").identity.endswith(f"|{SCORER_VERSION}|bfloat16")
+    assert scorer.identity.endswith(f"|{SCORER_VERSION}|bfloat16") and "@" in scorer.identity  # bfloat16 by default
+    # a float32 scorer has numbers (and a cache) of its own
+    f32 = FluencyScorer(cache_dir=scorer.cache_root, dtype="float32")
+    assert f32.identity.endswith("|" + SCORER_VERSION) and f32.cache.path != scorer.cache.path
     with pytest.raises(ValueError):
         FluencyScorer(dtype="int4")
     with pytest.raises(ValueError):
@@ -87,20 +88,20 @@ def test_scores_do_not_depend_on_the_batch(scorer, tmp_path):
     assert together == alone
 
 
-def test_negative_reuses_its_prompts_prefix(scorer, tmp_path):
-    """A negative's log-probs over the token prefix it shares with its prompt are the prompt's (the
-    head runs from where they differ): the same numbers as scoring the negative on its own."""
-    negs = [FLUENT[2], BROKEN[1]]  # edits near the end: a long shared prefix
+def test_a_negatives_numbers_do_not_depend_on_its_prompt_or_the_cache(scorer, tmp_path):
+    """A negative is scored on its own: the same record whether it was first scored next to its own
+    prompt, next to another prompt, or alone (a cached negative never carries its first prompt's
+    numbers), and its features are a pure function of the two texts."""
+    negs = [FLUENT[2], BROKEN[1]]  # edits near the end: a long token prefix shared with the prompt
     paired = scorer.score([(PROMPT, n) for n in negs])
-    own = FluencyScorer(cache_dir=tmp_path)
-    own.records(negs)  # each negative scored in full, without its prompt
-    assert own.texts_scored == 2
-    alone = own.score([(PROMPT, n) for n in negs])
-    rec_p, rec_n = scorer.records([PROMPT, negs[0]])
-    assert rec_n["lp"][:5] == rec_p["lp"][:5]  # "A red ball falls into": the prompt's numbers
-    for a, b in zip(paired, alone):
-        assert a.keys() == b.keys()
-        assert all(abs(a[k] - b[k]) <= 0.002 for k in a), (a, b)  # float noise of a different sequence length only
+    other = FluencyScorer(cache_dir=tmp_path / "other")
+    other.score([("A red ball falls into a swimming pool.", n) for n in negs])  # scored next to another prompt
+    alone = FluencyScorer(cache_dir=tmp_path / "alone")
+    alone.records(list(reversed(negs)))  # each negative on its own, no prompt at all
+    assert alone.texts_scored == 2
+    for n in negs:
+        assert scorer.records([n]) == other.records([n]) == alone.records([n])
+    assert alone.score([(PROMPT, n) for n in negs]) == paired
 
 
 def test_cache_hit_needs_no_model_and_survives_a_torn_line(tmp_path):

@@ -41,7 +41,7 @@ their ``*_fluency`` twins) and can be overridden with ``ValidatorConfig.learnt_t
 ``learnt_lexicon_floor`` (``direct-data validate --learnt-threshold / --learnt-lexicon-floor``).
 The packaged artefact (fitted on 898 train rows, chosen on 267 dev rows, labelled set with batch
 5): tag_C 0.3, acc_C 0.1, embedding weights 1.0; threshold 0.19 and lexicon_floor 0.14 (dev
-balanced score 0.8969); with fluency (float32 Gemma scores): threshold 0.28, lexicon_floor 0.28
+balanced score 0.8969); with fluency (bfloat16 Gemma scores, the scorer's default): threshold 0.28, lexicon_floor 0.28
 (dev 0.8909).
 
 Structural checks around the model (`direct_data.text.validator`): a short inserted phrase that
