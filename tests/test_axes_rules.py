@@ -460,3 +460,30 @@ def test_conservative_gates_refuse_edits_that_change_nothing_or_cannot_attach(pr
 def test_conservative_gates_keep_edits_on_listed_bodies(prompt: str, axis: str, expected: str) -> None:
     """Where the subject (and the thing it meets) is a listed physical body, the edit is made."""
     assert expected in [c.text for c in rules.all_candidates(prompt, axis)]
+
+
+def test_long_prompts_are_tagged_on_the_sentences_around_each_edit(monkeypatch):
+    """Above `LOCAL_TAG_CHARS` the rewriter's tagger check reads the sentences around the edit, not
+    the whole prompt (its word alignment is quadratic). On the 30 longest real prompts, every axis,
+    that gives exactly the candidates of the whole-prompt check; and on a long repetitive text it
+    edits each sentence, where whole-text alignment mis-paired the repeats and refused half of them."""
+    from .conftest import shared_prompt_files
+
+    texts = {json.loads(line)["prompt"] for f in shared_prompt_files() for line in open(f, encoding="utf-8") if line.strip()}
+    longest = sorted(texts, key=lambda t: (len(t), t))[-30:]
+    assert len(longest[0]) > 300
+    for text in longest:
+        for axis in axes.AXES:
+            monkeypatch.setattr(rules, "LOCAL_TAG_CHARS", 10**9)
+            whole = rules.all_candidates(text, axis)
+            monkeypatch.setattr(rules, "LOCAL_TAG_CHARS", 0)
+            assert rules.all_candidates(text, axis) == whole, (axis, text[:80])
+    monkeypatch.undo()
+    sentence = "A red ball rolls down a wooden ramp and bounces off the floor. "
+    long = sentence * 60
+    assert len(long) > rules.LOCAL_TAG_CHARS
+    cands = rules.all_candidates(long, "kinematics")
+    per_sentence = rules.all_candidates(sentence.strip(), "kinematics")
+    assert per_sentence and len(cands) >= 60
+    for c in cands:  # one sentence edited, as in the single sentence, the rest untouched
+        assert c.text.count(sentence) == 59, c.text[:200]

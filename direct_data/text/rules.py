@@ -1893,8 +1893,39 @@ _GENERATORS: Mapping[str, Callable[[str], tuple[list[_Edit], list[_Edit]]]] = Ma
 })
 
 
+#: prompts longer than this are tagged on the sentences around each edit, not whole: the tagger's
+#: word alignment is quadratic on repetitive text and runs once per candidate (a 5 kB prompt took
+#: seconds, a 100 kB one many minutes). Shorter prompts (perturb's default --max-chars) are tagged whole.
+LOCAL_TAG_CHARS = 2000
+_SENTENCE_END = re.compile(r"[.!?]\s")
+
+
+def _common_prefix(a: str, b: str) -> int:
+    """Length of the common prefix of `a` and `b` (block-wise compare, then char-wise)."""
+    n, i = min(len(a), len(b)), 0
+    while i + 1024 <= n and a[i: i + 1024] == b[i: i + 1024]:
+        i += 1024
+    while i < n and a[i] == b[i]:
+        i += 1
+    return i
+
+
+def _edit_window(prompt: str, text: str) -> tuple[str, str]:
+    """The sentence(s) of `prompt` around its one changed region, and the same region of `text`
+    (everything outside it is equal in both)."""
+    p = _common_prefix(prompt, text)
+    s = min(_common_prefix(prompt[::-1], text[::-1]), len(prompt) - p, len(text) - p)
+    ends = [m.end() for m in _SENTENCE_END.finditer(prompt, 0, p)]
+    lo = ends[-1] if ends else 0
+    m = _SENTENCE_END.search(prompt, len(prompt) - s)
+    hi = m.start() + 1 if m else len(prompt)
+    return prompt[lo:hi], text[lo: hi + len(text) - len(prompt)]
+
+
 def _consistent(prompt: str, text: str, axis: str) -> bool:
     """The registry tagger's view: the axis changed, no other, no scene word removed."""
+    if len(prompt) > LOCAL_TAG_CHARS:
+        prompt, text = _edit_window(prompt, text)
     tag = tag_axes(prompt, text)
     return tag.supports(axis) and not tag.other_axes(axis) and not tag.removed_content \
         and not tag.added_content
