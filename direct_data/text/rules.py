@@ -83,6 +83,7 @@ import random
 import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
+from functools import lru_cache
 from types import MappingProxyType
 from typing import Any, Literal
 
@@ -553,6 +554,16 @@ def _apply(prompt: str, edit: _Edit) -> str:
     return _fix_article(text, edit.start + (len(repl) - len(repl.lstrip())))
 
 
+def _common_prefix(a: str, b: str) -> int:
+    """Length of the common prefix of `a` and `b` (block-wise compare, then char-wise)."""
+    n, i = min(len(a), len(b)), 0
+    while i + 1024 <= n and a[i: i + 1024] == b[i: i + 1024]:
+        i += 1024
+    while i < n and a[i] == b[i]:
+        i += 1
+    return i
+
+
 def _span(original: str, new: str) -> tuple[int, int, str, str]:
     """Changed character span between original and new, widened to whole words.
 
@@ -560,12 +571,8 @@ def _span(original: str, new: str) -> tuple[int, int, str, str]:
     insertion has an empty `before`.
     """
     n = min(len(original), len(new))
-    p = 0
-    while p < n and original[p] == new[p]:
-        p += 1
-    s = 0
-    while s < n - p and original[-1 - s] == new[-1 - s]:
-        s += 1
+    p = _common_prefix(original, new)
+    s = min(_common_prefix(original[::-1], new[::-1]), n - p)
     a_end, b_end = len(original) - s, len(new) - s
 
     def inside(text: str, i: int) -> bool:
@@ -1877,10 +1884,16 @@ def _magnitudes(prompt: str) -> tuple[list[_Edit], list[_Edit]]:
 _DOUBLED = re.compile(r"\b(\w+)\s+\1\b", re.IGNORECASE)
 
 
+@lru_cache(maxsize=4)
+def _n_doubled(prompt: str) -> int:
+    """Doubled words in a prompt (counted once per prompt, not once per candidate)."""
+    return len(_DOUBLED.findall(prompt))
+
+
 def _fluent_edit(prompt: str, text: str) -> bool:
     """Cheap guards against the rewriter's own word salad: no word doubled by the edit
     ("rapidly rapidly"), no ", ," and no comma right before the final stop."""
-    if len(_DOUBLED.findall(text)) > len(_DOUBLED.findall(prompt)):
+    if len(_DOUBLED.findall(text)) > _n_doubled(prompt):
         return False
     if text.count(",,") > prompt.count(",,") or text.count(", ,") > prompt.count(", ,"):
         return False
@@ -1898,16 +1911,6 @@ _GENERATORS: Mapping[str, Callable[[str], tuple[list[_Edit], list[_Edit]]]] = Ma
 #: seconds, a 100 kB one many minutes). Shorter prompts (perturb's default --max-chars) are tagged whole.
 LOCAL_TAG_CHARS = 2000
 _SENTENCE_END = re.compile(r"[.!?]\s")
-
-
-def _common_prefix(a: str, b: str) -> int:
-    """Length of the common prefix of `a` and `b` (block-wise compare, then char-wise)."""
-    n, i = min(len(a), len(b)), 0
-    while i + 1024 <= n and a[i: i + 1024] == b[i: i + 1024]:
-        i += 1024
-    while i < n and a[i] == b[i]:
-        i += 1
-    return i
 
 
 def _edit_window(prompt: str, text: str) -> tuple[str, str]:
