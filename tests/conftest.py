@@ -27,14 +27,15 @@ def shared_prompt(prompt_id: str) -> str:
     """The shared prompt whose id (sha256 of its text, first 16 hex digits, as in
     `data/rewrites/`) is ``prompt_id``: tests name real prompts without copying them into the repo."""
     if not _BY_ID:
-        import hashlib
         import json
+
+        from direct_data.core.read import prompt_id as id_of
 
         for f in sorted(SHARED_PROMPTS.glob("*.jsonl")):
             for line in f.read_text(encoding="utf-8").splitlines():
                 text = json.loads(line).get("prompt") if line.strip() else None
                 if isinstance(text, str):
-                    _BY_ID.setdefault(hashlib.sha256(text.encode("utf-8")).hexdigest()[:16], text)
+                    _BY_ID.setdefault(id_of(text), text)
     if prompt_id not in _BY_ID:
         raise LookupError(f"no prompt with id {prompt_id} in {SHARED_PROMPTS}")
     return _BY_ID[prompt_id]

@@ -380,9 +380,9 @@ class FluencyScorer:
 
 
 @lru_cache(maxsize=2)
-def load_causal_lm(path: str, device: str = "cpu", dtype: str = "float32") -> tuple[Any, Any]:
+def load_causal_lm(path: str, device: str = "cpu", dtype: str = "bfloat16") -> tuple[Any, Any]:
     """(tokenizer, model) of a causal LM folder or hub id, offline for a folder, no remote code;
-    in `dtype` ("float32" or "bfloat16"). Shared by every scorer in the process."""
+    in `dtype` ("bfloat16", the scorer's default, or "float32"). Shared by every scorer in the process."""
     from direct_data.backends.models import _prefer_passive_openmp
 
     _prefer_passive_openmp()  # idle OpenMP threads sleep instead of spinning (a shared CPU); numerics unchanged

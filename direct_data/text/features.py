@@ -142,10 +142,10 @@ def echo_added(al: Alignment) -> int:
     neg = al.negative.norm
     n = 0
     for s in al.spans:
-        old = set(s.old_norm)
-        near = set(neg[max(0, s.n0 - 4):s.n0]) | set(neg[s.n1:s.n1 + 2])
         if not 0 < len(s.new_norm) <= ECHO_MAX_SPAN:
             continue
+        old = set(s.old_norm)
+        near = set(neg[max(0, s.n0 - 4):s.n0]) | set(neg[s.n1:s.n1 + 2])
         ends = {s.new_norm[0], s.new_norm[-1]}
         n += sum(1 for w in ends if w not in _ECHO_SKIP and len(w) > 2 and w not in old and w in near)
     return n

@@ -458,35 +458,6 @@ def _main_verb(toks: list[Token], noun: tuple[bool, ...]) -> int | None:
     return best.get("finite", best.get("ing"))
 
 
-def _subject_head(toks: list[Token], noun: tuple[bool, ...], content: tuple[bool, ...]
-                  ) -> int | None:
-    """Index of the subject's head noun (the word before the main verb and its auxiliaries), or
-    for a gerund-initial caption ("Lifting a weight") the head of its first object."""
-    v = _main_verb(toks, noun)
-    head: int | None = None
-    if v is not None:
-        head = v - 1
-        while head >= 0 and toks[head].lower in BE_AUX:
-            head -= 1
-    elif toks and verb_lemma(toks[0].text) is not None:
-        for j in range(1, len(toks)):
-            if toks[j].lower in STOPWORDS or toks[j].lower in NOUN_MARKERS:
-                continue
-            k = j
-            while k + 1 < len(toks) and toks[k + 1].lower not in STOPWORDS \
-                    and toks[k + 1].lower not in NOUN_MARKERS and content[k + 1]:
-                k += 1
-            head = k
-            break
-    if head is None or head < 0 or toks[head].lower in STOPWORDS:
-        return None
-    if toks[head].lower in ANIMATE or singular_key(toks[head].lower) in ANIMATE:
-        return None
-    if not (content[head] or noun[head]):
-        return None
-    return head
-
-
 def singular_key(word: str) -> str:
     """Plural-insensitive key for the ANIMATE list."""
     return word[:-1] if word.endswith("s") and not word.endswith("ss") else word
@@ -516,15 +487,6 @@ def _compound_start(toks: list[Token], head: int, content: tuple[bool, ...]) -> 
             and toks[head - 1].lower not in ANIMATE and "-" not in toks[head - 1].lower:
         return head - 1
     return head
-
-
-def _clause_end(text: str) -> int:
-    """Where a clause-level modifier goes: before the first comma, else before the final stop."""
-    comma = text.find(",")
-    if comma > 0:
-        return comma
-    m = re.search(r"[\s.!?;:]*$", text)
-    return m.start() if m else len(text)
 
 
 def _fix_article(text: str, pos: int) -> str:
@@ -842,13 +804,6 @@ def _np_opens_clause(text: str, toks: list[Token], head: int, form: str) -> bool
     return form == "ing" and before in ("of", "with", "in", "on", "from", "by", "into", "onto")
 
 
-def _inanimate(toks: list[Token], i: int | None) -> bool:
-    if i is None or i < 0:
-        return False
-    w = toks[i].lower
-    return w not in ANIMATE and singular_key(w) not in ANIMATE
-
-
 def _clause_has(text: str, an: _Anchor, axis: str) -> bool:
     """Whether the anchor's clause already names `axis` after the verb ("running in circles")."""
     words = get_axis(axis).words
@@ -1078,10 +1033,6 @@ def _surface_kind(word: str | None) -> str | None:
     if _cls(word, HARD_SURFACES) or _cls(word, SOLID_OBJECTS):
         return "hard"
     return None
-
-
-def _context_words(toks: list[Token], i: int, width: int = 8) -> set[str]:
-    return {toks[k].lower for k in range(max(0, i - width), min(len(toks), i + width + 1)) if k != i}
 
 
 def _coordinated_subject(text: str, toks: list[Token], noun: tuple[bool, ...], i: int
