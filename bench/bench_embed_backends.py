@@ -5,7 +5,8 @@ Sides, each in its own fresh subprocess (model load / export outside the timed c
   torch     Embedder(backend="torch").embed(texts), empty cache
   onnx      Embedder(backend="onnx").embed(texts), empty cache (ONNX Runtime, fused, int8 dynamic, 1 text/pass)
   openvino  Embedder(backend="openvino").embed(texts), empty cache (OpenVINO, bf16 where the CPU has it)
-Order: bare, torch, onnx, openvino, then reversed for the next repeat. Throughput = distinct texts /
+  openvino-f32  Embedder(backend="openvino-f32").embed(texts), empty cache (OpenVINO, f32 on every CPU)
+Order: bare, torch, onnx, openvino, openvino-f32, then reversed for the next repeat. Throughput = distinct texts /
 wall of the embed call; ratios against bare and torch use the best run of each side.
 
 Agreement, against the torch backend's vectors: mean / min cosine, and the share of prompts whose
@@ -31,7 +32,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 import common as C  # noqa: E402
 
 SCRIPT = Path(__file__).resolve()
-BACKENDS = ("torch", "onnx", "openvino")
+BACKENDS = ("torch", "onnx", "openvino", "openvino-f32")
+FAST = BACKENDS[1:]  # the runtimes compared against torch
 TARGETS = {"speedup_vs_bare": 2.0, "mean_cos": 0.99, "unchanged": 0.97}
 
 
@@ -60,7 +62,7 @@ def side_prepare(p: dict) -> dict:
     from direct_data.backends.embed import Embedder
 
     out = {}
-    for b in ("onnx", "openvino"):
+    for b in FAST:
         with C.Timer() as t:
             e = Embedder(backend=b, use_cache=False)
             e.embed(["a ball rolls down a hill", "two cats"])
@@ -209,10 +211,10 @@ def run(repeats: int, n: int) -> dict:
         if s != "torch":
             row |= _agreement(ref, vecs[s])
         table[s] = row
-    ok = [b for b in ("onnx", "openvino") if table[b]["mean_cos"] >= TARGETS["mean_cos"] and table[b]["unchanged"] >= TARGETS["unchanged"]]
+    ok = [b for b in FAST if table[b]["mean_cos"] >= TARGETS["mean_cos"] and table[b]["unchanged"] >= TARGETS["unchanged"]]
     # k-means retrained on vectors that differ by ~1e-5 (bare encode vs torch backend: identical -> 1.0)
     # can still move boundary prompts; on the centroids held fixed the embedding alone is judged
-    ok_fixed = [b for b in ("onnx", "openvino") if table[b]["mean_cos"] >= TARGETS["mean_cos"] and table[b]["unchanged_same_centroids"] >= TARGETS["unchanged"]]
+    ok_fixed = [b for b in FAST if table[b]["mean_cos"] >= TARGETS["mean_cos"] and table[b]["unchanged_same_centroids"] >= TARGETS["unchanged"]]
     fastest_fixed = max(ok_fixed, key=lambda b: table[b]["texts_per_s"]) if ok_fixed else "torch"
     fastest = max(ok, key=lambda b: table[b]["texts_per_s"]) if ok else "torch"
     return {
@@ -261,15 +263,19 @@ def markdown(res: dict) -> str:
               f"Meeting the agreement targets with k-means retrained: {', '.join(res['meets_agreement']) or 'none'} (fastest: {res['fastest_meeting_targets']}); "
               f"with the partition unchanged judged on torch's centroids: {', '.join(res['meets_agreement_same_centroids']) or 'none'} "
               f"(fastest: **{res['fastest_meeting_targets_same_centroids']}**). The prompts that move sit on partition boundaries: median margin "
-              + ", ".join(f"{b} {t[b].get('moved_median_margin')}" for b in ("onnx", "openvino")) + f" vs {t['openvino'].get('all_median_margin')} over all prompts.",
+              + ", ".join(f"{b} {t[b].get('moved_median_margin')}" for b in FAST) + f" vs {t['openvino'].get('all_median_margin')} over all prompts.",
               "", "Seeds (`seed_sweep`): k-means retrained on both sides with each of seeds " + f"{min(SWEEP_SEEDS)}-{max(SWEEP_SEEDS)}: "
               + "; ".join(f"{b} unchanged median {t[b]['unchanged_seeds']['median']:.2%} (min {t[b]['unchanged_seeds']['min']:.2%}, max "
                           f"{t[b]['unchanged_seeds']['max']:.2%}; {t[b]['unchanged_seeds']['meeting_target']} of {len(SWEEP_SEEDS)} seeds >= {TARGETS['unchanged']:.0%})"
-                          for b in ("onnx", "openvino") if "unchanged_seeds" in t[b])
+                          for b in FAST if "unchanged_seeds" in t[b])
               + (". For scale, torch against torch with only the seed changed (s vs s + 1, ids matched one to one): median "
                  f"{t['openvino']['unchanged_seeds']['torch_seed_change_only_matched']['median']:.2%} unchanged. Lloyd's iterations amplify a 1e-5 "
                  "difference in the vectors into another local optimum, so the retrained figure measures k-means as much as the backend; the "
                  "centroids held fixed judge the embedding alone." if "unchanged_seeds" in t.get("openvino", {}) else ""),
+              "", "Every target at once, k-means retrained: the speed target is met by "
+              + (", ".join(b for b in FAST if t[b]["vs_bare"] >= TARGETS["speedup_vs_bare"]) or "none") + ", the agreement targets by "
+              + (", ".join(res["meets_agreement"]) or "none") + "; both by "
+              + (", ".join(b for b in res["meets_agreement"] if t[b]["vs_bare"] >= TARGETS["speedup_vs_bare"]) or "**none** on this machine") + ".",
               "", f"Default backend: **{res['default_choice']['backend']}** (rule: {res['default_choice']['rule']}; texts per CPU-second: {res['default_choice'].get('texts_per_cpu_s')}).",
               "First use (export + optimise/quantise, once per model, cached under ~/.cache/direct-data/models/embedders/): "
               + ", ".join(f"{b} {v['first_use_s']} s" for b, v in res["prepare"]["backends"].items()) + "."]

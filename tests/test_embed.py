@@ -239,6 +239,22 @@ def test_backends_agree_with_torch_and_tokenise_alike(texts, others):
         assert "-L16-" in short.identity
 
 
+def test_openvino_f32_gives_torchs_vectors_and_partitions():
+    """openvino-f32 exists for users who need torch's partitions: k-means retrained on its vectors
+    must give torch's labels (bf16's ~1e-3 differences move a few percent of them)."""
+    from direct_data.stages.partition import PartitionConfig, partition_vectors
+
+    sample = _real_prompts(400)
+    v_ref = Embedder(backend="torch", use_cache=False).embed(sample)
+    emb = Embedder(backend="openvino-f32", use_cache=False)
+    assert emb.variant == "ov-f32-v1" and emb.identity.endswith("-eqlen-ov-f32-v1")
+    v = emb.embed(sample)
+    assert np.abs(v - v_ref).max() < 1e-5
+    for seed in (0, 1):
+        cfg = PartitionConfig(k=10, seed=seed)
+        assert partition_vectors(v, cfg)["labels"].tolist() == partition_vectors(v_ref, cfg)["labels"].tolist()
+
+
 def test_backend_is_part_of_the_cache_key(texts, tmp_path):
     sub = texts[:10]
     ov = Embedder(backend="openvino", cache_dir=tmp_path)
@@ -246,7 +262,7 @@ def test_backend_is_part_of_the_cache_key(texts, tmp_path):
     assert Embedder(backend="torch", cache_dir=tmp_path).plan(sub) == (10, 10)  # torch vectors are not served from the openvino cache
     again = Embedder(backend="openvino", cache_dir=tmp_path)
     assert again.embed(sub).tobytes() == v.tobytes() and not again.model_loaded and again.stats.cached == 10
-    assert DEFAULT_EMBED_BACKEND in ("torch", "onnx", "openvino")
+    assert DEFAULT_EMBED_BACKEND in ("torch", "onnx", "openvino", "openvino-f32")
 
 
 def test_missing_runtime_is_a_one_line_user_error(monkeypatch, tmp_path):

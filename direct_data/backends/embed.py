@@ -20,8 +20,9 @@ The model is loaded lazily: the identity and the width are read from the model f
 `plan()` and a fully cached `embed()` never load it (see `Embedder.model_loaded`).
 
 Backends (`backend=`, `--embed-backend`): `torch` (sentence-transformers' `encode`), `onnx` (ONNX
-Runtime, fused graph, int8 dynamic quantisation, one text per pass) and `openvino` (OpenVINO, bf16
-where the CPU has it); see `direct_data.backends.fast_embed`. A non-torch backend's variant is part
+Runtime, fused graph, int8 dynamic quantisation, one text per pass), `openvino` (OpenVINO, bf16
+where the CPU has it) and `openvino-f32` (OpenVINO in f32 on every CPU: torch's vectors to ~2e-7, so
+k-means gives torch's partitions); see `direct_data.backends.fast_embed`. A non-torch backend's variant is part
 of the identity (`...-eqlen-ov-bf16-v1`), so vectors of different backends are never mixed; the
 torch identity is unchanged.
 """

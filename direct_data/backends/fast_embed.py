@@ -15,7 +15,11 @@ So the same steps are done here with the runtimes themselves:
    function of the text, by construction);
 3. openvino: the fp32 export compiled by OpenVINO with bf16 inference precision where the CPU has
    bf16 instructions (f32 elsewhere; the variant, and so the cache identity, says which), fed the
-   Embedder's equal-token-length batches (no padding, no cross-row arithmetic).
+   Embedder's equal-token-length batches (no padding, no cross-row arithmetic);
+4. openvino-f32: the same graph with f32 inference precision on every CPU. Its vectors match torch's
+   to ~2e-7, so k-means retrained on them gives torch's partitions (100% on the shared prompts over
+   seeds 0-9, where bf16's ~1e-3 differences move a median 3.3%); on this machine it is 1.45x bare
+   `encode` where bf16 is 2.08x (`bench/results/embed_backends.md`).
 
 Exports are cached under `$DIRECT_DATA_MODEL_CACHE` (default ~/.cache/direct-data/models) in
 `embedders/<model identity>/<variant>/model.onnx`, written to a temp folder then renamed.
@@ -36,12 +40,13 @@ from direct_data.core.errors import UserError
 
 log = logging.getLogger(__name__)
 
-EMBED_BACKENDS = ("torch", "onnx", "openvino")
+EMBED_BACKENDS = ("torch", "onnx", "openvino", "openvino-f32")
 INSTALL = {
     "onnx": "pip install 'direct-data[onnx]'  (onnxruntime, onnx)",
     "openvino": "pip install 'direct-data[openvino]'  (openvino, onnx)",
+    "openvino-f32": "pip install 'direct-data[openvino]'  (openvino, onnx)",
 }
-_NEEDS = {"onnx": ("onnxruntime", "onnx"), "openvino": ("openvino", "onnx")}
+_NEEDS = {"onnx": ("onnxruntime", "onnx"), "openvino": ("openvino", "onnx"), "openvino-f32": ("openvino", "onnx")}
 ONNX_OPSET = 17
 EXPORT_VERSION = "v1"  # bump when the export / optimisation / quantisation recipe changes
 OPENVINO_BATCH = 256  # equal-length texts per forward pass (measured: ~1.7x the throughput of 64)
@@ -77,7 +82,12 @@ def backend_variant(backend: str) -> str:
     require_backend(backend)
     if backend == "onnx":
         return f"ort-int8dyn-{EXPORT_VERSION}"
-    return f"ov-{openvino_precision()}-{EXPORT_VERSION}"
+    return f"ov-{_precision(backend)}-{EXPORT_VERSION}"
+
+
+def _precision(backend: str) -> str:
+    """OpenVINO inference precision of an openvino backend: forced f32, or the CPU's best."""
+    return "f32" if backend == "openvino-f32" else openvino_precision()
 
 
 # --------------------------------------------------------------------------- export
@@ -217,6 +227,7 @@ class OpenVinoEncoder(RuntimeEncoder):
         import openvino as ov
 
         super().__init__(model_path, transformer_dir, export_fp32(model_path, root) / "model.onnx")
+        self.precision = precision
         core = ov.Core()
         # no thread pinning: on a CPU shared with other work, pinned threads wait for busy cores
         # (measured on 2 shared cores: 25.6 texts/s pinned, 38.1 unpinned); numerics are unchanged
@@ -241,4 +252,4 @@ def load_runtime(backend: str, model_path: str, identity: str) -> RuntimeEncoder
     root = default_model_cache() / "embedders" / identity
     if backend == "onnx":
         return OnnxRuntimeEncoder(model_path, tdir, root)
-    return OpenVinoEncoder(model_path, tdir, root, openvino_precision())
+    return OpenVinoEncoder(model_path, tdir, root, _precision(backend))

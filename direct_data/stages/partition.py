@@ -44,8 +44,9 @@ class PartitionConfig(StageConfig):
     text_column: str | None = option(None, help="Text column of the input rows.", default_help="prompt, else caption, else text")
     max_chars: int = option(DEFAULT_MAX_CHARS, min=1, help="Reject prompts longer than this (after whitespace folding).")
     model: str | None = option(None, help="sentence-transformers folder or name.", default_help="packaged all-MiniLM-L6-v2")
-    embed_backend: str | None = option(None, choices=("torch", "onnx", "openvino"),
-                                       help="Embedding runtime: torch (sentence-transformers), onnx (ONNX Runtime, int8) or openvino (bf16 where the CPU has it).",
+    embed_backend: str | None = option(None, choices=("torch", "onnx", "openvino", "openvino-f32"),
+                                       help="Embedding runtime: torch (sentence-transformers), onnx (ONNX Runtime, int8), openvino (bf16 where the CPU has it) "
+                                            "or openvino-f32 (f32 everywhere: torch's partitions, slower).",
                                        default_help="openvino; torch for a model its folder's files do not describe (a hub id)")
     batch_size: int | None = option(None, min=1, help="Embedding batch size (texts of one token length per forward pass).",
                                     default_help="64 for torch, 256 for openvino; onnx runs one text per pass")
