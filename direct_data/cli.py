@@ -21,11 +21,49 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
+try:  # recent typer vendors its own click (typer._click)
+    from typer._click.exceptions import UsageError as _UsageError
+except ImportError:  # pragma: no cover - older typer on a user's machine
+    from click.exceptions import UsageError as _UsageError
+from typer.core import TyperGroup
+
 from direct_data import __version__
 from direct_data.core.config import StageConfig, _unwrap, load_toml
 from direct_data.core.errors import ConfigError, UserError
 
+
+class _OneLineUsageError(_UsageError):
+    """A usage error (unknown option, value out of a flag's range, missing argument) as one line."""
+
+    def show(self, file: Any = None) -> None:
+        err.print(f"error: {self.message}", markup=False, soft_wrap=True)
+
+
+def _one_line(e: _UsageError, ctx: Any) -> _UsageError:
+    if isinstance(e, _OneLineUsageError) or type(e).__name__ == "NoArgsIsHelpError":  # that one prints the help
+        return e
+    path = (e.ctx or ctx).command_path
+    return _OneLineUsageError(f"{path}: {' '.join(e.format_message().split())} (see {path} --help)")
+
+
+class OneLineErrors(TyperGroup):
+    """Click prints a usage error as usage, hint and message (three lines); every user error here is one."""
+
+    def parse_args(self, ctx: Any, args: list[str]) -> list[str]:
+        try:
+            return super().parse_args(ctx, args)
+        except _UsageError as e:
+            raise _one_line(e, ctx) from None
+
+    def invoke(self, ctx: Any) -> Any:
+        try:
+            return super().invoke(ctx)
+        except _UsageError as e:  # raised while parsing a (sub)command's own arguments
+            raise _one_line(e, ctx) from None
+
+
 app = typer.Typer(
+    cls=OneLineErrors,
     name="direct-data",
     help="Mine contrastive negatives (macro: distant semantic partitions; micro: single-axis physics rewrites) "
     "for DiReCT post-training of text-to-video models, and train Wan 2.1 on them.",
@@ -56,6 +94,10 @@ def main(
     verbose: bool = typer.Option(False, "--verbose", "-v", help="Log what each stage does (INFO) on stderr."),
 ) -> None:
     logging.basicConfig(level=logging.INFO if verbose else logging.WARNING, format="%(levelname)s %(name)s: %(message)s", stream=sys.stderr)
+    if not sys.stderr.isatty():  # as our own progress: no library bars ("Loading weights") in logs and pipes
+        from huggingface_hub.utils import disable_progress_bars
+
+        disable_progress_bars()
 
 
 def stats_table(title: str, rows: list[tuple[str, object]]) -> Table:

@@ -133,6 +133,8 @@ def run_pipeline(path: str | Path, *, force: bool = False, show_progress: bool =
     train_over = load_toml(path, TrainConfig)
     sample_cfg = SampleConfig.build(toml=load_toml(path, SampleConfig))
     root = Path(pc.out)
+    # every table is checked before any work, the [train] one too (not only once training is reached)
+    tcfg = preset(pc.objective, **{**train_over, "out_dir": str(root / "train"), "progress": show_progress})
     last = STEPS.index(pc.stop_after)
     done: dict[str, Any] = {}
 
@@ -150,8 +152,6 @@ def run_pipeline(path: str | Path, *, force: bool = False, show_progress: bool =
         step("encode", lambda: encode(root / "partition", root / "encode", enc_cfg, negatives=root / "perturb" if last >= 1 else None,
                                       force=force, show_progress=show_progress))
     if last >= 3:
-        over = {**train_over, "out_dir": str(root / "train"), "progress": show_progress}
-        tcfg = preset(pc.objective, **over)
         step("train", lambda: train_run(root / "partition", root / "encode", tcfg))
     if last >= 4:
         prompts = list(pc.sample_prompts)

@@ -121,6 +121,12 @@ def write_sample(path: str | Path, n: int = 400, *, seed: int = 0, clips: bool =
     path = Path(path)
     if path.is_dir():
         raise OutputError(f"--out {path}: is a folder; give a .jsonl file path")
+    if path.suffix.lower() != ".jsonl":  # the readers pick the format by suffix: JSONL under .csv would not read back
+        raise OutputError(f"--out {path}: give a .jsonl file path (the sample is JSON Lines)")
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+    except OSError as e:  # a file where a folder should be, no permission, a read-only file system
+        raise OutputError(f"--out {path}: cannot create its folder ({e.strerror or e})") from None
     rows = generate_sample(n, seed=seed)
     if clips:
         folder = path.parent / f"{path.stem}-clips"

@@ -18,8 +18,8 @@ So the same steps are done here with the runtimes themselves:
    Embedder's equal-token-length batches (no padding, no cross-row arithmetic);
 4. openvino-f32: the same graph with f32 inference precision on every CPU. Its vectors match torch's
    to ~2e-7, so k-means retrained on them gives torch's partitions (100% on the shared prompts over
-   seeds 0-9, where bf16's ~1e-3 differences move a median 3.3%); on this machine it is 1.45x bare
-   `encode` where bf16 is 2.08x (`bench/results/embed_backends.md`).
+   seeds 0-9, where bf16's ~1e-3 differences move a median 3.3%); on this machine it is 1.3x bare
+   `encode` where bf16 is 2.4x (`bench/results/embed_backends.md`).
 
 Exports are cached under `$DIRECT_DATA_MODEL_CACHE` (default ~/.cache/direct-data/models) in
 `embedders/<model identity>/<variant>/model.onnx`, written to a temp folder then renamed.

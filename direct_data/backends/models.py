@@ -89,7 +89,13 @@ def load_sentence_model(name_or_path: str | None = None, *, device: str = "cpu")
     path = resolve_embedder(name_or_path)
     if Path(path).is_dir():
         os.environ.setdefault("HF_HUB_OFFLINE", "1")
-    return SentenceTransformer(path, device=device, trust_remote_code=False)
+    try:
+        return SentenceTransformer(path, device=device, trust_remote_code=False)
+    except (OSError, ValueError) as e:  # not a model folder, or one transformers cannot read
+        from direct_data.core.errors import UserError
+
+        first = (str(e).strip().splitlines() or [type(e).__name__])[0]
+        raise UserError(f"embedding model {path}: cannot load it ({type(e).__name__}: {first})") from None
 
 
 @dataclass(frozen=True)

@@ -24,6 +24,8 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import json
+import math
+import re
 import tomllib
 import types
 import typing
@@ -124,6 +126,8 @@ def coerce(name: str, value: Any, tp: Any) -> Any:
             return value
     elif base is float:
         if isinstance(value, (int, float)) and not isinstance(value, bool):
+            if isinstance(value, float) and not math.isfinite(value):  # nan passes every range check, inf every minimum
+                raise ConfigError(f"{name}: expected a finite number, got {value}")
             return float(value)
     elif base is str:
         if isinstance(value, str):
@@ -144,6 +148,17 @@ def _check_range(name: str, value: Any, meta: dict) -> None:
             raise ConfigError(f"{name}: must be >= {meta['min']}, got {v}")
         if meta.get("max") is not None and isinstance(v, (int, float)) and v > meta["max"]:
             raise ConfigError(f"{name}: must be <= {meta['max']}, got {v}")
+
+
+_HUB_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]*(/[A-Za-z0-9][A-Za-z0-9._-]*)?")
+
+
+def check_model_path(name: str, value: str | None) -> None:
+    """A `ConfigError` when a model given as a local path (absolute, `./`, `~`, more than one `/`)
+    does not exist; a hub id (`name` or `owner/name`) and an existing path pass unchecked."""
+    if value is None or _HUB_ID.fullmatch(value) or Path(value).expanduser().exists():
+        return
+    raise ConfigError(f"{name} {value}: no such folder (give a local model folder or a hub id owner/name)")
 
 
 # --------------------------------------------------------------------------- the base class

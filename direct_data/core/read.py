@@ -106,6 +106,8 @@ class ReadResult:
 def _decode_lines(path: Path) -> Iterator[tuple[int, str | None, bytes]]:
     with open(path, "rb") as f:
         for i, line in enumerate(f):
+            if i == 0 and line.startswith(b"\xef\xbb\xbf"):  # a UTF-8 byte-order mark is not part of the first row
+                line = line[3:]
             try:
                 yield i, line.decode("utf-8"), line
             except UnicodeDecodeError:
@@ -140,7 +142,7 @@ def _read_jsonl(path: Path) -> Iterator[RawRow]:
 
 def _read_json(path: Path) -> Iterator[RawRow]:
     try:
-        data = json.loads(path.read_bytes().decode("utf-8"))
+        data = json.loads(path.read_bytes().decode("utf-8-sig"))
     except UnicodeDecodeError as e:
         raise InputError(f"{path}: not UTF-8 (byte {e.start})") from None
     except json.JSONDecodeError as e:

@@ -20,7 +20,7 @@ from typing import Any
 import numpy as np
 from datasets import Features, List, Value
 
-from direct_data.core.config import StageConfig, option, register
+from direct_data.core.config import StageConfig, check_model_path, option, register
 from direct_data.core.errors import ConfigError, InputError
 from direct_data.core.manifest import StageOutput, open_output
 from direct_data.core.runner import FinalWriter, Inputs, Stage, Unit, UnitWriter, unit_name
@@ -110,6 +110,9 @@ class EncodeConfig(StageConfig):
             raise ConfigError(f"--vae {self.vae} needs --video-column (the column of the input rows with each clip's path)")
         if self.video_column and not self.vae:
             raise ConfigError("--video-column needs --vae: a Wan checkpoint folder, or `pixels` for 3-channel pixel latents")
+        check_model_path("--text-encoder", self.text_encoder)
+        if self.vae != PIXELS:
+            check_model_path("--vae", self.vae)
 
 
 # --------------------------------------------------------------------------- text encoders
@@ -204,6 +207,11 @@ class VideoEncoder:
         return ((z.cpu() - self.mean) / self.std)[0]
 
 
+def _first_line(e: BaseException) -> str:
+    lines = str(e).strip().splitlines()
+    return f"{type(e).__name__}: {lines[0]}" if lines else type(e).__name__
+
+
 def pixel_latents(clip: np.ndarray):
     """A uint8 clip (T, H, W, 3) as pixel-space latents (3, T, H, W) in [-1, 1] (`--vae pixels`)."""
     import torch
@@ -238,6 +246,14 @@ class EncodeStage(Stage):
                 self.clips.append((i, r["prompt_id"], meta.get(cfg.video_column) if cfg.video_column else None))
             if cfg.video_column and self.clips and not any(v for _, _, v in self.clips):
                 raise InputError(f"{part.path}: no row has a {cfg.video_column!r} value in its input columns (meta)")
+        if cfg.latents:  # read its header now: a file that is not safetensors is an error before any work
+            from safetensors import safe_open
+
+            try:
+                with safe_open(cfg.latents, framework="pt") as f:
+                    f.keys()
+            except Exception as e:  # safetensors raises its own error type (and OSError)
+                raise InputError(f"--latents {cfg.latents}: not a safetensors file ({_first_line(e)})") from None
         self._encoder = None
         self._vencoder = None
         self._provided = None
@@ -260,7 +276,10 @@ class EncodeStage(Stage):
     def _texts(self, rows: list[dict], out: UnitWriter) -> dict:
         cfg = self.config
         if self._encoder is None:
-            self._encoder = TextEncoder(cfg.text_encoder, max_tokens=cfg.max_text_tokens, dtype=cfg.text_dtype)
+            try:
+                self._encoder = TextEncoder(cfg.text_encoder, max_tokens=cfg.max_text_tokens, dtype=cfg.text_dtype)
+            except (OSError, ValueError) as e:  # not a model folder, or one transformers cannot read
+                raise InputError(f"--text-encoder {cfg.text_encoder}: cannot load it ({_first_line(e)})") from None
         enc = self._encoder
         for b in range(0, len(rows), cfg.batch_size):
             batch = rows[b : b + cfg.batch_size]
@@ -280,6 +299,11 @@ class EncodeStage(Stage):
 
             self._provided = safe_open(cfg.latents, framework="pt")
             self._available = set(self._provided.keys())
+        if cfg.vae and cfg.vae != PIXELS and self._vencoder is None and any(v for _, _, v in clips):
+            try:  # once, outside the per-clip rejects: a VAE that cannot load is one error, not a reject per clip
+                self._vencoder = VideoEncoder(cfg.vae)
+            except (OSError, ValueError) as e:
+                raise InputError(f"--vae {cfg.vae}: cannot load it ({_first_line(e)})") from None
         n = 0
         for i, pid, video in clips:
             try:

@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from direct_data.core.config import StageConfig, option, register
+from direct_data.core.config import StageConfig, check_model_path, option, register
 from direct_data.core.errors import ConfigError
 from direct_data.core.executors import executor_option, ray_actors_option, ray_address_option, ray_num_gpus_option
 from direct_data.core.read import DEFAULT_MAX_CHARS, ReadResult, read_prompts
@@ -67,6 +67,9 @@ class PartitionConfig(StageConfig):
     ray_address: str = ray_address_option()
     ray_actors: int | None = ray_actors_option()
     ray_num_gpus: float = ray_num_gpus_option("embedding")
+
+    def check(self) -> None:
+        check_model_path("--model", self.model)
 
 
 def choose_k(n: int) -> int:

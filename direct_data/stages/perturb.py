@@ -24,7 +24,7 @@ from typing import Any, Protocol
 from datasets import Features, List, Value
 
 from direct_data.backends.judge import judge_api_key_env_option, judge_api_option, judge_model_option, judge_option, judge_url_option
-from direct_data.core.config import StageConfig, option, register
+from direct_data.core.config import StageConfig, check_model_path, option, register
 from direct_data.core.errors import ConfigError
 from direct_data.core.executors import executor_option, ray_actors_option, ray_address_option, ray_num_gpus_option
 from direct_data.core.read import DEFAULT_MAX_CHARS, read_prompts
@@ -141,6 +141,10 @@ class PerturbConfig(StageConfig):
             raise ConfigError(f"the {self.judge} judge needs --judge-model")
         if self.judge == "openai" and not self.judge_url:
             raise ConfigError("the openai judge needs --judge-url (an OpenAI-compatible endpoint, e.g. `vllm serve`)")
+        if self.backend == "vllm":  # an openai --model is the server's name for it, whatever it looks like
+            check_model_path("--model", self.model)
+        if self.judge == "vllm":
+            check_model_path("--judge-model", self.judge_model)
 
 
 def request_seed(seed: int, prompt_id: str, axis: str) -> int:

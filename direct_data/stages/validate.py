@@ -19,8 +19,8 @@ from typing import Any
 from datasets import Features, Value
 
 from direct_data.backends.judge import judge_api_key_env_option, judge_api_option, judge_model_option, judge_option, judge_url_option
-from direct_data.core.config import StageConfig, option, register
-from direct_data.core.errors import ConfigError
+from direct_data.core.config import StageConfig, check_model_path, option, register
+from direct_data.core.errors import ConfigError, InputError
 from direct_data.core.executors import executor_option, ray_actors_option, ray_address_option
 from direct_data.core.read import iter_raw_rows
 from direct_data.core.runner import FinalWriter, Inputs, Stage, Unit, UnitWriter, unit_name
@@ -82,6 +82,7 @@ def check_validator_options(cfg: Any) -> None:
         raise ConfigError("--fluency adds features to the learnt validator: use it with --validator learnt")
     if cfg.fluency_model and not cfg.fluency:
         raise ConfigError("--fluency-model is the fluency scorer's model: add --fluency")
+    check_model_path("--fluency-model", cfg.fluency_model)
 
 
 @register
@@ -113,6 +114,8 @@ class ValidateConfig(StageConfig):
             raise ConfigError(f"the {self.judge} judge needs --judge-model")
         if self.judge == "openai" and not self.judge_url:
             raise ConfigError("the openai judge needs --judge-url (an OpenAI-compatible endpoint, e.g. `vllm serve`)")
+        if self.judge == "vllm":
+            check_model_path("--judge-model", self.judge_model)
 
 
 def stage_judge(config: Any):
@@ -211,6 +214,8 @@ class ValidateStage(Stage):
 
     def read(self, inputs: Inputs) -> None:
         self.raws = [r for f in inputs.files for r in iter_raw_rows(f)]
+        if not self.raws:  # as partition and perturb: an empty file is a mistake, not zero verdicts
+            raise InputError(f"{', '.join(map(str, inputs.files))}: the input has no rows")
         self.same: dict[tuple, list[int]] = {}  # (prompt, negative) key -> the rows that carry it
         for i in range(len(self.raws)):
             key = _key(self._record(i))

@@ -138,7 +138,15 @@ def load_labelled(path: str | Path | None = None, prompts_dir: str | Path | None
         for n, line in enumerate(f, 1):
             if not line.strip():
                 continue
-            r = json.loads(line)
+            try:
+                r = json.loads(line)
+                if not isinstance(r, dict):
+                    raise ValueError("not a JSON object")
+                for key in ("source", "line", "prompt_id", "axis", "negative", "label", "split", "id"):
+                    if key not in r:
+                        raise ValueError(f"no {key!r} field")
+            except ValueError as e:  # json.JSONDecodeError is a ValueError
+                raise UserError(f"{path}:{n}: not a labelled row ({e})") from None
             if splits is not None and r.get("split") not in splits:
                 continue
             src = r["source"]

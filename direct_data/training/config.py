@@ -203,6 +203,9 @@ class TrainConfig(StageConfig):
         if unknown:
             raise ConfigError(f"model_overrides: unknown WanTransformer3DModel option{'s' if len(unknown) > 1 else ''} "
                               f"{', '.join(unknown)} (known: {', '.join(sorted(known))})")
+        for k, v in self.model_overrides.items():  # sizes are positive integers: a 0 or -1 layer count would only fail deep in peft
+            if type(known[k]) is int and (type(v) is not int or v < 1):
+                raise ConfigError(f"model_overrides: {k} must be an integer >= 1, got {v!r}")
         io = {k: self.model_overrides[k] for k in ("in_channels", "out_channels") if k in self.model_overrides}
         if len(io) == 2 and io["in_channels"] != io["out_channels"]:
             raise ConfigError(f"model_overrides: out_channels={io['out_channels']} must equal in_channels="

@@ -100,7 +100,11 @@ def load_checkpoint_model(checkpoint: str | Path, *, device: str = "cpu"):
     cfg["text_len"] = meta["state"].get("text_len") or cfg.get("text_len")  # the padding the run trained with
     cfg["latent_shape"] = meta["state"].get("latent_shape")
     if (ckpt / "transformer").is_dir():
-        model = wan.build_transformer(pretrained=ckpt / "transformer")
+        try:
+            model = wan.build_transformer(pretrained=ckpt / "transformer")
+        except (OSError, ValueError) as e:  # missing or corrupt weights in the checkpoint
+            first = (str(e).strip().splitlines() or [type(e).__name__])[0]
+            raise InputError(f"{ckpt / 'transformer'}: cannot load the checkpoint's transformer ({type(e).__name__}: {first})") from None
     else:
         lora = ckpt / LORA_WEIGHT_NAME
         channels = cfg["latent_shape"][0] if cfg.get("latent_shape") else None
@@ -109,7 +113,11 @@ def load_checkpoint_model(checkpoint: str | Path, *, device: str = "cpu"):
         from peft.utils import set_peft_model_state_dict
 
         wan.add_lora(model, rank=cfg["lora_rank"], alpha=cfg.get("lora_alpha"), target_modules=cfg["lora_targets"], seed=cfg["seed"])
-        sd = {k.removeprefix("transformer."): v for k, v in load_file(str(lora)).items()}
+        try:
+            sd = {k.removeprefix("transformer."): v for k, v in load_file(str(lora)).items()}
+        except Exception as e:  # safetensors raises its own error type for a corrupt file
+            first = (str(e).strip().splitlines() or [type(e).__name__])[0]
+            raise InputError(f"{lora}: cannot read the checkpoint's adapter ({type(e).__name__}: {first})") from None
         res = set_peft_model_state_dict(model, sd)
         if getattr(res, "unexpected_keys", None):
             raise ValueError(f"{lora}: keys the model lacks: {res.unexpected_keys[:5]}")

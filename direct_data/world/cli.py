@@ -19,7 +19,44 @@ world_app = typer.Typer(
     rich_markup_mode=None,
 )
 console = Console()
-err = Console(stderr=True)
+err = Console(stderr=True, soft_wrap=True)  # an error is one line, however long
+
+
+def _fail(msg: str) -> None:
+    err.print(f"error: {msg}", markup=False, highlight=False)
+    raise typer.Exit(2)
+
+
+#: --set integers that may be 0 (the others count steps, rows, threads: at least 1)
+_MAY_BE_ZERO = ("data_seed", "pretrain_warmup", "n_base_check")
+
+
+def check_overrides(over: dict) -> None:
+    """`--set` values against the types of `ExperimentConfig`'s defaults, before any work: a string
+    for a count, a negative or non-finite number is a `UserError` here, not a traceback minutes later."""
+    import math
+    from dataclasses import MISSING, fields
+
+    from direct_data.world.experiment import ExperimentConfig
+
+    defaults = {f.name: f.default for f in fields(ExperimentConfig)}
+    for key, v in over.items():
+        d = defaults.get(key, MISSING)
+        if key in ("k_broad", "k_train"):
+            if v is not None and (type(v) is not int or v < 2):
+                raise UserError(f"--set {key}: expected an integer >= 2 or null, got {v!r}")
+        elif key == "seeds":
+            if not v or not all(type(x) is int and x >= 0 for x in v):
+                raise UserError(f"--set seeds: expected a list of integers >= 0, got {v!r}")
+        elif type(d) is int:
+            lo = 0 if key in _MAY_BE_ZERO else 1
+            if type(v) is not int or v < lo:
+                raise UserError(f"--set {key}: expected an integer >= {lo}, got {v!r}")
+        elif type(d) is float:
+            if type(v) not in (int, float) or not math.isfinite(v) or v < 0:
+                raise UserError(f"--set {key}: expected a finite number >= 0, got {v!r}")
+        elif type(d) is str and not isinstance(v, str):
+            raise UserError(f"--set {key}: expected a string, got {v!r}")
 
 
 @world_app.command()
@@ -44,6 +81,7 @@ def run(
         raise typer.Exit(2)
     try:
         over: dict = parse_overrides(settings or [])
+        check_overrides(over)
     except UserError as e:
         err.print(f"error: {e}", markup=False, highlight=False)
         raise typer.Exit(2) from None
@@ -57,6 +95,8 @@ def run(
         over["threads"] = threads
     if variant:
         over["variants"] = tuple(variant)
+    if out.exists() and not out.is_dir():
+        _fail(f"--out {out}: is a file; give a folder")
     try:
         cfg = (quick_config if quick else full_config)(**over)
     except UserError as e:
@@ -96,18 +136,27 @@ def report(out: Path = typer.Argument(..., help="An experiment folder with resul
     if not path.is_file():
         err.print(f"[bold red]error:[/] {path} not found: run `direct-data world run --out {out}` first")
         raise typer.Exit(2)
-    res = json.loads(path.read_text())
+    try:
+        res = json.loads(path.read_text())
+    except (UnicodeDecodeError, json.JSONDecodeError) as e:
+        _fail(f"{path}: not a results file of `direct-data world run` ({e})")
+    if not isinstance(res, dict) or "evaluate" not in res:
+        _fail(f"{path}: holds no evaluation (a run stopped before `evaluate`, or not a `direct-data world run` results file)")
     console.print(f"wrote {write_report(out, res)}")
 
 
 @world_app.command("validate-judge")
-def validate_judge_cmd(n: int = typer.Option(400, "--n", min=1), seed: int = typer.Option(0, "--seed"),
+def validate_judge_cmd(n: int = typer.Option(400, "--n", min=1), seed: int = typer.Option(0, "--seed", min=0),
                        size: int = typer.Option(16, "--size", min=16, help="Frame size in pixels."),
                        frames: int = typer.Option(9, "--frames", min=9, help="Frames per clip."),
                        jitter: float = typer.Option(1.0, "--jitter", min=0.0,
                                                     help="Position jitter (pixels) of the third condition.")) -> None:
     """Agreement of the judge with the ground truth on rendered clips: clean, with 1 px of position
     jitter per frame, and blurred + noisy; true, shuffled and one-axis counterfactual captions."""
+    import math
+
+    if not math.isfinite(jitter):
+        _fail(f"--jitter: expected a finite number of pixels, got {jitter}")
     from direct_data.world import validate_judge
 
     res = {name: validate_judge(n, seed=seed, size=size, frames=frames, **kw)
