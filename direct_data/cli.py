@@ -98,6 +98,8 @@ def main(
         from huggingface_hub.utils import disable_progress_bars
 
         disable_progress_bars()
+        if "transformers" in sys.modules:  # it reads the hub's setting once, at import (in-process callers)
+            sys.modules["transformers"].utils.logging.disable_progress_bar()
 
 
 def stats_table(title: str, rows: list[tuple[str, object]]) -> Table:
