@@ -171,10 +171,13 @@ def test_world_bad_settings_and_results(tmp_path):
 
 def test_library_progress_bars_are_off_without_a_terminal():
     # "Loading weights: 100%|..." on a piped stderr made a one-line error three lines (and filled logs)
+    import transformers
     from huggingface_hub.utils import are_progress_bars_disabled
 
+    transformers.utils.logging.enable_progress_bar()  # transformers reads the hub's flag once, at import
     runner.invoke(app, ["make-sample", "--n", "0"])
     assert are_progress_bars_disabled()
+    assert not transformers.utils.logging.is_progress_bar_enabled()
 
 
 def test_a_folder_that_is_not_an_embedding_model_is_one_error(tmp_path):
