@@ -92,10 +92,9 @@ def load_sentence_model(name_or_path: str | None = None, *, device: str = "cpu")
     try:
         return SentenceTransformer(path, device=device, trust_remote_code=False)
     except (OSError, ValueError) as e:  # not a model folder, or one transformers cannot read
-        from direct_data.core.errors import UserError
+        from direct_data.core.errors import UserError, first_line
 
-        first = (str(e).strip().splitlines() or [type(e).__name__])[0]
-        raise UserError(f"embedding model {path}: cannot load it ({type(e).__name__}: {first})") from None
+        raise UserError(f"embedding model {path}: cannot load it ({first_line(e)})") from None
 
 
 @dataclass(frozen=True)

@@ -20,5 +20,11 @@ class InputError(UserError):
     """An input file or folder cannot be used as given."""
 
 
+def first_line(e: BaseException) -> str:
+    """``Type: first line of the message`` of a library's exception, to quote in a one-line error."""
+    lines = str(e).strip().splitlines()
+    return f"{type(e).__name__}: {lines[0]}" if lines else type(e).__name__
+
+
 class OutputError(UserError):
     """The output folder cannot be written as asked (not ours, not writable, equal to an input)."""

@@ -21,7 +21,7 @@ import numpy as np
 from datasets import Features, List, Value
 
 from direct_data.core.config import StageConfig, check_model_path, option, register
-from direct_data.core.errors import ConfigError, InputError
+from direct_data.core.errors import ConfigError, InputError, first_line
 from direct_data.core.manifest import StageOutput, open_output
 from direct_data.core.runner import FinalWriter, Inputs, Stage, Unit, UnitWriter, unit_name
 from direct_data.core.schema import register as register_table
@@ -207,11 +207,6 @@ class VideoEncoder:
         return ((z.cpu() - self.mean) / self.std)[0]
 
 
-def _first_line(e: BaseException) -> str:
-    lines = str(e).strip().splitlines()
-    return f"{type(e).__name__}: {lines[0]}" if lines else type(e).__name__
-
-
 def pixel_latents(clip: np.ndarray):
     """A uint8 clip (T, H, W, 3) as pixel-space latents (3, T, H, W) in [-1, 1] (`--vae pixels`)."""
     import torch
@@ -253,7 +248,7 @@ class EncodeStage(Stage):
                 with safe_open(cfg.latents, framework="pt") as f:
                     f.keys()
             except Exception as e:  # safetensors raises its own error type (and OSError)
-                raise InputError(f"--latents {cfg.latents}: not a safetensors file ({_first_line(e)})") from None
+                raise InputError(f"--latents {cfg.latents}: not a safetensors file ({first_line(e)})") from None
         self._encoder = None
         self._vencoder = None
         self._provided = None
@@ -279,7 +274,7 @@ class EncodeStage(Stage):
             try:
                 self._encoder = TextEncoder(cfg.text_encoder, max_tokens=cfg.max_text_tokens, dtype=cfg.text_dtype)
             except (OSError, ValueError) as e:  # not a model folder, or one transformers cannot read
-                raise InputError(f"--text-encoder {cfg.text_encoder}: cannot load it ({_first_line(e)})") from None
+                raise InputError(f"--text-encoder {cfg.text_encoder}: cannot load it ({first_line(e)})") from None
         enc = self._encoder
         for b in range(0, len(rows), cfg.batch_size):
             batch = rows[b : b + cfg.batch_size]
@@ -303,7 +298,7 @@ class EncodeStage(Stage):
             try:  # once, outside the per-clip rejects: a VAE that cannot load is one error, not a reject per clip
                 self._vencoder = VideoEncoder(cfg.vae)
             except (OSError, ValueError) as e:
-                raise InputError(f"--vae {cfg.vae}: cannot load it ({_first_line(e)})") from None
+                raise InputError(f"--vae {cfg.vae}: cannot load it ({first_line(e)})") from None
         n = 0
         for i, pid, video in clips:
             try:

@@ -137,14 +137,8 @@ class PerturbConfig(StageConfig):
             raise ConfigError("the openai backend needs --base-url (an OpenAI-compatible endpoint, e.g. `vllm serve`)")
         if self.backend in ("vllm", "openai") and not self.model:
             raise ConfigError(f"the {self.backend} backend needs --model")
-        if self.judge != "none" and not self.judge_model:
-            raise ConfigError(f"the {self.judge} judge needs --judge-model")
-        if self.judge == "openai" and not self.judge_url:
-            raise ConfigError("the openai judge needs --judge-url (an OpenAI-compatible endpoint, e.g. `vllm serve`)")
         if self.backend == "vllm":  # an openai --model is the server's name for it, whatever it looks like
             check_model_path("--model", self.model)
-        if self.judge == "vllm":
-            check_model_path("--judge-model", self.judge_model)
 
 
 def request_seed(seed: int, prompt_id: str, axis: str) -> int:

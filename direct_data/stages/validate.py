@@ -78,11 +78,18 @@ def fluency_model_option() -> Any:
 
 
 def check_validator_options(cfg: Any) -> None:
+    """The validator, fluency and judge options that validate and perturb share, checked once."""
     if cfg.fluency and cfg.validator != "learnt":
         raise ConfigError("--fluency adds features to the learnt validator: use it with --validator learnt")
     if cfg.fluency_model and not cfg.fluency:
         raise ConfigError("--fluency-model is the fluency scorer's model: add --fluency")
     check_model_path("--fluency-model", cfg.fluency_model)
+    if cfg.judge != "none" and not cfg.judge_model:
+        raise ConfigError(f"the {cfg.judge} judge needs --judge-model")
+    if cfg.judge == "openai" and not cfg.judge_url:
+        raise ConfigError("the openai judge needs --judge-url (an OpenAI-compatible endpoint, e.g. `vllm serve`)")
+    if cfg.judge == "vllm":
+        check_model_path("--judge-model", cfg.judge_model)
 
 
 @register
@@ -110,12 +117,6 @@ class ValidateConfig(StageConfig):
 
     def check(self) -> None:
         check_validator_options(self)
-        if self.judge != "none" and not self.judge_model:
-            raise ConfigError(f"the {self.judge} judge needs --judge-model")
-        if self.judge == "openai" and not self.judge_url:
-            raise ConfigError("the openai judge needs --judge-url (an OpenAI-compatible endpoint, e.g. `vllm serve`)")
-        if self.judge == "vllm":
-            check_model_path("--judge-model", self.judge_model)
 
 
 def stage_judge(config: Any):

@@ -526,15 +526,19 @@ def _common_prefix(a: str, b: str) -> int:
     return i
 
 
+def _changed_bounds(a: str, b: str) -> tuple[int, int]:
+    """(common prefix, common suffix not overlapping it) of two strings: what lies between changed."""
+    p = _common_prefix(a, b)
+    return p, min(_common_prefix(a[::-1], b[::-1]), min(len(a), len(b)) - p)
+
+
 def _span(original: str, new: str) -> tuple[int, int, str, str]:
     """Changed character span between original and new, widened to whole words.
 
     Returns (start, end) in the original and the changed text before and after; an
     insertion has an empty `before`.
     """
-    n = min(len(original), len(new))
-    p = _common_prefix(original, new)
-    s = min(_common_prefix(original[::-1], new[::-1]), n - p)
+    p, s = _changed_bounds(original, new)
     a_end, b_end = len(original) - s, len(new) - s
 
     def inside(text: str, i: int) -> bool:
@@ -1867,8 +1871,7 @@ _SENTENCE_END = re.compile(r"[.!?]\s")
 def _edit_window(prompt: str, text: str) -> tuple[str, str]:
     """The sentence(s) of `prompt` around its one changed region, and the same region of `text`
     (everything outside it is equal in both)."""
-    p = _common_prefix(prompt, text)
-    s = min(_common_prefix(prompt[::-1], text[::-1]), len(prompt) - p, len(text) - p)
+    p, s = _changed_bounds(prompt, text)
     ends = [m.end() for m in _SENTENCE_END.finditer(prompt, 0, p)]
     lo = ends[-1] if ends else 0
     m = _SENTENCE_END.search(prompt, len(prompt) - s)

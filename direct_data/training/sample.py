@@ -24,7 +24,7 @@ from pathlib import Path
 from typing import Any
 
 from direct_data.core.config import StageConfig, option, register
-from direct_data.core.errors import ConfigError, InputError, OutputError
+from direct_data.core.errors import ConfigError, InputError, OutputError, first_line
 
 __all__ = ["SampleConfig", "run_sample", "load_checkpoint_model", "sample_latents", "to_frames", "save_clips", "FORMATS"]
 
@@ -103,8 +103,7 @@ def load_checkpoint_model(checkpoint: str | Path, *, device: str = "cpu"):
         try:
             model = wan.build_transformer(pretrained=ckpt / "transformer")
         except (OSError, ValueError) as e:  # missing or corrupt weights in the checkpoint
-            first = (str(e).strip().splitlines() or [type(e).__name__])[0]
-            raise InputError(f"{ckpt / 'transformer'}: cannot load the checkpoint's transformer ({type(e).__name__}: {first})") from None
+            raise InputError(f"{ckpt / 'transformer'}: cannot load the checkpoint's transformer ({first_line(e)})") from None
     else:
         lora = ckpt / LORA_WEIGHT_NAME
         channels = cfg["latent_shape"][0] if cfg.get("latent_shape") else None
@@ -116,8 +115,7 @@ def load_checkpoint_model(checkpoint: str | Path, *, device: str = "cpu"):
         try:
             sd = {k.removeprefix("transformer."): v for k, v in load_file(str(lora)).items()}
         except Exception as e:  # safetensors raises its own error type for a corrupt file
-            first = (str(e).strip().splitlines() or [type(e).__name__])[0]
-            raise InputError(f"{lora}: cannot read the checkpoint's adapter ({type(e).__name__}: {first})") from None
+            raise InputError(f"{lora}: cannot read the checkpoint's adapter ({first_line(e)})") from None
         res = set_peft_model_state_dict(model, sd)
         if getattr(res, "unexpected_keys", None):
             raise ValueError(f"{lora}: keys the model lacks: {res.unexpected_keys[:5]}")

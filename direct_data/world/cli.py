@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Optional
+from typing import NoReturn, Optional
 
 import typer
 from rich.console import Console
@@ -22,41 +22,9 @@ console = Console()
 err = Console(stderr=True, soft_wrap=True)  # an error is one line, however long
 
 
-def _fail(msg: str) -> None:
+def _fail(msg: str) -> NoReturn:
     err.print(f"error: {msg}", markup=False, highlight=False)
     raise typer.Exit(2)
-
-
-#: --set integers that may be 0 (the others count steps, rows, threads: at least 1)
-_MAY_BE_ZERO = ("data_seed", "pretrain_warmup", "n_base_check")
-
-
-def check_overrides(over: dict) -> None:
-    """`--set` values against the types of `ExperimentConfig`'s defaults, before any work: a string
-    for a count, a negative or non-finite number is a `UserError` here, not a traceback minutes later."""
-    import math
-    from dataclasses import MISSING, fields
-
-    from direct_data.world.experiment import ExperimentConfig
-
-    defaults = {f.name: f.default for f in fields(ExperimentConfig)}
-    for key, v in over.items():
-        d = defaults.get(key, MISSING)
-        if key in ("k_broad", "k_train"):
-            if v is not None and (type(v) is not int or v < 2):
-                raise UserError(f"--set {key}: expected an integer >= 2 or null, got {v!r}")
-        elif key == "seeds":
-            if not v or not all(type(x) is int and x >= 0 for x in v):
-                raise UserError(f"--set seeds: expected a list of integers >= 0, got {v!r}")
-        elif type(d) is int:
-            lo = 0 if key in _MAY_BE_ZERO else 1
-            if type(v) is not int or v < lo:
-                raise UserError(f"--set {key}: expected an integer >= {lo}, got {v!r}")
-        elif type(d) is float:
-            if type(v) not in (int, float) or not math.isfinite(v) or v < 0:
-                raise UserError(f"--set {key}: expected a finite number >= 0, got {v!r}")
-        elif type(d) is str and not isinstance(v, str):
-            raise UserError(f"--set {key}: expected a string, got {v!r}")
 
 
 @world_app.command()
@@ -77,14 +45,11 @@ def run(
     from direct_data.world.experiment import STEPS, full_config, parse_overrides, quick_config
 
     if stop_after is not None and stop_after not in STEPS:
-        err.print(f"[bold red]error:[/] --stop-after must be one of {', '.join(STEPS)}, got {stop_after!r}", highlight=False)
-        raise typer.Exit(2)
+        _fail(f"--stop-after must be one of {', '.join(STEPS)}, got {stop_after!r}")
     try:
         over: dict = parse_overrides(settings or [])
-        check_overrides(over)
     except UserError as e:
-        err.print(f"error: {e}", markup=False, highlight=False)
-        raise typer.Exit(2) from None
+        _fail(str(e))
     if seeds is not None:
         over["seeds"] = tuple(range(seeds))
     if llm_model:
@@ -97,19 +62,17 @@ def run(
         over["variants"] = tuple(variant)
     if out.exists() and not out.is_dir():
         _fail(f"--out {out}: is a file; give a folder")
-    try:
+    try:  # every value is checked here, before any work (`ExperimentConfig.__post_init__`)
         cfg = (quick_config if quick else full_config)(**over)
     except UserError as e:
-        err.print(f"error: {e}", markup=False, highlight=False)
-        raise typer.Exit(2) from None
+        _fail(str(e))
     from direct_data.world.experiment import run_experiment
 
     try:
         res = run_experiment(cfg, out, progress=lambda name, s: console.print(f"[green]{name}[/] done in {s:.0f} s"),
                              stop_after=stop_after, force=force)
     except UserError as e:
-        err.print(f"error: {e}", markup=False, highlight=False)
-        raise typer.Exit(2) from None
+        _fail(str(e))
     if "summary" not in res:
         console.print(f"stopped after {stop_after}: {out / 'results.json'}")
         return
@@ -134,8 +97,7 @@ def report(out: Path = typer.Argument(..., help="An experiment folder with resul
 
     path = out / "results.json"
     if not path.is_file():
-        err.print(f"[bold red]error:[/] {path} not found: run `direct-data world run --out {out}` first")
-        raise typer.Exit(2)
+        _fail(f"{path} not found: run `direct-data world run --out {out}` first")
     try:
         res = json.loads(path.read_text())
     except (UnicodeDecodeError, json.JSONDecodeError) as e:

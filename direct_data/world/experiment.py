@@ -74,6 +74,10 @@ VARIANTS: dict[str, tuple[str, dict[str, Any]]] = {
 }
 
 
+#: integer settings that may be 0 (the others count steps, rows, threads: at least 1)
+_MAY_BE_ZERO = ("data_seed", "pretrain_warmup", "n_base_check")
+
+
 @dataclass
 class ExperimentConfig:
     """Every knob of the experiment (`quick_config` / `full_config` are the two presets)."""
@@ -138,6 +142,7 @@ class ExperimentConfig:
     workers: int = 2  # post-train + evaluate jobs run in this many processes (each `threads` threads)
 
     def __post_init__(self) -> None:
+        self._check_values()
         unknown = set(self.variants) - set(VARIANTS)
         if unknown:
             raise ConfigError(f"unknown variants {sorted(unknown)}: choose from {list(VARIANTS)}")
@@ -145,14 +150,37 @@ class ExperimentConfig:
             raise ConfigError("the variants must include 'sft' (the reference for equal compute and the target)")
         if self.frames < 9 or self.size < 16:
             raise ConfigError(f"the judge needs frames >= 9 and size >= 16, got {self.frames}, {self.size}")
-        if not self.seeds:
-            raise ConfigError("give at least one seed")
         for name in ("train_colour_strength", "train_setting_strength", "train_vague_fraction"):
             if not 0.0 <= getattr(self, name) <= 1.0:
                 raise ConfigError(f"{name} must be in [0, 1], got {getattr(self, name)}")
         self.variants = tuple(self.variants)
         self.seeds = tuple(int(s) for s in self.seeds)
         self.model = {**self.model, "patch_size": tuple(self.model["patch_size"])}
+
+    def _check_values(self) -> None:
+        """Every field against the type of its default, before any work (a preset or `--set`): a
+        string for a count, a negative or non-finite number is a `ConfigError` here, not a
+        traceback minutes into a run."""
+        import math
+        from dataclasses import fields
+
+        for f in fields(self):
+            key, v, d = f.name, getattr(self, f.name), f.default
+            if key in ("k_broad", "k_train"):
+                if v is not None and (type(v) is not int or v < 2):
+                    raise ConfigError(f"{key}: expected an integer >= 2 or null, got {v!r}")
+            elif key == "seeds":
+                if not v or not all(type(x) is int and x >= 0 for x in v):
+                    raise ConfigError(f"seeds: expected a non-empty list of integers >= 0, got {v!r}")
+            elif type(d) is int:
+                lo = 0 if key in _MAY_BE_ZERO else 1
+                if type(v) is not int or v < lo:
+                    raise ConfigError(f"{key}: expected an integer >= {lo}, got {v!r}")
+            elif type(d) is float:
+                if type(v) not in (int, float) or not math.isfinite(v) or v < 0:
+                    raise ConfigError(f"{key}: expected a finite number >= 0, got {v!r}")
+            elif type(d) is str and not isinstance(v, str):
+                raise ConfigError(f"{key}: expected a string, got {v!r}")
 
     @property
     def latent_shape(self) -> tuple[int, int, int, int]:
