@@ -88,6 +88,21 @@ def test_scores_do_not_depend_on_the_batch(scorer, tmp_path):
     assert together == alone
 
 
+def test_a_texts_head_rows_do_not_depend_on_its_batch_mates(scorer, tmp_path):
+    """Texts of one token length run through the body and the output head together: each text's
+    log-probs are the same, bit for bit, as when it is scored alone (next to a copy of itself)."""
+    texts = [PROMPT.replace("water.", w) for w in ("lake.", "pond.", "river.", "sea.")] + [BROKEN[0]]
+    together = FluencyScorer(cache_dir=tmp_path / "together", batch_size=8)
+    together._load()
+    lengths = [len(together._encode(t)[0]) for t in texts]
+    assert len(set(lengths[:4])) == 1 and lengths[4] != lengths[0]  # four share one batch, one is alone
+    recs = together.records(texts)
+    assert together.texts_scored == len(texts)
+    for t, rec in zip(texts, recs):
+        alone = FluencyScorer(cache_dir=tmp_path / f"alone{texts.index(t)}")
+        assert alone.records([t]) == [rec]
+
+
 def test_a_negatives_numbers_do_not_depend_on_its_prompt_or_the_cache(scorer, tmp_path):
     """A negative is scored on its own: the same record whether it was first scored next to its own
     prompt, next to another prompt, or alone (a cached negative never carries its first prompt's
