@@ -9,6 +9,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from direct_data.core.errors import UserError
@@ -256,6 +257,29 @@ def test_threshold_and_mode_are_settings(validator: Validator) -> None:
         Validator(embedder=validator.embedder, config=ValidatorConfig(model_path="/nonexistent/v.safetensors")).check(BALL, "forces", neg)
 
 
+def test_ungrammatical_gate(validator: Validator) -> None:
+    """A row p(good) accepts is still `ungrammatical` when p(ungrammatical) reaches the gate: the
+    packaged model has a gate with the fluency features only (chosen on dev), a setting overrides
+    it, and `choose_gate` keeps no gate unless one scores strictly better on dev."""
+    neg = "A rubber ball is dropped onto a wooden floor and, instead of bouncing, sinks straight through the boards."
+    assert validator.model.gate(False) is None and 0.0 < validator.model.gate(True) < 1.0
+    v = validator.check(BALL, "interactions", neg)
+    assert v.accepted
+    gated = Validator(embedder=validator.embedder, model=validator.model, config=ValidatorConfig(learnt_ungrammatical_gate=0.0))
+    g = gated.check(BALL, "interactions", neg)
+    assert not g.accepted and g.reason == "ungrammatical" and g.detail.startswith("p(ungrammatical)")
+    with pytest.raises(ValueError):
+        Validator(config=ValidatorConfig(learnt_ungrammatical_gate=-0.1))
+    k = learnt.LABELS.index("ungrammatical")
+    probs = np.zeros((4, len(learnt.LABELS)))
+    probs[:, 0] = 0.5
+    probs[:, k] = [0.1, 0.2, 0.7, 0.8]
+    labels = ["good", "good", "ungrammatical", "ungrammatical"]
+    accepted = np.ones(4, dtype=bool)
+    assert learnt.choose_gate(probs, accepted, labels) == 0.7  # the highest gate with the best score
+    assert learnt.choose_gate(probs, np.array([True, True, False, False]), labels) is None  # nothing to gain
+
+
 # -- the CLI and exact reproduction ---------------------------------------------------------------
 
 
@@ -282,7 +306,7 @@ def test_refit_reproduces_the_committed_artefact(tmp_path: Path, validator: Vali
     learnt.fit_artefact(out, embedder=validator.embedder, grid=None)
     a = json.loads(out.with_suffix(".json").read_text(encoding="utf-8"))
     b = json.loads(learnt.SIDECAR.read_text(encoding="utf-8"))
-    for key in ("threshold", "dev_balanced", "tag_C", "tag_emb_weight", "acc_C", "acc_emb_weight", "hand_features", "embedder"):
+    for key in ("threshold", "lexicon_floor", "ungrammatical_gate", "dev_balanced", "tag_C", "tag_emb_weight", "acc_C", "acc_emb_weight", "hand_features", "embedder"):
         assert a.get(key) == b.get(key), key
     mine, committed = load_file(str(out)), load_file(str(learnt.ARTEFACT))
     assert set(mine) == {k for k in committed if not k.startswith("accept_fluency.")}

@@ -37,6 +37,7 @@ from direct_data.stages.validate import (
     fluency_option,
     learnt_lexicon_floor_option,
     learnt_threshold_option,
+    learnt_ungrammatical_gate_option,
     scores_json,
     validator_model_option,
     validator_option,
@@ -110,6 +111,7 @@ class PerturbConfig(StageConfig):
     validator: str = validator_option()
     learnt_threshold: float | None = learnt_threshold_option()
     learnt_lexicon_floor: float | None = learnt_lexicon_floor_option()
+    learnt_ungrammatical_gate: float | None = learnt_ungrammatical_gate_option()
     validator_model: str | None = validator_model_option()
     fluency: bool = fluency_option()
     fluency_model: str | None = fluency_model_option()

@@ -63,6 +63,11 @@ def learnt_lexicon_floor_option() -> Any:
                   default_help="the floor fitted on the dev split (in the model's sidecar)")
 
 
+def learnt_ungrammatical_gate_option() -> Any:
+    return option(None, min=0.0, max=1.0, help="Reject an accepted row as ungrammatical iff p(ungrammatical) >= this (learnt validator).",
+                  default_help="the gate fitted on the dev split (in the model's sidecar; none without --fluency)")
+
+
 def validator_model_option() -> Any:
     return option(None, help="The learnt validator's weights (.safetensors, JSON sidecar next to it).",
                   default_help="the packaged direct_data/text/data/validator.safetensors")
@@ -103,6 +108,7 @@ class ValidateConfig(StageConfig):
     validator: str = validator_option()
     learnt_threshold: float | None = learnt_threshold_option()
     learnt_lexicon_floor: float | None = learnt_lexicon_floor_option()
+    learnt_ungrammatical_gate: float | None = learnt_ungrammatical_gate_option()
     validator_model: str | None = validator_model_option()
     fluency: bool = fluency_option()
     fluency_model: str | None = fluency_model_option()
@@ -134,6 +140,7 @@ def default_validator(use_embedding: bool, config: Any = None, *, with_judge: bo
     """The project's validator (loaded on first use, so a dry run or an up-to-date rerun loads nothing).
 
     `config`: any stage config; its ``validator`` / ``learnt_threshold`` / ``learnt_lexicon_floor`` /
+    ``learnt_ungrammatical_gate`` /
     ``validator_model`` / ``fluency`` / ``fluency_model`` fields, where it has them, choose the mode,
     thresholds, weights and the fluency scorer (default: learnt, fitted thresholds, packaged weights,
     no fluency)."""
@@ -147,6 +154,7 @@ def default_validator(use_embedding: bool, config: Any = None, *, with_judge: bo
     return Validator(config=ValidatorConfig(use_embedding=use_embedding, mode=getattr(config, "validator", "learnt"),
                                             learnt_threshold=getattr(config, "learnt_threshold", None),
                                             learnt_lexicon_floor=getattr(config, "learnt_lexicon_floor", None),
+                                            learnt_ungrammatical_gate=getattr(config, "learnt_ungrammatical_gate", None),
                                             model_path=getattr(config, "validator_model", None)),
                      judge=stage_judge(config) if with_judge else None, fluency=fluency)
 

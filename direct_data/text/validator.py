@@ -46,7 +46,10 @@ Two modes (``ValidatorConfig.mode``):
   word-list checks accept the row and p(good) >= the artefact's ``lexicon_floor`` (also fitted on
   dev; ``learnt_lexicon_floor`` overrides it); otherwise the
   reason is the most probable bad label: ``multi_axis``, ``wrong_axis``, ``scene_changed``,
-  ``negation``, ``copy``, ``ungrammatical`` or ``static_size_only``. A row the model accepts is
+  ``negation``, ``copy``, ``ungrammatical`` or ``static_size_only``. A row it accepts is still
+  ``ungrammatical`` when p(ungrammatical) >= the artefact's ``ungrammatical_gate`` (fitted on dev,
+  where a gate improves the dev score: the packaged model has one, 0.6, with the fluency features
+  only; ``learnt_ungrammatical_gate`` overrides it). A row the model accepts is
   still ``multi_axis`` when its changed spans, each applied alone, are tagged with two or more
   distinct axes at p >= `direct_data.text.learnt.SPAN_MULTI_P` (0.9). Extra scores: ``p_good``,
   ``p_declared`` (tagger: the declared axis changed), ``p_other_max``, ``lost_content`` (share of
@@ -112,6 +115,9 @@ class ValidatorConfig:
     learnt_threshold: float | None = None
     #: accept a row the word-list checks accept iff p(good) >= this; None = the artefact's (fitted on dev)
     learnt_lexicon_floor: float | None = None
+    #: reject an otherwise accepted row as ungrammatical iff p(ungrammatical) >= this; None = the
+    #: artefact's gate (fitted on dev; the packaged model has one with fluency only)
+    learnt_ungrammatical_gate: float | None = None
     #: learnt mode's length check (free-form LLM rewrites run longer than word swaps): reject when
     #: the word count drifts by more than max(learnt_length_slack_words, learnt_length_ratio * prompt)
     learnt_length_ratio: float = 3.0
@@ -278,6 +284,9 @@ class Validator:
         t = self.config.learnt_threshold
         if t is not None and not 0.0 <= t <= 1.0:
             raise ValueError("learnt_threshold must be in [0, 1]")
+        g = self.config.learnt_ungrammatical_gate
+        if g is not None and not 0.0 <= g <= 1.0:
+            raise ValueError("learnt_ungrammatical_gate must be in [0, 1]")
         for axis, (lo, hi) in self.config.cosine_bands.items():
             if axis not in REGISTRY:
                 raise ValueError(f"cosine band for unknown axis {axis!r}")
@@ -425,6 +434,12 @@ class Validator:
                 bad = max(range(1, len(LABELS)), key=lambda j: (p[j], -j))
                 detail = f"p(good) {p[0]:.4f} < {threshold:.2f}; p({LABELS[bad]}) {p[bad]:.4f}"
                 out.append(Verdict(False, LABEL_REASON[LABELS[bad]], scores, tagged, detail))
+                continue
+            gate = self.model.gate(self.fluency is not None) if self.config.learnt_ungrammatical_gate is None \
+                else self.config.learnt_ungrammatical_gate
+            k_u = LABELS.index("ungrammatical")
+            if gate is not None and p[k_u] >= gate:
+                out.append(Verdict(False, "ungrammatical", scores, tagged, f"p(ungrammatical) {p[k_u]:.4f} >= {gate:.2f}"))
                 continue
             if len(span_axes) >= 2:
                 out.append(Verdict(False, "multi_axis", scores, span_axes, f"changed spans read alone: {', '.join(span_axes)}"))
