@@ -183,6 +183,12 @@ def _similar(wn: WordNet, synsets: Sequence[Synset]) -> set[Synset]:
     return out
 
 
+def _top_senses(synsets: Sequence[Synset]) -> list[Synset]:
+    """The `TOP_SENSES` most frequent senses of each part of speech ("spin" has noun senses first,
+    and its verb senses must still meet "rotate")."""
+    return [s for p in POS for s in [x for x in synsets if x[0] == p][:TOP_SENSES]]
+
+
 def _mostly_noun(synsets: Sequence[Synset]) -> bool:
     """More noun senses than verb senses ("tangerine", "bowl"; not "melt" or "dip")."""
     return sum(s[0] == "n" for s in synsets) > sum(s[0] == "v" for s in synsets)
@@ -195,7 +201,7 @@ def span_relation(old: Sequence[str], new: Sequence[str], wn: WordNet | None = N
     """How the old words of a replaced span relate to the new ones, the first that holds for some
     (old word or phrase, new word or phrase) pair, in this order: ``synonym`` (a shared synset, or
     for adjectives a shared "similar to" head: "absorbing" for "soaking up", "huge" for "massive"), ``antonym`` ("rises" for "falls", "gigantic" for "tiny" through their heads), ``hypernym`` (one is a kind
-    of the other, within `HYPERNYM_DEPTH` levels, over the `TOP_SENSES` most frequent senses),
+    of the other, within `HYPERNYM_DEPTH` levels, over the `TOP_SENSES` most frequent senses of each part of speech),
     ``sibling_noun`` (two words that are mostly nouns with a common direct hypernym: "cup" for
 "mug"); else
     ``unrelated`` when WordNet knows words on both sides, and None when it knows none on a side or a
@@ -216,7 +222,7 @@ def span_relation(old: Sequence[str], new: Sequence[str], wn: WordNet | None = N
         if {t for s in _similar(wn, so) for t in wn.pointers(s, "!")} & _similar(wn, sn):
             return "antonym"
     for so, sn in pairs:
-        to, tn = so[:TOP_SENSES], sn[:TOP_SENSES]
+        to, tn = _top_senses(so), _top_senses(sn)
         if set(tn) & _closure(wn, to, HYPERNYM_DEPTH) or set(to) & _closure(wn, tn, HYPERNYM_DEPTH):
             return "hypernym"
     for so, sn in pairs:
