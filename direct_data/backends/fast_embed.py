@@ -41,11 +41,8 @@ from direct_data.core.errors import UserError
 log = logging.getLogger(__name__)
 
 EMBED_BACKENDS = ("torch", "onnx", "openvino", "openvino-f32")
-INSTALL = {
-    "onnx": "pip install 'direct-data[onnx]'  (onnxruntime, onnx)",
-    "openvino": "pip install 'direct-data[openvino]'  (openvino, onnx)",
-    "openvino-f32": "pip install 'direct-data[openvino]'  (openvino, onnx)",
-}
+_OPENVINO_INSTALL = "pip install 'direct-data[openvino]'  (openvino, onnx)"
+INSTALL = {"onnx": "pip install 'direct-data[onnx]'  (onnxruntime, onnx)", "openvino": _OPENVINO_INSTALL, "openvino-f32": _OPENVINO_INSTALL}
 _NEEDS = {"onnx": ("onnxruntime", "onnx"), "openvino": ("openvino", "onnx"), "openvino-f32": ("openvino", "onnx")}
 ONNX_OPSET = 17
 EXPORT_VERSION = "v1"  # bump when the export / optimisation / quantisation recipe changes

@@ -89,12 +89,10 @@ def load_sentence_model(name_or_path: str | None = None, *, device: str = "cpu")
     path = resolve_embedder(name_or_path)
     if Path(path).is_dir():
         os.environ.setdefault("HF_HUB_OFFLINE", "1")
-    try:
-        return SentenceTransformer(path, device=device, trust_remote_code=False)
-    except (OSError, ValueError) as e:  # not a model folder, or one transformers cannot read
-        from direct_data.core.errors import UserError, first_line
+    from direct_data.core.errors import UserError, cannot_load
 
-        raise UserError(f"embedding model {path}: cannot load it ({first_line(e)})") from None
+    with cannot_load(f"embedding model {path}", UserError):
+        return SentenceTransformer(path, device=device, trust_remote_code=False)
 
 
 @dataclass(frozen=True)

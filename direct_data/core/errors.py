@@ -7,6 +7,9 @@ invariant of our own.
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
+
 
 class UserError(Exception):
     """A problem the user can fix (a value, a path, an input); the message says how."""
@@ -24,6 +27,16 @@ def first_line(e: BaseException) -> str:
     """``Type: first line of the message`` of a library's exception, to quote in a one-line error."""
     lines = str(e).strip().splitlines()
     return f"{type(e).__name__}: {lines[0]}" if lines else type(e).__name__
+
+
+@contextmanager
+def cannot_load(what: str, error: type[UserError] = InputError) -> Iterator[None]:
+    """A library's failure to load a model or weights file (`OSError`, `ValueError`: not a model
+    folder, one transformers cannot read, missing or corrupt weights) as one line naming `what`."""
+    try:
+        yield
+    except (OSError, ValueError) as e:
+        raise error(f"{what}: cannot load it ({first_line(e)})") from None
 
 
 class OutputError(UserError):

@@ -21,7 +21,7 @@ import numpy as np
 from datasets import Features, List, Value
 
 from direct_data.core.config import StageConfig, check_model_path, option, register
-from direct_data.core.errors import ConfigError, InputError, first_line
+from direct_data.core.errors import ConfigError, InputError, cannot_load, first_line
 from direct_data.core.manifest import StageOutput, open_output
 from direct_data.core.runner import FinalWriter, Inputs, Stage, Unit, UnitWriter, unit_name
 from direct_data.core.schema import register as register_table
@@ -271,10 +271,8 @@ class EncodeStage(Stage):
     def _texts(self, rows: list[dict], out: UnitWriter) -> dict:
         cfg = self.config
         if self._encoder is None:
-            try:
+            with cannot_load(f"--text-encoder {cfg.text_encoder}"):
                 self._encoder = TextEncoder(cfg.text_encoder, max_tokens=cfg.max_text_tokens, dtype=cfg.text_dtype)
-            except (OSError, ValueError) as e:  # not a model folder, or one transformers cannot read
-                raise InputError(f"--text-encoder {cfg.text_encoder}: cannot load it ({first_line(e)})") from None
         enc = self._encoder
         for b in range(0, len(rows), cfg.batch_size):
             batch = rows[b : b + cfg.batch_size]
@@ -295,10 +293,8 @@ class EncodeStage(Stage):
             self._provided = safe_open(cfg.latents, framework="pt")
             self._available = set(self._provided.keys())
         if cfg.vae and cfg.vae != PIXELS and self._vencoder is None and any(v for _, _, v in clips):
-            try:  # once, outside the per-clip rejects: a VAE that cannot load is one error, not a reject per clip
+            with cannot_load(f"--vae {cfg.vae}"):  # once, outside the per-clip rejects: one error, not a reject per clip
                 self._vencoder = VideoEncoder(cfg.vae)
-            except (OSError, ValueError) as e:
-                raise InputError(f"--vae {cfg.vae}: cannot load it ({first_line(e)})") from None
         n = 0
         for i, pid, video in clips:
             try:

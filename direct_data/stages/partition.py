@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from direct_data.backends.fast_embed import EMBED_BACKENDS
 from direct_data.core.config import StageConfig, check_model_path, option, register
 from direct_data.core.errors import ConfigError
 from direct_data.core.executors import executor_option, ray_actors_option, ray_address_option, ray_num_gpus_option
@@ -44,7 +45,7 @@ class PartitionConfig(StageConfig):
     text_column: str | None = option(None, help="Text column of the input rows.", default_help="prompt, else caption, else text")
     max_chars: int = option(DEFAULT_MAX_CHARS, min=1, help="Reject prompts longer than this (after whitespace folding).")
     model: str | None = option(None, help="sentence-transformers folder or name.", default_help="packaged all-MiniLM-L6-v2")
-    embed_backend: str | None = option(None, choices=("torch", "onnx", "openvino", "openvino-f32"),
+    embed_backend: str | None = option(None, choices=EMBED_BACKENDS,
                                        help="Embedding runtime: torch (sentence-transformers), onnx (ONNX Runtime, int8), openvino (bf16 where the CPU has it) "
                                             "or openvino-f32 (f32 everywhere: torch's partitions, slower).",
                                        default_help="openvino; torch for a model its folder's files do not describe (a hub id)")

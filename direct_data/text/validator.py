@@ -406,7 +406,10 @@ class Validator:
         from direct_data.text.features import HAND_NAMES
 
         i_cos, i_lost, i_new, i_lex = (HAND_NAMES.index(n) for n in ("cos_pn", "lost_content_share", "n_new_content", "lex_accepted"))
-        cfg_floor = self.config.learnt_lexicon_floor
+        cfg, with_fluency = self.config, self.fluency is not None
+        floor = cfg.learnt_lexicon_floor if cfg.learnt_lexicon_floor is not None or not judged else self.model.floor(with_fluency)
+        gate = cfg.learnt_ungrammatical_gate if cfg.learnt_ungrammatical_gate is not None or not judged else self.model.gate(with_fluency)
+        k_u = LABELS.index("ungrammatical")
         accepted: dict[str, set[str]] = {}
         out: list[Verdict] = []
         for i, row in enumerate(items):
@@ -429,15 +432,11 @@ class Validator:
             if key in seen or key in {dedupe_key(o) for o in row.other_negatives}:
                 out.append(Verdict(False, "duplicate", scores, tagged, None))
                 continue
-            floor = self.model.floor(self.fluency is not None) if cfg_floor is None else cfg_floor
             if p[0] < threshold and not (hand[i_lex] > 0.5 and p[0] >= min(floor, threshold)):
                 bad = max(range(1, len(LABELS)), key=lambda j: (p[j], -j))
                 detail = f"p(good) {p[0]:.4f} < {threshold:.2f}; p({LABELS[bad]}) {p[bad]:.4f}"
                 out.append(Verdict(False, LABEL_REASON[LABELS[bad]], scores, tagged, detail))
                 continue
-            gate = self.model.gate(self.fluency is not None) if self.config.learnt_ungrammatical_gate is None \
-                else self.config.learnt_ungrammatical_gate
-            k_u = LABELS.index("ungrammatical")
             if gate is not None and p[k_u] >= gate:
                 out.append(Verdict(False, "ungrammatical", scores, tagged, f"p(ungrammatical) {p[k_u]:.4f} >= {gate:.2f}"))
                 continue

@@ -24,7 +24,7 @@ from pathlib import Path
 from typing import Any
 
 from direct_data.core.config import StageConfig, option, register
-from direct_data.core.errors import ConfigError, InputError, OutputError, first_line
+from direct_data.core.errors import ConfigError, InputError, OutputError, cannot_load, first_line
 
 __all__ = ["SampleConfig", "run_sample", "load_checkpoint_model", "sample_latents", "to_frames", "save_clips", "FORMATS"]
 
@@ -100,10 +100,8 @@ def load_checkpoint_model(checkpoint: str | Path, *, device: str = "cpu"):
     cfg["text_len"] = meta["state"].get("text_len") or cfg.get("text_len")  # the padding the run trained with
     cfg["latent_shape"] = meta["state"].get("latent_shape")
     if (ckpt / "transformer").is_dir():
-        try:
+        with cannot_load(f"{ckpt / 'transformer'} (the checkpoint's transformer)"):
             model = wan.build_transformer(pretrained=ckpt / "transformer")
-        except (OSError, ValueError) as e:  # missing or corrupt weights in the checkpoint
-            raise InputError(f"{ckpt / 'transformer'}: cannot load the checkpoint's transformer ({first_line(e)})") from None
     else:
         lora = ckpt / LORA_WEIGHT_NAME
         channels = cfg["latent_shape"][0] if cfg.get("latent_shape") else None
@@ -342,10 +340,8 @@ def _check_out_dir(out: Path, ckpt: Path) -> Path:
 def _load_vae(path: str, channels: int, device: str):
     from direct_data.stages.encode import VideoEncoder
 
-    try:
+    with cannot_load(f"vae {path} (an AutoencoderKLWan)"):
         vae = VideoEncoder(path, device=device)
-    except (OSError, ValueError) as e:
-        raise InputError(f"vae {path}: cannot load an AutoencoderKLWan from it ({type(e).__name__}: {e})") from None
     z = int(vae.vae.config.z_dim)
     if z != channels:
         raise ConfigError(f"vae {path} decodes {z}-channel latents but these have {channels}")
@@ -377,7 +373,5 @@ def _check_mp4(frames: tuple[int, int, int]) -> None:
 def _load_text_encoder(cfg: SampleConfig):
     from direct_data.stages.encode import TextEncoder
 
-    try:
+    with cannot_load(f"text_encoder {cfg.text_encoder or '(packaged MiniLM)'}"):
         return TextEncoder(cfg.text_encoder, max_tokens=cfg.max_text_tokens, dtype="float32")
-    except (OSError, ValueError) as e:
-        raise InputError(f"text_encoder {cfg.text_encoder or '(packaged MiniLM)'}: cannot load it ({type(e).__name__}: {e})") from None
