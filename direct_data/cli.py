@@ -301,6 +301,9 @@ def _perturb(ctx, *, inputs, out, config, force, dry_run, rank, world_size, **_)
         t.add_row(a, str(d["requests"]), str(d["accepted"]), f"{d['acceptance']:.1%}", ", ".join(f"{k}={v}" for k, v in d["reasons"].items()) or "-")
     console.print(t)
     console.print(f"{m.counts['requests']} requests = {m.counts['accepted']} negatives + {m.counts['rejected']} rejects")
+    if m.counts.get("input_rejected"):
+        console.print(f"{m.counts['input_rejected']} of {m.counts['input_read']} input rows are not a usable prompt "
+                      f"({', '.join(f'{k}={v}' for k, v in m.stats.get('input_rejects', {}).items())}): table rejects")
     if not res.up_to_date:
         console.print(f"run: {json.dumps(res.run, sort_keys=True)}", soft_wrap=True, markup=False)
 

@@ -52,3 +52,18 @@ def session_cache(tmp_path_factory) -> Path:
 @pytest.fixture(scope="session")
 def prompt_files() -> list[Path]:
     return shared_prompt_files()
+
+
+@pytest.fixture(scope="session")
+def shared_prompt_texts() -> list[str]:
+    """The text of every row of the nine shared prompt files (``prompt``, else ``caption``, else ``text``)."""
+    import json
+
+    out: list[str] = []
+    for f in shared_prompt_files():
+        for line in f.read_text(encoding="utf-8").splitlines():
+            rec = json.loads(line) if line.strip() else {}
+            text = next((rec[k] for k in ("prompt", "caption", "text") if isinstance(rec.get(k), str)), None)
+            if text is not None:
+                out.append(text)
+    return out

@@ -233,6 +233,14 @@ def test_bad_input_rows_are_rejected_with_reasons(tmp_path, session_cache):
     assert "Sand falls through an hourglass." in kept  # datasets folder
     row0 = next(r for r in _table(tmp_path / "out") if r["prompt"].startswith("A red ball"))
     assert json.loads(row0["meta"]) == {"extra": 1} and row0["n_duplicates"] == 1
+    # perturb reads prompt files the same way and writes the same reject rows (table `rejects`)
+    from direct_data.stages.perturb import PerturbConfig
+
+    pres = pipeline.perturb(inputs, tmp_path / "neg", PerturbConfig(axes=("kinematics",), max_chars=200, use_embedding=False))
+    prej = datasets.load_dataset("parquet", data_files=str(tmp_path / "neg" / "rejects-*.parquet"), split="train").to_list()
+    assert sorted((r["source"], r["row"], r["reason"]) for r in prej) == sorted((r["source"], r["row"], r["reason"]) for r in rej)
+    assert pres.manifest.counts["input_rejected"] == c["rejected"] and pres.manifest.stats["input_rejects"] == reasons
+    assert pres.manifest.counts["prompts"] == c["kept"]
 
 
 @pytest.mark.parametrize(

@@ -153,6 +153,7 @@ REASON_CASES: list[tuple[object, object, object, str]] = [
     (BALL, "materials", "A glass ball is dropped onto a wooden floor and shatters twice.",
      "multi_axis"),
     ("Ink billowing into water.", "materials", "Honey billowing into water.", "cosine_out_of_band"),
+    (BALL, "kinematics", "Una pelota de goma cae sobre un suelo de madera y rebota hacia arriba.", "not_english"),
 ]
 
 

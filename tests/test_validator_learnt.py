@@ -218,6 +218,9 @@ BAD_INPUT = [
     "OK",
     "\x00\x01\x02",
     "!!!???...",
+    "a" * 100_000,  # one 100 kB "word"
+    "Ein Gummiball fällt auf einen Holzboden und springt zweimal hoch.",
+    "一个橡胶球掉在木地板上，弹了两次。",
 ]
 
 
@@ -228,7 +231,28 @@ def test_bad_input_gets_a_reason_code(validator: Validator) -> None:
         assert v.reason in REASONS, v.reason
     reasons = [v.reason for v in got[:len(BAD_INPUT)]]
     assert reasons[0] == "empty" and reasons[1] == "length_drift" and reasons[4] == "markup"
-    assert reasons[5] == "instruction_echo"
+    assert reasons[5] == "instruction_echo" and reasons[9] == "length_drift"
+    # French, Russian, German and Chinese, as the negative or as the prompt: the models read English only
+    for i in (2, 3, 10, 11):
+        assert reasons[i] == "not_english" and got[len(BAD_INPUT) + i].reason == "not_english", (i, reasons[i])
+    assert got[len(BAD_INPUT)].detail == "the prompt has no word"
+    # an axis is read as the registry spells it, whatever its case
+    up = BALL.replace("dropped onto", "lifted off")
+    assert validator.check(BALL, " Kinematics", up).reason == validator.check(BALL, "kinematics", up).reason
+
+
+def test_english_is_told_apart_from_other_languages(shared_prompt_texts: list[str]) -> None:
+    """No shared benchmark prompt (6,052, with names such as "Burj Khalifa" and "Gwen Stacy") reads
+    as foreign; sentences in five other Latin-script languages do."""
+    from direct_data.text.language import not_english
+
+    assert [t for t in shared_prompt_texts if not_english(t)] == []
+    foreign = ["Una pelota de goma cae sobre un suelo de madera y rebota dos veces.",
+               "Une balle en caoutchouc tombe sur un plancher en bois et rebondit deux fois.",
+               "Una palla di gomma cade su un pavimento di legno e rimbalza due volte.",
+               "Uma bola de borracha cai num chão de madeira e quica duas vezes.",
+               "Bir lastik top ahşap zemine düşüyor ve iki kez sekiyor."]
+    assert all(not_english(t) for t in foreign), [t for t in foreign if not not_english(t)]
 
 
 def test_verdicts_do_not_depend_on_the_batch(validator: Validator, dev_rows: list[learnt.LabelledRow]) -> None:

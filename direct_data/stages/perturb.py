@@ -315,15 +315,17 @@ class Source:
     partition_id: int = -1
 
 
-def load_sources(inputs: Inputs, cfg: PerturbConfig) -> tuple[list[Source], dict[str, int]]:
-    """Prompts from a verified partition output, or from prompt files (read like `partition` does)."""
+def load_sources(inputs: Inputs, cfg: PerturbConfig) -> tuple[list[Source], dict[str, int], list[dict]]:
+    """Prompts from a verified partition output, or from prompt files (read like `partition` does):
+    (sources, read counts, one `rejects` row per input row that is not a usable prompt)."""
     if "partition" in inputs.outputs:
         t = inputs.outputs["partition"].rows("partitions", ["prompt_id", "prompt", "partition_id"])
-        return [Source(r["prompt_id"], r["prompt"], r["partition_id"]) for r in t], {"read": len(t), "kept": len(t), "merged": 0, "rejected": 0}
+        return [Source(r["prompt_id"], r["prompt"], r["partition_id"]) for r in t], {"read": len(t), "kept": len(t), "merged": 0, "rejected": 0}, []
     rr = read_prompts(inputs.files, text_column=cfg.text_column, max_chars=cfg.max_chars)
     rr.require_prompts(cfg.text_column)
     counts = {"read": rr.read, "kept": rr.kept, "merged": rr.merged, "rejected": len(rr.rejects)}
-    return [Source(p.prompt_id, p.prompt) for p in rr.prompts], counts
+    assert rr.accounted()
+    return [Source(p.prompt_id, p.prompt) for p in rr.prompts], counts, [r.to_row(STAGE) for r in rr.rejects]
 
 
 def _norm(text: str) -> str:
@@ -394,7 +396,7 @@ class PerturbStage(Stage):
 
     name = STAGE
     config_cls = PerturbConfig
-    tables = ("negatives", "negative_rejects")
+    tables = ("negatives", "negative_rejects", "rejects")  # rejects: input rows that are not a usable prompt
     rejects_table = "negative_rejects"
     title = "Single-axis physics hard negatives"
 
@@ -433,7 +435,7 @@ class PerturbStage(Stage):
         return rw.backend
 
     def read(self, inputs: Inputs) -> None:
-        self.sources, self.read_counts = load_sources(inputs, self.config)
+        self.sources, self.read_counts, self.input_rejects = load_sources(inputs, self.config)
         n = self.config.chunk_prompts
         self.chunks = [self.sources[i : i + n] for i in range(0, len(self.sources), n)]
 
@@ -445,7 +447,8 @@ class PerturbStage(Stage):
         requests = len(self.sources) * len(cfg.axes)
         return {"prompts": len(self.sources), "axes": ",".join(cfg.axes), "requests": requests, "candidates_per_request": cfg.num_candidates,
                 "estimated_completion_tokens": 0 if cfg.backend == "rules" else requests * cfg.num_candidates * 60,
-                "shards_to_write": f"<= {2 * len(self.chunks)} (a negatives and a rejects shard per chunk)", "backend": cfg.backend}
+                "shards_to_write": f"<= {2 * len(self.chunks) + bool(self.input_rejects)} (a negatives and a rejects shard per chunk"
+                                   + (", one of unusable input rows)" if self.input_rejects else ")"), "backend": cfg.backend}
 
     def model_identity(self) -> str:
         return self.rewriter.model
@@ -509,8 +512,12 @@ class PerturbStage(Stage):
         assert accepted + rejected == requests
         out.counts = {"prompts": len(self.sources), "requests": requests, "accepted": accepted, "rejected": rejected,
                       **{f"input_{k}": v for k, v in self.read_counts.items()}}
+        out.write_many("rejects", self.input_rejects)
         examples = merge_examples([m["counts"].get("examples", {}) for m in done])
-        out.stats = {"per_axis": per_axis, "backend": cfg.backend, "templates": {a: self.rewriter.template_sha256(a) for a in cfg.axes},
+        input_reasons: dict[str, int] = {}
+        for r in self.input_rejects:
+            input_reasons[r["reason"]] = input_reasons.get(r["reason"], 0) + 1
+        out.stats = {"per_axis": per_axis, "input_rejects": dict(sorted(input_reasons.items())), "backend": cfg.backend, "templates": {a: self.rewriter.template_sha256(a) for a in cfg.axes},
                      "examples": examples, "validator": self._validator_name()}
         out.model = self.rewriter.model
 
@@ -581,6 +588,9 @@ def card_text(stats: dict, backend: str, validator: str | None = None) -> str:
     """The perturb part of the dataset card: acceptance and rejection reasons per axis, and a few
     accepted and rejected examples per axis."""
     per_axis = stats["per_axis"]
+    inputs = stats.get("input_rejects") or {}
+    input_line = ("\nInput rows that are not a usable prompt (table `rejects`, one row each with its reason): "
+                  + ", ".join(f"{k} {v}" for k, v in inputs.items()) + ".\n") if inputs else ""
     rows = "\n".join(
         f"| {a} | {d['requests']} | {d['accepted']} | {d['acceptance']:.1%} | "
         f"{', '.join(f'{k} {v}' for k, v in sorted(d['reasons'].items(), key=lambda kv: (-kv[1], kv[0]))) or '-'} |"
@@ -590,7 +600,7 @@ def card_text(stats: dict, backend: str, validator: str | None = None) -> str:
 | axis | requests | accepted | rate | rejection reasons (most frequent first) |
 |---|---:|---:|---:|---|
 {rows}
-
+{input_line}
 ## Examples per axis
 Chosen deterministically: per axis, the {CARD_EXAMPLES} accepted and {CARD_EXAMPLES} rejected requests with the smallest
 sha256 of (seed, prompt_id, axis). Texts are clipped to {_CARD_CHARS} characters.

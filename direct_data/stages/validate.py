@@ -244,6 +244,8 @@ class ValidateStage(Stage):
         return r if isinstance(r, dict) else {}
 
     def compute(self, unit: Unit, out: UnitWriter) -> dict:
+        from direct_data.text.validator import normalize_axis
+
         rows = unit.payload
         start = rows[0]
         # earlier rows (before this unit) repeating a (prompt, negative) of this unit: those accepted
@@ -260,11 +262,12 @@ class ValidateStage(Stage):
             readable = isinstance(raw.record, dict)
             ok = bool(v.accepted and readable)
             reason = "" if ok else ((v.reason if readable else "schema") or "rejected")
-            out.write("verdicts", {"row": raw.row, "prompt": _str(rec.get("prompt")), "axis": _str(rec.get("axis")),
+            axis = _str(normalize_axis(rec.get("axis")))
+            out.write("verdicts", {"row": raw.row, "prompt": _str(rec.get("prompt")), "axis": axis,
                                    "negative": _str(rec.get("negative")), "accepted": ok, "reason": reason,
                                    "detail": v.detail or raw.detail or "", "scores": scores_json(v.scores)})
             accepted += ok
-            d = per_axis.setdefault(_str(rec.get("axis")) or "?", {"rows": 0, "accepted": 0, "reasons": {}})
+            d = per_axis.setdefault(axis or "?", {"rows": 0, "accepted": 0, "reasons": {}})
             d["rows"] += 1
             d["accepted"] += ok
             if not ok:

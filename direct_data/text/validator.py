@@ -5,8 +5,12 @@ declared axis, negative); the verdict is *accepted* or the first failing check's
 
 =====================  =======================================================================
 ``schema``             prompt or negative is not a string
-``bad_axis``           the axis is not one of the registry's five
-``empty``              prompt or negative is blank
+``bad_axis``           the axis is not one of the registry's five (case and surrounding spaces
+                       are ignored: " Kinematics" is kinematics)
+``not_english``        the prompt or the negative is not English (`direct_data.text.language`:
+                       mostly non-Latin letters, or under half of its words English); the
+                       models read English only
+``empty``              prompt or negative has no word
 ``identical``          the negative equals the prompt (case, spaces and punctuation ignored)
 ``instruction_echo``   the negative talks about the task ("here is", "rewrite", "axis:",
                        "ignore the instructions", ...) where the prompt did not
@@ -15,7 +19,8 @@ declared axis, negative); the verdict is *accepted* or the first failing check's
                        allowed with ``allow_negation_with_change``)
 ``duplicate``          equals another negative already kept for the same prompt
 ``length_drift``       word count drifted by more than ``max(length_slack_words,
-                       max_length_ratio * len(prompt))``
+                       max_length_ratio * len(prompt))``, or the character count by more than
+                       `CHARS_PER_WORD` times that (one 100 kB "word" is not a rewrite)
 ``scene_changed``      scene words lost (kept share < ``min_content_kept``), an object swapped
                        for another, or more than ``max_new_content`` new scene words
 ``axis_not_changed``   no changed word belongs to any axis
@@ -36,7 +41,7 @@ declared axis, negative); the verdict is *accepted* or the first failing check's
 
 Two modes (``ValidatorConfig.mode``):
 
-* ``"learnt"`` (the default): the cheap, precise checks first (schema, bad_axis, empty,
+* ``"learnt"`` (the default): the cheap, precise checks first (schema, bad_axis, not_english, empty,
   length_drift with the looser ``learnt_length_*`` limits, identical, instruction_echo, markup,
   negation_only, copy by word bag, ungrammatical by an echoed phrase tail, duplicate), then the learnt
   model of `direct_data.text.learnt` (an axis tagger and an acceptance model over the word
@@ -78,11 +83,13 @@ from direct_data.text.axes import AXES, REGISTRY
 from direct_data.text.tagger import analyze, content_words, tag_axes, tokenize
 
 REASONS: tuple[str, ...] = (
-    "schema", "bad_axis", "empty", "identical", "instruction_echo", "negation_only", "negation",
+    "schema", "bad_axis", "not_english", "empty", "identical", "instruction_echo", "negation_only", "negation",
     "duplicate", "length_drift", "scene_changed", "axis_not_changed", "wrong_axis", "multi_axis",
     "cosine_out_of_band", "judge_rejected", "markup", "copy", "ungrammatical", "static_size_only",
 )
 MODES = ("learnt", "lexicon")
+#: the length check's character limit is this many times its word limit
+CHARS_PER_WORD = 20
 
 #: Per-axis cosine bands measured on the labelled set and the rules backend (all-MiniLM-L6-v2):
 #: high enough that the scene is the same, below 1 so it is not a copy. Materials and
@@ -253,15 +260,55 @@ class Row:
     other_negatives: tuple[str, ...] = ()
 
 
+def normalize_axis(axis: Any) -> Any:
+    """An axis name as the registry spells it (" Kinematics" -> "kinematics"); anything else unchanged."""
+    if isinstance(axis, str) and axis.strip().lower() in REGISTRY:
+        return axis.strip().lower()
+    return axis
+
+
 def _as_row(obj: Row | Mapping[str, Any] | Sequence[Any]) -> Row:
     if isinstance(obj, Row):
-        return obj
-    if isinstance(obj, Mapping):
-        return Row(obj.get("prompt"), obj.get("axis"), obj.get("negative"),
-                   tuple(obj.get("other_negatives") or ()))
-    if isinstance(obj, Sequence) and not isinstance(obj, str) and len(obj) in (3, 4):
-        return Row(obj[0], obj[1], obj[2], tuple(obj[3]) if len(obj) == 4 else ())
-    raise TypeError(f"cannot read a validation row from {type(obj).__name__}")
+        row = obj
+    elif isinstance(obj, Mapping):
+        row = Row(obj.get("prompt"), obj.get("axis"), obj.get("negative"), tuple(obj.get("other_negatives") or ()))
+    elif isinstance(obj, Sequence) and not isinstance(obj, str) and len(obj) in (3, 4):
+        row = Row(obj[0], obj[1], obj[2], tuple(obj[3]) if len(obj) == 4 else ())
+    else:
+        raise TypeError(f"cannot read a validation row from {type(obj).__name__}")
+    axis = normalize_axis(row.axis)
+    return row if axis == row.axis else Row(row.prompt, axis, row.negative, row.other_negatives)
+
+
+def _unreadable(row: Row) -> tuple[str, str] | None:
+    """The checks every mode runs first, in this order: schema, bad_axis, not_english, empty."""
+    from direct_data.text.language import not_english
+
+    prompt, axis, negative = row.prompt, row.axis, row.negative
+    if not isinstance(prompt, str) or not isinstance(negative, str):
+        return "schema", "prompt and negative must be strings"
+    if not isinstance(axis, str) or axis not in REGISTRY:
+        return "bad_axis", f"axis must be one of {', '.join(AXES)}"
+    for name, text in (("prompt", prompt), ("negative", negative)):
+        why = not_english(text)
+        if why is not None:
+            return "not_english", f"the {name}: {why}"
+    for name, text in (("prompt", prompt), ("negative", negative)):
+        if not tokenize(text):
+            return "empty", f"the {name} has no word"
+    return None
+
+
+def _length_drift(prompt: str, negative: str, slack_words: int, ratio: float) -> str | None:
+    """Why the negative's length drifted too far from the prompt's (words, then characters), or None."""
+    n_p, n_n = len(tokenize(prompt)), len(tokenize(negative))
+    limit = max(slack_words, ratio * n_p)
+    if abs(n_n - n_p) > limit:
+        return f"{n_p} -> {n_n} words"
+    c_p, c_n = len(prompt.strip()), len(negative.strip())
+    if abs(c_n - c_p) > CHARS_PER_WORD * limit:
+        return f"{c_p} -> {c_n} characters"
+    return None
 
 
 class Validator:
@@ -357,15 +404,12 @@ class Validator:
         detail) to reject with, or None."""
         cfg = self.config
         prompt, axis, negative = row.prompt, row.axis, row.negative
-        if not isinstance(prompt, str) or not isinstance(negative, str):
-            return "schema", "prompt and negative must be strings"
-        if not isinstance(axis, str) or axis not in REGISTRY:
-            return "bad_axis", f"axis must be one of {', '.join(AXES)}"
-        if not prompt.strip() or not negative.strip() or not tokenize(negative) or not tokenize(prompt):
-            return "empty", None
-        n_p, n_n = len(tokenize(prompt)), len(tokenize(negative))
-        if abs(n_n - n_p) > max(cfg.learnt_length_slack_words, cfg.learnt_length_ratio * n_p):
-            return "length_drift", f"{n_p} -> {n_n} words"
+        bad = _unreadable(row)
+        if bad is not None:
+            return bad
+        drift = _length_drift(prompt, negative, cfg.learnt_length_slack_words, cfg.learnt_length_ratio)
+        if drift is not None:
+            return "length_drift", drift
         if dedupe_key(prompt) == dedupe_key(negative):
             return "identical", None
         echo = _echo(prompt, negative)
@@ -488,12 +532,9 @@ class Validator:
         def reject(reason: str, detail: str | None = None, axes: tuple[str, ...] = ()) -> Verdict:
             return Verdict(False, reason, scores, axes, detail)
 
-        if not isinstance(prompt, str) or not isinstance(negative, str):
-            return reject("schema", "prompt and negative must be strings")
-        if not isinstance(axis, str) or axis not in REGISTRY:
-            return reject("bad_axis", f"axis must be one of {', '.join(AXES)}")
-        if not prompt.strip() or not negative.strip() or not tokenize(negative):
-            return reject("empty")
+        bad = _unreadable(row)
+        if bad is not None:
+            return reject(*bad)
 
         n_p, n_n = len(tokenize(prompt)), len(tokenize(negative))
         kept, missing, new = _content_scores(prompt, negative)
@@ -517,8 +558,9 @@ class Validator:
         key = dedupe_key(negative)
         if key in kept_before or key in {dedupe_key(o) for o in row.other_negatives}:
             return reject("duplicate")
-        if abs(n_n - n_p) > max(cfg.length_slack_words, cfg.max_length_ratio * n_p):
-            return reject("length_drift", f"{n_p} -> {n_n} words")
+        drift = _length_drift(prompt, negative, cfg.length_slack_words, cfg.max_length_ratio)
+        if drift is not None:
+            return reject("length_drift", drift)
         if kept < cfg.min_content_kept:
             return reject("scene_changed", f"missing {', '.join(missing)}", resolved)
         if tag.content_swapped:
