@@ -118,6 +118,7 @@ class LabelledRow:
     label: str
     changed_axes: tuple[str, ...]
     split: str
+    note: str = ""
 
 
 def file_sha256(path: str | Path) -> str:
@@ -168,7 +169,7 @@ def load_labelled(path: str | Path | None = None, prompts_dir: str | Path | None
             if hashlib.sha256(prompt.encode("utf-8")).hexdigest()[:16] != r["prompt_id"]:
                 raise UserError(f"{path}:{n}: prompt_id {r['prompt_id']} does not match {src}.jsonl line {r['line']}")
             out.append(LabelledRow(str(r["id"]), r["prompt_id"], src, int(r["line"]), prompt, r["axis"], r["negative"],
-                                   r["label"], tuple(r.get("changed_axes") or ()), r["split"]))
+                                   r["label"], tuple(r.get("changed_axes") or ()), r["split"], str(r.get("note") or "")))
     return out
 
 
