@@ -110,6 +110,29 @@ def test_utf8_bom_does_not_cost_the_first_row(tmp_path):
     assert read_prompts([tmp_path / "one.jsonl"]).kept == 1
 
 
+def test_compressed_text_files_read_as_their_plain_form(tmp_path):
+    import bz2
+    import gzip
+    import lzma
+
+    rows = [{"prompt": p} for p in PROMPTS] + [{"prompt": ""}, "not an object"]
+    body = "".join(json.dumps(r) + "\n" for r in rows).encode()
+    plain = read_prompts([jsonl(tmp_path / "plain.jsonl", rows)])
+    assert (plain.kept, len(plain.rejects)) == (5, 2)
+    for name, data in (("p.jsonl.gz", gzip.compress(body)), ("p.jsonl.bz2", bz2.compress(body)),
+                       ("p.json.xz", lzma.compress(json.dumps(rows[:-1] + [7]).encode())),
+                       ("p.csv.gz", gzip.compress(("prompt\n" + "\n".join(PROMPTS) + "\n").encode()))):
+        (tmp_path / name).write_bytes(data)
+        rr = read_prompts([tmp_path / name])
+        assert [p.prompt_id for p in rr.prompts] == [p.prompt_id for p in plain.prompts], name
+        assert rr.accounted() and len(rr.rejects) == (0 if name.endswith("csv.gz") else 2), (name, rr.reasons())
+    (tmp_path / "cut.jsonl.gz").write_bytes(gzip.compress(body)[:40])
+    (tmp_path / "fake.jsonl.gz").write_bytes(body)
+    (tmp_path / "p.parquet.gz").write_bytes(gzip.compress(b"PAR1"))
+    for name, needle in (("cut.jsonl.gz", "cannot read"), ("fake.jsonl.gz", "cannot read"), ("p.parquet.gz", "Parquet compresses itself")):
+        user_error(["validate", str(tmp_path / name), "--out", str(tmp_path / "o")], name, needle)
+
+
 def test_validate_of_an_empty_file_is_an_error(tmp_path):
     for content in (b"", b"\n  \n\r\n"):
         (tmp_path / "e.jsonl").write_bytes(content)

@@ -1,4 +1,5 @@
-"""Read prompts from files: `.jsonl`, `.json`, `.csv`, `.parquet`, `.txt` and `datasets` folders.
+"""Read prompts from files: `.jsonl`, `.json`, `.csv`, `.parquet`, `.txt` and `datasets` folders;
+the text formats also compressed (`.gz`, `.bz2`, `.xz`: `prompts.jsonl.gz`).
 
 Every input row ends as exactly one of: a kept prompt, a merged exact duplicate of a kept prompt,
 or a reject with a reason. A file that cannot be parsed at all raises `InputError`, a one-line
@@ -7,11 +8,15 @@ message naming the file and the line.
 
 from __future__ import annotations
 
+import bz2
 import csv
+import gzip
 import hashlib
 import io
 import json
+import lzma
 import unicodedata
+import zlib
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -21,6 +26,23 @@ from direct_data.core.errors import InputError  # noqa: F401  (re-raised by the 
 DEFAULT_TEXT_COLUMNS = ("prompt", "caption", "text")
 DEFAULT_MAX_CHARS = 2000
 SUFFIXES = (".jsonl", ".json", ".csv", ".parquet", ".txt")
+#: compressions the text formats may carry (`prompts.jsonl.gz`), by their suffix
+COMPRESSIONS = {".gz": gzip.open, ".bz2": bz2.open, ".xz": lzma.open}
+_READ_ERRORS = (OSError, EOFError, zlib.error, lzma.LZMAError)  # a corrupt or truncated compressed file
+
+
+def _open(path: Path):
+    """The file's bytes, decompressed when its name ends in a `COMPRESSIONS` suffix."""
+    opener = COMPRESSIONS.get(path.suffix.lower())
+    return opener(path, "rb") if opener else open(path, "rb")
+
+
+def _read_bytes(path: Path) -> bytes:
+    try:
+        with _open(path) as f:
+            return f.read()
+    except _READ_ERRORS as e:
+        raise InputError(f"{path}: cannot read ({e})") from None
 
 
 def normalize_text(text: str) -> str:
@@ -104,14 +126,17 @@ class ReadResult:
 
 
 def _decode_lines(path: Path) -> Iterator[tuple[int, str | None, bytes]]:
-    with open(path, "rb") as f:
-        for i, line in enumerate(f):
-            if i == 0 and line.startswith(b"\xef\xbb\xbf"):  # a UTF-8 byte-order mark is not part of the first row
-                line = line[3:]
-            try:
-                yield i, line.decode("utf-8"), line
-            except UnicodeDecodeError:
-                yield i, None, line
+    try:
+        with _open(path) as f:
+            for i, line in enumerate(f):
+                if i == 0 and line.startswith(b"\xef\xbb\xbf"):  # a UTF-8 byte-order mark is not part of the first row
+                    line = line[3:]
+                try:
+                    yield i, line.decode("utf-8"), line
+                except UnicodeDecodeError:
+                    yield i, None, line
+    except _READ_ERRORS as e:
+        raise InputError(f"{path}: cannot read ({e})") from None
 
 
 def _read_jsonl(path: Path) -> Iterator[RawRow]:
@@ -142,7 +167,7 @@ def _read_jsonl(path: Path) -> Iterator[RawRow]:
 
 def _read_json(path: Path) -> Iterator[RawRow]:
     try:
-        data = json.loads(path.read_bytes().decode("utf-8-sig"))
+        data = json.loads(_read_bytes(path).decode("utf-8-sig"))
     except UnicodeDecodeError as e:
         raise InputError(f"{path}: not UTF-8 (byte {e.start})") from None
     except json.JSONDecodeError as e:
@@ -169,7 +194,7 @@ def _read_json(path: Path) -> Iterator[RawRow]:
 
 
 def _read_csv(path: Path) -> Iterator[RawRow]:
-    raw = path.read_bytes()
+    raw = _read_bytes(path)
     try:
         text = raw.decode("utf-8-sig")
     except UnicodeDecodeError:
@@ -260,10 +285,16 @@ def iter_raw_rows(path: str | Path) -> Iterator[RawRow]:
             return _read_dataset_dir(path)
         raise InputError(f"{path}: a folder must be a `datasets` save_to_disk folder")
     readers = {".jsonl": _read_jsonl, ".json": _read_json, ".csv": _read_csv, ".parquet": _read_parquet, ".txt": _read_txt}
+    suffix = path.suffix.lower()
+    if suffix in COMPRESSIONS:
+        suffix = Path(path.stem).suffix.lower()
+        if suffix == ".parquet":
+            raise InputError(f"{path}: a compressed Parquet file; Parquet compresses itself, give the .parquet file")
     try:
-        return readers[path.suffix.lower()](path)
+        return readers[suffix](path)
     except KeyError:
-        raise InputError(f"{path}: unsupported format {path.suffix!r} (use one of {', '.join(SUFFIXES)} or a datasets folder)") from None
+        raise InputError(f"{path}: unsupported format {path.name!r} (use one of {', '.join(SUFFIXES)}, the text formats also as "
+                         f"{', '.join(COMPRESSIONS)}, or a datasets folder)") from None
 
 
 def _pick_column(record: dict, text_column: str | None) -> str | None:
