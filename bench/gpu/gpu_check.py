@@ -1,6 +1,6 @@
-"""The prepared GPU check of issue 12 (not run on the CPU machine). Two parts, each optional:
+"""The prepared GPU check of issue 12 (its train part ran on an H200: bench/results/gpu_check.md). Two parts:
 
-    python bench/gpu/gpu_check.py train [--steps 6]          # one GPU
+    python bench/gpu/gpu_check.py train [--steps 6] [--rows-per-gpu 2] [--no-grad-checkpointing] [--objectives sft,direct]
     torchrun --nproc_per_node 1 bench/gpu/gpu_check.py train # the same under torchrun (1 process)
     python bench/gpu/gpu_check.py vllm [--requests 256]
 
@@ -59,19 +59,19 @@ def latent_data(rows: int = 4):
                                   hard_axis=["kinematics"] * rows)
 
 
-def part_train(steps: int) -> None:
+def part_train(steps: int, rows_per_gpu: int = 2, grad_checkpointing: bool = True, objectives: tuple[str, ...] = ("sft", "direct")) -> None:
     import torch
 
     from direct_data.training.config import preset
     from direct_data.training.loop import train
 
-    data = latent_data()
     world = int(os.environ.get("WORLD_SIZE", "1"))
-    for objective in ("sft", "direct"):
+    data = latent_data(max(4, 2 * rows_per_gpu * world))
+    for objective in objectives:
         torch.cuda.empty_cache()
         torch.cuda.reset_peak_memory_stats()
-        cfg = preset(objective, model_config="wan2.1-1.3b", model_overrides={"text_dim": 4096}, lora_rank=16, batch_size=2 * world,
-                     max_steps=steps, device="cuda", bf16=True, grad_checkpointing=True, progress=False, diagnostics=False,
+        cfg = preset(objective, model_config="wan2.1-1.3b", model_overrides={"text_dim": 4096}, lora_rank=16, batch_size=rows_per_gpu * world,
+                     max_steps=steps, device="cuda", bf16=True, grad_checkpointing=grad_checkpointing, progress=False, diagnostics=False,
                      text_len=512)
         t0 = time.perf_counter()
         try:
@@ -82,8 +82,8 @@ def part_train(steps: int) -> None:
             continue
         times = [r["time_s"] for r in res.records if "time_s" in r]
         record({"part": "train", "objective": objective, "world_size": world, "ok": True, "torchrun": "RANK" in os.environ,
-                "latent": [16, 21, 60, 104], "text": [512, 4096], "batch_rows_per_gpu": 2, "lora_rank": 16, "bf16": True,
-                "grad_checkpointing": True, "steps": len(times), "s_per_step_median_after_first": round(statistics.median(times[1:]), 3) if len(times) > 1 else None,
+                "latent": [16, 21, 60, 104], "text": [512, 4096], "batch_rows_per_gpu": rows_per_gpu, "lora_rank": 16, "bf16": True,
+                "grad_checkpointing": grad_checkpointing, "steps": len(times), "s_per_step_median_after_first": round(statistics.median(times[1:]), 3) if len(times) > 1 else None,
                 "s_per_step_all": [round(t, 3) for t in times], "peak_mem_gib": round(torch.cuda.max_memory_allocated() / 2**30, 2),
                 "loss_last": res.records[-1].get("loss"), "wall_s": round(time.perf_counter() - t0, 1),
                 "gpu": torch.cuda.get_device_name(0)})
@@ -167,6 +167,9 @@ def main() -> None:
     ap.add_argument("part", choices=("train", "vllm"))
     ap.add_argument("--steps", type=int, default=6)
     ap.add_argument("--requests", type=int, default=250)
+    ap.add_argument("--rows-per-gpu", type=int, default=2)
+    ap.add_argument("--no-grad-checkpointing", action="store_true")
+    ap.add_argument("--objectives", default="sft,direct")
     a = ap.parse_args()
     try:
         import torch
@@ -178,7 +181,7 @@ def main() -> None:
         record({"part": a.part, "ok": False, "error": f"torch missing: {e}"})
         return
     if a.part == "train":
-        part_train(a.steps)
+        part_train(a.steps, a.rows_per_gpu, not a.no_grad_checkpointing, tuple(a.objectives.split(",")))
     else:
         part_vllm(a.requests)
 

@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # The prepared GPU check of issue 12 (see gpu_check.py). One short script, each part time-boxed;
-# results in $OUT/gpu_check.jsonl. Not run on the CPU machine (no GPU was lent to that session).
+# results in $OUT/gpu_check.jsonl. Its train part ran on an H200 in session 10: bench/results/gpu_check.md.
 #   bash bench/gpu/run.sh            # needs the project installed with torch (CUDA), diffusers, peft, vllm
 set -u
 cd "$(dirname "$0")/../.."
