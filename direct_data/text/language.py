@@ -13,9 +13,10 @@ Two signals, no language model:
   mostly abbreviations and loans: "de", "un", "dos").
   At least `MIN_WORDS` judged words are needed, so a short fragment is never called foreign.
 
-Measured on the 6,052 shared benchmark prompts, the 1,426 labelled rewrites and the old regression
-set (7,792 texts): the lowest English share is 0.8 and nothing is flagged; Spanish, French, Italian,
-Portuguese, Turkish and German sentences of six words or more fall at 0.1-0.4.
+Measured on the 6,052 shared benchmark prompts, the 1,694 labelled rewrites and the old regression
+set (8,060 texts): the lowest English share is 0.75 ("The bund Shanghai, oil painting") and nothing
+is flagged; Spanish, French, Italian, Portuguese, Turkish and German sentences of six words or more
+fall at 0.1-0.4.
 """
 
 from __future__ import annotations
@@ -66,7 +67,7 @@ def not_english(text: str) -> str | None:
         >>> not_english("A ball rolls up a hill.") is None
         True
         >>> not_english("Una palla rotola su per la collina.")
-        'only 2 of 6 words are English'
+        'only 1 of 4 words are English'
     """
     letters = [c for c in text if c.isalpha()]
     if not letters:
