@@ -11,6 +11,7 @@ from typer.testing import CliRunner
 
 from direct_data import pipeline
 from direct_data.cli import app
+from direct_data.core.manifest import read_table
 from direct_data.core.read import read_prompts
 from direct_data.stages.partition import PartitionConfig
 
@@ -131,6 +132,31 @@ def test_compressed_text_files_read_as_their_plain_form(tmp_path):
     (tmp_path / "p.parquet.gz").write_bytes(gzip.compress(b"PAR1"))
     for name, needle in (("cut.jsonl.gz", "cannot read"), ("fake.jsonl.gz", "cannot read"), ("p.parquet.gz", "Parquet compresses itself")):
         user_error(["validate", str(tmp_path / name), "--out", str(tmp_path / "o")], name, needle)
+
+
+def test_lone_surrogates_and_textless_prompts_are_rejects_not_crashes(tmp_path):
+    """A JSON "\\ud800" decodes to a string no UTF-8 writer or tokenizer takes: a reject row in the
+    prompt's column, escaped JSON in another column; a prompt of control or zero-width characters is empty."""
+    lines = ['{"prompt": "A ball \\ud800 rolls down a hill."}', '{"prompt": "\\u0000\\u0001\\u0002"}', '{"prompt": "\\u200b\\u200b"}',
+             '{"prompt": "A ball rolls down a hill.", "note": "x \\ud800 y"}'] + [json.dumps({"prompt": p}) for p in PROMPTS[:3]]
+    (tmp_path / "p.jsonl").write_text("\n".join(lines) + "\n")
+    rr = read_prompts([tmp_path / "p.jsonl"])
+    assert sorted((r.row, r.reason) for r in rr.rejects) == [(0, "not_utf8"), (1, "empty"), (2, "empty")]
+    out = tmp_path / "part"
+    r = runner.invoke(app, ["partition", str(tmp_path / "p.jsonl"), "--out", str(out), "--k", "2"])
+    assert r.exit_code == 0, r.output
+    meta = [json.loads(x["meta"]) for x in read_table(out, "partitions").to_pylist() if x["meta"] != "{}"]
+    assert meta == [{"note": "x \ud800 y"}]  # written as ASCII-escaped JSON, read back as it came
+    rows = [{"prompt": "A ball \ud800 rolls down a hill.", "axis": "kinematics", "negative": "A ball rolls up a hill."},
+            {"prompt": "A ball rolls down a hill.", "axis": "kinematics", "negative": "A ball \udfff rolls up a hill."}]
+    (tmp_path / "v.jsonl").write_text("".join(json.dumps(x) + "\n" for x in rows))
+    for mode in ("learnt", "lexicon"):
+        r = runner.invoke(app, ["validate", str(tmp_path / "v.jsonl"), "--validator", mode, "--out", str(tmp_path / mode)])
+        assert r.exit_code == 0, r.output
+        got = read_table(tmp_path / mode, "verdicts").to_pylist()
+        assert [(x["reason"], x["detail"]) for x in got] == [("schema", "the prompt is not valid Unicode (character 7)"),
+                                                            ("schema", "the negative is not valid Unicode (character 7)")]
+        assert got[0]["prompt"] == "A ball \\ud800 rolls down a hill."
 
 
 def test_validate_of_an_empty_file_is_an_error(tmp_path):

@@ -154,6 +154,8 @@ REASON_CASES: list[tuple[object, object, object, str]] = [
      "multi_axis"),
     ("Ink billowing into water.", "materials", "Honey billowing into water.", "cosine_out_of_band"),
     (BALL, "kinematics", "Una pelota de goma cae sobre un suelo de madera y rebota hacia arriba.", "not_english"),
+    (BALL, "kinematics", "A rubber ball rolls up a wooden floor. " * 250, "too_long"),
+    (BALL, "kinematics", BALL.replace("dropped onto", "lifted off") + "x" * 200, "length_drift"),
 ]
 
 
@@ -175,6 +177,14 @@ def test_duplicate_and_judge_reasons(validator: Validator) -> None:
     v = judged.check(BALL, "materials", good)
     assert v.reason == "judge_rejected" and v.detail == "mentions glass"
     assert judged.check(BALL, "materials", good.replace("glass", "steel")).accepted
+
+
+def test_other_negatives_must_be_a_list_of_strings(validator: Validator) -> None:
+    up = BALL.replace("dropped onto", "lifted off")
+    for others in (5, "a string", [1, None], {"a": 1}):
+        v = validator.check_many([{"prompt": BALL, "axis": "kinematics", "negative": up, "other_negatives": others}])[0]
+        assert (v.reason, v.detail) == ("schema", "other_negatives must be a list of strings"), others
+    assert validator.check_many([{"prompt": BALL, "axis": "kinematics", "negative": up, "other_negatives": [up.upper()]}])[0].reason == "duplicate"
 
 
 def test_every_reason_code_is_exercised() -> None:

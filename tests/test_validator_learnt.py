@@ -230,8 +230,8 @@ def test_bad_input_gets_a_reason_code(validator: Validator) -> None:
         assert not v.accepted, t[:60]
         assert v.reason in REASONS, v.reason
     reasons = [v.reason for v in got[:len(BAD_INPUT)]]
-    assert reasons[0] == "empty" and reasons[1] == "length_drift" and reasons[4] == "markup"
-    assert reasons[5] == "instruction_echo" and reasons[9] == "length_drift"
+    assert reasons[0] == "empty" and reasons[1] == "too_long" and reasons[4] == "markup"
+    assert reasons[5] == "instruction_echo" and reasons[9] == "too_long"
     # French, Russian, German and Chinese, as the negative or as the prompt: the models read English only
     for i in (2, 3, 10, 11):
         assert reasons[i] == "not_english" and got[len(BAD_INPUT) + i].reason == "not_english", (i, reasons[i])

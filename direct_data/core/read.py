@@ -345,6 +345,9 @@ def read_prompts(
             if not text:
                 result.rejects.append(Reject(r.source, r.row, "empty", "text is empty after whitespace folding", value))
                 continue
+            if not any(c.isalnum() for c in text):  # control or zero-width characters, punctuation, emoji only
+                result.rejects.append(Reject(r.source, r.row, "empty", "text has no letter or digit", value))
+                continue
             if len(text) > max_chars:
                 result.rejects.append(Reject(r.source, r.row, "too_long", f"{len(text)} chars > max_chars={max_chars}", text))
                 continue

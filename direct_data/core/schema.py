@@ -64,5 +64,11 @@ def register(table: str, features: Features) -> None:
 
 
 def to_meta_json(row: dict) -> str:
-    """Sorted-key JSON of a row's extra columns; values that JSON cannot hold become strings."""
-    return json.dumps(row, sort_keys=True, ensure_ascii=False, default=str)
+    """Sorted-key JSON of a row's extra columns; values that JSON cannot hold become strings. A lone
+    surrogate ("\\ud800" in the input JSON) cannot be written as UTF-8: that row's JSON is ASCII, escaped."""
+    text = json.dumps(row, sort_keys=True, ensure_ascii=False, default=str)
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        text = json.dumps(row, sort_keys=True, default=str)
+    return text

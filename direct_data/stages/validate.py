@@ -200,7 +200,13 @@ def _key(rec: dict) -> tuple | None:
 
 
 def _str(v: Any) -> str:
-    return v if isinstance(v, str) else ("" if v is None else json.dumps(v, default=str))
+    """A cell as writable text: JSON for a non-string, a lone surrogate ("\\ud800" in JSON) escaped."""
+    s = v if isinstance(v, str) else ("" if v is None else json.dumps(v, default=str))
+    try:
+        s.encode("utf-8")
+    except UnicodeEncodeError:
+        s = s.encode("utf-8", "backslashreplace").decode("utf-8")
+    return s
 
 
 class ValidateStage(Stage):

@@ -11,6 +11,8 @@ declared axis, negative); the verdict is *accepted* or the first failing check's
                        mostly non-Latin letters, or under half of its words English); the
                        models read English only
 ``empty``              prompt or negative has no word
+``too_long``           prompt or negative longer than ``max_chars`` characters (8,000: the word
+                       alignment is quadratic in the length; the longest shared prompt has 1,120)
 ``identical``          the negative equals the prompt (case, spaces and punctuation ignored)
 ``instruction_echo``   the negative talks about the task ("here is", "rewrite", "axis:",
                        "ignore the instructions", ...) where the prompt did not
@@ -83,7 +85,7 @@ from direct_data.text.axes import AXES, REGISTRY
 from direct_data.text.tagger import analyze, content_words, tag_axes, tokenize
 
 REASONS: tuple[str, ...] = (
-    "schema", "bad_axis", "not_english", "empty", "identical", "instruction_echo", "negation_only", "negation",
+    "schema", "bad_axis", "not_english", "empty", "too_long", "identical", "instruction_echo", "negation_only", "negation",
     "duplicate", "length_drift", "scene_changed", "axis_not_changed", "wrong_axis", "multi_axis",
     "cosine_out_of_band", "judge_rejected", "markup", "copy", "ungrammatical", "static_size_only",
 )
@@ -116,6 +118,8 @@ class ValidatorConfig:
     min_content_kept: float = 0.75
     max_new_content: int = 3
     allow_negation_with_change: bool = False
+    #: a prompt or negative longer than this many characters is ``too_long`` (checked before the rest)
+    max_chars: int = 8000
     #: "learnt" (default) or "lexicon" (the word-list checks only)
     mode: str = "learnt"
     #: accept iff p(good) >= this; None = the threshold fitted on dev, stored in the artefact
@@ -257,7 +261,7 @@ class Row:
     prompt: Any
     axis: Any
     negative: Any
-    other_negatives: tuple[str, ...] = ()
+    other_negatives: tuple[str, ...] | None = ()  # None: the row's other_negatives is not a list of strings
 
 
 def normalize_axis(axis: Any) -> Any:
@@ -267,28 +271,47 @@ def normalize_axis(axis: Any) -> Any:
     return axis
 
 
+def _others(value: Any) -> tuple[str, ...] | None:
+    """``other_negatives`` as a tuple of strings (missing: empty), or None when it is something else."""
+    if value is None:
+        return ()
+    if isinstance(value, (list, tuple)) and all(isinstance(x, str) for x in value):
+        return tuple(value)
+    return None
+
+
 def _as_row(obj: Row | Mapping[str, Any] | Sequence[Any]) -> Row:
     if isinstance(obj, Row):
-        row = obj
+        row = obj if obj.other_negatives is None else Row(obj.prompt, obj.axis, obj.negative, _others(obj.other_negatives))
     elif isinstance(obj, Mapping):
-        row = Row(obj.get("prompt"), obj.get("axis"), obj.get("negative"), tuple(obj.get("other_negatives") or ()))
+        row = Row(obj.get("prompt"), obj.get("axis"), obj.get("negative"), _others(obj.get("other_negatives")))
     elif isinstance(obj, Sequence) and not isinstance(obj, str) and len(obj) in (3, 4):
-        row = Row(obj[0], obj[1], obj[2], tuple(obj[3]) if len(obj) == 4 else ())
+        row = Row(obj[0], obj[1], obj[2], _others(obj[3]) if len(obj) == 4 else ())
     else:
         raise TypeError(f"cannot read a validation row from {type(obj).__name__}")
     axis = normalize_axis(row.axis)
     return row if axis == row.axis else Row(row.prompt, axis, row.negative, row.other_negatives)
 
 
-def _unreadable(row: Row) -> tuple[str, str] | None:
-    """The checks every mode runs first, in this order: schema, bad_axis, not_english, empty."""
+def _unreadable(row: Row, max_chars: int) -> tuple[str, str] | None:
+    """The checks every mode runs first, in this order: schema, bad_axis, too_long, not_english, empty."""
     from direct_data.text.language import not_english
 
     prompt, axis, negative = row.prompt, row.axis, row.negative
     if not isinstance(prompt, str) or not isinstance(negative, str):
         return "schema", "prompt and negative must be strings"
+    if row.other_negatives is None:
+        return "schema", "other_negatives must be a list of strings"
+    for name, text in (("prompt", prompt), ("negative", negative), *(("other_negatives", o) for o in row.other_negatives)):
+        try:
+            text.encode("utf-8")
+        except UnicodeEncodeError as e:  # a lone surrogate ("\\ud800" in JSON): no tokenizer takes it
+            return "schema", f"the {name} is not valid Unicode (character {e.start})"
     if not isinstance(axis, str) or axis not in REGISTRY:
         return "bad_axis", f"axis must be one of {', '.join(AXES)}"
+    for name, text in (("prompt", prompt), ("negative", negative)):
+        if len(text) > max_chars:
+            return "too_long", f"the {name} has {len(text)} characters > max_chars={max_chars}"
     for name, text in (("prompt", prompt), ("negative", negative)):
         why = not_english(text)
         if why is not None:
@@ -369,7 +392,7 @@ class Validator:
     def check(self, prompt: str, axis: str, negative: str, *,
               other_negatives: Iterable[str] = ()) -> Verdict:
         """Validate one negative; `other_negatives` are the negatives already kept for `prompt`."""
-        return self.check_many([Row(prompt, axis, negative, tuple(other_negatives))],
+        return self.check_many([Row(prompt, axis, negative, _others(list(other_negatives)))],
                                dedupe_within=False)[0]
 
     def check_many(self, rows: Iterable[Row | Mapping[str, Any] | Sequence[Any]], *,
@@ -404,7 +427,7 @@ class Validator:
         detail) to reject with, or None."""
         cfg = self.config
         prompt, axis, negative = row.prompt, row.axis, row.negative
-        bad = _unreadable(row)
+        bad = _unreadable(row, cfg.max_chars)
         if bad is not None:
             return bad
         drift = _length_drift(prompt, negative, cfg.learnt_length_slack_words, cfg.learnt_length_ratio)
@@ -503,7 +526,7 @@ class Validator:
             return [None] * len(items)
         texts: list[str] = []
         for r in items:
-            if _embeddable(r):
+            if _embeddable(r, self.config.max_chars):
                 texts += [r.prompt, r.negative]
         unique = sorted(set(texts))
         if not unique:
@@ -514,7 +537,7 @@ class Validator:
         index = {t: i for i, t in enumerate(unique)}
         out: list[float | None] = []
         for r in items:
-            if not _embeddable(r):
+            if not _embeddable(r, self.config.max_chars):
                 out.append(None)
                 continue
             c = float(vecs[index[r.prompt]] @ vecs[index[r.negative]])
@@ -532,7 +555,7 @@ class Validator:
         def reject(reason: str, detail: str | None = None, axes: tuple[str, ...] = ()) -> Verdict:
             return Verdict(False, reason, scores, axes, detail)
 
-        bad = _unreadable(row)
+        bad = _unreadable(row, cfg.max_chars)
         if bad is not None:
             return reject(*bad)
 
@@ -588,9 +611,8 @@ class Validator:
         return Verdict(True, None, scores, resolved, None)
 
 
-def _embeddable(r: Row) -> bool:
-    return (isinstance(r.prompt, str) and isinstance(r.negative, str)
-            and bool(r.prompt.strip()) and bool(r.negative.strip()))
+def _embeddable(r: Row, max_chars: int) -> bool:
+    return _unreadable(r, max_chars) is None
 
 
 def summarize(verdicts: Iterable[Verdict]) -> dict[str, int]:
