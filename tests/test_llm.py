@@ -41,6 +41,7 @@ from direct_data.backends.llm import (
     validate_output,
     write_requests,
 )
+from direct_data.core.errors import ConfigError, UserError
 from direct_data.text.templates import AXES, SLOT, caption_literal, load_template, parse_template, render
 
 PROMPTS = Path("/work/shared/data/prompts/videophy1_test.jsonl")
@@ -194,6 +195,10 @@ def test_openai_backend_retries_then_gives_up():
         b.generate([Request("r0", "p", seed=0, axis="forces")])
     assert time.perf_counter() - t0 < 10
     b.close()
+    # at start, a server that never answers is the user's URL: one line (ConfigError), not a traceback
+    with pytest.raises(ConfigError, match=f"127.0.0.1:{port}/v1: the server did not answer the start-up probe"):
+        OpenAIBackend(f"http://127.0.0.1:{port}/v1", "m", retries=0, timeout=2)
+    assert issubclass(ConstraintNotEnforcedError, UserError)  # a model that ignores the schema: one line too
 
 
 # ------------------------------------------------------------------------------------------------

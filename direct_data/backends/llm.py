@@ -31,6 +31,8 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Protocol, runtime_checkable
 
+from direct_data.core.errors import ConfigError, UserError
+
 log = logging.getLogger(__name__)
 
 VLLM_INSTALL_HINT = (
@@ -213,8 +215,9 @@ class LLMBackend(Protocol):
     def generate(self, requests: list[Request]) -> list[Response]: ...
 
 
-class ConstraintNotEnforcedError(RuntimeError):
-    """The backend returned output that ignores the structured-output constraint."""
+class ConstraintNotEnforcedError(UserError):
+    """The backend returned output that ignores the structured-output constraint (a model or server
+    the user chose: the CLI prints it as one line, exit code 2)."""
 
 
 class BackendError(RuntimeError):
@@ -558,7 +561,11 @@ class OpenAIBackend:
         self.close()
 
     def run_probe(self) -> None:
-        check_probe(self.generate(probe_requests()))
+        try:
+            responses = self.generate(probe_requests())
+        except BackendError as e:  # nothing listens there, or it refuses every request: the user's URL or server
+            raise ConfigError(f"{self.base_url}: the server did not answer the start-up probe ({e})") from None
+        check_probe(responses)
         self.probe_passed = True
 
     def body(self, req: Request) -> dict[str, Any]:
