@@ -159,6 +159,23 @@ def test_lone_surrogates_and_textless_prompts_are_rejects_not_crashes(tmp_path):
         assert got[0]["prompt"] == "A ball \\ud800 rolls down a hill."
 
 
+def test_an_unreachable_ray_address_is_one_error_at_once(tmp_path, monkeypatch):
+    """Ray itself retries for minutes before it gives up on an address nobody listens at."""
+    import socket
+    import time
+
+    monkeypatch.setenv("RAY_AUTH_MODE", "disabled")
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]  # closed again below: nothing listens there
+    jsonl(tmp_path / "p.jsonl", [{"prompt": p} for p in PROMPTS])
+    for address in (f"127.0.0.1:{port}", f"ray://127.0.0.1:{port}"):
+        t0 = time.perf_counter()
+        user_error(["partition", str(tmp_path / "p.jsonl"), "--executor", "ray", "--ray-address", address, "--out", str(tmp_path / "o")],
+                   address, "no Ray cluster answers there")
+        assert time.perf_counter() - t0 < 30
+
+
 def test_validate_of_an_empty_file_is_an_error(tmp_path):
     for content in (b"", b"\n  \n\r\n"):
         (tmp_path / "e.jsonl").write_bytes(content)

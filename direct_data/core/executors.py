@@ -84,11 +84,28 @@ class RayExecutor:
         return {**self.__dict__, "_ray": None}
 
     # -- connection
+    def _check_reachable(self, timeout: float = 5.0) -> None:
+        """A given `host:port` (or `ray://host:port`) that no TCP server answers is a user error now,
+        not after Ray's own minute-long retries."""
+        import socket
+
+        if self.address == "auto":
+            return
+        host, sep, port = str(self.address).removeprefix("ray://").rpartition(":")
+        if not sep or not port.isdigit():
+            return  # not host:port: Ray reads it
+        try:
+            socket.create_connection((host.strip("[]") or "127.0.0.1", int(port)), timeout=timeout).close()
+        except OSError as e:
+            raise UserError(f"--ray-address {self.address}: no Ray cluster answers there ({e.strerror or e}; start one with "
+                            f"`ray start --head`, or use --ray-address auto)") from None
+
     def ray(self):
         if self._ray is not None:
             return self._ray
         ray = import_ray()
         if not ray.is_initialized():
+            self._check_reachable()
             try:
                 ray.init(address=self.address, log_to_driver=False, ignore_reinit_error=True)
             except ConnectionError:
