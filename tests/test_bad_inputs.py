@@ -176,6 +176,17 @@ def test_an_unreachable_ray_address_is_one_error_at_once(tmp_path, monkeypatch):
         assert time.perf_counter() - t0 < 30
 
 
+def test_json_nested_too_deeply_is_a_reject_or_one_error(tmp_path):
+    deep = "[" * 100_000 + "]" * 100_000
+    (tmp_path / "p.jsonl").write_text("\n".join([json.dumps({"prompt": PROMPTS[0]}), deep, json.dumps({"prompt": PROMPTS[1]})]) + "\n")
+    rr = read_prompts([tmp_path / "p.jsonl"])
+    assert (rr.kept, [(r.row, r.reason, r.detail) for r in rr.rejects]) == (2, [(1, "invalid_json", "JSON nested too deeply")])
+    (tmp_path / "p.json").write_text(deep)
+    user_error(["partition", str(tmp_path / "p.json"), "--out", str(tmp_path / "o")], "p.json", "nested too deeply")
+    (tmp_path / "l.jsonl").write_text(deep + "\n")
+    user_error(["validator", "eval", "--labelled", str(tmp_path / "l.jsonl")], "l.jsonl:1", "not a labelled row")
+
+
 def test_validate_of_an_empty_file_is_an_error(tmp_path):
     for content in (b"", b"\n  \n\r\n"):
         (tmp_path / "e.jsonl").write_bytes(content)

@@ -154,6 +154,9 @@ def _read_jsonl(path: Path) -> Iterator[RawRow]:
             first_error = first_error or (i, e)
             rows.append(RawRow(str(path), i, None, "invalid_json", f"JSON error: {e.msg}", text))
             continue
+        except RecursionError:  # "[[[[...": Python's parser gives up past ~1,000 levels
+            rows.append(RawRow(str(path), i, None, "invalid_json", "JSON nested too deeply", text[:500]))
+            continue
         parsed_any = True
         if not isinstance(rec, dict):
             rows.append(RawRow(str(path), i, None, "not_an_object", f"expected a JSON object, got {type(rec).__name__}", text))
@@ -172,6 +175,8 @@ def _read_json(path: Path) -> Iterator[RawRow]:
         raise InputError(f"{path}: not UTF-8 (byte {e.start})") from None
     except json.JSONDecodeError as e:
         raise InputError(f"{path}:{e.lineno}: cannot parse as JSON ({e.msg})") from None
+    except RecursionError:
+        raise InputError(f"{path}: cannot parse as JSON (nested too deeply)") from None
     if isinstance(data, dict):
         # {"data": [...]} / {"prompts": [...]} / a columnar dict of equal-length lists
         lists = {k: v for k, v in data.items() if isinstance(v, list)}

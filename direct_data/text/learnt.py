@@ -151,7 +151,7 @@ def load_labelled(path: str | Path | None = None, prompts_dir: str | Path | None
                 for key in ("source", "line", "prompt_id", "axis", "negative", "label", "split", "id"):
                     if key not in r:
                         raise ValueError(f"no {key!r} field")
-            except ValueError as e:  # json.JSONDecodeError is a ValueError
+            except (ValueError, RecursionError) as e:  # json.JSONDecodeError is a ValueError; "[[[[..." a RecursionError
                 raise UserError(f"{path}:{n}: not a labelled row ({e})") from None
             if splits is not None and r.get("split") not in splits:
                 continue
