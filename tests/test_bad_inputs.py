@@ -187,6 +187,16 @@ def test_json_nested_too_deeply_is_a_reject_or_one_error(tmp_path):
     user_error(["validator", "eval", "--labelled", str(tmp_path / "l.jsonl")], "l.jsonl:1", "not a labelled row")
 
 
+def test_a_csv_field_over_128_kb_is_one_too_long_row(tmp_path):
+    import csv
+
+    with open(tmp_path / "p.csv", "w", newline="") as f:
+        w = csv.writer(f)
+        w.writerows([["prompt"], ["word " * 40_000], *([p] for p in PROMPTS)])
+    rr = read_prompts([tmp_path / "p.csv"])
+    assert (rr.kept, [(r.row, r.reason) for r in rr.rejects]) == (5, [(1, "too_long")])
+
+
 def test_validate_of_an_empty_file_is_an_error(tmp_path):
     for content in (b"", b"\n  \n\r\n"):
         (tmp_path / "e.jsonl").write_bytes(content)

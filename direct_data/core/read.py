@@ -205,6 +205,8 @@ def _read_csv(path: Path) -> Iterator[RawRow]:
     except UnicodeDecodeError:
         # decode line by line so only the bad rows are rejected
         text = raw.decode("utf-8", "surrogateescape")
+    # a 200 kB field is one too_long row, not a file the csv module refuses (its default limit is 128 kB)
+    csv.field_size_limit(max(csv.field_size_limit(), len(text) + 1))
     reader = csv.reader(io.StringIO(text, newline=""), strict=True)
     try:
         header = next(reader)
