@@ -43,7 +43,7 @@ declared axis, negative); the verdict is *accepted* or the first failing check's
 
 Two modes (``ValidatorConfig.mode``):
 
-* ``"learnt"`` (the default): the cheap, precise checks first (schema, bad_axis, not_english, empty,
+* ``"learnt"`` (the default): the cheap, precise checks first (schema, bad_axis, too_long, not_english, empty,
   length_drift with the looser ``learnt_length_*`` limits, identical, instruction_echo, markup,
   negation_only, copy by word bag, ungrammatical by an echoed phrase tail, duplicate), then the learnt
   model of `direct_data.text.learnt` (an axis tagger and an acceptance model over the word
