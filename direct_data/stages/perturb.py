@@ -27,7 +27,7 @@ from direct_data.backends.judge import judge_api_key_env_option, judge_api_optio
 from direct_data.core.config import StageConfig, check_model_path, option, register
 from direct_data.core.errors import ConfigError
 from direct_data.core.executors import executor_option, ray_actors_option, ray_address_option, ray_num_gpus_option
-from direct_data.core.read import DEFAULT_MAX_CHARS, read_prompts
+from direct_data.core.read import DEFAULT_MAX_CHARS, ReadResult, read_prompts
 from direct_data.core.runner import FinalWriter, Inputs, Stage, Unit, UnitWriter, unit_name
 from direct_data.core.schema import register as register_table
 from direct_data.core.shards import DEFAULT_MAX_ROWS, atomic_write_bytes
@@ -315,17 +315,17 @@ class Source:
     partition_id: int = -1
 
 
-def load_sources(inputs: Inputs, cfg: PerturbConfig) -> tuple[list[Source], dict[str, int], list[dict]]:
+def load_sources(inputs: Inputs, cfg: PerturbConfig) -> tuple[list[Source], dict[str, int], ReadResult]:
     """Prompts from a verified partition output, or from prompt files (read like `partition` does):
-    (sources, read counts, one `rejects` row per input row that is not a usable prompt)."""
+    (sources, read counts, the read's result with its rejects: none for a partition output)."""
     if "partition" in inputs.outputs:
         t = inputs.outputs["partition"].rows("partitions", ["prompt_id", "prompt", "partition_id"])
-        return [Source(r["prompt_id"], r["prompt"], r["partition_id"]) for r in t], {"read": len(t), "kept": len(t), "merged": 0, "rejected": 0}, []
+        return [Source(r["prompt_id"], r["prompt"], r["partition_id"]) for r in t], {"read": len(t), "kept": len(t), "merged": 0, "rejected": 0}, ReadResult()
     rr = read_prompts(inputs.files, text_column=cfg.text_column, max_chars=cfg.max_chars)
     rr.require_prompts(cfg.text_column)
     counts = {"read": rr.read, "kept": rr.kept, "merged": rr.merged, "rejected": len(rr.rejects)}
     assert rr.accounted()
-    return [Source(p.prompt_id, p.prompt) for p in rr.prompts], counts, [r.to_row(STAGE) for r in rr.rejects]
+    return [Source(p.prompt_id, p.prompt) for p in rr.prompts], counts, rr
 
 
 def _norm(text: str) -> str:
@@ -435,7 +435,7 @@ class PerturbStage(Stage):
         return rw.backend
 
     def read(self, inputs: Inputs) -> None:
-        self.sources, self.read_counts, self.input_rejects = load_sources(inputs, self.config)
+        self.sources, self.read_counts, self.input_read = load_sources(inputs, self.config)
         n = self.config.chunk_prompts
         self.chunks = [self.sources[i : i + n] for i in range(0, len(self.sources), n)]
 
@@ -447,8 +447,8 @@ class PerturbStage(Stage):
         requests = len(self.sources) * len(cfg.axes)
         return {"prompts": len(self.sources), "axes": ",".join(cfg.axes), "requests": requests, "candidates_per_request": cfg.num_candidates,
                 "estimated_completion_tokens": 0 if cfg.backend == "rules" else requests * cfg.num_candidates * 60,
-                "shards_to_write": f"<= {2 * len(self.chunks) + bool(self.input_rejects)} (a negatives and a rejects shard per chunk"
-                                   + (", one of unusable input rows)" if self.input_rejects else ")"), "backend": cfg.backend}
+                "shards_to_write": f"<= {2 * len(self.chunks) + bool(self.input_read.rejects)} (a negatives and a rejects shard per chunk"
+                                   + (", one of unusable input rows)" if self.input_read.rejects else ")"), "backend": cfg.backend}
 
     def model_identity(self) -> str:
         return self.rewriter.model
@@ -512,12 +512,9 @@ class PerturbStage(Stage):
         assert accepted + rejected == requests
         out.counts = {"prompts": len(self.sources), "requests": requests, "accepted": accepted, "rejected": rejected,
                       **{f"input_{k}": v for k, v in self.read_counts.items()}}
-        out.write_many("rejects", self.input_rejects)
+        out.write_many("rejects", (r.to_row(STAGE) for r in self.input_read.rejects))
         examples = merge_examples([m["counts"].get("examples", {}) for m in done])
-        input_reasons: dict[str, int] = {}
-        for r in self.input_rejects:
-            input_reasons[r["reason"]] = input_reasons.get(r["reason"], 0) + 1
-        out.stats = {"per_axis": per_axis, "input_rejects": dict(sorted(input_reasons.items())), "backend": cfg.backend, "templates": {a: self.rewriter.template_sha256(a) for a in cfg.axes},
+        out.stats = {"per_axis": per_axis, "input_rejects": self.input_read.reasons(), "backend": cfg.backend, "templates": {a: self.rewriter.template_sha256(a) for a in cfg.axes},
                      "examples": examples, "validator": self._validator_name()}
         out.model = self.rewriter.model
 

@@ -315,7 +315,7 @@ def _lexicon_reason(prompt: str, axis: str, negative: str) -> str:
     global _LEXICON
     if _LEXICON is None:
         _LEXICON = Validator(config=ValidatorConfig(mode="lexicon", use_embedding=False))
-    v = _LEXICON._check_one(Row(prompt, axis, negative), None, set())
+    v = _LEXICON.check_many([Row(prompt, axis, negative)], dedupe_within=False)[0]
     return "accepted" if v.accepted else str(v.reason)
 
 

@@ -24,6 +24,8 @@ from __future__ import annotations
 import re
 from functools import lru_cache
 
+from direct_data.text.axes import STOPWORDS
+
 #: a text is not English when fewer than this share of its judged words are English
 MIN_ENGLISH_SHARE = 0.5
 #: ... and it has at least this many judged words
@@ -37,7 +39,6 @@ _WORD = re.compile(r"[^\W\d_]+(?:['’][^\W\d_]+)*")
 @lru_cache(maxsize=65536)
 def is_english_word(word: str) -> bool:
     """A function word, or a word WordNet 3.0 knows (any part of speech, inflections reduced)."""
-    from direct_data.text.axes import STOPWORDS
     from direct_data.text.wordnet import POS, default_wordnet
 
     w = word.lower().replace("’", "'")
@@ -53,8 +54,6 @@ def is_english_word(word: str) -> bool:
 def _judged(word: str) -> bool:
     """A function word, or a word of 4 letters or more that is not a name. WordNet's short entries
     are mostly abbreviations and loans ("de", "un", "y", "dos"), so short content words say nothing."""
-    from direct_data.text.axes import STOPWORDS
-
     if word.lower() in STOPWORDS:
         return True
     return len(word) >= 4 and (not word[0].isupper() or is_english_word(word))

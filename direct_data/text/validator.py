@@ -407,14 +407,15 @@ class Validator:
         items = [_as_row(r) for r in rows]
         if self.config.mode == "learnt":
             return self._check_many_learnt(items, dedupe_within)
-        cosines = self._cosines(items)
+        unreadable = [_unreadable(r, self.config.max_chars) for r in items]
+        cosines = self._cosines(items, unreadable)
         accepted: dict[str, set[str]] = {}
         out: list[Verdict] = []
-        for row, cos in zip(items, cosines):
+        for row, cos, bad in zip(items, cosines, unreadable):
             extra: set[str] = set()
             if dedupe_within and isinstance(row.prompt, str):
                 extra = accepted.get(dedupe_key(row.prompt), set())
-            v = self._check_one(row, cos, extra)
+            v = self._check_one(row, cos, extra, bad)
             if v.accepted and isinstance(row.prompt, str) and isinstance(row.negative, str):
                 accepted.setdefault(dedupe_key(row.prompt), set()).add(dedupe_key(row.negative))
             out.append(v)
@@ -521,12 +522,13 @@ class Validator:
 
     # -- internals ----------------------------------------------------------------------------
 
-    def _cosines(self, items: list[Row]) -> list[float | None]:
+    def _cosines(self, items: list[Row], unreadable: list[tuple[str, str] | None]) -> list[float | None]:
+        """Prompt-negative cosine of each row that passed `_unreadable` (None for the others)."""
         if not self.config.use_embedding:
             return [None] * len(items)
         texts: list[str] = []
-        for r in items:
-            if _embeddable(r, self.config.max_chars):
+        for r, bad in zip(items, unreadable):
+            if bad is None:
                 texts += [r.prompt, r.negative]
         unique = sorted(set(texts))
         if not unique:
@@ -536,15 +538,16 @@ class Validator:
                                     show_progress_bar=False)
         index = {t: i for i, t in enumerate(unique)}
         out: list[float | None] = []
-        for r in items:
-            if not _embeddable(r, self.config.max_chars):
+        for r, bad in zip(items, unreadable):
+            if bad is not None:
                 out.append(None)
                 continue
             c = float(vecs[index[r.prompt]] @ vecs[index[r.negative]])
             out.append(round(c, 4))
         return out
 
-    def _check_one(self, row: Row, cosine: float | None, kept_before: set[str]) -> Verdict:
+    def _check_one(self, row: Row, cosine: float | None, kept_before: set[str], bad: tuple[str, str] | None) -> Verdict:
+        """The lexicon checks of one row; `bad` is its `_unreadable` verdict, computed once per row."""
         cfg = self.config
         prompt, axis, negative = row.prompt, row.axis, row.negative
         nan = float("nan")
@@ -555,7 +558,6 @@ class Validator:
         def reject(reason: str, detail: str | None = None, axes: tuple[str, ...] = ()) -> Verdict:
             return Verdict(False, reason, scores, axes, detail)
 
-        bad = _unreadable(row, cfg.max_chars)
         if bad is not None:
             return reject(*bad)
 
@@ -609,10 +611,6 @@ class Validator:
             if not ok:
                 return reject("judge_rejected", why, resolved)
         return Verdict(True, None, scores, resolved, None)
-
-
-def _embeddable(r: Row, max_chars: int) -> bool:
-    return _unreadable(r, max_chars) is None
 
 
 def summarize(verdicts: Iterable[Verdict]) -> dict[str, int]:
