@@ -138,6 +138,17 @@ def test_copy_by_word_bag_and_single_span_versions(validator: Validator) -> None
     got = validator.check_many([(BALL, "kinematics", n) for n in copies])
     assert [v.reason for v in got] == ["copy", "copy"], [(v.reason, v.detail) for v in got]
     assert bag_delta(align(BALL, "A rubber ball is dropped off a wooden floor and bounces twice.")) > 0
+    # the same words with the events in the other order are a changed time order, not a copy
+    from direct_data.text.features import HAND_NAMES, clause_order_changed, hand_features
+
+    cat = "A cat is watching birds through the window, then it suddenly starts grooming itself."
+    swapped = "A cat is grooming itself, then it suddenly starts watching birds through the window."
+    assert bag_delta(align(cat, swapped)) == 0 and clause_order_changed(cat, align(cat, swapped))
+    assert "same words" not in (validator.check_many([(cat, "kinematics", swapped)])[0].detail or "")  # the model decides
+    assert hand_features(cat, "kinematics", swapped)[HAND_NAMES.index("bag_same")] == 0.0
+    moved = "A cat is watching birds through the window, then it starts grooming itself suddenly."
+    assert not clause_order_changed(cat, align(cat, moved))  # a word moved inside its clause
+    assert "same words" in (validator.check_many([(cat, "kinematics", moved)])[0].detail or "")
     two = align(BALL, "A glass ball is dropped onto a wooden floor and shatters into pieces.")
     assert span_versions(BALL, two) == ["A glass ball is dropped onto a wooden floor and bounces twice.",
                                         "A rubber ball is dropped onto a wooden floor and shatters into pieces."]
@@ -170,6 +181,12 @@ def test_echo_of_a_stray_phrase_tail() -> None:
     assert echo("A rubber ball is dropped onto a wooden floor as if weightless floor and bounces twice.") == 1
     assert echo("A rubber ball is dropped onto a wooden floor and bounces twice, played in reverse.") == 0
     assert echo("A rubber ball is dropped onto a wooden floor and, instead of bouncing, sinks into the floor like a stone.") == 0
+    # a word repeated across "and" / "by" is an idiom, and one substitution made twice is consistent
+    blades = "As a helicopter takes off, its rotor blades rotate faster and faster."
+    assert echo_added(align(blades, "As a helicopter takes off, its rotor blades rotate slower and slower.")) == 0
+    assert echo_added(align(blades, "As a helicopter takes off, its rotor blades rotate faster and faster sideways faster.")) == 1
+    ink = "Blue ink diffusing in a pitcher of clear water: starting with clear water, ink is added."
+    assert echo_added(align(ink, "Blue ink diffusing in a pitcher of clear syrup: starting with clear syrup, ink is added.")) == 0
     neg = "A rubber ball is dropped onto a wooden floor and bounces twice in reverse twice."
     assert hand_features(BALL, "kinematics", neg)[HAND_NAMES.index("echo_added")] == 1.0
 
@@ -283,10 +300,11 @@ def test_threshold_and_mode_are_settings(validator: Validator) -> None:
 
 def test_ungrammatical_gate(validator: Validator) -> None:
     """A row p(good) accepts is still `ungrammatical` when p(ungrammatical) reaches the gate: the
-    packaged model has a gate with the fluency features only (chosen on dev), a setting overrides
-    it, and `choose_gate` keeps no gate unless one scores strictly better on dev."""
-    neg = "A rubber ball is dropped onto a wooden floor and, instead of bouncing, sinks straight through the boards."
-    assert validator.model.gate(False) is None and 0.0 < validator.model.gate(True) < 1.0
+    packaged model has one with and one without the fluency features (each chosen on dev: 0.6 and
+    0.8), a setting overrides it, and `choose_gate` keeps no gate unless one scores strictly better
+    on dev."""
+    neg = "A rubber ball is dropped onto a wooden floor and sticks to it without bouncing."
+    assert all(0.0 < validator.model.gate(f) < 1.0 for f in (False, True))
     v = validator.check(BALL, "interactions", neg)
     assert v.accepted
     gated = Validator(embedder=validator.embedder, model=validator.model, config=ValidatorConfig(learnt_ungrammatical_gate=0.0))

@@ -139,20 +139,37 @@ _ECHO_SKIP = TRIVIAL | frozenset().union(*(_CLASS_WORDS[c] for c in ("D", "P", "
 ECHO_MAX_SPAN = 6
 
 
+#: "slower and slower", "one by one", "layer after layer": a word repeated across one of these is an idiom
+_REDUPLICATORS = frozenset("and or by after upon to".split())
+
+
 def echo_added(al: Alignment) -> int:
     """First or last words of a short changed span (<= `ECHO_MAX_SPAN` new words), new to that
     span, that repeat a word of the negative just before the span (4 words) or just after it (2
     words): the stray tail of a stock phrase put where it cannot attach ("on the court in reverse
-    court", "as it descends in reverse descends", "up and down sideways down")."""
+    court", "as it descends in reverse descends", "up and down sideways down"). Not an echo: a
+    repeat across "and", "by", "after", ... ("slower and slower", "one by one"), and a repeat that
+    another changed span with the same old words put there (the same substitution made twice:
+    "clear corn syrup: starting with clear syrup")."""
     neg = al.negative.norm
     n = 0
     for s in al.spans:
         if not 0 < len(s.new_norm) <= ECHO_MAX_SPAN:
             continue
         old = set(s.old_norm)
-        near = set(neg[max(0, s.n0 - 4):s.n0]) | set(neg[s.n1:s.n1 + 2])
-        ends = {s.new_norm[0], s.new_norm[-1]}
-        n += sum(1 for w in ends if w not in _ECHO_SKIP and len(w) > 2 and w not in old and w in near)
+        # positions of the negative's words put there by a span that replaced the same words as this one
+        same_sub = {j for t in al.spans if t is not s and t.old_norm == s.old_norm and s.old_norm for j in range(t.n0, t.n1)}
+        near = [j for j in range(max(0, s.n0 - 4), s.n0) if j not in same_sub] + \
+               [j for j in range(s.n1, min(len(neg), s.n1 + 2)) if j not in same_sub]
+        for w, at in {(s.new_norm[0], s.n0), (s.new_norm[-1], s.n1 - 1)}:
+            if w in _ECHO_SKIP or len(w) <= 2 or w in old:
+                continue
+            hits = [j for j in near if neg[j] == w]
+            if not hits:
+                continue
+            if all(abs(j - at) == 2 and neg[(j + at) // 2] in _REDUPLICATORS for j in hits):
+                continue
+            n += 1
     return n
 
 
@@ -176,6 +193,31 @@ def bag_delta(al: Alignment) -> int:
     a = Counter(w for w in al.prompt.norm if w not in TRIVIAL)
     b = Counter(w for w in al.negative.norm if w not in TRIVIAL)
     return sum(((a - b) + (b - a)).values())
+
+
+#: words that start a new clause or event ("A, then B"; "before", "while")
+_EVENT_JOINERS = frozenset("then before after while until when once".split())
+
+
+def clause_order_changed(prompt: str, al: Alignment) -> bool:
+    """Whether the negative puts the prompt's clauses in another order: a content word of a later
+    clause of the prompt (clauses cut at ",", ";", ":", "." and before "then", "before", "while",
+    ...) comes before a content word of an earlier one. "A cat watches birds, then it grooms
+    itself" -> "A cat grooms itself, then it watches birds" changes the order of events (not a copy,
+    though its words are the prompt's); "Lemon juice drops splash" -> "Drops of lemon juice splash"
+    does not. Words that occur twice in the prompt are not used."""
+    toks = al.prompt.tokens
+    clause_of: dict[str, int] = {}
+    seen: dict[str, int] = {}
+    k = 0
+    for i, (t, w) in enumerate(zip(toks, al.prompt.norm)):
+        if i and (any(c in prompt[toks[i - 1].end:t.start] for c in ",;:.") or w in _EVENT_JOINERS):
+            k += 1
+        if w not in TRIVIAL:
+            seen[w] = seen.get(w, 0) + 1
+            clause_of[w] = k
+    order = [clause_of[w] for w in al.negative.norm if w in clause_of and seen[w] == 1]
+    return any(b < a for a, b in zip(order, order[1:]))
 
 
 def _word_class(w: str) -> str:
@@ -291,7 +333,7 @@ def hand_features(prompt: str, axis: str, negative: str, al: Alignment | None = 
     f["aux_finite_added"] = float(max(0, _aux_finite(nw) - _aux_finite(pw)))
     bd = bag_delta(al)
     f["bag_delta"] = float(np.log1p(bd))
-    f["bag_same"] = float(bd == 0)
+    f["bag_same"] = float(bd == 0 and not clause_order_changed(prompt, al))
     span_axes = [frozenset().union(*s.new_axes, *s.old_axes) for s in al.spans]
     f["n_span_axes"] = float(len(frozenset().union(*span_axes))) if span_axes else 0.0
     f["n_axis_spans"] = float(sum(bool(x) for x in span_axes))
