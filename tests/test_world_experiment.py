@@ -4,7 +4,10 @@ from __future__ import annotations
 
 import json
 import re
+import sys
+from pathlib import Path
 
+import pytest
 import typer
 from typer.testing import CliRunner
 
@@ -199,3 +202,50 @@ def test_validate_judge_command_reports_three_conditions():
     assert res["clean"]["size"] == 16 and res["clean"]["true_physics"] == 1.0
     bad = runner.invoke(app, ["world", "validate-judge", "--size", "8"], env={"COLUMNS": "200"})
     assert bad.exit_code == 2
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="PR_SET_PDEATHSIG is Linux only")
+def test_pool_workers_die_with_a_killed_run(tmp_path: Path) -> None:
+    """`world run` trains in spawned pool workers; killing the run kills them too (before, a killed
+    run's workers went on training, orphaned, on both cores)."""
+    import os
+    import signal
+    import subprocess
+    import time
+
+    pid_file = tmp_path / "worker.pid"
+    script = tmp_path / "pool.py"
+    script.write_text(
+        "import multiprocessing as mp, os, sys, time\n"
+        "from concurrent.futures import ProcessPoolExecutor\n"
+        "from direct_data.world.experiment import die_with_parent\n"
+        "def job(path):\n"
+        "    open(path, 'w').write(str(os.getpid()))\n"
+        "    time.sleep(120)\n"
+        "if __name__ == '__main__':\n"
+        "    with ProcessPoolExecutor(1, mp_context=mp.get_context('spawn'), initializer=die_with_parent,\n"
+        "                             initargs=(os.getpid(),)) as pool:\n"
+        "        pool.submit(job, sys.argv[1]).result()\n")
+    run = subprocess.Popen([sys.executable, str(script), str(pid_file)])
+
+    def alive(pid: int) -> bool:
+        try:
+            state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+        except (FileNotFoundError, IndexError):
+            return False
+        return state not in ("Z", "X")  # a zombie has exited
+
+    deadline = time.time() + 60
+    while not (pid_file.is_file() and pid_file.read_text()) and time.time() < deadline:
+        time.sleep(0.1)
+    worker = int(pid_file.read_text())
+    assert alive(worker)
+    run.send_signal(signal.SIGKILL)
+    run.wait()
+    deadline = time.time() + 20
+    while alive(worker) and time.time() < deadline:
+        time.sleep(0.1)
+    gone = not alive(worker)
+    if not gone:
+        os.kill(worker, signal.SIGKILL)
+    assert gone, "the pool worker outlived its killed parent"

@@ -32,6 +32,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+import sys
 import time
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
@@ -669,7 +670,8 @@ def evaluate(cfg: ExperimentConfig, out: str | Path, base_checkpoint: str | Path
 
         # spawn: a fresh interpreter per worker (no forked OpenMP state); the calling script must
         # guard its entry point with `if __name__ == "__main__":` (console scripts and pytest do)
-        with ProcessPoolExecutor(max_workers=cfg.workers, mp_context=mp.get_context("spawn")) as pool:
+        with ProcessPoolExecutor(max_workers=cfg.workers, mp_context=mp.get_context("spawn"),
+                                 initializer=die_with_parent, initargs=(os.getpid(),)) as pool:
             futures = [pool.submit(fn, *a) for fn, a in jobs]
             done = [f.result() for f in futures]
     else:
@@ -680,6 +682,23 @@ def evaluate(cfg: ExperimentConfig, out: str | Path, base_checkpoint: str | Path
     base_unseen = {"n": sum(e["n"] for e in base_eval), "physics": float(np.mean([e["physics"] for e in base_eval])),
                    "semantic": float(np.mean([e["semantic"] for e in base_eval]))}
     return {"base_check": base_check, "base": base_eval, "base_unseen": base_unseen, "runs": results}
+
+
+def die_with_parent(parent_pid: int) -> None:
+    """Worker initializer: on Linux the worker gets SIGTERM when the process that started it dies,
+    so a killed ``world run`` does not leave its training workers running on, orphaned (seen: two
+    workers of a killed run kept both cores busy). Elsewhere a no-op."""
+    if not sys.platform.startswith("linux"):
+        return
+    import ctypes
+    import signal
+
+    try:
+        ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
+    except (OSError, AttributeError):
+        return
+    if os.getppid() != parent_pid:  # the parent died before the call above
+        os.kill(os.getpid(), signal.SIGTERM)
 
 
 # =============================================================================================
