@@ -255,8 +255,9 @@ def _salad(prompt: str, c: rules.Candidate) -> str | None:
     new_words = {w.lower() for w in re.findall(r"[A-Za-z]+", c.after)} - {
         w.lower() for w in re.findall(r"[A-Za-z]+", c.before)}
     if c.axis == "magnitudes" and new_words & SIZE_WORDS:
-        nxt = re.findall(r"[A-Za-z]+", c.text[c.text.find(c.after) + len(c.after):])[:1]
-        if not nxt or nxt[0].lower() not in rules.EVENT_NOUNS:
+        # the head may follow one more modifier, as the rewriter allows: "a tiny, singular burst"
+        nxt = [w.lower() for w in re.findall(r"[A-Za-z]+", c.text[c.text.find(c.after) + len(c.after):])[:2]]
+        if not nxt or not (nxt[0] in rules.EVENT_NOUNS or (len(nxt) > 1 and nxt[1] in rules.EVENT_NOUNS)):
             return "size word on a static object"
     dangling = re.compile(r"\b(of|the|a|an|is|and|to)\s*[,.;:!?]")
     if len(dangling.findall(c.text)) > len(dangling.findall(prompt)):
