@@ -48,8 +48,8 @@ Two modes (``ValidatorConfig.mode``):
 * ``"learnt"`` (the default): the cheap, precise checks first (schema, bad_axis, too_long, not_english, empty,
   length_drift with the looser ``learnt_length_*`` limits, identical, instruction_echo, markup,
   negation_only, copy by word bag, ungrammatical by an echoed phrase tail, duplicate), then the learnt
-  model of `direct_data.text.learnt` (an axis tagger and an acceptance model over the word
-  alignment of `direct_data.text.align`, lexicon counts and MiniLM embeddings of the pair and of
+  model of `direct_data.text.learnt` (an axis tagger and an acceptance model, linear blended with
+  boosted trees, over the word alignment of `direct_data.text.align`, lexicon counts and MiniLM embeddings of the pair and of
   the changed spans; optional fluency features). It accepts iff p(good) >= the threshold fitted on
   the dev split (the artefact's ``threshold``; ``learnt_threshold`` overrides it), or iff the
   word-list checks accept the row and p(good) >= the artefact's ``lexicon_floor`` (also fitted on
@@ -57,7 +57,7 @@ Two modes (``ValidatorConfig.mode``):
   reason is the most probable bad label: ``multi_axis``, ``wrong_axis``, ``scene_changed``,
   ``negation``, ``copy``, ``ungrammatical`` or ``static_size_only``. A row it accepts is still
   ``ungrammatical`` when p(ungrammatical) >= the artefact's ``ungrammatical_gate`` (fitted on dev,
-  where a gate improves the dev score: the packaged model has 0.8 without and 0.6 with the fluency
+  where a gate improves the dev score: the packaged model has 0.75 without and 0.7 with the fluency
   features; ``learnt_ungrammatical_gate`` overrides it). A row the model accepts is
   still ``multi_axis`` when its changed spans, each applied alone, are tagged with two or more
   distinct axes at p >= `direct_data.text.learnt.SPAN_MULTI_P` (0.9). Extra scores: ``p_good``,
