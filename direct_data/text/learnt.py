@@ -286,10 +286,8 @@ class Trees:
                 roots.append(offset)
                 tree_class.append(labels[1] if len(labels) == 2 else labels[j])
                 offset += len(nd)
-        cat = {k: np.concatenate(v) if v else np.zeros(0) for k, v in parts.items()}
-        return cls(base, cat["feature"].astype(np.int64), cat["threshold"], cat["left"].astype(np.int64),
-                   cat["right"].astype(np.int64), cat["value"], cat["leaf"].astype(np.int64),
-                   cat["missing_left"].astype(np.int64), np.array(roots, dtype=np.int64), np.array(tree_class, dtype=np.int64))
+        cat = {k: np.concatenate(v) for k, v in parts.items()}
+        return cls(base, roots=np.array(roots, dtype=np.int64), tree_class=np.array(tree_class, dtype=np.int64), **cat)
 
 
 @dataclass
@@ -354,8 +352,8 @@ class LearntModel:
         if fluency is not None and self.accept_fluency is not None:
             model, boost, extra = self.accept_fluency, self.boost_fluency, fluency
         rel = relative(tp, tps, f.span_of, axes)
-        X = acc_design(f, rel, float(self.meta["acc_emb_weight"]), extra)
-        return blend(model, boost, X, boost_design(f, rel, extra), float(self.meta.get("boost_weight", 0.0))), tp
+        w_emb, w_boost = float(self.meta["acc_emb_weight"]), float(self.meta.get("boost_weight", 0.0))
+        return label_probs(model, boost, f, rel, w_emb, w_boost, extra), tp
 
     # -- artefact -----------------------------------------------------------------------------
 
@@ -461,26 +459,30 @@ def relative(tp: np.ndarray, tp_spans: np.ndarray, span_of: np.ndarray | None, a
 GRAM_WEIGHT = 1.0
 
 
+def _row_parts(f: PairFeatures, rel: np.ndarray, fluency: np.ndarray | None) -> list[np.ndarray]:
+    """The columns both acceptance models read first: hand features, tagger-relative, fluency."""
+    return [f.hand, rel] + ([fluency] if fluency is not None else [])
+
+
 def acc_design(f: PairFeatures, rel: np.ndarray, emb_weight: float, fluency: np.ndarray | None = None) -> np.ndarray:
-    """Standardised part first (hand, tagger-relative, fluency), then the scaled embedding blocks
-    and the word-class bigram block."""
-    parts = [f.hand, rel] + ([fluency] if fluency is not None else [])
-    return np.hstack(parts + [emb_weight * f.blocks[b] for b in BLOCKS] + [GRAM_WEIGHT * f.blocks["gram"]])
+    """Standardised part first (`_row_parts`), then the scaled embedding blocks and the word-class
+    bigram block."""
+    return np.hstack(_row_parts(f, rel, fluency) + [emb_weight * f.blocks[b] for b in BLOCKS] + [GRAM_WEIGHT * f.blocks["gram"]])
 
 
 def boost_design(f: PairFeatures, rel: np.ndarray, fluency: np.ndarray | None = None) -> np.ndarray:
-    """The boosted trees' columns: `acc_design` without the embedding blocks (hand features,
-    tagger-relative, fluency, word-class bigrams), unscaled (trees need no standardising)."""
-    parts = [f.hand, rel] + ([fluency] if fluency is not None else [])
-    return np.hstack(parts + [f.blocks["gram"]])
+    """The boosted trees' columns: `acc_design` without the embedding blocks, unscaled (trees need
+    no standardising)."""
+    return np.hstack(_row_parts(f, rel, fluency) + [f.blocks["gram"]])
 
 
-def blend(accept: Linear, boost: Trees | None, X_acc: np.ndarray, X_boost: np.ndarray, weight: float) -> np.ndarray:
+def label_probs(accept: Linear, boost: Trees | None, f: PairFeatures, rel: np.ndarray, emb_weight: float, weight: float,
+                fluency: np.ndarray | None = None) -> np.ndarray:
     """Label probabilities ``(1 - w) * softmax(linear) + w * softmax(trees)`` (w = ``weight``; the
     linear model alone when there are no trees), rounded to 4 decimals."""
-    p = _softmax(accept.logits(X_acc))
+    p = _softmax(accept.logits(acc_design(f, rel, emb_weight, fluency)))
     if boost is not None and weight > 0:
-        p = (1.0 - weight) * p + weight * boost.probs(X_boost)
+        p = (1.0 - weight) * p + weight * boost.probs(boost_design(f, rel, fluency))
     return np.round(p, 4)
 
 
@@ -644,7 +646,7 @@ def dev_probs(tagger: Linear, accept: Linear, boost: Trees | None, f_dev: PairFe
               s: FitSettings, fluency: np.ndarray | None = None) -> np.ndarray:
     tp, tps = _tag(tagger, f_dev, s), _tag(tagger, f_dev.spans, s)
     rel = relative(tp, tps, f_dev.span_of, [r.axis for r in rows_dev])
-    return blend(accept, boost, acc_design(f_dev, rel, s.acc_emb_weight, fluency), boost_design(f_dev, rel, fluency), s.boost_weight)
+    return label_probs(accept, boost, f_dev, rel, s.acc_emb_weight, s.boost_weight, fluency)
 
 
 def choose_floor(p_good: np.ndarray, lexicon_ok: np.ndarray, labels: Sequence[str], threshold: float) -> float:

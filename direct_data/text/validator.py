@@ -129,7 +129,7 @@ class ValidatorConfig:
     #: accept a row the word-list checks accept iff p(good) >= this; None = the artefact's (fitted on dev)
     learnt_lexicon_floor: float | None = None
     #: reject an otherwise accepted row as ungrammatical iff p(ungrammatical) >= this; None = the
-    #: artefact's gate (fitted on dev; the packaged model has 0.8, and 0.6 with fluency)
+    #: artefact's gate (fitted on dev; the sidecar's ``ungrammatical_gate`` and ``ungrammatical_gate_fluency``)
     learnt_ungrammatical_gate: float | None = None
     #: learnt mode's length check (free-form LLM rewrites run longer than word swaps): reject when
     #: the word count drifts by more than max(learnt_length_slack_words, learnt_length_ratio * prompt)
