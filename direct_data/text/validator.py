@@ -37,9 +37,14 @@ declared axis, negative); the verdict is *accepted* or the first failing check's
                        unless it puts the prompt's clauses in another order ("A, then B" -> "B,
                        then A": `direct_data.text.features.clause_order_changed`)
 ``ungrammatical``      (learnt) the sentence is broken (word salad, a clause that cannot attach);
-                       a short inserted phrase whose first or last word repeats a word next to it
-                       ("on the court in reverse court": `direct_data.text.features.echo_added`;
-                       not "slower and slower") is ungrammatical before the model
+                       before the model, a sure grammar flaw the prompt did not have
+                       (`direct_data.text.features.grammar_flaw`): a short inserted phrase whose
+                       first or last word repeats a word next to it ("on the court in reverse
+                       court"; not "slower and slower"), a word or word pair said twice ("at once
+                       at once"), a kept verb whose number changed ("they *gets* up"), a verb that
+                       disagrees with the subject right before it ("the fox *run*", "elements
+                       that *drifts*"), a verb with no subject added after a prepositional phrase
+                       ("runs onto the table *shatter*.")
 ``static_size_only``   (learnt) only a static size/weight look changed, no behaviour
 =====================  =======================================================================
 
@@ -47,7 +52,7 @@ Two modes (``ValidatorConfig.mode``):
 
 * ``"learnt"`` (the default): the cheap, precise checks first (schema, bad_axis, too_long, not_english, empty,
   length_drift with the looser ``learnt_length_*`` limits, identical, instruction_echo, markup,
-  negation_only, copy by word bag, ungrammatical by an echoed phrase tail, duplicate), then the learnt
+  negation_only, copy by word bag, ungrammatical by a sure grammar flaw, duplicate), then the learnt
   model of `direct_data.text.learnt` (an axis tagger and an acceptance model, linear blended with
   boosted trees, over the word alignment of `direct_data.text.align`, lexicon counts and MiniLM embeddings of the pair and of
   the changed spans; optional fluency features). It accepts iff p(good) >= the threshold fitted on
@@ -57,7 +62,7 @@ Two modes (``ValidatorConfig.mode``):
   reason is the most probable bad label: ``multi_axis``, ``wrong_axis``, ``scene_changed``,
   ``negation``, ``copy``, ``ungrammatical`` or ``static_size_only``. A row it accepts is still
   ``ungrammatical`` when p(ungrammatical) >= the artefact's ``ungrammatical_gate`` (fitted on dev,
-  where a gate improves the dev score: the packaged model has 0.75 without and 0.7 with the fluency
+  where a gate improves the dev score: the packaged model has none without and 0.75 with the fluency
   features; ``learnt_ungrammatical_gate`` overrides it). A row the model accepts is
   still ``multi_axis`` when its changed spans, each applied alone, are tagged with two or more
   distinct axes at p >= `direct_data.text.learnt.SPAN_MULTI_P` (0.9). Extra scores: ``p_good``,
@@ -447,13 +452,14 @@ class Validator:
         if added_neg and not tag_axes(prompt, _strip_negation(negative)).supports(axis):
             return "negation_only", f"adds {', '.join(sorted(added_neg))}"
         from direct_data.text.align import align
-        from direct_data.text.features import bag_delta, clause_order_changed, echo_added
+        from direct_data.text.features import bag_delta, clause_order_changed, grammar_flaw
 
         al = align(prompt, negative)
         if bag_delta(al) == 0 and not clause_order_changed(prompt, al):
             return "copy", "same words as the prompt up to order, tense and function words"
-        if echo_added(al):
-            return "ungrammatical", "a short inserted phrase ends on a repeat of a word next to it"
+        flaw = grammar_flaw(prompt, negative, al)
+        if flaw is not None:
+            return "ungrammatical", flaw
         return None
 
     def _check_many_learnt(self, items: list[Row], dedupe_within: bool) -> list[Verdict]:
