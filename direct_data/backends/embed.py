@@ -11,8 +11,14 @@ j and rerun embeds exactly the remaining chunks.
 
 A text's vector is a pure function of the text (and the embedding identity), never of the cache's
 history or of which other texts happened to be embedded with it: within a chunk, texts are grouped by
-their exact token count and each forward pass sees texts of one length only (no padding), at least
-two of them (a lone text is run next to a copy of itself; a batch of one takes another GEMM path).
+their exact token count and each forward pass of the torch backend sees exactly `TORCH_ROWS` (8)
+texts of one length (no padding; the last pass of a length is filled up with copies of its last
+text, so a lone text never runs alone: a batch of one takes another GEMM path). Eight, whatever
+`batch_size` says: on some CPUs the GEMM kernel, and so the low bits of a row, depends on the
+number of rows (seen on an AVX-512 CPU without bfloat16 instructions, where batches of 3 and 16
+texts gave different bits); with the row count fixed, a row depends on its own text alone. Where
+the row count never mattered, these passes give the same bytes as the earlier equal-length
+batches, so the identity marker is unchanged.
 So an empty cache, a cache filled by a bigger run, and a resumed run all give the same bytes. The
 identity carries an `-eqlen` marker so vectors from the older padded batching are never mixed in.
 
@@ -46,8 +52,10 @@ from direct_data.core.shards import atomic_write_bytes
 
 DEFAULT_CHUNK = 4096
 DEFAULT_BATCH = 64
+#: rows of every torch forward pass (texts of one token length, the last pass filled up with copies)
+TORCH_ROWS = 8
 DEFAULT_EMBED_BACKEND = "openvino"  # the fastest backend meeting the agreement targets (bench/results/embed_backends.md)
-BATCHING_MARKER = "eqlen"  # batches of equal token length, never of one text (bump if the batching changes)
+BATCHING_MARKER = "eqlen"  # passes of TORCH_ROWS texts of equal token length (bump if the bytes of a vector change)
 _LENGTH_SLICE = 1024  # texts tokenised at once to count their tokens
 
 
@@ -266,14 +274,14 @@ class Embedder:
         model.max_seq_length = self.max_seq_length
         try:
             lengths = self._token_lengths(model, texts)
-            for idx in self._batches(lengths):
-                batch = [texts[i] for i in idx]
-                if len(batch) == 1:
-                    batch = batch * 2  # never a batch of one: that takes another GEMM path
-                vecs = model.encode(
-                    batch, batch_size=len(batch), normalize_embeddings=True, convert_to_numpy=True, show_progress_bar=False
-                )
-                out[idx] = np.asarray(vecs, dtype=np.float32)[: len(idx)]
+            for group in self._batches(lengths):
+                for k in range(0, len(group), TORCH_ROWS):  # TORCH_ROWS rows per pass, whatever batch_size says
+                    idx = group[k:k + TORCH_ROWS]
+                    batch = [texts[i] for i in idx]
+                    batch += [batch[-1]] * (TORCH_ROWS - len(batch))  # the last pass filled up with copies
+                    vecs = model.encode(batch, batch_size=TORCH_ROWS, normalize_embeddings=True, convert_to_numpy=True,
+                                        show_progress_bar=False)
+                    out[idx] = np.asarray(vecs, dtype=np.float32)[: len(idx)]
         finally:
             model.max_seq_length = native
         return out
