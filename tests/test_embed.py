@@ -165,9 +165,9 @@ def test_identity_read_from_another_folder(tmp_path):
 
 
 def test_batches_are_one_length_and_never_single():
-    emb = Embedder(cache_dir=None, use_cache=False, batch_size=4)
+    emb = Embedder(cache_dir=None, use_cache=False)
     lengths = np.array([5, 7, 5, 5, 9, 5, 5, 7, 5, 5, 5, 7, 7, 7])
-    batches = emb._batches(lengths)
+    batches = emb._batches(lengths, 4)
     seen = sorted(i for b in batches for i in b)
     assert seen == list(range(len(lengths)))
     for b in batches:

@@ -12,8 +12,9 @@ j and rerun embeds exactly the remaining chunks.
 A text's vector is a pure function of the text (and the embedding identity), never of the cache's
 history or of which other texts happened to be embedded with it: within a chunk, texts are grouped by
 their exact token count and each forward pass of the torch backend sees exactly `TORCH_ROWS` (8)
-texts of one length (no padding; the last pass of a length is filled up with copies of its last
-text, so a lone text never runs alone: a batch of one takes another GEMM path). Eight, whatever
+texts of one length (no padding; a length's texts are cut into near-equal passes, each filled up
+with copies of its last text, so a lone text never runs alone: a batch of one takes another GEMM
+path). Eight, whatever
 `batch_size` says: on some CPUs the GEMM kernel, and so the low bits of a row, depends on the
 number of rows (seen on an AVX-512 CPU without bfloat16 instructions, where batches of 3 and 16
 texts gave different bits); with the row count fixed, a row depends on its own text alone. Where
@@ -163,7 +164,7 @@ class Embedder:
             backend = DEFAULT_EMBED_BACKEND if transformer_dir(self.model_path) is not None else "torch"
         if backend not in EMBED_BACKENDS:
             raise ValueError(f"backend must be one of {EMBED_BACKENDS}, got {backend!r}")
-        if batch_size is None:  # the backend's best: equal-length batches of 64 (torch) or 256 (openvino)
+        if batch_size is None:  # the backend's best: equal-length batches of 256 (openvino); torch runs TORCH_ROWS per pass whatever it says
             batch_size = DEFAULT_BATCH if backend == "torch" else OPENVINO_BATCH
         if batch_size < 1 or chunk_size < 1:
             raise ValueError("batch_size and chunk_size must be >= 1")
@@ -252,13 +253,13 @@ class Embedder:
             out.append(np.asarray(feats["attention_mask"]).sum(axis=1))
         return np.concatenate(out).astype(np.int64)
 
-    def _batches(self, lengths: np.ndarray) -> list[list[int]]:
-        """Indices grouped by token count, each group cut into near-equal batches of <= batch_size."""
+    def _batches(self, lengths: np.ndarray, size: int) -> list[list[int]]:
+        """Indices grouped by token count, each group cut into near-equal batches of <= size."""
         order = np.lexsort((np.arange(len(lengths)), lengths))
         out: list[list[int]] = []
         for length in np.unique(lengths):
             idx = [int(i) for i in order[lengths[order] == length]]
-            nb = -(-len(idx) // self.batch_size)
+            nb = -(-len(idx) // size)
             out.extend(idx[b * len(idx) // nb : (b + 1) * len(idx) // nb] for b in range(nb))
         return out
 
@@ -274,14 +275,12 @@ class Embedder:
         model.max_seq_length = self.max_seq_length
         try:
             lengths = self._token_lengths(model, texts)
-            for group in self._batches(lengths):
-                for k in range(0, len(group), TORCH_ROWS):  # TORCH_ROWS rows per pass, whatever batch_size says
-                    idx = group[k:k + TORCH_ROWS]
-                    batch = [texts[i] for i in idx]
-                    batch += [batch[-1]] * (TORCH_ROWS - len(batch))  # the last pass filled up with copies
-                    vecs = model.encode(batch, batch_size=TORCH_ROWS, normalize_embeddings=True, convert_to_numpy=True,
-                                        show_progress_bar=False)
-                    out[idx] = np.asarray(vecs, dtype=np.float32)[: len(idx)]
+            for idx in self._batches(lengths, TORCH_ROWS):  # TORCH_ROWS rows per pass, whatever batch_size says
+                batch = [texts[i] for i in idx]
+                batch += [batch[-1]] * (TORCH_ROWS - len(batch))  # filled up with copies
+                vecs = model.encode(batch, batch_size=TORCH_ROWS, normalize_embeddings=True, convert_to_numpy=True,
+                                    show_progress_bar=False)
+                out[idx] = np.asarray(vecs, dtype=np.float32)[: len(idx)]
         finally:
             model.max_seq_length = native
         return out
@@ -292,12 +291,7 @@ class Embedder:
         rt = self._load_runtime()
         lengths = np.concatenate([rt.token_lengths(texts[i : i + _LENGTH_SLICE], self.max_seq_length) for i in range(0, len(texts), _LENGTH_SLICE)])
         cap = min(self.batch_size, rt.batch_cap or self.batch_size)
-        saved, self.batch_size = self.batch_size, cap
-        try:
-            batches = self._batches(lengths)
-        finally:
-            self.batch_size = saved
-        for idx in batches:
+        for idx in self._batches(lengths, cap):
             batch = [texts[i] for i in idx]
             if len(batch) == 1 and cap > 1:
                 batch = batch * 2

@@ -111,9 +111,9 @@ def doubled(text: str) -> int:
     """Words and word pairs said twice in a row with no punctuation between ("violently
     violently", "at once at once"; not "closed wings, wings snapping"); "very very", "had had" and
     "that that" are English."""
-    from direct_data.text.tagger import tokenize
+    from direct_data.text.tagger import analyze
 
-    toks = tokenize(text)
+    toks = analyze(text).tokens  # cached: the alignment has read the same text
     w = [t.lower for t in toks]
 
     def joined(i: int, j: int) -> bool:  # no punctuation between tokens i..j
@@ -395,6 +395,18 @@ def grammar_flaw(prompt: str, negative: str, al: Alignment | None = None) -> str
     if stray_verbs(al, negative):
         return "a verb with no subject added after a prepositional phrase"
     return None
+
+
+def text_reject(prompt: str, negative: str, al: Alignment | None = None) -> tuple[str, str] | None:
+    """The learnt validator's text checks before its model, as (reason, detail), else None: a copy
+    by word bag (the prompt's words up to order, tense and function words, clauses in the same
+    order), then a sure grammar flaw (`grammar_flaw`). The fit counts these rows as rejected when it
+    chooses thresholds on dev (`direct_data.text.learnt.precheck_rejects`)."""
+    al = al or align(prompt, negative)
+    if bag_delta(al) == 0 and not clause_order_changed(prompt, al):
+        return "copy", "same words as the prompt up to order, tense and function words"
+    flaw = grammar_flaw(prompt, negative, al)
+    return ("ungrammatical", flaw) if flaw is not None else None
 
 
 _ECHO_SKIP = TRIVIAL | frozenset().union(*(_CLASS_WORDS[c] for c in ("D", "P", "A", "O", "C")))

@@ -650,17 +650,12 @@ def dev_score(tagger: Linear, accept: Linear, boost: Trees | None, f_dev: PairFe
 
 
 def precheck_rejects(rows: Sequence[LabelledRow]) -> np.ndarray:
-    """Which rows the validator's cheap text checks reject before the model sees them: a copy by
-    word bag, or a sure grammar flaw (`direct_data.text.features.grammar_flaw`). Thresholds are
-    chosen on dev with these rows rejected, as the validator will."""
-    from direct_data.text.align import align
-    from direct_data.text.features import bag_delta, clause_order_changed, grammar_flaw
+    """Which rows the validator's text checks reject before the model sees them
+    (`direct_data.text.features.text_reject`). Thresholds are chosen on dev with these rows
+    rejected, as the validator will."""
+    from direct_data.text.features import text_reject
 
-    out = []
-    for r in rows:
-        al = align(r.prompt, r.negative)
-        out.append((bag_delta(al) == 0 and not clause_order_changed(r.prompt, al)) or grammar_flaw(r.prompt, r.negative, al) is not None)
-    return np.array(out, dtype=bool)
+    return np.array([text_reject(r.prompt, r.negative) is not None for r in rows], dtype=bool)
 
 
 def dev_probs(tagger: Linear, accept: Linear, boost: Trees | None, f_dev: PairFeatures, rows_dev: Sequence[LabelledRow],

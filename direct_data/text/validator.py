@@ -451,16 +451,9 @@ class Validator:
         added_neg = _negations(negative) - _negations(prompt)
         if added_neg and not tag_axes(prompt, _strip_negation(negative)).supports(axis):
             return "negation_only", f"adds {', '.join(sorted(added_neg))}"
-        from direct_data.text.align import align
-        from direct_data.text.features import bag_delta, clause_order_changed, grammar_flaw
+        from direct_data.text.features import text_reject
 
-        al = align(prompt, negative)
-        if bag_delta(al) == 0 and not clause_order_changed(prompt, al):
-            return "copy", "same words as the prompt up to order, tense and function words"
-        flaw = grammar_flaw(prompt, negative, al)
-        if flaw is not None:
-            return "ungrammatical", flaw
-        return None
+        return text_reject(prompt, negative)
 
     def _check_many_learnt(self, items: list[Row], dedupe_within: bool) -> list[Verdict]:
         from direct_data.text.features import compute
