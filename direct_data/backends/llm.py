@@ -365,8 +365,9 @@ class VLLMBackend:
             import torch
 
             set_num_threads = torch.set_num_threads
-            engine = vllm.LLM(self.model, **kwargs)
-            if in_process:  # vLLM's CPU worker swaps in a no-op that warns; the caller's thread settings must still work
+            try:
+                engine = vllm.LLM(self.model, **kwargs)
+            finally:  # in-process, vLLM's CPU worker swaps in a no-op that warns; the caller's thread settings must still work
                 torch.set_num_threads = set_num_threads
         self.llm = engine
         self.engine_settings = {
