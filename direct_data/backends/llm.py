@@ -19,6 +19,7 @@ on CPU the engine runs inside the calling process, see `_in_process_cpu_engine`)
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import logging
@@ -26,7 +27,7 @@ import os
 import random
 import tempfile
 import time
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -282,20 +283,33 @@ def _is_cpu_platform() -> bool:
     return bool(current_platform.is_cpu())
 
 
-def _in_process_cpu_engine(kwargs: dict[str, Any]) -> bool:
-    """On CPU, run the engine core and its one worker inside this process (vLLM's `uni` executor,
-    `VLLM_ENABLE_V1_MULTIPROCESSING=0`) instead of two spawned processes that each import torch and
+@contextlib.contextmanager
+def _in_process_cpu_engine(kwargs: dict[str, Any]) -> Iterator[bool]:
+    """On CPU, build the engine core and its one worker inside this process (vLLM's `uni` executor,
+    `VLLM_ENABLE_V1_MULTIPROCESSING=0` while the engine is built; vLLM reads it then, and caches its
+    settings once the engine is up) instead of two spawned processes that each import torch and
     vLLM again: the same tokens (checked on Gemma-270M, bf16 and float32), half the start-up time
     (64 -> 33 s on a 2-core AVX-512 machine) and no IPC per step. The engine's OpenMP binding
-    (`VLLM_CPU_OMP_THREADS_BIND`) then applies to this process, and the caller gets its
-    `torch.set_num_threads` back after the engine starts (the world experiment fixes its thread
-    counts after a vLLM perturb step). A user who set the variable, or passes
-    `distributed_executor_backend`, keeps their choice. True when the engine runs in-process."""
-    os.environ.setdefault("VLLM_ENABLE_V1_MULTIPROCESSING", "0")
-    if os.environ["VLLM_ENABLE_V1_MULTIPROCESSING"] != "0":
-        return False
-    kwargs["distributed_executor_backend"] = "uni"
-    return True
+    (`VLLM_CPU_OMP_THREADS_BIND`) then applies to this process; the caller's environment is left as
+    it was, and its `torch.set_num_threads` is handed back (vLLM's CPU worker swaps in a no-op that
+    warns; the world experiment fixes its thread counts after a vLLM perturb step). A user who set
+    the variable, or passes `distributed_executor_backend`, keeps their choice. Yields whether the
+    engine runs in-process."""
+    import torch
+
+    var = "VLLM_ENABLE_V1_MULTIPROCESSING"
+    in_process = "distributed_executor_backend" not in kwargs and os.environ.get(var, "0") == "0"
+    user_set = var in os.environ
+    if in_process:
+        kwargs["distributed_executor_backend"] = "uni"
+        os.environ[var] = "0"
+    set_num_threads = torch.set_num_threads
+    try:
+        yield in_process
+    finally:
+        torch.set_num_threads = set_num_threads
+        if in_process and not user_set:
+            del os.environ[var]
 
 
 class VLLMBackend:
@@ -361,14 +375,11 @@ class VLLMBackend:
                 # whole-prompt prefills never take that path.
                 kwargs.setdefault("enable_chunked_prefill", False)
             kwargs.update(engine_kwargs)
-            in_process = on_cpu and "distributed_executor_backend" not in engine_kwargs and _in_process_cpu_engine(kwargs)
-            import torch
-
-            set_num_threads = torch.set_num_threads
-            try:
+            if on_cpu:
+                with _in_process_cpu_engine(kwargs) as in_process:
+                    engine = vllm.LLM(self.model, **kwargs)
+            else:
                 engine = vllm.LLM(self.model, **kwargs)
-            finally:  # in-process, vLLM's CPU worker swaps in a no-op that warns; the caller's thread settings must still work
-                torch.set_num_threads = set_num_threads
         self.llm = engine
         self.engine_settings = {
             "structured_output_backend": structured_output_backend,
