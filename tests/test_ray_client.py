@@ -11,6 +11,7 @@ import signal
 import socket
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -31,13 +32,15 @@ def _free_port() -> int:
 
 
 @pytest.fixture(scope="module")
-def client_address(tmp_path_factory):
+def client_address():
     ray_bin = shutil.which("ray", path=str(Path(sys.executable).parent))
     if ray_bin is None:
         pytest.skip("the `ray` command is not installed")
     env = {**os.environ, "RAY_AUTH_MODE": "disabled"}
     port, client = _free_port(), _free_port()
-    tmp = tmp_path_factory.mktemp("rayhead")
+    # a short folder of its own: Ray's socket paths under it must fit AF_UNIX's 107 bytes, which a
+    # pytest-xdist worker's tmp_path (…/popen-gw0/rayhead0/session_…/sockets/plasma_store) does not
+    tmp = Path(tempfile.mkdtemp(prefix="ddray-"))
     start = [ray_bin, "start", "--head", f"--port={port}", f"--ray-client-server-port={client}", "--num-cpus=4",
              "--include-dashboard=false", "--disable-usage-stats", f"--temp-dir={tmp}"]
     r = subprocess.run(start, env=env, capture_output=True, text=True, timeout=180)
@@ -46,6 +49,7 @@ def client_address(tmp_path_factory):
     _wait_for_client_server(address, env)
     yield address
     _stop_head(str(tmp), port)
+    shutil.rmtree(tmp, ignore_errors=True)
 
 
 def _wait_for_client_server(address: str, env: dict, attempts: int = 6) -> None:
