@@ -231,6 +231,12 @@ def _print_units(res) -> None:
         console.print(f"units: {res.run['units_run']} run now, {res.run['units_skipped']} already committed, of {res.run['units']}")
 
 
+def _print_status(res, title: str) -> None:
+    """Up to date, or recomputed and why: one line whatever its length (paths in it are never folded)."""
+    line = f"up to date: {res.out_dir} (use --force to recompute)" if res.up_to_date else f"{title}: recomputed because {res.reason}"
+    console.print(line, markup=False, soft_wrap=True)
+
+
 def _print_result(res, title: str, rows: Callable[[Any], list[tuple[str, object]]]) -> None:
     if res.status == "dry_run":
         console.print(stats_table(f"{title}: plan (nothing written)", list(res.plan.items())))
@@ -238,10 +244,8 @@ def _print_result(res, title: str, rows: Callable[[Any], list[tuple[str, object]
     if res.status == "waiting":
         console.print(res.reason)
         return
-    if res.up_to_date:
-        console.print(f"up to date: {res.out_dir} (use --force to recompute)")
-    else:
-        console.print(f"{title}: recomputed because {res.reason}", markup=False)
+    _print_status(res, title)
+    if not res.up_to_date:
         _print_units(res)
     console.print(stats_table(f"{title} -> {res.out_dir}", rows(res.manifest)))
 
@@ -292,7 +296,7 @@ def _perturb(ctx, *, inputs, out, config, force, dry_run, rank, world_size, **_)
         _print_result(res, "perturb", lambda m: [])
         return
     m = res.manifest
-    console.print(f"up to date: {out} (use --force to recompute)" if res.up_to_date else f"perturb: recomputed because {res.reason}", markup=False)
+    _print_status(res, "perturb")
     _print_units(res)
     t = Table(title=f"perturb ({m.config['backend']}) -> {out}", title_justify="left")
     for col in ("axis", "requests", "accepted", "rate", "rejection reasons"):
@@ -330,8 +334,7 @@ def _validate(ctx, *, path, out, config, force, dry_run, rank, world_size, **_) 
     if res.status not in ("computed", "up_to_date"):
         _print_result(res, "validate", lambda m: [])
         return
-    console.print(f"up to date: {res.out_dir} (use --force to recompute)" if res.up_to_date else f"validate: recomputed because {res.reason}",
-                  markup=False)
+    _print_status(res, "validate")
     m = res.manifest
     t = Table(title=f"validate {path} -> {out}", title_justify="left")
     for col in ("axis", "rows", "accepted", "rejection reasons"):

@@ -266,8 +266,6 @@ def vllm_judge_run(tmp_path_factory) -> dict:
     whose environment does not set VLLM_ENABLE_V1_MULTIPROCESSING (vLLM's default)."""
     from direct_data.backends.llm import cpu_engine_env, prepare_gemma
 
-    if not HAVE_VLLM:
-        pytest.skip("vLLM is not installed: run `make install-vllm`")
     prepare_gemma()
     d = tmp_path_factory.mktemp("vllm-judge")
     rows = _labelled_good(3)

@@ -43,13 +43,15 @@ def client_address():
     tmp = Path(tempfile.mkdtemp(prefix="ddray-"))
     start = [ray_bin, "start", "--head", f"--port={port}", f"--ray-client-server-port={client}", "--num-cpus=4",
              "--include-dashboard=false", "--disable-usage-stats", f"--temp-dir={tmp}"]
-    r = subprocess.run(start, env=env, capture_output=True, text=True, timeout=180)
-    assert r.returncode == 0, (r.stdout + r.stderr)[-2000:]
-    address = f"ray://127.0.0.1:{client}"
-    _wait_for_client_server(address, env)
-    yield address
-    _stop_head(str(tmp), port)
-    shutil.rmtree(tmp, ignore_errors=True)
+    try:  # the head and its folder go, whether or not it came up
+        r = subprocess.run(start, env=env, capture_output=True, text=True, timeout=180)
+        assert r.returncode == 0, (r.stdout + r.stderr)[-2000:]
+        address = f"ray://127.0.0.1:{client}"
+        _wait_for_client_server(address, env)
+        yield address
+    finally:
+        _stop_head(str(tmp), port)
+        shutil.rmtree(tmp, ignore_errors=True)
 
 
 def _wait_for_client_server(address: str, env: dict, attempts: int = 6) -> None:
