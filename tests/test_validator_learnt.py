@@ -192,6 +192,9 @@ def test_echo_of_a_stray_phrase_tail() -> None:
     assert hand_features(BALL, "kinematics", neg)[HAND_NAMES.index("echo_added")] == 1.0
 
 
+TO_VERB = 'a third-person verb after "to", an auxiliary or a modal'
+
+
 def test_grammar_flaws_rejected_before_the_model() -> None:
     """Sure signs of a broken sentence that the prompt did not have: a kept verb whose number
     changed (the alignment compares lemmas, so no span shows it), a verb that disagrees with the
@@ -241,15 +244,38 @@ def test_grammar_flaws_rejected_before_the_model() -> None:
     assert grammar_flaw(cat, cat.replace("table.", "table shatter.")) == "a verb with no subject added after a prepositional phrase"
     assert grammar_flaw(cat, cat.replace("table.", "table slowly.")) is None
     assert grammar_flaw("A diver springs off the board.", "A diver springs off the board under the diver's push.") is None
+    # verbs are read through WordNet too: "start", "retain", "water" are no physics verbs
+    from direct_data.text.features import form_flips, plural_subjects, verb_lemma
+
+    assert verb_lemma("retains") == ("retain", "s") and verb_lemma("ran") == ("run", "past")
+    assert verb_lemma("floor") is None and verb_lemma("table") is None  # mostly nouns
+    phone = "A man is reading a letter, then they suddenly start watering the plants."
+    assert grammar_flaw(phone, phone.replace("they suddenly start", "they suddenly starts")) is not None
+    # a third-person verb after "to", a modal or an aspect verb the prompt also has there
+    kids = "The kids begin running across the field."
+    assert form_flips(align(kids, "The kids begin runs across the field backward.")) == 1
+    assert grammar_flaw(kids, "The kids begin runs across the field backward.") == TO_VERB
+    lid = "A lid is pressed down to seal the jar."
+    assert grammar_flaw(lid, "A lid is pressed down to seals the jar with a loud pop.") == TO_VERB
+    assert grammar_flaw(kids, "The kids begin running backward across the field.") is None
+    assert grammar_flaw(lid, "A lid is pressed down and seals the jar with a loud pop.") is None
+    # a third-person verb right after a plural noun that is its subject
+    sand = "Sand grains rest on a drum skin."
+    assert plural_subjects("Sand grains leaps off a drum skin.") == 1
+    assert grammar_flaw(sand, "Sand grains leaps off a drum skin.") == "a third-person verb after a plural subject"
+    for fine in ("A fan with glass blades spins fast.", "A pair of tired, muddy hands keeps pushing the cart.",
+                 "Within a few seconds reveals nothing.", "The glasses shatter and the lens cracks.",
+                 "Physics governs how the pebbles fall.", "Two balls roll and the bigger one stops."):
+        assert plural_subjects(fine) == 0, fine
     # fluent rewrites have none
     assert grammar_flaw(BALL, "A rubber ball is dropped onto a wooden floor and sinks into it like a stone.") is None
     assert grammar_flaw(sit, "A person is sitting on the couch, then suddenly they float up off it and start sweeping the floor.") is None
 
 
-def test_grammar_flaws_spare_every_good_labelled_rewrite() -> None:
-    """The agreement and doubling checks that reject before the model fire on no good rewrite and no
-    other bad label of the labelled train and dev splits (the rows they were designed on), and
-    catch a share of the ungrammatical ones (101 of 664 that the echo check does not); the older
+def test_grammar_flaws_spare_the_good_labelled_rewrites() -> None:
+    """The checks that reject before the model, other than the echo, fire on one good rewrite and
+    two multi-axis ones of the labelled train and dev splits (the rows they were designed on), and
+    catch a share of the ungrammatical ones (131 of 664 that the echo check does not); the older
     echo check spares all but 5 of 1,232 good rewrites."""
     from direct_data.text.features import echo_added, grammar_flaw
 
@@ -262,7 +288,7 @@ def test_grammar_flaws_spare_every_good_labelled_rewrite() -> None:
             echo[r.label] += 1
         elif grammar_flaw(r.prompt, r.negative, al) is not None:
             new[r.label] += 1
-    assert new["ungrammatical"] >= 90 and sum(new.values()) == new["ungrammatical"], new
+    assert new["ungrammatical"] >= 125 and new["good"] <= 1 and sum(new.values()) - new["ungrammatical"] <= 3, new
     assert echo["good"] <= 5 and echo["ungrammatical"] >= 100, echo
 
 

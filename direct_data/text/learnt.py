@@ -68,8 +68,8 @@ rejected 71.7% of the bad rows; the blended one of batches 1-11 77.0% and 77.9%,
 Structural checks around the model (`direct_data.text.validator`): a sure grammar flaw that the
 prompt did not have (`direct_data.text.features.grammar_flaw`: an echoed phrase tail, a doubled
 word or word pair, a kept verb whose number changed, a verb that disagrees with the subject right
-before it, a verb with no subject after a prepositional phrase) is ``ungrammatical`` before the
-model, a rewrite made of the prompt's words in another order is a
+before it, a verb with no subject after a prepositional phrase, a third-person verb after "to", a
+modal, an aspect verb or a plural subject) is ``ungrammatical`` before the model, a rewrite made of the prompt's words in another order is a
 ``copy`` unless it reorders the prompt's clauses (`clause_order_changed`: "A, then B" -> "B, then
 A" changes the order of events), and a row the model accepts whose changed spans, read alone,
 carry two or more distinct axes at p >= `SPAN_MULTI_P` is ``multi_axis``. The threshold, floor

@@ -29,7 +29,7 @@ from __future__ import annotations
 
 import difflib
 import re
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from functools import lru_cache
 from types import MappingProxyType
@@ -236,15 +236,19 @@ def _modifier_like(tok: str) -> bool:
     return low in words and low not in _lexicon()[0]
 
 
-def is_noun_use(tokens: list[Token], i: int) -> bool:
+def is_noun_use(tokens: Sequence[Token], i: int,
+                lookup: Callable[[str], tuple[str, VerbForm] | None] | None = None) -> bool:
     """Whether the verb-looking word ``tokens[i]`` is used as a noun ("a *sink*", "*Hammer* hits").
 
     Only base and third-person forms are ambiguous (participles stay verbal). A noun when:
     right after a determiner or preposition ("to" excluded); a base form reached from a
     determiner, a preposition or the sentence start through adjective-like words only
     ("a leaky *tap*"); or directly followed by a finite verb ("The garlic *press* crushes").
+    `lookup` reads verbs (default: `verb_lemma`, the physics verbs; the grammar checks pass one
+    that also knows WordNet's verbs, so "a stubborn *nail*" stays a noun there).
     """
-    hit = verb_lemma(tokens[i].text)
+    lookup = lookup or verb_lemma
+    hit = lookup(tokens[i].text)
     if hit is None or hit[1] not in ("base", "s"):
         return False
     prev = tokens[i - 1].lower if i > 0 else None
@@ -254,7 +258,7 @@ def is_noun_use(tokens: list[Token], i: int) -> bool:
         j = i - 1
         steps = 0
         while j >= 0 and steps < 3 and _modifier_like(tokens[j].text):
-            vj = verb_lemma(tokens[j].text)
+            vj = lookup(tokens[j].text)
             if vj is not None and vj[1] in ("ing", "s", "base"):
                 break  # "wiping away *dust*": a verb, not an adjective, precedes
             j -= 1
@@ -262,10 +266,10 @@ def is_noun_use(tokens: list[Token], i: int) -> bool:
         if j < 0 or tokens[j].lower in NOUN_MARKERS:
             return True
     if i + 1 < len(tokens) and tokens[i + 1].start - tokens[i].end <= 1:
-        nxt = verb_lemma(tokens[i + 1].text)
+        nxt = lookup(tokens[i + 1].text)
         finite = ("s", "ing") if hit[1] == "base" else ("s",)  # "absorbs *spilled* milk"
         if nxt is not None and nxt[1] in finite:
-            return not is_noun_use(tokens, i + 1)
+            return not is_noun_use(tokens, i + 1, lookup)
     return False
 
 

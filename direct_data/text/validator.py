@@ -44,7 +44,9 @@ declared axis, negative); the verdict is *accepted* or the first failing check's
                        at once"), a kept verb whose number changed ("they *gets* up"), a verb that
                        disagrees with the subject right before it ("the fox *run*", "elements
                        that *drifts*"), a verb with no subject added after a prepositional phrase
-                       ("runs onto the table *shatter*.")
+                       ("runs onto the table *shatter*."), a third-person verb after "to", a
+                       modal or an aspect verb ("they start *sweeps*"), or right after a plural
+                       subject ("salt grains *bounces*"); verbs read through WordNet too
 ``static_size_only``   (learnt) only a static size/weight look changed, no behaviour
 =====================  =======================================================================
 

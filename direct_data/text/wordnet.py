@@ -22,9 +22,10 @@ from __future__ import annotations
 
 import importlib.util
 import threading
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from functools import lru_cache
 from pathlib import Path
+from types import MappingProxyType
 
 from direct_data.core.errors import UserError
 
@@ -157,6 +158,79 @@ class WordNet:
 @lru_cache(maxsize=1)
 def default_wordnet() -> WordNet:
     return WordNet()
+
+
+#: a lemma is "mostly a verb" when the WordNet corpus (``cntlist.rev``: the Brown-corpus sample its
+#: senses were tagged in) used it as a verb more often than as a noun and than as an adjective,
+#: each times this ratio (0.5 or 2 change what the grammar checks catch on the labelled train and dev
+#: rows by one row of 664)
+VERB_DOMINANCE = 1.0
+#: modal verbs: "can" and "will" are verbs in WordNet ("to can fruit") but never read as such here
+_MODALS = frozenset("can could will would shall should may might must".split())
+_SENSE_POS = {"1": "n", "2": "v", "3": "a", "4": "r", "5": "a"}  # 5: adjective satellite
+
+
+@lru_cache(maxsize=1)
+def usage_counts(root: Path | None = None) -> Mapping[str, Mapping[str, int]]:
+    """pos (n v a r) -> lemma -> how often the WordNet semantic concordance tagged the lemma with a
+    sense of that part of speech (summed over senses, from ``cntlist.rev``; multi-word lemmas keep
+    their "_")."""
+    root = root or data_dir()
+    out: dict[str, dict[str, int]] = {p: {} for p in POS}
+    with open(root / "cntlist.rev", encoding="utf-8") as f:
+        for line in f:
+            parts = line.split()
+            if len(parts) != 3 or "%" not in parts[0]:
+                continue
+            lemma, _, rest = parts[0].partition("%")
+            pos = _SENSE_POS.get(rest[:1])
+            if pos is not None:
+                d = out[pos]
+                d[lemma] = d.get(lemma, 0) + int(parts[2])
+    return MappingProxyType({p: MappingProxyType(d) for p, d in out.items()})
+
+
+def mostly_adjective(word: str) -> bool:
+    """Whether the WordNet corpus used `word` (lower case) as an adjective more often than as a
+    noun or a verb ("stubborn", "gentle", "clear"; not "metal" or "light")."""
+    c = usage_counts()
+    a = c["a"].get(word, 0)
+    return a > 0 and a > c["n"].get(word, 0) and a > c["v"].get(word, 0)
+
+
+@lru_cache(maxsize=1)
+def verb_lexicon(root: Path | None = None) -> Mapping[str, tuple[str, str]]:
+    """surface form -> (lemma, form tag as in `direct_data.text.tagger.verb_forms`) for every
+    single-word WordNet verb that is mostly a verb (`VERB_DOMINANCE`, `usage_counts`): "start",
+    "join", "retain", "watch" (not "floor", "table", "clear" or "slow"; no modal). Regular forms
+    come from the tagger's `inflect`; the irregular and doubled ones WordNet lists (``verb.exc``:
+    "ran", "stopping") are added ("-ing" ones as ``ing``, the rest as ``past``), and an irregular
+    form of another verb is read as that form, not as a lemma of its own ("found" is the past of
+    "find", "saw" of "see"). The grammar checks of `direct_data.text.features` read verbs through
+    this, on top of the tagger's physics verbs, so "they suddenly *starts* watering" is read as a
+    verb that disagrees with its subject."""
+    from direct_data.text.tagger import verb_forms
+
+    root = root or data_dir()
+    counts = usage_counts(root)
+    verbs, nouns, adjs = counts["v"], counts["n"], counts["a"]
+    lemmas = sorted(w for w, c in verbs.items() if w.isalpha() and w not in _MODALS and c > 0
+                    and c > VERB_DOMINANCE * nouns.get(w, 0) and c > VERB_DOMINANCE * adjs.get(w, 0))
+    keep = set(lemmas)
+    irregular: dict[str, tuple[str, str]] = {}
+    with open(root / "verb.exc", encoding="utf-8") as f:
+        for line in f:
+            parts = line.split()
+            if len(parts) >= 2 and parts[1] in keep and parts[0].isalpha() and parts[0] != parts[1]:
+                irregular.setdefault(parts[0], (parts[1], "ing" if parts[0].endswith("ing") else "past"))
+    table: dict[str, tuple[str, str]] = {}
+    for lemma in lemmas:
+        for surface, form in verb_forms(lemma).items():
+            table.setdefault(surface, (lemma, form))
+    for lemma in lemmas:  # a lemma reads as its base form, unless it is another verb's irregular form
+        table[lemma] = (lemma, "base")
+    table.update(irregular)
+    return MappingProxyType(table)
 
 
 def _candidates(words: Sequence[str]) -> list[str]:
