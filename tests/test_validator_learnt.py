@@ -401,13 +401,15 @@ def test_threshold_and_mode_are_settings(validator: Validator) -> None:
 
 def test_ungrammatical_gate(validator: Validator) -> None:
     """A row p(good) accepts is still `ungrammatical` when p(ungrammatical) reaches the gate: the
-    packaged model has one with the fluency features (0.75, chosen on dev) and none without them (no
-    gate scored better on dev), a setting overrides it, and `choose_gate` keeps no gate unless one
+    packaged model has one without the fluency features (0.70) and one with them (0.75), both chosen
+    on dev, a setting overrides it (1.0 turns it off), and `choose_gate` keeps no gate unless one
     scores strictly better on dev."""
     neg = "A rubber ball is dropped onto a wooden floor and sticks to it with a dull thud."
-    assert validator.model.gate(False) is None and 0.0 < validator.model.gate(True) < 1.0
+    assert 0.0 < validator.model.gate(False) < 1.0 and 0.0 < validator.model.gate(True) < 1.0
     v = validator.check(BALL, "interactions", neg)
-    assert v.accepted
+    assert v.accepted and v.scores["p_good"] >= validator.model.meta["threshold"]
+    off = Validator(embedder=validator.embedder, model=validator.model, config=ValidatorConfig(learnt_ungrammatical_gate=1.0))
+    assert off.check(BALL, "interactions", neg).accepted
     gated = Validator(embedder=validator.embedder, model=validator.model, config=ValidatorConfig(learnt_ungrammatical_gate=0.0))
     g = gated.check(BALL, "interactions", neg)
     assert not g.accepted and g.reason == "ungrammatical" and g.detail.startswith("p(ungrammatical)")

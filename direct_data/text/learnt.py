@@ -69,8 +69,8 @@ Structural checks around the model (`direct_data.text.validator`): a sure gramma
 prompt did not have (`direct_data.text.features.grammar_flaw`: an echoed phrase tail, a doubled
 word or word pair, a kept verb whose number changed, a verb that disagrees with the subject right
 before it, a verb with no subject after a prepositional phrase, a third-person verb after "to", a
-modal, an aspect verb or a plural subject) is ``ungrammatical`` before the model, a rewrite made of the prompt's words in another order is a
-``copy`` unless it reorders the prompt's clauses (`clause_order_changed`: "A, then B" -> "B, then
+modal, an aspect verb or a plural subject) is ``ungrammatical`` before the model, a rewrite made
+of the prompt's words in another order is a ``copy`` unless it reorders the prompt's clauses (`clause_order_changed`: "A, then B" -> "B, then
 A" changes the order of events), and a row the model accepts whose changed spans, read alone,
 carry two or more distinct axes at p >= `SPAN_MULTI_P` is ``multi_axis``. The threshold, floor
 and gate are chosen on dev with the rows these checks reject counted as rejected
