@@ -36,10 +36,10 @@ import numpy as np
 
 from direct_data.text.align import Alignment, align
 from direct_data.text.axes import AXES, STOPWORDS
-from direct_data.text.tagger import VerbForm, inflect
+from direct_data.text.tagger import VerbForm, inflect, is_noun_use
 from direct_data.text.tagger import verb_lemma as physics_verb
 from direct_data.text.wordnet import RELATIONS as WN_RELATIONS
-from direct_data.text.wordnet import span_relation, verb_lexicon
+from direct_data.text.wordnet import mostly_adjective, span_relation, verb_lexicon
 
 EMBED_DECIMALS = 4
 
@@ -59,10 +59,7 @@ def _noun_use(a: Any, j: int) -> bool:
     physics verbs, and for the rest the same rules (`direct_data.text.tagger.is_noun_use`) over
     `verb_lemma` ("the *start*"), or right after a word that WordNet reads mostly as an adjective
     ("a stubborn *nail*")."""
-    from direct_data.text.tagger import is_noun_use
-    from direct_data.text.wordnet import mostly_adjective
-
-    if a.noun[j] or physics_verb(a.tokens[j].text) is not None:
+    if physics_verb(a.tokens[j].text) is not None:  # the tagger read it (it reads no other verb as a noun)
         return bool(a.noun[j])
     return is_noun_use(a.tokens, j, verb_lemma) or (j > 0 and mostly_adjective(a.tokens[j - 1].lower))
 

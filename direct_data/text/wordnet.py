@@ -94,6 +94,11 @@ class WordNet:
                         exc[parts[0]] = tuple(parts[1:])
             self._exc[pos], self._index[pos] = exc, index
 
+    def exceptions(self, pos: str) -> Mapping[str, tuple[str, ...]]:
+        """``<pos>.exc``: an irregular form -> its base forms ("ran" -> ("run",))."""
+        self._load(pos)
+        return MappingProxyType(self._exc[pos])
+
     def lemmas(self, word: str, pos: str) -> list[str]:
         """The base forms of `word` as a `pos` that WordNet knows (morphy), the word itself first."""
         self._load(pos)
@@ -171,13 +176,12 @@ _SENSE_POS = {"1": "n", "2": "v", "3": "a", "4": "r", "5": "a"}  # 5: adjective 
 
 
 @lru_cache(maxsize=1)
-def usage_counts(root: Path | None = None) -> Mapping[str, Mapping[str, int]]:
+def usage_counts() -> Mapping[str, Mapping[str, int]]:
     """pos (n v a r) -> lemma -> how often the WordNet semantic concordance tagged the lemma with a
     sense of that part of speech (summed over senses, from ``cntlist.rev``; multi-word lemmas keep
     their "_")."""
-    root = root or data_dir()
     out: dict[str, dict[str, int]] = {p: {} for p in POS}
-    with open(root / "cntlist.rev", encoding="utf-8") as f:
+    with open(data_dir() / "cntlist.rev", encoding="utf-8") as f:
         for line in f:
             parts = line.split()
             if len(parts) != 3 or "%" not in parts[0]:
@@ -199,7 +203,7 @@ def mostly_adjective(word: str) -> bool:
 
 
 @lru_cache(maxsize=1)
-def verb_lexicon(root: Path | None = None) -> Mapping[str, tuple[str, str]]:
+def verb_lexicon() -> Mapping[str, tuple[str, str]]:
     """surface form -> (lemma, form tag as in `direct_data.text.tagger.verb_forms`) for every
     single-word WordNet verb that is mostly a verb (`VERB_DOMINANCE`, `usage_counts`): "start",
     "join", "retain", "watch" (not "floor", "table", "clear" or "slow"; no modal). Regular forms
@@ -211,18 +215,14 @@ def verb_lexicon(root: Path | None = None) -> Mapping[str, tuple[str, str]]:
     verb that disagrees with its subject."""
     from direct_data.text.tagger import verb_forms
 
-    root = root or data_dir()
-    counts = usage_counts(root)
+    counts = usage_counts()
     verbs, nouns, adjs = counts["v"], counts["n"], counts["a"]
     lemmas = sorted(w for w, c in verbs.items() if w.isalpha() and w not in _MODALS and c > 0
                     and c > VERB_DOMINANCE * nouns.get(w, 0) and c > VERB_DOMINANCE * adjs.get(w, 0))
     keep = set(lemmas)
-    irregular: dict[str, tuple[str, str]] = {}
-    with open(root / "verb.exc", encoding="utf-8") as f:
-        for line in f:
-            parts = line.split()
-            if len(parts) >= 2 and parts[1] in keep and parts[0].isalpha() and parts[0] != parts[1]:
-                irregular.setdefault(parts[0], (parts[1], "ing" if parts[0].endswith("ing") else "past"))
+    irregular = {form: (base[0], "ing" if form.endswith("ing") else "past")
+                 for form, base in default_wordnet().exceptions("v").items()
+                 if base[0] in keep and form.isalpha() and form != base[0]}
     table: dict[str, tuple[str, str]] = {}
     for lemma in lemmas:
         for surface, form in verb_forms(lemma).items():
