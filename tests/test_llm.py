@@ -275,6 +275,32 @@ def test_vllm_probe_proves_the_constraint(offline_run):
     _, _, stats = offline_run
     assert stats["probe_passed"] is True
     assert stats["structured_output_backend"] == "guidance"
+    # the engine ran in the dtype `auto` resolves to on this CPU (float32 without bf16 instructions)
+    from direct_data.backends.llm import engine_dtype
+
+    assert stats["dtype"] == engine_dtype("auto", on_cpu=True)
+
+
+def test_engine_dtype_follows_the_cpu_and_keys_the_cache(tmp_path):
+    """`auto` keeps the model's dtype on a GPU and on a CPU with bf16 instructions, and is float32
+    on a CPU without them (read from /proc/cpuinfo here); a dtype other than the model's own is part
+    of the engine's cache identity; an unknown dtype is a config error."""
+    from direct_data.backends.llm import cpu_has_bf16, engine_dtype, engine_identity
+    from direct_data.core.errors import ConfigError
+
+    flags = " ".join(line.split(":", 1)[1] for line in Path("/proc/cpuinfo").read_text().splitlines()
+                     if line.split(":", 1)[0].strip() in ("flags", "Features"))
+    assert cpu_has_bf16() == any(f in flags.split() for f in ("avx512_bf16", "amx_bf16", "bf16"))
+    assert engine_dtype("auto", on_cpu=False) == "auto"
+    assert engine_dtype("auto", on_cpu=True) == ("auto" if cpu_has_bf16() else "float32")
+    assert engine_dtype("bfloat16", on_cpu=True) == "bfloat16"
+    with pytest.raises(ConfigError, match="unknown vLLM dtype"):
+        engine_dtype("fp8")
+    model = tmp_path / "m"
+    model.mkdir()
+    (model / "config.json").write_text("{}")
+    ids = {d: engine_identity(model, d) for d in ("bfloat16", "float32", "float16")}
+    assert len(set(ids.values())) == 3 and all(v.endswith("|" + d) for d, v in ids.items())
 
 
 @pytest.mark.vllm

@@ -51,7 +51,7 @@ def test_vllm_stage_one_row_per_request_schema_valid_and_resume(gemma, tmp_path)
     data.write_text("".join(json.dumps(r) + "\n" for r in rows))
     out = tmp_path / "neg"
     args = [str(data), "--axis", "kinematics", "--axis", "materials", "--backend", "vllm", "--model", str(gemma),
-            "--num-candidates", "2", "--chunk-prompts", "2", "--max-model-len", "2048", "--out", str(out)]
+            "--num-candidates", "1", "--chunk-prompts", "2", "--max-model-len", "2048", "--out", str(out)]
     cmd, env = _run(args, tmp_path)
     # first run: killed once a chunk is committed (of three: the engine start dominates, so wait for it)
     # its own process group, so the kill takes the engine's worker processes with it (as kill -9 of a job would)

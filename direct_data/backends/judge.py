@@ -276,12 +276,13 @@ class LLMJudge:
 
 
 def make_judge(kind: str, *, model: str | None = None, url: str | None = None, api: str = "completions",
-               api_key_env: str = "OPENAI_API_KEY", seed: int = 0, max_model_len: int = 2048,
+               api_key_env: str = "OPENAI_API_KEY", seed: int = 0, max_model_len: int = 2048, dtype: str = "auto",
                max_concurrency: int = 8, cache_dir: str | os.PathLike | None = None,
                backend_factory: Callable[[], Any] | None = None) -> LLMJudge | None:
     """The judge of a stage config: `none` -> None; `vllm` -> the offline engine on `model` (a folder,
     a hub id, or `gemma3-270m` = the packaged test model); `openai` -> the server at `url` serving
-    `model`. Nothing is loaded or contacted until the first judgement that is not cached."""
+    `model`. Nothing is loaded or contacted until the first judgement that is not cached. `dtype`:
+    the vllm engine's (`llm.engine_dtype`), part of the judge's cache identity."""
     from direct_data.core.errors import ConfigError
 
     if kind == "none":
@@ -293,13 +294,12 @@ def make_judge(kind: str, *, model: str | None = None, url: str | None = None, a
     from direct_data.backends import llm
 
     if kind == "vllm":
-        from direct_data.backends.models import model_identity
         from direct_data.stages.perturb import resolve_llm_model
 
         path = resolve_llm_model(model)
         llm.import_vllm()  # fail now, with the install line
-        factory = backend_factory or (lambda: llm.VLLMBackend(path, seed=seed, max_model_len=max_model_len))
-        return LLMJudge(factory, name="vllm", model=str(model_identity(path)), cache_dir=cache_dir, seed=seed)
+        factory = backend_factory or (lambda: llm.VLLMBackend(path, seed=seed, max_model_len=max_model_len, dtype=dtype))
+        return LLMJudge(factory, name="vllm", model=llm.engine_identity(path, dtype), cache_dir=cache_dir, seed=seed)
     if not url:
         raise ConfigError("the openai judge needs --judge-url (an OpenAI-compatible endpoint, e.g. `vllm serve`)")
     factory = backend_factory or (lambda: llm.OpenAIBackend(url, model, api=api, api_key_env=api_key_env,

