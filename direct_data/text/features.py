@@ -68,7 +68,30 @@ SIZE_WORDS = frozenset(
     "small smaller smallest tiny tinier little large larger largest huge giant gigantic enormous "
     "massive oversized big bigger biggest thick thicker thin thinner tall taller short shorter "
     "heavy heavier light lighter hefty featherlight miniature colossal immense mini jumbo wide "
-    "wider narrow narrower long longer bulky chunky slim heavy-looking".split())
+    "wider narrow narrower long longer bulky chunky slim heavy-looking towering vast slender stubby "
+    "sprawling swollen hulking mammoth titanic minuscule teeny petite squat gargantuan lanky broad "
+    "oversize undersized outsized".split())
+#: "the *size* of a bus", "twice its usual *length*": a measure noun after "twice", "times", "half"
+#: (within three words) or before "of"
+_SIZE_NOUNS = frozenset("size length width diameter".split())
+_SIZE_MULTIPLIERS = frozenset("twice thrice times half double triple".split())
+
+
+def size_word_count(words: Sequence[str]) -> int:
+    """Static size/weight-look words among `words` (lower case): `SIZE_WORDS`, compounds made
+    from one ("fist-*sized*", "*long*-handled", "extra-*thick*"; not "light-blue"), and a measure
+    noun in a comparison ("the *size* of a bus", "twice the usual *size*"; not "shrinks in size")."""
+    n = 0
+    for i, w in enumerate(words):
+        parts = w.split("-")
+        if w in SIZE_WORDS or w.endswith(("-sized", "-size")):
+            n += 1
+        elif len(parts) > 1 and (parts[-1] in SIZE_WORDS or (parts[0] in SIZE_WORDS and parts[0] != "light" and parts[-1].endswith("ed") and parts[-1] != "lived")):
+            n += 1
+        elif w in _SIZE_NOUNS and ((i + 1 < len(words) and words[i + 1] == "of" and i > 0 and words[i - 1] in ("the", "a"))
+                                   or any(x in _SIZE_MULTIPLIERS for x in words[max(0, i - 3):i])):
+            n += 1
+    return n
 
 _NEGATORS = frozenset("not never no nothing none neither nor cannot without lack longer".split())
 #: words whose change alone changes no meaning: articles, auxiliaries, pronouns, "and"/"of"
@@ -708,7 +731,7 @@ def hand_features(prompt: str, axis: str, negative: str, al: Alignment | None = 
     neg_new = [w for s in al.spans for w in _words(s.new)]
     neg_old = [w for s in al.spans for w in _words(s.old)]
     f["negations_added"] = float(max(0, _count_negations(neg_new) - _count_negations(neg_old)))
-    size = sum(w in SIZE_WORDS for w in neg_new)
+    size = size_word_count(neg_new)
     f["size_words_new"] = float(size)
     f["size_only_new"] = float(size > 0 and size >= len(new_ax) and f["n_lost_content"] == 0)
     pw, nw = _words(prompt), _words(negative)
