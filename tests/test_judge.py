@@ -271,7 +271,7 @@ def vllm_judge_run(tmp_path_factory) -> dict:
     rows = _labelled_good(3)
     (d / "rows.json").write_text(json.dumps(rows))
     (d / "driver.py").write_text(DRIVER)
-    env = {k: v for k, v in {**os.environ, **cpu_engine_env(d), "PYTHONUNBUFFERED": "1", "PYTHONPATH": str(ROOT)}.items()
+    env = {k: v for k, v in {**os.environ, **cpu_engine_env(d, kv_cache_gib=None), "PYTHONUNBUFFERED": "1", "PYTHONPATH": str(ROOT)}.items()
            if k != "VLLM_ENABLE_V1_MULTIPROCESSING"}
     p = subprocess.run([sys.executable, str(d / "driver.py"), str(d / "rows.json"), str(d / "cache"), str(d / "out.json")],
                        env=env, capture_output=True, text=True, timeout=900, cwd=str(d))

