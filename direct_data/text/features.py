@@ -346,11 +346,18 @@ def _adverb(w: str) -> bool:
     return w in _SKIPPABLE or (w.endswith("ly") and len(w) > 4)
 
 
-def _left_word(tokens: Sequence[Any], k: int) -> str:
-    """The nearest word before position k that is not an adverb like "suddenly" ("" at the start)."""
+def _left_index(tokens: Sequence[Any], k: int) -> int:
+    """Position of the nearest word before position k that is not an adverb like "suddenly" (-1
+    at the start)."""
     i = k - 1
     while i >= 0 and _adverb(tokens[i].lower):
         i -= 1
+    return i
+
+
+def _left_word(tokens: Sequence[Any], k: int) -> str:
+    """The nearest word before position k that is not an adverb like "suddenly" ("" at the start)."""
+    i = _left_index(tokens, k)
     return tokens[i].lower if i >= 0 else ""
 
 
@@ -436,9 +443,7 @@ def bare_flips(al: Alignment, negative: str) -> int:
         vo, vw = verb_lemma(al.prompt.tokens[i].lower), verb_lemma(toks[j].lower)
         if vo is None or vw is None or vo[0] != vw[0] or vo[1] != "ing" or vw[1] != "base":
             continue
-        k = j - 1
-        while k >= 0 and _adverb(toks[k].lower):
-            k -= 1
+        k = _left_index(toks, j)
         if k < 0 or toks[k].lower != _left_word(al.prompt.tokens, i) or _word_number(toks[k].lower) != "s":
             continue
         if any(ch in negative[toks[k].end:toks[j].start] for ch in ",;:.!?()"):
@@ -460,23 +465,21 @@ def determiner_number_flips(al: Alignment, negative: str) -> int:
     right."""
     from direct_data.text.tagger import singular
 
-    toks, text = al.negative.tokens, negative
+    toks = al.negative.tokens
     n = 0
     for i, j in equal_pairs(al):
         o, w = al.prompt.tokens[i].lower, toks[j].lower
         if o == w or not w.isalpha() or verb_lemma(w) is not None or singular(w) == w or singular(w) != o:
             continue
-        k = j - 1
-        while k >= 0 and k >= j - 3:
+        for k in range(j - 1, max(-1, j - 4), -1):  # back over up to three modifiers
             x = toks[k].lower
-            if any(ch in text[toks[k].end:toks[k + 1].start] for ch in ",;:.!?()"):
+            if any(ch in negative[toks[k].end:toks[k + 1].start] for ch in ",;:.!?()"):
                 break
             if x in _SG_DETERMINERS:
                 n += 1
                 break
             if x in STOPWORDS or x in _PLURAL_AFTER_A or not x.isalpha() or verb_lemma(x) is not None:
                 break
-            k -= 1
     return n
 
 
