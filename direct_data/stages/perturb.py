@@ -37,6 +37,7 @@ from direct_data.stages.validate import (
     fluency_model_option,
     fluency_option,
     learnt_lexicon_floor_option,
+    learnt_span_multi_p_option,
     learnt_threshold_option,
     learnt_ungrammatical_gate_option,
     scores_json,
@@ -116,6 +117,7 @@ class PerturbConfig(StageConfig):
     learnt_threshold: float | None = learnt_threshold_option()
     learnt_lexicon_floor: float | None = learnt_lexicon_floor_option()
     learnt_ungrammatical_gate: float | None = learnt_ungrammatical_gate_option()
+    learnt_span_multi_p: float | None = learnt_span_multi_p_option()
     validator_model: str | None = validator_model_option()
     fluency: bool = fluency_option()
     fluency_model: str | None = fluency_model_option()

@@ -68,6 +68,12 @@ def learnt_ungrammatical_gate_option() -> Any:
                   default_help="the gate fitted on the dev split (in the model's sidecar; none without --fluency)")
 
 
+def learnt_span_multi_p_option() -> Any:
+    return option(None, min=0.0, max=1.0, help="Reject an accepted row as multi_axis iff two of its changed spans, read alone, are "
+                                               "tagged with distinct axes at p >= this (learnt validator).",
+                  default_help="the p fitted on the dev split (in the model's sidecar; none where dev gains nothing)")
+
+
 def validator_model_option() -> Any:
     return option(None, help="The learnt validator's weights (.safetensors, JSON sidecar next to it).",
                   default_help="the packaged direct_data/text/data/validator.safetensors")
@@ -109,6 +115,7 @@ class ValidateConfig(StageConfig):
     learnt_threshold: float | None = learnt_threshold_option()
     learnt_lexicon_floor: float | None = learnt_lexicon_floor_option()
     learnt_ungrammatical_gate: float | None = learnt_ungrammatical_gate_option()
+    learnt_span_multi_p: float | None = learnt_span_multi_p_option()
     validator_model: str | None = validator_model_option()
     fluency: bool = fluency_option()
     fluency_model: str | None = fluency_model_option()
@@ -140,7 +147,7 @@ def default_validator(use_embedding: bool, config: Any = None, *, with_judge: bo
     """The project's validator (loaded on first use, so a dry run or an up-to-date rerun loads nothing).
 
     `config`: any stage config; its ``validator`` / ``learnt_threshold`` / ``learnt_lexicon_floor`` /
-    ``learnt_ungrammatical_gate`` /
+    ``learnt_ungrammatical_gate`` / ``learnt_span_multi_p`` /
     ``validator_model`` / ``fluency`` / ``fluency_model`` fields, where it has them, choose the mode,
     thresholds, weights and the fluency scorer (default: learnt, fitted thresholds, packaged weights,
     no fluency)."""
@@ -155,6 +162,7 @@ def default_validator(use_embedding: bool, config: Any = None, *, with_judge: bo
                                             learnt_threshold=getattr(config, "learnt_threshold", None),
                                             learnt_lexicon_floor=getattr(config, "learnt_lexicon_floor", None),
                                             learnt_ungrammatical_gate=getattr(config, "learnt_ungrammatical_gate", None),
+                                            learnt_span_multi_p=getattr(config, "learnt_span_multi_p", None),
                                             model_path=getattr(config, "validator_model", None)),
                      judge=stage_judge(config) if with_judge else None, fluency=fluency)
 

@@ -40,23 +40,28 @@ pickle):
    reason is the most probable bad label (``copy`` and ``static_size_only`` are reason codes of
    their own). Probabilities are rounded to 4 decimals before the comparison. A row accepted so
    is still ``ungrammatical`` when p(ungrammatical) >= ``ungrammatical_gate`` (`choose_gate`, on
-   dev; none unless a gate scores strictly better there).
+   dev; none unless a gate scores strictly better there), and ``multi_axis`` when its changed
+   spans, read alone, are tagged with two distinct axes at p >= ``span_multi_p`` (`choose_span_p`,
+   chosen on dev with the threshold; none unless the check scores strictly better there).
 
 Optional fluency features (`direct_data.backends.fluency.FluencyScorer`, Gemma-3-270M used as a
 language model) feed a second acceptance model with the same recipe; the artefact holds both and
 the validator uses the fluency one only when a scorer is given.
 
-The fitted thresholds are in the sidecar (``validator.json``: ``threshold``, ``lexicon_floor`` and
-their ``*_fluency`` twins) and can be overridden with ``ValidatorConfig.learnt_threshold`` /
-``learnt_lexicon_floor`` / ``learnt_ungrammatical_gate`` (``direct-data validate
---learnt-threshold / --learnt-lexicon-floor / --learnt-ungrammatical-gate``).
+The fitted thresholds are in the sidecar (``validator.json``: ``threshold``, ``lexicon_floor``,
+``ungrammatical_gate``, ``span_multi_p`` and their ``*_fluency`` twins) and can be overridden with
+``ValidatorConfig.learnt_threshold`` / ``learnt_lexicon_floor`` / ``learnt_ungrammatical_gate`` /
+``learnt_span_multi_p`` (``direct-data validate --learnt-threshold / --learnt-lexicon-floor /
+--learnt-ungrammatical-gate / --learnt-span-multi-p``).
 The packaged artefact (fitted on 2,351 train rows, chosen on 816 dev rows, labelled set with
 batches 14 and 15, boosted trees blended at 0.5, thresholds chosen with the grammar checks'
-rejects counted; session 18's grammar checks): tag_C 0.3, acc_C 0.3, embedding weights 1.0 for
-the tagger and 1.0 for the acceptance model; threshold 0.19 and lexicon_floor 0.19 (dev balanced
-score 0.9143), ungrammatical gate 0.75; with fluency (bfloat16 Gemma scores, the scorer's
-default): threshold 0.23, lexicon_floor 0.22 (dev 0.9064), no gate. The sidecar holds the
-figures of the artefact in the package. (Earlier
+and the span check's rejects counted; session 19's grammar checks): tag_C 0.3, acc_C 0.1,
+embedding weights 1.0 for the tagger and 0.5 for the acceptance model; threshold 0.18,
+lexicon_floor 0.18, span_multi_p 0.97, no ungrammatical gate (dev balanced score 0.9188); with
+fluency (bfloat16 Gemma scores, the scorer's default): threshold 0.26, lexicon_floor 0.19,
+span_multi_p 0.97, no gate (dev 0.9054). The sidecar holds the figures of the artefact in the
+package. (Session 18's: acc_C 0.3, acceptance embedding weight 1.0, threshold and floor 0.19,
+gate 0.75, the span check at 0.9 not scored in the fit, dev 0.9143. Earlier
 artefacts: with batches 1-13 and the grammar checks, 1,954 / 673 rows, threshold 0.18, dev
 0.9134; without the checks, threshold 0.19, dev 0.9068, the linear model alone 0.8754; with
 batches 10 and 11 only, blended, 1,597 / 531 rows, threshold 0.28, dev 0.8923; before them,
@@ -70,12 +75,14 @@ Structural checks around the model (`direct_data.text.validator`): a sure gramma
 prompt did not have (`direct_data.text.features.grammar_flaw`: an echoed phrase tail, a doubled
 word or word pair, a kept verb whose number changed, a verb that disagrees with the subject right
 before it, a verb with no subject after a prepositional phrase, a third-person verb after "to", a
-modal, an aspect verb or a plural subject) is ``ungrammatical`` before the model, a rewrite made
+modal, an aspect verb or a plural subject, a verb that lost its -ing after a singular subject, a
+noun made plural after a singular determiner, a preposition before a word it cannot take) is
+``ungrammatical`` before the model, a rewrite made
 of the prompt's words in another order is a ``copy`` unless it reorders the prompt's clauses (`clause_order_changed`: "A, then B" -> "B, then
 A" changes the order of events), and a row the model accepts whose changed spans, read alone,
-carry two or more distinct axes at p >= `SPAN_MULTI_P` is ``multi_axis``. The threshold, floor
-and gate are chosen on dev with the rows these checks reject counted as rejected
-(`precheck_rejects`), as the validator will decide them.
+carry two or more distinct axes at p >= the sidecar's ``span_multi_p`` is ``multi_axis``. The
+threshold, floor and gate are chosen on dev with the rows these checks reject counted as rejected
+(`precheck_rejects`, `span_multi_rejects`), as the validator will decide them.
 """
 
 from __future__ import annotations
@@ -108,9 +115,11 @@ TAG_REL = ("p_declared", "p_other_max", "p_other_sum", "n_axes_over_half")
 #: p of another axis and highest p of the declared axis over the spans
 SPAN_REL = ("span_distinct_axes", "span_other_max", "span_declared_max")
 #: a row whose changed spans, each read alone, are tagged with two or more distinct axes at
-#: p >= this is ``multi_axis`` whatever p(good) says (on the dev split of batch 5: 7 of 31
-#: multi_axis rows and none of 103 goods reach it at 0.9; 2 goods at 0.8)
+#: p >= this is ``multi_axis`` whatever p(good) says: the default for artefacts fitted before the
+#: fit chose it (``span_multi_p`` in the sidecar, `SPAN_P_CANDIDATES`)
 SPAN_MULTI_P = 0.9
+#: the span check's p the fit tries on dev (besides none), in the order a tie keeps the earlier
+SPAN_P_CANDIDATES = (0.99, 0.97, 0.95, 0.9, 0.85, 0.8)
 #: the fluency scorer's features (`direct_data.backends.fluency.FEATURES`)
 FLUENCY_KEYS = ("span_logprob_delta", "min_token_logprob_delta", "sent_logprob_delta", "sent_min_logprob_delta",
                 "span_logprob", "min_token_logprob", "eos_logprob_delta", "n_span_tokens", "n_edits")
@@ -338,16 +347,20 @@ class LearntModel:
             return np.zeros((0, len(AXES)))
         return np.round(_sigmoid(self.tagger.logits(self.tag_matrix(f))), 4)
 
+    def span_multi_p(self, fluency: bool) -> float | None:
+        """p at or above which two changed spans tagged with distinct axes make an accepted row
+        ``multi_axis`` (None: no such check; the sidecar's ``span_multi_p`` /
+        ``span_multi_p_fluency``, chosen on dev; `SPAN_MULTI_P` for artefacts fitted before)."""
+        key = "span_multi_p_fluency" if fluency else "span_multi_p"
+        if key not in self.meta:
+            return SPAN_MULTI_P
+        return None if self.meta[key] is None else float(self.meta[key])
+
     def span_axes(self, f: PairFeatures, p_min: float = SPAN_MULTI_P) -> list[tuple[str, ...]]:
-        """Per row, the distinct axes its single-span versions are tagged with at p >= `p_min` (each
-        span counts with its most probable axis; rows with one span, or more than
-        `direct_data.text.features.MAX_SPANS`, have no span versions and give ``()``)."""
-        out: list[set[int]] = [set() for _ in range(len(f))]
-        if f.spans is not None and f.span_of is not None and len(f.spans):
-            for q, i in zip(self.tag_probs(f.spans), f.span_of):
-                if q.max() >= p_min:
-                    out[int(i)].add(int(np.argmax(q)))
-        return [tuple(AXES[k] for k in sorted(ks)) for ks in out]
+        """Per row, the distinct axes its single-span versions are tagged with at p >= `p_min`
+        (`span_axis_sets`)."""
+        tps = self.tag_probs(f.spans) if f.spans is not None else np.zeros((0, len(AXES)))
+        return [tuple(AXES[k] for k in ks) for ks in span_axis_sets(tps, f.span_of, len(f), p_min)]
 
     def predict(self, f: PairFeatures, axes: Sequence[str], fluency: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
         """(label probabilities (n, 8), tagger probabilities (n, 5)), rounded to 4 decimals."""
@@ -454,6 +467,25 @@ def span_relative(tp: np.ndarray, tp_spans: np.ndarray, span_of: np.ndarray | No
         top = {int(np.argmax(q)) for q in ps if q.max() > 0.5}
         out[i] = (float(len(top)), float(np.delete(ps, k, axis=1).max()), float(ps[:, k].max()))
     return out
+
+
+def span_axis_sets(tp_spans: np.ndarray, span_of: np.ndarray | None, n: int, p_min: float) -> list[tuple[int, ...]]:
+    """Per row (of `n`), the sorted distinct axis indices its single-span versions are tagged with
+    at p >= `p_min` (each span counts with its most probable axis; rows with one span, or more than
+    `direct_data.text.features.MAX_SPANS`, have no span versions and give ``()``)."""
+    out: list[set[int]] = [set() for _ in range(n)]
+    if span_of is not None:
+        for q, i in zip(tp_spans, span_of):
+            if q.max() >= p_min:
+                out[int(i)].add(int(np.argmax(q)))
+    return [tuple(sorted(ks)) for ks in out]
+
+
+def span_multi_rejects(tp_spans: np.ndarray, span_of: np.ndarray | None, n: int, p_min: float | None) -> np.ndarray:
+    """Which of `n` rows the span check rejects as ``multi_axis`` at `p_min` (none when None)."""
+    if p_min is None:
+        return np.zeros(n, dtype=bool)
+    return np.array([len(ks) >= 2 for ks in span_axis_sets(tp_spans, span_of, n, p_min)], dtype=bool)
 
 
 def relative(tp: np.ndarray, tp_spans: np.ndarray, span_of: np.ndarray | None, axes: Sequence[str]) -> np.ndarray:
@@ -644,10 +676,19 @@ def choose_threshold(p_good: np.ndarray, labels: Sequence[str], blocked: np.ndar
     return float(run[len(run) // 2]), best
 
 
-def dev_score(tagger: Linear, accept: Linear, boost: Trees | None, f_dev: PairFeatures, rows_dev: Sequence[LabelledRow],
-              s: FitSettings, fluency: np.ndarray | None = None, blocked: np.ndarray | None = None) -> tuple[float, float]:
-    p = dev_probs(tagger, accept, boost, f_dev, rows_dev, s, fluency)
-    return choose_threshold(p[:, 0], [r.label for r in rows_dev], blocked)
+def choose_span_p(p_good: np.ndarray, tp_spans: np.ndarray, span_of: np.ndarray | None, labels: Sequence[str],
+                  blocked: np.ndarray) -> tuple[float | None, float, float]:
+    """(span p, threshold, score): the p of the span check (`span_multi_rejects`; None: no check)
+    whose best threshold (`choose_threshold`, the check's rejects counted as rejected) scores the
+    highest on dev; no check unless one scores strictly better, then the earliest of
+    `SPAN_P_CANDIDATES` among equal scores."""
+    best: tuple[float | None, float, float] | None = None
+    for pm in (None, *SPAN_P_CANDIDATES):
+        th, sc = choose_threshold(p_good, labels, blocked | span_multi_rejects(tp_spans, span_of, len(labels), pm))
+        if best is None or sc > best[2] + 1e-12:
+            best = (pm, th, sc)
+    assert best is not None
+    return best
 
 
 def precheck_rejects(rows: Sequence[LabelledRow]) -> np.ndarray:
@@ -741,29 +782,36 @@ def fit_artefact(weights: str | Path = ARTEFACT, *, labelled: str | Path | None 
     idv = [i for i, r in enumerate(rows) if r.split == "dev"]
     ftr, fdv = feats.take(itr), feats.take(idv)
     blocked = precheck_rejects(dv)
-    best: tuple[float, int, FitSettings, Linear, Linear, Trees | None, float] | None = None
-    memo: dict = {}
-    for k, s in enumerate(grid):
-        tagger, accept, boost = fit_models(ftr, tr, s, memo=memo)
-        th, score = dev_score(tagger, accept, boost, fdv, dv, s, blocked=blocked)
-        log.info("fit %s: dev balanced score %.4f at threshold %.2f", s, score, th)
-        if best is None or score > best[0] + 1e-12:
-            best = (score, k, s, tagger, accept, boost, th)
-    assert best is not None
-    score, _, s, tagger, accept, boost, th = best
+    labels_dv = _labels_of(dv)
     lex_ok = fdv.hand[:, HAND_NAMES.index("lex_accepted")] > 0.5
-    p_dv = dev_probs(tagger, accept, boost, fdv, dv, s)
-    floor = choose_floor(p_dv[:, 0], lex_ok, _labels_of(dv), th, blocked)
-    gate = choose_gate(p_dv, ((p_dv[:, 0] >= th) | (lex_ok & (p_dv[:, 0] >= floor))) & ~blocked, _labels_of(dv))
-    accept_flu, boost_flu, th_flu, score_flu, flu_id, floor_flu, gate_flu = None, None, None, None, None, None, None
+
+    def cut_offs(p: np.ndarray, tps: np.ndarray) -> tuple[float | None, float, float, float, float | None]:
+        """(span p, threshold, score, floor, gate) for dev label probabilities `p`."""
+        span_p, th, score = choose_span_p(p[:, 0], tps, fdv.span_of, labels_dv, blocked)
+        free = ~(blocked | span_multi_rejects(tps, fdv.span_of, len(dv), span_p))
+        floor = choose_floor(p[:, 0], lex_ok, labels_dv, th, ~free)
+        gate = choose_gate(p, ((p[:, 0] >= th) | (lex_ok & (p[:, 0] >= floor))) & free, labels_dv)
+        return span_p, th, score, floor, gate
+
+    best: tuple[float, FitSettings, Linear, Linear, Trees | None, tuple] | None = None
+    memo: dict = {}
+    for s in grid:
+        tagger, accept, boost = fit_models(ftr, tr, s, memo=memo)
+        tps_dv = _tag(tagger, fdv.spans, s)
+        cuts = cut_offs(dev_probs(tagger, accept, boost, fdv, dv, s), tps_dv)
+        log.info("fit %s: dev balanced score %.4f at threshold %.2f, span check %s", s, cuts[2], cuts[1], cuts[0])
+        if best is None or cuts[2] > best[0] + 1e-12:
+            best = (cuts[2], s, tagger, accept, boost, cuts)
+    assert best is not None
+    _, s, tagger, accept, boost, (span_p, th, score, floor, gate) = best
+    tps_dv = _tag(tagger, fdv.spans, s)
+    accept_flu, boost_flu, th_flu, score_flu, flu_id, floor_flu, gate_flu, span_p_flu = None, None, None, None, None, None, None, None
     if fluency is not None:
         flu_tr = fluency_matrix(fluency.score([(r.prompt, r.negative) for r in tr]))
         flu_dv = fluency_matrix(fluency.score([(r.prompt, r.negative) for r in dv]))
         _, accept_flu, boost_flu = fit_models(ftr, tr, s, flu_tr, memo=memo)
-        th_flu, score_flu = dev_score(tagger, accept_flu, boost_flu, fdv, dv, s, flu_dv, blocked)
         pf_dv = dev_probs(tagger, accept_flu, boost_flu, fdv, dv, s, flu_dv)
-        floor_flu = choose_floor(pf_dv[:, 0], lex_ok, _labels_of(dv), th_flu, blocked)
-        gate_flu = choose_gate(pf_dv, ((pf_dv[:, 0] >= th_flu) | (lex_ok & (pf_dv[:, 0] >= floor_flu))) & ~blocked, _labels_of(dv))
+        span_p_flu, th_flu, score_flu, floor_flu, gate_flu = cut_offs(pf_dv, tps_dv)
         flu_id = str(getattr(fluency, "identity", type(fluency).__name__))
     meta: dict[str, Any] = {
         "format": "direct-data-validator/1",
@@ -787,10 +835,12 @@ def fit_artefact(weights: str | Path = ARTEFACT, *, labelled: str | Path | None 
         "threshold": th,
         "lexicon_floor": floor,
         "ungrammatical_gate": gate,
+        "span_multi_p": span_p,
         "dev_balanced": round(score, 4),
     }
     if accept_flu is not None:
         meta.update(threshold_fluency=th_flu, lexicon_floor_fluency=floor_flu, ungrammatical_gate_fluency=gate_flu,
+                    span_multi_p_fluency=span_p_flu,
                     dev_balanced_fluency=round(float(score_flu or 0.0), 4))
     model = LearntModel(tagger, accept, accept_flu, meta, boost, boost_flu)
     weights = Path(weights)

@@ -64,10 +64,10 @@ Two modes (``ValidatorConfig.mode``):
   reason is the most probable bad label: ``multi_axis``, ``wrong_axis``, ``scene_changed``,
   ``negation``, ``copy``, ``ungrammatical`` or ``static_size_only``. A row it accepts is still
   ``ungrammatical`` when p(ungrammatical) >= the artefact's ``ungrammatical_gate`` (fitted on dev,
-  where a gate improves the dev score: the packaged model has none without and 0.75 with the fluency
-  features; ``learnt_ungrammatical_gate`` overrides it). A row the model accepts is
-  still ``multi_axis`` when its changed spans, each applied alone, are tagged with two or more
-  distinct axes at p >= `direct_data.text.learnt.SPAN_MULTI_P` (0.9). Extra scores: ``p_good``,
+  where a gate improves the dev score; ``learnt_ungrammatical_gate`` overrides it). A row the model
+  accepts is still ``multi_axis`` when its changed spans, each applied alone, are tagged with two or
+  more distinct axes at p >= the artefact's ``span_multi_p`` (fitted on dev, where the check improves
+  the dev score; ``learnt_span_multi_p`` overrides it). Extra scores: ``p_good``,
   ``p_declared`` (tagger: the declared axis changed), ``p_other_max``, ``lost_content`` (share of
   the prompt's content words deleted or replaced).
 * ``"lexicon"``: the word-list checks below, kept so the comparison is reproducible.
@@ -138,6 +138,10 @@ class ValidatorConfig:
     #: reject an otherwise accepted row as ungrammatical iff p(ungrammatical) >= this; None = the
     #: artefact's gate (fitted on dev; the sidecar's ``ungrammatical_gate`` and ``ungrammatical_gate_fluency``)
     learnt_ungrammatical_gate: float | None = None
+    #: reject an otherwise accepted row as multi_axis iff two of its changed spans, each read alone,
+    #: are tagged with distinct axes at p >= this; None = the artefact's (fitted on dev, where the
+    #: check improves the dev score; the sidecar's ``span_multi_p`` and ``span_multi_p_fluency``)
+    learnt_span_multi_p: float | None = None
     #: learnt mode's length check (free-form LLM rewrites run longer than word swaps): reject when
     #: the word count drifts by more than max(learnt_length_slack_words, learnt_length_ratio * prompt)
     learnt_length_ratio: float = 3.0
@@ -366,6 +370,9 @@ class Validator:
         g = self.config.learnt_ungrammatical_gate
         if g is not None and not 0.0 <= g <= 1.0:
             raise ValueError("learnt_ungrammatical_gate must be in [0, 1]")
+        sp = self.config.learnt_span_multi_p
+        if sp is not None and not 0.0 <= sp <= 1.0:
+            raise ValueError("learnt_span_multi_p must be in [0, 1]")
         for axis, (lo, hi) in self.config.cosine_bands.items():
             if axis not in REGISTRY:
                 raise ValueError(f"cosine band for unknown axis {axis!r}")
@@ -470,7 +477,9 @@ class Validator:
             feats = compute(model_rows, self.embedder, batch_size=self.config.batch_size)
             flu = fluency_matrix(self.fluency.score([(p, n) for p, _, n in model_rows])) if self.fluency is not None else None
             probs, tags = self.model.predict(feats, [a for _, a, _ in model_rows], flu)
-            span_axes = self.model.span_axes(feats)
+            span_p = self.config.learnt_span_multi_p
+            span_p = span_p if span_p is not None else self.model.span_multi_p(self.fluency is not None)
+            span_axes = self.model.span_axes(feats, span_p) if span_p is not None else [()] * len(model_rows)
             for k, i in enumerate(todo):
                 judged[i] = (probs[k], tags[k], feats.hand[k], span_axes[k])
         threshold = self.threshold
