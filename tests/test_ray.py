@@ -127,6 +127,36 @@ def test_ray_executor_errors_are_one_line_user_errors(monkeypatch):
         RayExecutor("auto").ray()
 
 
+def test_ray_client_session_start_failures_are_retried(monkeypatch):
+    """A Ray Client session whose server process failed to start on the head (it happened once in
+    `make test`, on 2 loaded cores; the next session started fine) is retried; a refused handshake
+    or a failure on a plain address is raised at once. Ray cannot be made to fail this way on
+    demand, so a stand-in for `ray.init` raises Ray's own message."""
+    import direct_data.core.executors as ex
+
+    monkeypatch.setattr(ex, "CLIENT_RETRY_WAIT_S", 0.0)
+    failure = ConnectionError("Initialization failure from server:\nRuntimeError: Starting Ray client server failed.")
+
+    class Flaky:
+        def __init__(self, fails: int, error: Exception = failure):
+            self.calls, self.fails, self.error = 0, fails, error
+
+        def init(self, **kwargs):
+            self.calls += 1
+            if self.calls <= self.fails:
+                raise self.error
+
+    ok = Flaky(ex.CLIENT_RETRIES)
+    RayExecutor("ray://127.0.0.1:10001")._init(ok)
+    assert ok.calls == ex.CLIENT_RETRIES + 1
+    for address, flaky, calls in (("ray://127.0.0.1:10001", Flaky(ex.CLIENT_RETRIES + 1), ex.CLIENT_RETRIES + 1),
+                                  ("ray://127.0.0.1:10001", Flaky(1, ConnectionError("timed out")), 1),
+                                  ("127.0.0.1:6379", Flaky(1), 1)):
+        with pytest.raises(ConnectionError):
+            RayExecutor(address)._init(flaky)
+        assert flaky.calls == calls, address
+
+
 def test_vllm_rows_and_their_assembly_failed_inferences_become_reject_rows(partitions):
     """The ray.data.llm path needs GPUs: what runs without them is tested here (rows sent to the
     processor, and the processor's rows back to one outcome row per request through `decide`)."""

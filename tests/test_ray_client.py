@@ -103,7 +103,8 @@ def _shards(folder: Path) -> dict[str, bytes]:
 
 def test_partition_and_perturb_through_ray_client_write_the_local_bytes(client_address, tmp_path):
     # the client handshake starts a server process per session: on 2 busy cores (the other xdist
-    # worker runs a vLLM engine) Ray's 5 + 10 + 15 s of retries ran out once
+    # worker runs a vLLM engine) Ray's 5 + 10 + 15 s of retries ran out once; and once a session's server
+    # process failed to start (RayExecutor retries that)
     env = {**os.environ, "RAY_AUTH_MODE": "disabled", "DIRECT_DATA_CACHE": str(tmp_path / "cache"),
            "RAY_CLIENT_INITIAL_CONNECTION_TIMEOUT_S": "30"}
     common = ["--k", "4", "--embed-chunk", "32"]

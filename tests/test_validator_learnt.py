@@ -542,7 +542,7 @@ def test_refit_reproduces_the_committed_artefact(tmp_path: Path, validator: Vali
     learnt.fit_artefact(out, embedder=validator.embedder, grid=None)
     a = json.loads(out.with_suffix(".json").read_text(encoding="utf-8"))
     b = json.loads(learnt.SIDECAR.read_text(encoding="utf-8"))
-    for key in ("threshold", "lexicon_floor", "ungrammatical_gate", "dev_balanced", "tag_C", "tag_emb_weight", "acc_C", "acc_emb_weight",
+    for key in ("threshold", "lexicon_floor", "ungrammatical_gate", "span_multi_p", "dev_balanced", "tag_C", "tag_emb_weight", "acc_C", "acc_emb_weight",
                 "boost_weight", "boost_iter", "boost_lr", "boost_leaves", "boost_min_leaf", "boost_l2", "hand_features", "embedder"):
         assert a.get(key) == b.get(key), key
     mine, committed = load_file(str(out)), load_file(str(learnt.ARTEFACT))

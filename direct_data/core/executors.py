@@ -38,6 +38,11 @@ log = logging.getLogger(__name__)
 
 EXECUTORS = ("local", "ray")
 RAY_INSTALL = "pip install 'direct-data[ray]'  (or: pip install 'ray[data]')"
+#: a ``ray://`` session whose server process failed to start on the head ("Initialization failure
+#: from server": seen on a loaded 2-core head, where the next session started fine) is retried
+#: this many times, CLIENT_RETRY_WAIT_S x the attempt apart
+CLIENT_RETRIES = 2
+CLIENT_RETRY_WAIT_S = 2.0
 
 __all__ = ["EXECUTORS", "RAY_INSTALL", "LocalExecutor", "RayExecutor", "make_executor", "import_ray"]
 
@@ -107,7 +112,7 @@ class RayExecutor:
         if not ray.is_initialized():
             self._check_reachable()
             try:
-                ray.init(address=self.address, log_to_driver=False, ignore_reinit_error=True)
+                self._init(ray)
             except ConnectionError as e:
                 if self.client:  # the port answered (checked above), the client handshake did not finish
                     raise UserError(f"--ray-address {self.address}: the Ray client server there did not finish the "
@@ -122,6 +127,22 @@ class RayExecutor:
         _data_context(ray)
         self._ray = ray
         return ray
+
+    def _init(self, ray) -> None:
+        """`ray.init` on the address; a Ray Client session whose server-side process failed to start
+        is retried (`CLIENT_RETRIES`), any other failure is raised at once."""
+        import time
+
+        for attempt in itertools.count(1):
+            try:
+                ray.init(address=self.address, log_to_driver=False, ignore_reinit_error=True)
+                return
+            except ConnectionError as e:
+                if not (self.client and "Initialization failure from server" in str(e)) or attempt > CLIENT_RETRIES:
+                    raise
+                log.warning("%s: the Ray client server failed to start a session (attempt %d of %d); retrying",
+                            self.address, attempt, CLIENT_RETRIES + 1)
+                time.sleep(CLIENT_RETRY_WAIT_S * attempt)
 
     @property
     def client(self) -> bool:
