@@ -27,6 +27,7 @@ import json
 import logging
 import math
 import os
+import time
 from collections.abc import Callable, Iterator, Sequence
 from typing import Any
 
@@ -131,8 +132,6 @@ class RayExecutor:
     def _init(self, ray) -> None:
         """`ray.init` on the address; a Ray Client session whose server-side process failed to start
         is retried (`CLIENT_RETRIES`), any other failure is raised at once."""
-        import time
-
         for attempt in itertools.count(1):
             try:
                 ray.init(address=self.address, log_to_driver=False, ignore_reinit_error=True)

@@ -159,12 +159,13 @@ def doubled(text: str) -> int:
 
     toks = analyze(text).tokens  # cached: the alignment has read the same text
     w = [t.lower for t in toks]
+    n = sum(1 for i in range(1, len(w)) if w[i] == w[i - 1] and w[i] not in ("very", "had", "that") and _joined(text, toks, i - 1, i))
+    return n + sum(1 for i in range(3, len(w)) if w[i - 3:i - 1] == w[i - 1:i + 1] and _joined(text, toks, i - 3, i))
 
-    def joined(i: int, j: int) -> bool:  # no punctuation between tokens i..j
-        return not any(ch in text[toks[k].end:toks[k + 1].start] for k in range(i, j) for ch in ",;:.!?()-")
 
-    n = sum(1 for i in range(1, len(w)) if w[i] == w[i - 1] and w[i] not in ("very", "had", "that") and joined(i - 1, i))
-    return n + sum(1 for i in range(3, len(w)) if w[i - 3:i - 1] == w[i - 1:i + 1] and joined(i - 3, i))
+def _joined(text: str, tokens: Sequence[Any], i: int, j: int) -> bool:
+    """No punctuation (",;:.!?()-") between tokens i..j of `text`."""
+    return not any(ch in text[tokens[k].end:tokens[k + 1].start] for k in range(i, j) for ch in ",;:.!?()-")
 
 
 def _surface_flaws(words: Sequence[str]) -> tuple[int, int, int]:
@@ -548,19 +549,15 @@ def preposition_clashes(text: str) -> int:
     infinitive ("before *to rise* up", "without *to stop*"), with no punctuation between."""
     from direct_data.text.tagger import analyze
 
-    a = analyze(text)
-    w = [t.lower for t in a.tokens]
-
-    def joined(i: int) -> bool:
-        return not any(ch in text[a.tokens[i].end:a.tokens[i + 1].start] for ch in ",;:.!?()-")
-
+    toks = analyze(text).tokens
+    w = [t.lower for t in toks]
     n = 0
     for i in range(len(w) - 1):
-        if not joined(i):
+        if not _joined(text, toks, i, i + 1):
             continue
         if w[i] in _NO_OF_AFTER and w[i + 1] == "of":
             n += 1
-        elif w[i] in _NO_TO_VERB_AFTER and w[i + 1] == "to" and i + 2 < len(w) and joined(i + 1):
+        elif w[i] in _NO_TO_VERB_AFTER and w[i + 1] == "to" and i + 2 < len(w) and _joined(text, toks, i + 1, i + 2):
             v = verb_lemma(w[i + 2])
             n += v is not None and v[1] == "base"
     return n

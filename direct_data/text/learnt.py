@@ -793,7 +793,7 @@ def fit_artefact(weights: str | Path = ARTEFACT, *, labelled: str | Path | None 
         gate = choose_gate(p, ((p[:, 0] >= th) | (lex_ok & (p[:, 0] >= floor))) & free, labels_dv)
         return span_p, th, score, floor, gate
 
-    best: tuple[float, FitSettings, Linear, Linear, Trees | None, tuple] | None = None
+    best: tuple[float, FitSettings, Linear, Linear, Trees | None, np.ndarray, tuple] | None = None
     memo: dict = {}
     for s in grid:
         tagger, accept, boost = fit_models(ftr, tr, s, memo=memo)
@@ -801,10 +801,9 @@ def fit_artefact(weights: str | Path = ARTEFACT, *, labelled: str | Path | None 
         cuts = cut_offs(dev_probs(tagger, accept, boost, fdv, dv, s), tps_dv)
         log.info("fit %s: dev balanced score %.4f at threshold %.2f, span check %s", s, cuts[2], cuts[1], cuts[0])
         if best is None or cuts[2] > best[0] + 1e-12:
-            best = (cuts[2], s, tagger, accept, boost, cuts)
+            best = (cuts[2], s, tagger, accept, boost, tps_dv, cuts)
     assert best is not None
-    _, s, tagger, accept, boost, (span_p, th, score, floor, gate) = best
-    tps_dv = _tag(tagger, fdv.spans, s)
+    _, s, tagger, accept, boost, tps_dv, (span_p, th, score, floor, gate) = best
     accept_flu, boost_flu, th_flu, score_flu, flu_id, floor_flu, gate_flu, span_p_flu = None, None, None, None, None, None, None, None
     if fluency is not None:
         flu_tr = fluency_matrix(fluency.score([(r.prompt, r.negative) for r in tr]))

@@ -364,15 +364,10 @@ class Validator:
         self._model = model  # a direct_data.text.learnt.LearntModel, loaded on first use when None
         if self.config.mode not in MODES:
             raise ValueError(f"validator mode must be one of {', '.join(MODES)}")
-        t = self.config.learnt_threshold
-        if t is not None and not 0.0 <= t <= 1.0:
-            raise ValueError("learnt_threshold must be in [0, 1]")
-        g = self.config.learnt_ungrammatical_gate
-        if g is not None and not 0.0 <= g <= 1.0:
-            raise ValueError("learnt_ungrammatical_gate must be in [0, 1]")
-        sp = self.config.learnt_span_multi_p
-        if sp is not None and not 0.0 <= sp <= 1.0:
-            raise ValueError("learnt_span_multi_p must be in [0, 1]")
+        for name in ("learnt_threshold", "learnt_lexicon_floor", "learnt_ungrammatical_gate", "learnt_span_multi_p"):
+            v = getattr(self.config, name)
+            if v is not None and not 0.0 <= v <= 1.0:
+                raise ValueError(f"{name} must be in [0, 1]")
         for axis, (lo, hi) in self.config.cosine_bands.items():
             if axis not in REGISTRY:
                 raise ValueError(f"cosine band for unknown axis {axis!r}")
