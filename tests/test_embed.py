@@ -255,6 +255,23 @@ def test_openvino_f32_gives_torchs_vectors_and_partitions():
         assert partition_vectors(v, cfg)["labels"].tolist() == partition_vectors(v_ref, cfg)["labels"].tolist()
 
 
+def test_encode_is_embed_for_sentence_transformers_callers(texts, others, tmp_path):
+    """`Embedder.encode` (the validator calls it as it would a SentenceTransformer): the same bytes
+    as `embed`, whatever the call's batch mates, its keyword arguments or what the cache already
+    holds; repeats and an empty call work; texts are embedded once, then read back."""
+    emb = Embedder(backend="openvino-f32", cache_dir=tmp_path / "c")
+    first = emb.encode(texts[:7] + texts[:2], batch_size=3, normalize_embeddings=True, convert_to_numpy=True)
+    assert first.shape == (9, 384) and first.dtype == np.float32
+    assert first[7].tobytes() == first[0].tobytes() and emb.stats.embedded == 7
+    mixed = emb.encode(others[:5] + texts[:7][::-1])  # cached texts next to new ones
+    assert emb.stats.embedded == 12
+    ref = Embedder(backend="openvino-f32", use_cache=False).embed(texts[:7])
+    for i in range(7):
+        assert first[i].tobytes() == ref[i].tobytes() == mixed[5 + 6 - i].tobytes(), i
+    assert emb.encode([]).shape == (0, 384)
+    assert Embedder(backend="openvino-f32", use_cache=False).encode(texts[:3]).tobytes() == ref[:3].tobytes()
+
+
 def test_backend_is_part_of_the_cache_key(texts, tmp_path):
     sub = texts[:10]
     ov = Embedder(backend="openvino", cache_dir=tmp_path)

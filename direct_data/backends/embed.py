@@ -326,6 +326,20 @@ class Embedder:
         self.stats.embedded += len(chunk)
         self.stats.chunks_written += 1
 
+    def encode(self, sentences: Sequence[str], **_: object) -> np.ndarray:
+        """SentenceTransformer-style ``encode`` for code written against that API (the validator):
+        the unit-length float32 vectors of `sentences`, in order, through the cache. Batch size,
+        normalisation and output-type arguments are ignored: the vectors are always normalised, and
+        each depends on its own text alone. Unlike `embed`, the cache's index is never re-read
+        here (one process calling many times would re-read every chunk file each time); a text
+        another process cached meanwhile is embedded again, to the same bytes."""
+        texts = list(sentences)
+        if self.cache is None:
+            return self._encode(texts)
+        for chunk in self.missing_chunks(texts):
+            self.fill(chunk)
+        return self.cache.get([text_hash(t) for t in texts]) if texts else np.empty((0, self.dim), dtype=np.float32)
+
     def embed(self, texts: Sequence[str], *, rank: int = 0, world_size: int = 1) -> np.ndarray:
         """Embeddings of `texts` in their order. With world_size > 1, this worker only fills the cache
         for its share of the missing chunks (chunk j goes to rank j % world_size) and returns the
