@@ -14,6 +14,7 @@ from .conftest import shared_prompt
 
 PROMPTS = Path(__file__).resolve().parents[2] / "shared" / "data" / "prompts"
 VIDEOPHY = PROMPTS / "videophy1_test.jsonl"
+GRAVITY = ("zero gravity", "gravity reversed", "gravity pulling sideways", "as if weightless")
 
 
 def _videophy() -> list[str]:
@@ -413,6 +414,11 @@ def test_inserted_phrases_are_varied_and_seeded() -> None:
     (shared_prompt("49276065b122a3a1"), "forces", ("floats upward", "floats up")),
     (shared_prompt("3c4ada713b2ac3c6"), "forces", ("pushed in a tug",)),
     (shared_prompt("e79a1a99dbb0f94f"), "forces", ("sushi in zero gravity", "sushi with gravity")),
+    # forces: a gravity phrase where the sentence still describes what gravity holds in place
+    ("A rubber duck is tossed into a bathtub, where it floats atop the soapy water.", "forces", GRAVITY),
+    ("A pendulum swings back and forth, trading speed for height at the top of each swing.", "forces", GRAVITY),
+    ("A child throws a ball to her father, and it follows a high arc across the yard.", "forces", GRAVITY),
+    ("A marble rolls along the track and settles at the bottom of the bowl.", "forces", GRAVITY),
     # kinematics: a direction word that keeps the motion, a kind of motion that does not fit
     ("From a top-down view, a small ball is dropped onto a spinning turntable near its outer edge.", "kinematics",
      ("dropped sideways",)),

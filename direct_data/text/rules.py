@@ -43,7 +43,8 @@ clause. The inserted phrase depends on the verb and never goes inside a noun phr
   impacts, processes, flows and tool actions, time order at the end of the verb's clause
   (" in reverse", ", played in reverse", ", played backwards");
 - forces: gravity changed ("in zero gravity", "as if weightless", "with gravity reversed",
-  "with gravity pulling sideways"); for an inanimate mover in a short clause also an acting push
+  "with gravity pulling sideways"; not where the sentence also describes a fall, an impact, or a
+  state or path only gravity gives: floating atop, resting, a slope, an arc, a swing); for an inanimate mover in a short clause also an acting push
   or pull (", pushed along by a gust of wind", ", pulled by a magnet", "against the wind"); for
   sliding and rolling, "without friction". At the clause end, or right after the verb when the
   clause runs long;
@@ -1326,6 +1327,13 @@ _LANDING = _words("land lands landed landing hits hit ground floor")
 _IMPACT_WORDS = _words("impact impacts clang thud splash splashes splashing dent dents deformation "
                        "deforms deforming crater indentation shatter shatters shattering breaks "
                        "breaking bounce bounces bouncing cracks crack")
+#: words of a state or path that only gravity gives: a gravity phrase inserted elsewhere in the
+#: sentence would leave them standing as a contradiction ("thrown into a pool with gravity pulling
+#: sideways, where it floats atop the water"; "swings back and forth in zero gravity, converting
+#: kinetic energy to potential energy at the peaks"; "follows a smooth, predictable arc")
+_GRAVITY_STATES = _words("atop afloat buoyant buoyancy float floats floating floated settle settles settling "
+                         "resting rests slope slopes downhill uphill incline ramp potential weight arc arcs "
+                         "trajectory parabolic sag sags sagging curve curves swing swings swinging")
 _FLEXIBLE = _words("rope string chain cable wire thread ribbon cord hose yarn")
 _SQUEEZE_WORDS = _words("compress compresses compressing compressed squeeze squeezes squeezing "
                         "squeezed squash squashing flatten flattening pressure press pressed")
@@ -1389,8 +1397,8 @@ def _forces(prompt: str) -> tuple[list[_Edit], list[_Edit]]:
     gravity_subject = SOLID_OBJECTS | ANIMATE | (FLUIDS if an.lemma in _FLUID_GRAVITY else frozenset())
     if an.lemma in GRAVITY_ANCHORS and _cls(subj, gravity_subject) \
             and (not an.transitive or an.lemma in _THROWS) \
-            and not _sentence_words(prompt, toks, an.verb) & (_FALL_WORDS | _IMPACT_WORDS):
-        phrases += FORCE_INSERTS  # not "dropped with gravity reversed, where both fall"
+            and not _sentence_words(prompt, toks, an.verb) & (_FALL_WORDS | _IMPACT_WORDS | _GRAVITY_STATES):
+        phrases += FORCE_INSERTS  # not "dropped with gravity reversed, where both fall", nor "... where it floats atop"
     n_after = _clause_tokens(prompt, an)
     short = n_after <= 5
     mover = _cls(subj, SOLID_OBJECTS | VEHICLES) and not _cls(subj, FLUIDS)
