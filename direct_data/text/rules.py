@@ -44,10 +44,10 @@ clause. The inserted phrase depends on the verb and never goes inside a noun phr
   (" in reverse", ", played in reverse", ", played backwards");
 - forces: gravity changed ("in zero gravity", "as if weightless", "with gravity reversed",
   "with gravity pulling sideways"; not where the sentence also describes a fall, an impact, or a
-  state or path only gravity gives: floating atop, resting, a slope, an arc, a swing); for an inanimate mover in a short clause also an acting push
-  or pull (", pushed along by a gust of wind", ", pulled by a magnet", "against the wind"); for
-  sliding and rolling, "without friction". At the clause end, or right after the verb when the
-  clause runs long;
+  state or path only gravity gives: floating atop, resting, a slope, an arc, a swing); for an
+  inanimate mover in a short clause also an acting push or pull (", pushed along by a gust of
+  wind", ", pulled by a magnet", "against the wind"); for sliding and rolling, "without friction".
+  At the clause end, or right after the verb when the clause runs long;
 - materials: a material adjective in front of the anchor's subject head noun ("A ball rolls" ->
   "A clay ball rolls"), never in front of people, animals, liquids, gases, proper nouns or
   abstract nouns;
