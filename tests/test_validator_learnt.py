@@ -451,6 +451,20 @@ def test_threshold_and_mode_are_settings(validator: Validator) -> None:
         Validator(embedder=validator.embedder, config=ValidatorConfig(model_path="/nonexistent/v.safetensors")).check(BALL, "forces", neg)
 
 
+def test_a_model_fitted_on_another_embedder_is_refused(validator: Validator) -> None:
+    """The packaged model was fitted on the validator's own embedder; a model whose sidecar names
+    another embedding model is a one-line UserError with the project's Embedder (which knows its
+    model), before any verdict."""
+    import dataclasses
+
+    from direct_data.core.errors import UserError
+
+    assert validator.model.meta["embedder"] == f"{validator.embedder.model_identity}|{validator.embedder.variant}"
+    other = dataclasses.replace(validator.model, meta={**validator.model.meta, "embedder": "all-mpnet-base-v2@0123456789abcdef|ov-f32-v1"})
+    with pytest.raises(UserError, match="fitted on all-mpnet-base-v2@0123456789abcdef vectors"):
+        Validator(embedder=validator.embedder, model=other).check(BALL, "forces", BALL.replace("wooden floor", "trampoline"))
+
+
 def test_ungrammatical_gate(validator: Validator) -> None:
     """A row p(good) accepts is still `ungrammatical` when p(ungrammatical) reaches the gate: the
     packaged model's gates are in its sidecar (chosen on dev, None where dev kept none), a setting

@@ -475,6 +475,19 @@ class Validator:
 
         return text_reject(prompt, negative)
 
+    def _check_embedder(self) -> None:
+        """The learnt model reads vectors of the embedding model it was fitted with (the sidecar's
+        ``embedder``): where the embedder says which model it runs (the project's `Embedder`), another
+        one is a one-line error, not verdicts on meaningless features. An embedder object that does not
+        say (a SentenceTransformer) is taken on trust."""
+        have = getattr(self.embedder, "model_identity", None)
+        want = str(self.model.meta.get("embedder") or "").split("|")[0]
+        if isinstance(have, str) and want and have != want:
+            from direct_data.core.errors import UserError
+
+            raise UserError(f"the validator model {self.config.model_path or 'packaged'} was fitted on {want} vectors; "
+                            f"this validator embeds with {have}: refit it (direct-data validator fit) or embed with {want}")
+
     def _check_many_learnt(self, items: list[Row], dedupe_within: bool) -> list[Verdict]:
         from direct_data.text.features import compute
         from direct_data.text.learnt import LABEL_REASON, LABELS, fluency_matrix
@@ -485,6 +498,7 @@ class Validator:
         model_rows = [(items[i].prompt, items[i].axis, items[i].negative) for i in todo]
         judged: dict[int, tuple[np.ndarray, np.ndarray, np.ndarray, tuple[str, ...]]] = {}
         if model_rows:
+            self._check_embedder()
             feats = compute(model_rows, self.embedder, batch_size=self.config.batch_size)
             flu = fluency_matrix(self.fluency.score([(p, n) for p, _, n in model_rows])) if self.fluency is not None else None
             probs, tags = self.model.predict(feats, [a for _, a, _ in model_rows], flu)
