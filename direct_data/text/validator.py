@@ -485,7 +485,8 @@ class Validator:
         if isinstance(have, str) and want and have != want:
             from direct_data.core.errors import UserError
 
-            raise UserError(f"the validator model {self.config.model_path or 'packaged'} was fitted on {want} vectors; "
+            which = f"the validator model {self.config.model_path}" if self.config.model_path else "the packaged validator model"
+            raise UserError(f"{which} was fitted on {want} vectors; "
                             f"this validator embeds with {have}: refit it (direct-data validator fit) or embed with {want}")
 
     def _check_many_learnt(self, items: list[Row], dedupe_within: bool) -> list[Verdict]:
