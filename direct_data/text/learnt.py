@@ -764,12 +764,13 @@ def fit_artefact(weights: str | Path = ARTEFACT, *, labelled: str | Path | None 
     """Fit the tagger and acceptance model(s) on train, pick settings and thresholds on dev, write
     `weights` (safetensors) and its JSON sidecar. `grid` None: the settings recorded in the packaged
     sidecar (so a refit reproduces the committed artefact byte for byte); `fluency`: a
-    FluencyScorer, to fit the fluency model too; `embedder_id`: how to name a non-default `embedder`
-    in the sidecar (default: the packaged all-MiniLM-L6-v2's identity and the embedder's backend variant)."""
+    FluencyScorer, to fit the fluency model too; `embedder_id`: how to name an `embedder` that does
+    not say what it runs in the sidecar (default: what the project's `Embedder` says, model and
+    backend variant; for another object, the packaged all-MiniLM-L6-v2 through torch)."""
     import sklearn
 
     from direct_data.backends.models import model_identity, resolve_embedder
-    from direct_data.text.validator import default_embedder
+    from direct_data.text.validator import default_embedder, embedder_identity
 
     labelled = Path(labelled or DEFAULT_LABELLED)
     rows = load_labelled(labelled, prompts_dir, splits=("train", "dev"))
@@ -822,7 +823,7 @@ def fit_artefact(weights: str | Path = ARTEFACT, *, labelled: str | Path | None 
         "labelled_sha256": file_sha256(labelled),
         "labelled_rows": {"train": len(tr), "dev": len(dv)},
         "sklearn_version": sklearn.__version__,
-        "embedder": embedder_id or f"{model_identity(resolve_embedder(None))}|{getattr(emb, 'variant', 'torch')}",
+        "embedder": embedder_id or embedder_identity(emb) or f"{model_identity(resolve_embedder(None))}|torch",
         "embed_decimals": 4,
         "labels": list(LABELS),
         "axes": list(AXES),

@@ -199,6 +199,13 @@ def default_embedder() -> Any:
     return CachedEmbedder(backend=VALIDATOR_EMBED_BACKEND)
 
 
+def embedder_identity(embedder: Any) -> str | None:
+    """``model@weights|variant`` of an embedder that says what it runs (the project's `Embedder`), as
+    the artefact's sidecar records it; None for one that does not (a SentenceTransformer)."""
+    model, variant = getattr(embedder, "model_identity", None), getattr(embedder, "variant", None)
+    return f"{model}|{variant}" if isinstance(model, str) and isinstance(variant, str) else None
+
+
 # --------------------------------------------------------------------------------------------
 # Lexical checks.
 # --------------------------------------------------------------------------------------------
@@ -480,9 +487,9 @@ class Validator:
         ``embedder``): where the embedder says which model it runs (the project's `Embedder`), another
         one is a one-line error, not verdicts on meaningless features. An embedder object that does not
         say (a SentenceTransformer) is taken on trust."""
-        have = getattr(self.embedder, "model_identity", None)
+        have = (embedder_identity(self.embedder) or "").split("|")[0]
         want = str(self.model.meta.get("embedder") or "").split("|")[0]
-        if isinstance(have, str) and want and have != want:
+        if have and want and have != want:
             from direct_data.core.errors import UserError
 
             which = f"the validator model {self.config.model_path}" if self.config.model_path else "the packaged validator model"
