@@ -58,7 +58,7 @@ lint: install
 # a vLLM perturb run next to an embedding loop, 241 s spinning, 161 s passive; 104 / 118 s alone).
 # A single test: `.venv/bin/python -m pytest tests/test_x.py -k name`
 test: install install-vllm
-	OMP_WAIT_POLICY=PASSIVE $(PY) -m pytest -q tests -n 2 --dist loadfile --no-loadscope-reorder
+	OMP_WAIT_POLICY=PASSIVE $(PY) -m pytest -q tests -n 2 --dist loadfile --no-loadscope-reorder --durations=15
 
 test-fast: install
 	$(PY) -m pytest -q tests -m "not slow and not vllm"

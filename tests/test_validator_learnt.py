@@ -546,23 +546,42 @@ def test_cli_eval_and_errors() -> None:
 
 @needs_prompts
 @pytest.mark.slow
-def test_refit_reproduces_the_committed_artefact(tmp_path: Path, validator: Validator) -> None:
+def test_refit_reproduces_the_committed_artefact(tmp_path: Path, validator: Validator, dev_rows: list[learnt.LabelledRow]) -> None:
     """`direct-data validator fit --no-grid` (the committed settings) reproduces the committed tagger
-    and acceptance model bit for bit. The fluency model is left out here (scoring the train and dev
-    texts with Gemma takes minutes); it is fitted by the same code on top of the same features."""
+    and acceptance model: bit for bit when its features are the committed fit's (the sidecar's
+    `features_sha256`, same CPU kind), else within bounds: another CPU kind's float kernels round a
+    few sentence vectors differently at 4 decimals (seen between an AVX-512 and an AVX2-only
+    machine: threshold 0.23 -> 0.24, 12 more tree nodes of ~22,000, the same dev score). The
+    fluency model is left out here (scoring the train and dev texts with Gemma takes minutes); it
+    is fitted by the same code on top of the same features."""
     from safetensors.numpy import load_file
 
     out = tmp_path / "v.safetensors"
     learnt.fit_artefact(out, embedder=validator.embedder, grid=None)
     a = json.loads(out.with_suffix(".json").read_text(encoding="utf-8"))
     b = json.loads(learnt.SIDECAR.read_text(encoding="utf-8"))
-    for key in ("threshold", "lexicon_floor", "ungrammatical_gate", "span_multi_p", "dev_balanced", "tag_C", "tag_emb_weight", "acc_C", "acc_emb_weight",
-                "boost_weight", "boost_iter", "boost_lr", "boost_leaves", "boost_min_leaf", "boost_l2", "hand_features", "embedder"):
+    for key in ("span_multi_p", "tag_C", "tag_emb_weight", "acc_C", "acc_emb_weight", "boost_weight", "boost_iter", "boost_lr",
+                "boost_leaves", "boost_min_leaf", "boost_l2", "hand_features", "embedder", "labelled_sha256"):
         assert a.get(key) == b.get(key), key
     mine, committed = load_file(str(out)), load_file(str(learnt.ARTEFACT))
     assert set(mine) == {k for k in committed if not k.startswith(("accept_fluency.", "boost_fluency."))}
-    for k, v in mine.items():
-        assert v.tobytes() == committed[k].tobytes(), k
+    if a["features_sha256"] == b.get("features_sha256"):
+        for key in ("threshold", "lexicon_floor", "ungrammatical_gate", "dev_balanced"):
+            assert a.get(key) == b.get(key), key
+        for k, v in mine.items():
+            assert v.tobytes() == committed[k].tobytes(), k
+        return
+    # another CPU kind: the same fit up to a few roundings of the sentence vectors
+    for key in ("threshold", "lexicon_floor"):
+        assert abs(a[key] - b[key]) <= 0.02, (key, a[key], b[key])
+    assert abs(a["dev_balanced"] - b["dev_balanced"]) <= 0.005
+    for k in ("tagger.coef", "accept.coef"):
+        np.testing.assert_allclose(mine[k], committed[k], atol=0.01, err_msg=k)
+    ours = Validator(config=ValidatorConfig(model_path=str(out)), embedder=validator.embedder)
+    pairs = [(r.prompt, r.axis, r.negative) for r in dev_rows]
+    same = [x.accepted == y.accepted for x, y in zip(ours.check_many(pairs, dedupe_within=False),
+                                                       validator.check_many(pairs, dedupe_within=False))]
+    assert sum(same) >= 0.98 * len(same), (len(same) - sum(same), len(same))
 
 
 def test_validate_command_gives_bad_input_a_reason(tmp_path: Path) -> None:
@@ -581,6 +600,26 @@ def test_validate_command_gives_bad_input_a_reason(tmp_path: Path) -> None:
     v = read_table(tmp_path / "v", "verdicts").to_pylist()
     assert len(v) == len(rows)
     assert all(not x["accepted"] and x["reason"] in REASONS for x in v), [x["reason"] for x in v]
+
+
+def test_features_digest_names_the_bits_a_fit_reads() -> None:
+    """`learnt.features_digest`: the same arrays give the same digest; one value moved by a last
+    4-decimal step, or a span version assigned to another row, gives another."""
+    from direct_data.text.features import BLOCKS, N_HAND, PairFeatures
+
+    rs = np.random.RandomState(0)
+
+    def feats(n: int) -> PairFeatures:
+        return PairFeatures(np.round(rs.rand(n, N_HAND), 4), {b: np.round(rs.randn(n, 8), 4) for b in (*BLOCKS, "gram")})
+
+    rows, spans = feats(6), feats(3)
+    f = PairFeatures(rows.hand, rows.blocks, spans, np.array([0, 0, 4]))
+    same = PairFeatures(rows.hand.copy(), {k: v.copy() for k, v in rows.blocks.items()}, spans, np.array([0, 0, 4]))
+    assert learnt.features_digest(f) == learnt.features_digest(same)
+    moved = {k: v.copy() for k, v in rows.blocks.items()}
+    moved["diff"][2, 5] += 1e-4
+    assert learnt.features_digest(PairFeatures(rows.hand, moved, spans, np.array([0, 0, 4]))) != learnt.features_digest(f)
+    assert learnt.features_digest(PairFeatures(rows.hand, rows.blocks, spans, np.array([0, 1, 4]))) != learnt.features_digest(f)
 
 
 def test_boosted_trees_flattened_predict_as_scikit_learn() -> None:

@@ -758,12 +758,31 @@ def _labels_of(rows: Sequence[LabelledRow]) -> list[str]:
     return [r.label for r in rows]
 
 
+def features_digest(f: PairFeatures) -> str:
+    """sha256 of the feature arrays a fit reads: the rows' and their single-span versions' hand
+    features and blocks, in order. Equal digests give a bit-identical fit. The sentence vectors come
+    from float kernels that differ between CPU kinds (AVX-512 or AVX2 alone): a few of them then
+    round differently at 4 decimals, the digest differs, and the fit moves a little (the refit test
+    bounds how much)."""
+    h = hashlib.sha256()
+    for part in (f, f.spans):
+        if part is None:
+            continue
+        h.update(np.ascontiguousarray(part.hand, dtype=np.float64).tobytes())
+        for b in sorted(part.blocks):
+            h.update(b.encode() + np.ascontiguousarray(part.blocks[b], dtype=np.float64).tobytes())
+    if f.span_of is not None:
+        h.update(np.ascontiguousarray(f.span_of, dtype=np.int64).tobytes())
+    return h.hexdigest()
+
+
 def fit_artefact(weights: str | Path = ARTEFACT, *, labelled: str | Path | None = None, prompts_dir: str | Path | None = None,
                  embedder: Any = None, grid: Sequence[FitSettings] | None = None, fluency: Any = None,
                  batch_size: int = 64, embedder_id: str | None = None) -> LearntModel:
     """Fit the tagger and acceptance model(s) on train, pick settings and thresholds on dev, write
     `weights` (safetensors) and its JSON sidecar. `grid` None: the settings recorded in the packaged
-    sidecar (so a refit reproduces the committed artefact byte for byte); `fluency`: a
+    sidecar (so a refit reproduces the committed artefact byte for byte, given the same
+    features: `features_digest`); `fluency`: a
     FluencyScorer, to fit the fluency model too; `embedder_id`: how to name an `embedder` that does
     not say what it runs in the sidecar (default: what the project's `Embedder` says, model and
     backend variant; for another object, the packaged all-MiniLM-L6-v2 through torch)."""
@@ -822,6 +841,7 @@ def fit_artefact(weights: str | Path = ARTEFACT, *, labelled: str | Path | None 
         "format": "direct-data-validator/1",
         "labelled_sha256": file_sha256(labelled),
         "labelled_rows": {"train": len(tr), "dev": len(dv)},
+        "features_sha256": features_digest(feats),
         "sklearn_version": sklearn.__version__,
         "embedder": embedder_id or embedder_identity(emb) or f"{model_identity(resolve_embedder(None))}|torch",
         "embed_decimals": 4,
