@@ -563,6 +563,47 @@ def preposition_clashes(text: str) -> int:
     return n
 
 
+#: words no clause ends on: an article, a possessive, "of"/"to", or a copula after a noun
+_CLAUSE_END_NEVER = frozenset("the a an its their of to is are was were".split())
+_COPULAS = frozenset("is are was were".split())
+#: a copula may close a clause after these ("... as it is.", "there were,")
+_SUBJECT_WORDS = frozenset("it they he she we you i there this that these those which what who".split())
+#: a copula closes a clause these open when no finite verb comes between ("where the nails were,")
+_CLAUSE_WH = frozenset("where as than how what whatever wherever however".split())
+
+
+def clause_end_flaws(text: str) -> int:
+    """Clauses (split on , ; : . ! ?) that end on a word no clause ends on: an article, "its" or
+    "their", "of" or "to", or "is/are/was/were" after a noun ("... to 30 C wax *is*.", "in zero
+    gravity *of*, illuminating"). Not counted: a copula after a pronoun ("as it *is*."); a copula
+    closing a where/as/than/how/what clause with no finite verb between ("where the nails *were*,",
+    "bigger than the cup *is*"); "of"/"to" after a past participle ("made *of*,"); a capital "A" as
+    a name ("Team *A*,")."""
+    import re
+
+    n = 0
+    for clause in re.split(r"[,;:.!?]+", text):
+        w = _words(clause)
+        if not w or w[-1] not in _CLAUSE_END_NEVER:
+            continue
+        prev = w[-2] if len(w) > 1 else ""
+        if w[-1] in _COPULAS:
+            if prev in _SUBJECT_WORDS:
+                continue
+            tail = w[-6:-1]
+            k = max((i for i, x in enumerate(tail) if x in _CLAUSE_WH), default=None)
+            if k is not None and not any(
+                (v := verb_lemma(x)) is not None and v[1] in ("s", "past") for x in tail[k + 1:-1]
+            ):
+                continue
+        if w[-1] in ("of", "to") and (v := verb_lemma(prev)) is not None and v[1] == "past":
+            continue
+        if w[-1] == "a" and len(w) > 1 and clause.rstrip().endswith("A"):
+            continue
+        n += 1
+    return n
+
+
 def equal_pairs(al: Alignment) -> list[tuple[int, int]]:
     """(prompt index, negative index) of every word the alignment keeps."""
     out = []
@@ -595,7 +636,9 @@ def grammar_flaw(prompt: str, negative: str, al: Alignment | None = None) -> str
     * a noun made plural after a singular determiner that stays ("a mushroom *clouds*":
       `determiner_number_flips`);
     * a preposition followed by "of" or by "to" and a bare verb that it cannot take ("above *of*
-      it", "before *to rise*": `preposition_clashes`).
+      it", "before *to rise*": `preposition_clashes`);
+    * more clauses that end on a word no clause ends on ("... to 30 C wax *is*.", "in zero gravity
+      *of*,": `clause_end_flaws`).
 
     Verbs are read through `verb_lemma` (the tagger's physics verbs and WordNet's). On the labelled
     train and dev rows (3,167, where the checks were designed) the checks after the echo fire on 142
@@ -624,6 +667,8 @@ def grammar_flaw(prompt: str, negative: str, al: Alignment | None = None) -> str
         return "a noun became plural after a singular determiner"
     if preposition_clashes(negative) > preposition_clashes(prompt):
         return "a preposition followed by a word it cannot take (\"above of\", \"before to rise\")"
+    if clause_end_flaws(negative) > clause_end_flaws(prompt):
+        return "a clause ends on a word that cannot end it (\"... wax is.\", \"in zero gravity of,\")"
     return None
 
 
