@@ -134,6 +134,21 @@ def _cli(*args):
     return [sys.executable, "-m", "direct_data.cli", "perturb", *args]
 
 
+@pytest.mark.parametrize("command", ["perturb", "validate"])
+def test_llm_backends_without_vllm_are_the_install_line(tmp_path, command):
+    """`--backend vllm` (perturb) and `--judge vllm` (validate) on a machine without vLLM: one line
+    with the install command and exit code 2, before any row is written (vLLM is hidden from the
+    child process: `sys.modules["vllm"] = None` makes it unimportable)."""
+    hide = "import sys; sys.modules['vllm'] = None; sys.argv[0] = 'direct-data'; from direct_data.cli import app; app()"
+    args = {"perturb": ["perturb", str(VIDEOPHY), "--backend", "vllm", "--model", "someone/some-7b-instruct"],
+            "validate": ["validate", str(LABELLED), "--judge", "vllm", "--judge-model", "someone/some-7b-instruct"]}[command]
+    r = subprocess.run([sys.executable, "-c", hide, *args, "--out", str(tmp_path / "o")], cwd=ROOT, capture_output=True, text=True)
+    assert r.returncode == 2, (r.stdout + r.stderr)[-2000:]
+    assert "make install-vllm" in r.stderr and "Traceback" not in r.stderr and len(r.stderr.strip().splitlines()) == 1, r.stderr
+    written = sorted(str(f.relative_to(tmp_path / "o")) for f in (tmp_path / "o").rglob("*") if f.is_file())
+    assert written in ([], [".direct-data/owner.json"]), written  # the runner's claim on --out at most: no rows
+
+
 def test_kill_and_resume_no_duplicates_no_loss(tmp_path):
     """kill -9 a real run after its first chunks are committed; the rerun skips them and the result
     is byte-identical to an uninterrupted run."""

@@ -296,8 +296,8 @@ def make_judge(kind: str, *, model: str | None = None, url: str | None = None, a
     if kind == "vllm":
         from direct_data.stages.perturb import resolve_llm_model
 
+        llm.require_vllm()  # fail now, with the install line
         path = resolve_llm_model(model)
-        llm.import_vllm()  # fail now, with the install line
         factory = backend_factory or (lambda: llm.VLLMBackend(path, seed=seed, max_model_len=max_model_len, dtype=dtype))
         return LLMJudge(factory, name="vllm", model=llm.engine_identity(path, dtype), cache_dir=cache_dir, seed=seed)
     if not url:

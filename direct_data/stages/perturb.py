@@ -302,8 +302,8 @@ def make_rewriter(cfg: PerturbConfig) -> Rewriter:
 
     cache = Path(cfg.cache_dir) if cfg.cache_dir else default_cache_root() / "requests"
     if cfg.backend == "vllm":
+        llm.require_vllm()  # fail now, with the install line, rather than at the first cache miss
         path = resolve_llm_model(cfg.model)
-        llm.import_vllm()  # fail now, with the install line, rather than at the first cache miss
         return LLMRewriter(lambda: llm.VLLMBackend(path, seed=cfg.seed, max_model_len=cfg.max_model_len, dtype=cfg.llm_dtype),
                            name="vllm", model=llm.engine_identity(path, cfg.llm_dtype), cfg=cfg, cache_dir=cache)
     return LLMRewriter(lambda: llm.OpenAIBackend(cfg.base_url, cfg.model, api_key_env=cfg.api_key_env, max_concurrency=cfg.max_concurrency),
