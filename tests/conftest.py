@@ -19,7 +19,7 @@ GENERAL_SOURCES = ("vbench1_all_dimension.jsonl",)
 #: one long file from starting last and running alone. Other files follow in their usual order.
 LONGEST_FIRST = (
     "test_perturb_vllm.py", "test_validator_learnt.py", "test_llm.py", "test_ray.py", "test_partition.py",
-    "test_ray_client.py", "test_judge.py", "test_perturb.py", "test_runner.py", "test_pipeline.py", "test_fluency.py",
+    "test_ray_client.py", "test_perturb.py", "test_runner.py", "test_pipeline.py", "test_fluency.py",
 )
 
 
@@ -54,6 +54,24 @@ def shared_prompt(prompt_id: str) -> str:
     if prompt_id not in _BY_ID:
         raise LookupError(f"no prompt with id {prompt_id} in {SHARED_PROMPTS}")
     return _BY_ID[prompt_id]
+
+
+def labelled_good(n: int) -> list[dict]:
+    """`n` good train rows of the labelled set as (prompt, axis, negative) records."""
+    import json as _json
+
+    files: dict[str, list[str]] = {}
+    out = []
+    for line in (ROOT / "data" / "rewrites" / "labelled.jsonl").read_text(encoding="utf-8").splitlines():
+        r = _json.loads(line)
+        if r["split"] != "train" or r["label"] != "good":
+            continue
+        if r["source"] not in files:
+            files[r["source"]] = [_json.loads(x)["prompt"] for x in (SHARED_PROMPTS / f"{r['source']}.jsonl").read_text().splitlines() if x.strip()]
+        out.append({"prompt": files[r["source"]][r["line"]], "axis": r["axis"], "negative": r["negative"]})
+        if len(out) == n:
+            break
+    return out
 
 
 @pytest.fixture(scope="session")

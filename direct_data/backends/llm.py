@@ -921,6 +921,37 @@ def write_requests(requests: Sequence[Request], path: str | os.PathLike) -> None
             f.write(json.dumps(asdict(r), ensure_ascii=False) + "\n")
 
 
+def generate_to_files(backend: VLLMBackend, reqs: Sequence[Request], out: str | Path, stats: str | Path | None = None,
+                      *, engine_start_s: float | None = None) -> list[Response]:
+    """Run `reqs` on a started `backend`; write the responses to `out` (JSONL, request order, atomically)
+    and, if `stats` is given, timings and counts there (JSON). `python -m direct_data.backends.llm generate`."""
+    t1 = time.perf_counter()
+    resps = backend.generate(list(reqs))
+    t2 = time.perf_counter()
+    tmp = Path(out).with_suffix(".tmp")
+    with open(tmp, "w", encoding="utf-8") as f:
+        for r in resps:
+            f.write(json.dumps(r.to_dict(), ensure_ascii=False) + "\n")
+    os.replace(tmp, out)
+    if stats:
+        toks = sum(r.completion_tokens for r in resps)
+        Path(stats).write_text(json.dumps({
+            "engine_start_s": engine_start_s,  # includes the probe
+            "generate_s": t2 - t1,
+            "requests": len(reqs),
+            "completion_tokens": toks,
+            "prompt_tokens": sum(r.prompt_tokens for r in resps),
+            "cached_prompt_tokens": sum(r.cached_prompt_tokens or 0 for r in resps),
+            "tokens_per_s": toks / max(t2 - t1, 1e-9),
+            "probe_passed": backend.probe_passed,
+            "structured_output_backend": backend.structured_output_backend,
+            "dtype": backend.dtype,
+            "kv_cache_memory_bytes": backend.engine_settings["kv_cache_memory_bytes"],
+            "model": backend.model,
+        }, indent=1) + "\n")
+    return resps
+
+
 def _main(argv: Sequence[str] | None = None) -> int:
     import argparse
 
@@ -953,30 +984,7 @@ def _main(argv: Sequence[str] | None = None) -> int:
         model, max_model_len=a.max_model_len, seed=a.seed,
         structured_output_backend=a.structured_output_backend, enforce_eager=a.enforce_eager, dtype=a.dtype,
     )
-    t1 = time.perf_counter()
-    resps = backend.generate(reqs)
-    t2 = time.perf_counter()
-    tmp = Path(a.out).with_suffix(".tmp")
-    with open(tmp, "w", encoding="utf-8") as f:
-        for r in resps:
-            f.write(json.dumps(r.to_dict(), ensure_ascii=False) + "\n")
-    os.replace(tmp, a.out)
-    if a.stats:
-        toks = sum(r.completion_tokens for r in resps)
-        Path(a.stats).write_text(json.dumps({
-            "engine_start_s": t1 - t0,  # includes the probe
-            "generate_s": t2 - t1,
-            "requests": len(reqs),
-            "completion_tokens": toks,
-            "prompt_tokens": sum(r.prompt_tokens for r in resps),
-            "cached_prompt_tokens": sum(r.cached_prompt_tokens or 0 for r in resps),
-            "tokens_per_s": toks / max(t2 - t1, 1e-9),
-            "probe_passed": backend.probe_passed,
-            "structured_output_backend": backend.structured_output_backend,
-            "dtype": backend.dtype,
-            "kv_cache_memory_bytes": backend.engine_settings["kv_cache_memory_bytes"],
-            "model": model,
-        }, indent=1) + "\n")
+    generate_to_files(backend, reqs, a.out, a.stats, engine_start_s=time.perf_counter() - t0)
     return 0
 
 
