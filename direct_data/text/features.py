@@ -28,6 +28,7 @@ changes float noise at the 7th decimal) cannot change a verdict.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -579,8 +580,6 @@ def clause_end_flaws(text: str) -> int:
     closing a where/as/than/how/what clause with no finite verb between ("where the nails *were*,",
     "bigger than the cup *is*"); "of"/"to" after a past participle ("made *of*,"); a capital "A" as
     a name ("Team *A*,")."""
-    import re
-
     n = 0
     for clause in re.split(r"[,;:.!?]+", text):
         w = _words(clause)
@@ -642,10 +641,11 @@ def grammar_flaw(prompt: str, negative: str, al: Alignment | None = None) -> str
 
     Verbs are read through `verb_lemma` (the tagger's physics verbs and WordNet's). On the labelled
     train and dev rows (3,167, where the checks were designed) the checks after the echo fire on 187
-    of 664 ungrammatical rows (48 through the clause-end check, 45 of them caught by no other) and on 3 other rows: two multi-axis rewrites and one long good time-lapse
-    rewrite (a subject misread among clauses that start with "by Hour 22"). The echo fires on 109 ungrammatical rows, and
-    on 5 of 1,232 good rewrites that name an object again ("... on the edge of a plastic cup,
-    soaking into the plastic")."""
+    of 664 ungrammatical rows (48 through the clause-end check, 45 of them caught by no other) and
+    on 3 other rows: two multi-axis rewrites and one long good time-lapse rewrite (a subject misread
+    among clauses that start with "by Hour 22"). The echo fires on 109 ungrammatical rows, and on 5
+    of 1,232 good rewrites that name an object again ("... on the edge of a plastic cup, soaking
+    into the plastic")."""
     al = al or align(prompt, negative)
     if echo_added(al):
         return "a short inserted phrase ends on a repeat of a word next to it"
@@ -840,8 +840,6 @@ def _words(text: str) -> list[str]:
 
 def _sentence_ends(text: str) -> list[list[str]]:
     """Lower-cased words of each sentence (split on . ! ? ;)."""
-    import re
-
     return [_words(s) for s in re.split(r"[.!?;]+", text) if s.strip()]
 
 
