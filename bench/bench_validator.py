@@ -10,7 +10,8 @@
   axes, as in 6,000 prompts x 5: each prompt is one text to score per 5 rows), without and with
   fluency (each on a fresh, empty embedding cache, and learnt again on the warm one; fluency on
   a fresh, empty Gemma score cache, on the first BENCH_VALIDATOR_FLUENCY_ROWS
-  rows, default 100; also the float32 scorer, timing only, unless BENCH_VALIDATOR_FLUENCY_FLOAT32=0),
+  rows, default 100, in the scorer's default dtype (`auto`: float32 on a CPU without bfloat16
+  instructions); also in the other dtype, timing only, unless BENCH_VALIDATOR_FLUENCY_OTHER_DTYPE=0),
   extrapolated linearly to 30,000 rows (6,000 prompts x 5 axes).
 
 Writes bench/results/validator.json and bench/results/validator.md (a table for the README).
@@ -35,7 +36,7 @@ N_ROWS = int(os.environ.get("BENCH_VALIDATOR_ROWS", "2000"))
 PER_PROMPT = 5  # negatives per prompt in the throughput rows
 FLUENCY_ROWS = int(os.environ.get("BENCH_VALIDATOR_FLUENCY_ROWS", "100"))  # Gemma on a cold cache is slow on 2 shared cores
 FLUENCY = os.environ.get("BENCH_VALIDATOR_FLUENCY", "1") != "0"
-FLUENCY_F32 = os.environ.get("BENCH_VALIDATOR_FLUENCY_FLOAT32", "1") != "0"  # also time the float32 scorer
+FLUENCY_OTHER = os.environ.get("BENCH_VALIDATOR_FLUENCY_OTHER_DTYPE", "1") != "0"  # also time the scorer's other dtype
 TARGETS = {"good": 0.90, "ungrammatical": 0.95}
 #: the test split's blind batch: rows whose note ends so (docs/labelling-guide.md, batch 6)
 BLIND_BATCH = "(batch 6)"
@@ -131,13 +132,13 @@ def main() -> int:
     if scorer is not None:
         from direct_data.backends.fluency import FluencyScorer
 
-        with tempfile.TemporaryDirectory() as d:  # an empty cache: every text goes through Gemma
-            out["throughput"]["learnt+fluency"] = throughput(Validator(embedder=emb, model=model, fluency=FluencyScorer(cache_dir=d)),
-                                                             rows[:FLUENCY_ROWS])
-        if FLUENCY_F32:  # speed only: the packaged fluency model is fitted on the default (bfloat16) scores
+        dtypes = [scorer.dtype] + ([{"float32": "bfloat16", "bfloat16": "float32"}[scorer.dtype]] if FLUENCY_OTHER else [])
+        for dt in dtypes:  # each on an empty cache: every text goes through Gemma
+            name = "learnt+fluency" + (f" ({dt}, the default here)" if dt == scorer.dtype else f" ({dt}, timing only)")
             with tempfile.TemporaryDirectory() as d:
-                out["throughput"]["learnt+fluency (float32)"] = throughput(
-                    Validator(embedder=emb, model=model, fluency=FluencyScorer(cache_dir=d, dtype="float32")), rows[:FLUENCY_ROWS])
+                out["throughput"][name] = throughput(Validator(embedder=emb, model=model, fluency=FluencyScorer(cache_dir=d, dtype=dt)),
+                                                     rows[:FLUENCY_ROWS])
+        out["fluency_dtype"] = scorer.dtype
     out["machine"] = {"cpus": os.cpu_count(), "load_average": [round(x, 2) for x in os.getloadavg()], "python": platform.python_version()}
     RESULTS.mkdir(parents=True, exist_ok=True)
     (RESULTS / "validator.json").write_text(json.dumps(out, indent=1, sort_keys=True) + "\n", encoding="utf-8")
@@ -174,7 +175,8 @@ share of each label decided right. "blind" is its batch 6 ({fblind['rows']} rows
 written after the validator was built by a writer who never saw the validator, its code or its
 errors: the honest figure (the rest of the test split has been read once per design since
 session 5). Learnt threshold p(good) >= {out['threshold']} (fluency model:
-{out['threshold_fluency']}), both fitted on the dev split.
+{out['threshold_fluency']}, fitted on bfloat16 Gemma scores), both fitted on the dev split. The
+fluency columns use the scorer's default dtype on this machine: {out.get('fluency_dtype', 'bfloat16')}.
 
 {head}{chr(10).join(lines)}
 {reg}

@@ -1,4 +1,5 @@
-"""The fluency scorer on the real packaged Gemma-3-270M (base, bfloat16 on CPU: the default), no mocks.
+"""The fluency scorer on the real packaged Gemma-3-270M (base; dtype `auto`: bfloat16, or float32 on a CPU
+without bfloat16 instructions), no mocks.
 
 One model load for the module; a few dozen short texts are scored. Asserts: the word alignment,
 that broken edits in the styles of docs/labelling-guide.md score below fluent edits of the same
@@ -12,7 +13,8 @@ import json
 
 import pytest
 
-from direct_data.backends.fluency import FEATURES, SCORER_VERSION, FluencyScorer, auc, edited_regions
+from direct_data.backends.fluency import FEATURES, FIT_DTYPE, SCORER_VERSION, FluencyScorer, auc, edited_regions, scorer_dtype
+from direct_data.backends.llm import cpu_has_bf16
 
 PROMPT = "A red ball falls into a swimming pool and bounces off the surface of the water."
 FLUENT = [
@@ -57,10 +59,16 @@ def test_features_and_identity(scorer):
     assert same["span_logprob_delta"] == same["sent_logprob_delta"] == same["min_token_logprob_delta"] == 0.0
     assert edit["n_edits"] == 1 and edit["n_span_tokens"] >= 1
     assert all(isinstance(v, float) for d in out for v in d.values())
-    assert scorer.identity.endswith(f"|{SCORER_VERSION}|bfloat16") and "@" in scorer.identity  # bfloat16 by default
-    # a float32 scorer has numbers (and a cache) of its own
+    # `auto`: bfloat16 where the CPU has bf16 instructions (or off the CPU), float32 where bf16 is emulated
+    assert scorer.dtype == ("bfloat16" if cpu_has_bf16() else "float32") == scorer_dtype("auto", "cpu")
+    assert scorer_dtype("auto", "cuda") == scorer_dtype("bfloat16") == FIT_DTYPE == "bfloat16"
+    assert "@" in scorer.identity
+    # each dtype has numbers (and a cache) of its own; `auto` shares the one of the dtype it resolves to
+    bf16 = FluencyScorer(cache_dir=scorer.cache_root, dtype="bfloat16")
     f32 = FluencyScorer(cache_dir=scorer.cache_root, dtype="float32")
-    assert f32.identity.endswith("|" + SCORER_VERSION) and f32.cache.path != scorer.cache.path
+    assert bf16.identity.endswith(f"|{SCORER_VERSION}|bfloat16") and f32.identity.endswith("|" + SCORER_VERSION)
+    assert bf16.cache.path != f32.cache.path
+    assert scorer.identity == (bf16 if scorer.dtype == "bfloat16" else f32).identity
     with pytest.raises(ValueError):
         FluencyScorer(dtype="int4")
     with pytest.raises(ValueError):

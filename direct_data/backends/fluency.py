@@ -46,11 +46,16 @@ rules rows, 1,199 texts: 88.2 s -> 56.3 s). A text alone in its length group is 
 of itself (the body's numbers then match a batch of two), but the head runs only on the real
 texts' rows. A negative is scored on its own, never reusing its prompt's log-probs over a shared
 prefix: that saved ~2% (free-form edits start early) and made a negative's cached numbers depend on
-which prompt first scored it. The model runs in bfloat16 by
-default (the packaged Gemma's saved dtype, and the scores the packaged validator's fluency model is
-fitted on: its dev score is the same as with float32 scores, 0.8909), about 2.5x faster than
-``dtype="float32"`` on a CPU with bf16 instructions; each dtype keeps its own cache (the dtype is
-part of the identity) and gives slightly different numbers.
+which prompt first scored it.
+
+dtype. ``auto`` (the default) runs the model in bfloat16 (the packaged Gemma's saved dtype, and
+the scores the packaged validator's fluency model is fitted on) where the CPU has bfloat16
+instructions or the device is not the CPU, and in float32 on a CPU without them, where bf16 matrix
+products are emulated (this 2-core AVX2 CPU: 1.55 texts/s in bf16, 6.43 in float32, 4.1x; on a CPU
+with bf16 instructions bf16 was about 2.5x faster than float32). The two dtypes give slightly
+different numbers; the packaged fluency model scores dev the same on either. Each dtype keeps its
+own cache (the resolved dtype is part of the identity). `direct-data validator fit --fluency` scores
+in bfloat16 on every CPU (`FIT_DTYPE`), so a refit reproduces the packaged artefact.
 """
 
 from __future__ import annotations
@@ -79,8 +84,10 @@ MAX_TOKENS = 1024  # longer texts are scored on their first MAX_TOKENS tokens
 NEXT_TOKENS = 2  # tokens after an edited region that count in the min
 _VOCAB_SLICE = 16384  # output-head words whose logits are materialised at once ...
 _TOKEN_SLICE = 256  # ... for this many tokens of a text
-#: the model dtypes a scorer can run in
-DTYPES = ("bfloat16", "float32")
+#: the model dtypes a scorer can be asked for (``auto``: `scorer_dtype`)
+DTYPES = ("auto", "bfloat16", "float32")
+#: the dtype `direct-data validator fit --fluency` scores in on every machine (the packaged artefact's)
+FIT_DTYPE = "bfloat16"
 _WORD = re.compile(r"\w+(?:'\w+)?|[^\w\s]")
 
 
@@ -226,23 +233,34 @@ class FluencyCache:
                 os.close(fd)
 
 
+def scorer_dtype(dtype: str = "auto", device: str = "cpu") -> str:
+    """The dtype a scorer runs in: `dtype` itself unless it is ``auto``, which is ``bfloat16``
+    except on a CPU without bfloat16 instructions (`direct_data.backends.llm.cpu_has_bf16`), where
+    it is ``float32`` (module docstring)."""
+    if dtype != "auto":
+        return dtype
+    from direct_data.backends.llm import cpu_has_bf16
+
+    return "float32" if str(device).startswith("cpu") and not cpu_has_bf16() else "bfloat16"
+
+
 class FluencyScorer:
     """Scores how natural a rewrite's edit is, in context, against the original (module docstring).
 
     `model`: a causal-LM folder or hub id; `None` means the packaged Gemma-3-270M base
     (`direct_data.backends.llm.prepare_gemma`). `cache_dir`: where per-text scores are kept
     (default `$DIRECT_DATA_CACHE/fluency` or `~/.cache/direct-data/fluency`). The model runs in
-    `dtype` (``bfloat16`` by default, or ``float32``) under `torch.inference_mode()`; it is loaded
-    on the first text that is not cached.
+    `dtype` (``auto``: `scorer_dtype`; or ``bfloat16`` / ``float32``; `self.dtype` is the resolved
+    one) under `torch.inference_mode()`; it is loaded on the first text that is not cached.
     """
 
     def __init__(self, model: str | None = None, *, batch_size: int = 16, cache_dir: str | os.PathLike | None = None,
-                 device: str = "cpu", dtype: str = "bfloat16") -> None:
+                 device: str = "cpu", dtype: str = "auto") -> None:
         if batch_size < 1:
             raise ValueError("batch_size must be >= 1")
         if dtype not in DTYPES:
             raise ValueError(f"dtype must be one of {', '.join(DTYPES)}")
-        self.dtype = dtype
+        self.dtype = scorer_dtype(dtype, device)
         self.model_name = model
         self.batch_size = batch_size
         self.device = device
@@ -390,7 +408,7 @@ class FluencyScorer:
 @lru_cache(maxsize=2)
 def load_causal_lm(path: str, device: str = "cpu", dtype: str = "bfloat16") -> tuple[Any, Any]:
     """(tokenizer, model) of a causal LM folder or hub id, offline for a folder, no remote code;
-    in `dtype` ("bfloat16", the scorer's default, or "float32"). Shared by every scorer in the process."""
+    in `dtype` ("bfloat16" or "float32"). Shared by every scorer in the process."""
     from direct_data.backends.models import _prefer_passive_openmp
 
     _prefer_passive_openmp()  # idle OpenMP threads sleep instead of spinning (a shared CPU); numerics unchanged

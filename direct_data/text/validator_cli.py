@@ -22,14 +22,16 @@ def _fail(msg: str) -> None:
     raise typer.Exit(2)
 
 
-def _fluency_scorer(enabled: bool):
+def _fluency_scorer(enabled: bool, *, fit: bool = False):
+    """The Gemma fluency scorer, or None. A fit scores in `FIT_DTYPE` on every CPU (the packaged
+    artefact's dtype, so a refit reproduces it); `eval` runs the scorer's `auto` dtype, as validate does."""
     if not enabled:
         return None
     try:
-        from direct_data.backends.fluency import FluencyScorer
+        from direct_data.backends.fluency import FIT_DTYPE, FluencyScorer
     except ImportError as e:
         raise UserError(f"the fluency scorer is not available: {e}") from e
-    return FluencyScorer()
+    return FluencyScorer(dtype=FIT_DTYPE) if fit else FluencyScorer()
 
 
 @validator_app.command("fit")
@@ -46,7 +48,7 @@ def fit_cmd(
 
     try:
         model = learnt.fit_artefact(out or learnt.ARTEFACT, labelled=labelled, prompts_dir=prompts_dir,
-                                    grid=learnt.GRID if grid else None, fluency=_fluency_scorer(fluency))
+                                    grid=learnt.GRID if grid else None, fluency=_fluency_scorer(fluency, fit=True))
     except UserError as e:
         _fail(str(e))
     m = model.meta
