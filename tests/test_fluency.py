@@ -170,8 +170,25 @@ def test_validate_and_perturb_take_the_fluency_scorer_as_an_option(tmp_path):
     assert r.returncode == 0, (r.stdout + r.stderr)[-2000:]
     m = Manifest.read(tmp_path / "v")
     assert m.config["fluency"] is True and m.counts["rows"] == 2
+    # the scorer that decided (its resolved dtype: `auto` differs by CPU) is in the manifest
+    assert m.stats["fluency_scorers"] == [FluencyScorer(cache_dir=tmp_path / "cache" / "fluency").identity]
     assert any(p.is_file() and p.stat().st_size > 0 for p in (tmp_path / "cache" / "fluency").rglob("*"))
     for bad, needle in ((["--validator", "lexicon"], "--fluency"), (["--no-fluency", "--fluency-model", "x"], "--fluency")):
         args = ["--fluency"] if bad[0] != "--no-fluency" else []
         r = cli("perturb", str(f), "--out", str(tmp_path / "p"), *args, *bad)
         assert r.returncode == 2 and needle in r.stderr + r.stdout and "Traceback" not in r.stderr, r.stderr[-2000:]
+
+
+def test_units_scored_by_different_fluency_scorers_are_named(caplog):
+    """A run resumed on a CPU of another kind (`auto` resolving to the other dtype) mixes scorers:
+    the manifest names both and the log says how to recompute; without fluency nothing is added."""
+    from direct_data.stages.validate import fluency_stats
+
+    one = {"counts": {"rows": 3, "fluency": "gemma|v3"}}
+    other = {"counts": {"rows": 2, "fluency": "gemma|v3|bfloat16"}}
+    assert fluency_stats([{"counts": {"rows": 1}}]) == {}
+    with caplog.at_level("WARNING"):
+        assert fluency_stats([one, one]) == {"fluency_scorers": ["gemma|v3"]}
+        assert not caplog.records
+        assert fluency_stats([one, other, one]) == {"fluency_scorers": ["gemma|v3", "gemma|v3|bfloat16"]}
+    assert "--force" in caplog.text and "2 fluency scorers" in caplog.text

@@ -34,8 +34,10 @@ from direct_data.core.schema import register as register_table
 from direct_data.core.shards import DEFAULT_MAX_ROWS, atomic_write_bytes
 from direct_data.stages.validate import (
     check_validator_options,
+    fluency_identity,
     fluency_model_option,
     fluency_option,
+    fluency_stats,
     learnt_lexicon_floor_option,
     learnt_span_multi_p_option,
     learnt_threshold_option,
@@ -498,7 +500,8 @@ class PerturbStage(Stage):
             d = per_axis.setdefault(r["axis"], {"accepted": 0, "reasons": {}})["reasons"]
             d[r["reason"]] = d.get(r["reason"], 0) + 1
         return {"requests": len(items), "accepted": len(negatives), "rejected": len(rejects), "per_axis": per_axis,
-                "examples": pick_examples(negatives, rejects, cfg.seed)}
+                "examples": pick_examples(negatives, rejects, cfg.seed),
+                **({"fluency": f} if (f := fluency_identity(self.validator)) else {})}
 
     def finish(self, done: list[dict], out: FinalWriter) -> None:
         cfg = self.config
@@ -520,7 +523,7 @@ class PerturbStage(Stage):
         out.write_many("rejects", (r.to_row(STAGE) for r in self.input_read.rejects))
         examples = merge_examples([m["counts"].get("examples", {}) for m in done])
         out.stats = {"per_axis": per_axis, "input_rejects": self.input_read.reasons(), "backend": cfg.backend, "templates": {a: self.rewriter.template_sha256(a) for a in cfg.axes},
-                     "examples": examples, "validator": self._validator_name()}
+                     "examples": examples, "validator": self._validator_name(), **fluency_stats(done)}
         out.model = self.rewriter.model
 
     def card_sections(self, m) -> tuple[str, dict[str, bytes]]:

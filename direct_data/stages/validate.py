@@ -10,6 +10,7 @@ units) that carry the same (prompt, negative), which the validator decides as a 
 from __future__ import annotations
 
 import json
+import logging
 import math
 from dataclasses import dataclass
 from functools import cached_property
@@ -28,6 +29,7 @@ from direct_data.core.schema import register as register_table
 from direct_data.core.shards import DEFAULT_MAX_ROWS
 
 STAGE = "validate"
+log = logging.getLogger(__name__)
 
 VERDICTS = Features(
     {
@@ -81,7 +83,8 @@ def validator_model_option() -> Any:
 
 def fluency_option() -> Any:
     return option(False, help="Learnt validator: add a language model's fluency scores of the edit (and the sidecar's *_fluency "
-                              "thresholds). About 1.2 rows/s on 2 CPU cores with the packaged model; cached per text.")
+                              "thresholds). About 8 rows/s on 2 AVX2 cores with the packaged model (float32; 15 in bfloat16 where the CPU has "
+                              "bf16 instructions); cached per text.")
 
 
 def fluency_model_option() -> Any:
@@ -194,6 +197,23 @@ def validator_weights(validator: Any, config: Any) -> list[Path]:
     return [w, w.with_suffix(".json"), *code]
 
 
+def fluency_identity(validator: Any) -> str | None:
+    """The identity of the fluency scorer a loaded validator runs (model, scorer version and resolved
+    dtype: `auto` is bfloat16 or float32 by CPU, and the two give slightly different verdicts), or None."""
+    f = getattr(validator, "fluency", None)
+    return None if f is None else f.identity
+
+
+def fluency_stats(done: list[dict]) -> dict:
+    """The units' fluency scorers for a manifest's stats (``{}`` without fluency). Units scored by
+    different scorers (a run resumed on a CPU of another kind, where `auto` resolves to the other
+    dtype) are named and logged: `--force` recomputes them on one."""
+    seen = sorted({m["counts"]["fluency"] for m in done if m["counts"].get("fluency")})
+    if len(seen) > 1:
+        log.warning("the units were scored by %d fluency scorers (%s): --force recomputes them on one", len(seen), "; ".join(seen))
+    return {"fluency_scorers": seen} if seen else {}
+
+
 def scores_json(scores: dict) -> str:
     """Validator scores as strict JSON (NaN, e.g. a cosine that was not computed, becomes null)."""
     return json.dumps({k: (v if not isinstance(v, float) or math.isfinite(v) else None) for k, v in scores.items()}, sort_keys=True, default=str)
@@ -286,7 +306,8 @@ class ValidateStage(Stage):
             d["accepted"] += ok
             if not ok:
                 d["reasons"][reason] = d["reasons"].get(reason, 0) + 1
-        return {"rows": len(rows), "accepted": accepted, "per_axis": per_axis}
+        return {"rows": len(rows), "accepted": accepted, "per_axis": per_axis,
+                **({"fluency": f} if (f := fluency_identity(self.validator)) else {})}
 
     def finish(self, done: list[dict], out: FinalWriter) -> None:
         rows = sum(m["counts"]["rows"] for m in done)
@@ -301,4 +322,5 @@ class ValidateStage(Stage):
                 t["accepted"] += d["accepted"]
                 for r, n in d["reasons"].items():
                     t["reasons"][r] = t["reasons"].get(r, 0) + n
-        out.stats = {"per_axis": {a: {**d, "reasons": dict(sorted(d["reasons"].items()))} for a, d in sorted(per_axis.items())}}
+        out.stats = {"per_axis": {a: {**d, "reasons": dict(sorted(d["reasons"].items()))} for a, d in sorted(per_axis.items())},
+                     **fluency_stats(done)}
