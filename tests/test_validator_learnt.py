@@ -76,6 +76,30 @@ def test_loader_joins_prompts_and_checks_ids(tmp_path: Path) -> None:
         learnt.load_labelled(bad, tmp_path / "nowhere")
 
 
+@needs_prompts
+def test_fresh_holdout_is_apart_from_the_labelled_set() -> None:
+    """data/rewrites/fresh_holdout.jsonl (bench/bench_validator_fresh.py) joins its prompts (ids
+    checked), holds every label on all five axes, and shares no prompt with the labelled set, nor
+    more than half of any labelled prompt's content words: it measures, it never fits."""
+    import re
+
+    fresh = learnt.load_labelled(learnt.DEFAULT_LABELLED.parent / "fresh_holdout.jsonl")
+    assert len(fresh) >= 250 and {r.label for r in fresh} == set(learnt.LABELS)
+    assert {r.axis for r in fresh} == {"kinematics", "forces", "materials", "interactions", "magnitudes"}
+    assert {r.split for r in fresh} == {"fresh_holdout"}
+    labelled = learnt.load_labelled()
+    assert {r.prompt_id for r in fresh}.isdisjoint({r.prompt_id for r in labelled})
+    stop = set("a an the of in on at to and with is are was were by from into as it its for that this their while then over under".split())
+
+    def words(t: str) -> set[str]:
+        return {w for w in re.findall(r"[a-z]+", t.lower()) if w not in stop and len(w) > 2}
+
+    seen = [words(p) for p in {r.prompt for r in labelled}]
+    for p in {r.prompt for r in fresh}:
+        w = words(p)
+        assert all(len(w & u) <= len(w) / 2 for u in seen), p
+
+
 # -- the packaged model -------------------------------------------------------------------------
 
 
