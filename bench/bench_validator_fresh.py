@@ -1,8 +1,9 @@
 """The validator on a fresh blind holdout: `data/rewrites/fresh_holdout.jsonl`.
 
-Rows written after the packaged validator was fitted, by writers who never saw the validator,
-its code, its labelled set, its errors or its results, on prompts that share no more than half of
-their content words with any prompt of `data/rewrites/labelled.jsonl` (data/rewrites/README.md).
+Rows the packaged validator was never fitted, tuned or designed on, by writers who never saw the
+validator, its code, its labelled set, its errors or its results, on prompts that share no more
+than half of their content words with any prompt of `data/rewrites/labelled.jsonl`
+(data/rewrites/README.md).
 Nothing is fitted, tuned or designed on it: it is not part of the labelled set (so the packaged
 artefact's `labelled_sha256` does not cover it) and only aggregate numbers are written, never rows.
 
@@ -55,7 +56,7 @@ def main() -> int:
     names = list(out["results"])
     first = out["results"][names[0]]
     lines = [f"Fresh blind holdout `data/rewrites/fresh_holdout.jsonl` ({out['rows']} rows on {out['prompts']} prompts,"
-             " written after the packaged validator was fitted by writers who never saw it; nothing fitted or designed"
+             " by writers who never saw the validator; nothing fitted, tuned or designed"
              " on it), share of each label decided right"
              + (f"; fluency in {dtype}" if dtype else "") + ":", "",
              "| label (rows) | " + " | ".join(names) + " | target |", "|---|" + "---:|" * (len(names) + 1)]
