@@ -366,9 +366,13 @@ def test_grammar_flaws_rejected_before_the_model() -> None:
 
 def test_grammar_flaws_spare_the_good_labelled_rewrites() -> None:
     """The checks that reject before the model, other than the echo, fire on one good rewrite and
-    two multi-axis ones of the labelled train and dev splits (the rows they were designed on), and
-    catch a share of the ungrammatical ones (187 of 664 that the echo check does not); the older
-    echo check spares all but 5 of 1,232 good rewrites."""
+    two multi-axis ones of batches 1-15 of the labelled train and dev splits (the rows they were
+    designed on) and catch a share of the ungrammatical ones (187 of 664 that the echo check does
+    not). Batches 16 and 17 (session 26, blind writers, written after the checks) add 3 good and one
+    multi-axis false alarm, all in the agreement check: a coordinated subject ("both it and the piano
+    *levitate*"), an irregular plural ("the feet *lift*"), an adjective read as the subject's noun ("a
+    faint *trickle* at"), and 44 caught ungrammatical rows. The older echo check spares all but 7 of
+    the 1,482 good rewrites (5 of the 1,232 of batches 1-15)."""
     from direct_data.text.features import echo_added, grammar_flaw
 
     rows = learnt.load_labelled(splits=("train", "dev"))
@@ -380,8 +384,8 @@ def test_grammar_flaws_spare_the_good_labelled_rewrites() -> None:
             echo[r.label] += 1
         elif grammar_flaw(r.prompt, r.negative, al) is not None:
             new[r.label] += 1
-    assert new["ungrammatical"] >= 185 and new["good"] <= 1 and sum(new.values()) - new["ungrammatical"] <= 3, new
-    assert echo["good"] <= 5 and echo["ungrammatical"] >= 100, echo
+    assert new["ungrammatical"] >= 229 and new["good"] <= 4 and sum(new.values()) - new["ungrammatical"] <= 7, new
+    assert echo["good"] <= 7 and echo["ungrammatical"] >= 100, echo
 
 
 def test_wordnet_relations_of_replaced_words(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -474,7 +478,8 @@ def test_verdicts_do_not_depend_on_the_batch(validator: Validator, dev_rows: lis
         assert (a.accepted, a.reason, a.axes) == (b.accepted, b.reason, b.axes)
         assert json.dumps(a.scores, sort_keys=True) == json.dumps(b.scores, sort_keys=True)
     for v, i in zip(one, (0, 7, len(rows) - 1)):
-        assert (v.accepted, v.reason, v.scores == many[i].scores) == (many[i].accepted, many[i].reason, True)
+        # (json: a row the text checks reject before the model has NaN scores, and NaN != NaN)
+        assert (v.accepted, v.reason, json.dumps(v.scores, sort_keys=True)) == (many[i].accepted, many[i].reason, json.dumps(many[i].scores, sort_keys=True))
 
 
 def test_threshold_and_mode_are_settings(validator: Validator) -> None:

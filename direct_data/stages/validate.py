@@ -83,7 +83,7 @@ def validator_model_option() -> Any:
 
 def fluency_option() -> Any:
     return option(False, help="Learnt validator: add a language model's fluency scores of the edit (and the sidecar's *_fluency "
-                              "thresholds). About 8 rows/s on 2 AVX2 cores with the packaged model (float32; 15 in bfloat16 where the CPU has "
+                              "thresholds). About 7-8 rows/s on 2 AVX2 cores with the packaged model (float32; 15 in bfloat16 where the CPU has "
                               "bf16 instructions); cached per text.")
 
 
