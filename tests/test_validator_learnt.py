@@ -264,6 +264,13 @@ def test_grammar_flaws_rejected_before_the_model() -> None:
         assert agreement_errors(fine) == 0, fine
     assert agreement_errors("Cranes keep adding elements that drifts weightlessly into place.") == 1
     assert agreement_errors("An orange kept over 54 days that does not decay.") == 0  # "days" is in a prepositional phrase
+    # session 26's blind goods: a coordinated subject, an irregular plural, an adjective read as the noun
+    for fine in ("The koala plays while both it and the piano levitate above the ground.", "A cube and a basketball roll down a hill.",
+                 "The ripples shrink as the feet lift away.", "Oxygen is let in only a faint trickle at a time."):
+        assert agreement_errors(fine) == 0, fine
+    # ... while a clause joined by ", and" still has its own subject, and an irregular plural its number
+    assert agreement_errors("She holds it in her warm hand, and the chocolate slowly soften and melts.") == 1
+    assert agreement_errors("The children jumps on the trampoline.") == 1
     wheels = "The wheels of a moving bicycle are spinning."
     assert grammar_flaw(wheels, "The wheels of a moving bicycle is spinning slowly at a crawl.") == "a kept verb changed its grammatical number"
     assert number_flips(align(sit, "A person sits on the couch, then all of a sudden gets up and starts sweeping the floor.")) == 0
@@ -368,11 +375,12 @@ def test_grammar_flaws_spare_the_good_labelled_rewrites() -> None:
     """The checks that reject before the model, other than the echo, fire on one good rewrite and
     two multi-axis ones of batches 1-15 of the labelled train and dev splits (the rows they were
     designed on) and catch a share of the ungrammatical ones (187 of 664 that the echo check does
-    not). Batches 16 and 17 (session 26, blind writers, written after the checks) add 3 good and one
-    multi-axis false alarm, all in the agreement check: a coordinated subject ("both it and the piano
-    *levitate*"), an irregular plural ("the feet *lift*"), an adjective read as the subject's noun ("a
-    faint *trickle* at"), and 44 caught ungrammatical rows. The older echo check spares all but 7 of
-    the 1,482 good rewrites (5 of the 1,232 of batches 1-15)."""
+    not). On batches 16 and 17 (session 26, blind writers, written after the checks) the agreement
+    check first misread 3 goods (a coordinated subject, "both it and the piano *levitate*"; an
+    irregular plural, "the feet *lift*"; an adjective read as the subject's noun, "a faint *trickle*
+    at"), fixed since; it adds one multi-axis false alarm there and 44 caught ungrammatical rows.
+    The older echo check spares all but 7 of the 1,482 good rewrites (5 of the 1,232 of batches
+    1-15)."""
     from direct_data.text.features import echo_added, grammar_flaw
 
     rows = learnt.load_labelled(splits=("train", "dev"))
@@ -384,7 +392,7 @@ def test_grammar_flaws_spare_the_good_labelled_rewrites() -> None:
             echo[r.label] += 1
         elif grammar_flaw(r.prompt, r.negative, al) is not None:
             new[r.label] += 1
-    assert new["ungrammatical"] >= 229 and new["good"] <= 4 and sum(new.values()) - new["ungrammatical"] <= 7, new
+    assert new["ungrammatical"] >= 229 and new["good"] <= 1 and sum(new.values()) - new["ungrammatical"] <= 4, new
     assert echo["good"] <= 7 and echo["ungrammatical"] >= 100, echo
 
 

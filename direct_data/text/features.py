@@ -234,6 +234,10 @@ def _verb_complement(toks: Sequence[str], k: int, text: str, tokens: Sequence[An
             or (w.endswith("ly") and len(w) > 4))
 
 
+#: plurals that `tagger.singular` leaves as they are
+IRREGULAR_PLURALS = frozenset("feet teeth geese mice lice oxen children people men women".split())
+
+
 def agreement_errors(text: str) -> int:
     """Finite verbs whose number disagrees with a subject right before them (adverbs like
     "suddenly" may stand between): a personal pronoun ("they *gets* up", "it *jump*"), or a
@@ -246,7 +250,9 @@ def agreement_errors(text: str) -> int:
     the first *bounce*", "one of its legs *snaps*"), or with punctuation before the verb; a base
     form followed by a finite verb is a noun ("the white *stream* curls"), and so is one after a
     singular noun unless a preposition, direction word, determiner, conjunction or adverb follows
-    it (`_verb_complement`). The validator
+    it (`_verb_complement`); a determiner's noun after "X and" (no comma) is one of a coordinated
+    subject ("both it and the piano *levitate*"), a mostly-adjective word is not the noun ("a faint
+    *trickle* at"), and `IRREGULAR_PLURALS` are plural ("the feet *lift*"). The validator
     counts the errors a negative adds over its prompt, so the prompt's own (or this function's)
     misreadings cancel out."""
     from direct_data.text.tagger import analyze, singular
@@ -292,7 +298,12 @@ def agreement_errors(text: str) -> int:
             det = toks[i - 1]
             if governed(i - 2):
                 continue  # "watch the fox run", "on the first bounce"
-            plural = singular(subj) != subj
+            if i >= 3 and toks[i - 2] in ("and", "or", "nor") and _word_number(toks[i - 3]) is not None \
+                    and not any(ch in text[a.tokens[i - 3].end:a.tokens[i - 2].start] for ch in ",;:.!?()"):
+                continue  # "both it and the piano levitate": a coordinated subject
+            if mostly_adjective(subj):
+                continue  # "a faint trickle at": the word read as the noun is an adjective
+            plural = singular(subj) != subj or subj in IRREGULAR_PLURALS
             if det in _SG_DETERMINERS and plural:
                 continue  # "a pair of shoes", misread
             lexical = w not in _PLURAL_FINITE
