@@ -299,7 +299,7 @@ def agreement_errors(text: str) -> int:
             if governed(i - 2):
                 continue  # "watch the fox run", "on the first bounce"
             if i >= 3 and toks[i - 2] in ("and", "or", "nor") and _word_number(toks[i - 3]) is not None \
-                    and not any(ch in text[a.tokens[i - 3].end:a.tokens[i - 2].start] for ch in ",;:.!?()"):
+                    and _joined(text, a.tokens, i - 3, i - 2):
                 continue  # "both it and the piano levitate": a coordinated subject
             if mostly_adjective(subj):
                 continue  # "a faint trickle at": the word read as the noun is an adjective
