@@ -8,7 +8,7 @@ Nothing is fitted, tuned or designed on it: it is not part of the labelled set (
 artefact's `labelled_sha256` does not cover it) and only aggregate numbers are written, never rows.
 
 Per label, the share decided right (good kept, bad rejected) and the reasons given, for the learnt
-validator without and with the Gemma fluency features (the scorer's default dtype) and for the
+validator without and with the fluency model (a probe of Gemma's span states) and for the
 lexicon validator. Targets (issue 10): good kept >= 90%, every bad label rejected >= 90%,
 ungrammatical rejected >= 95%.
 
@@ -38,9 +38,9 @@ def main() -> int:
     configs = {"learnt": base, "lexicon": Validator(embedder=base.embedder, config=ValidatorConfig(mode="lexicon"))}
     dtype = None
     if FLUENCY and base.model.accept_fluency is not None:
-        from direct_data.backends.fluency import FluencyScorer
+        from direct_data.backends.fluency import SpanStates
 
-        scorer = FluencyScorer()
+        scorer = SpanStates()
         dtype = scorer.dtype
         configs["learnt+fluency"] = Validator(embedder=base.embedder, model=base.model, fluency=scorer)
     out = {"holdout_sha256": learnt.file_sha256(HOLDOUT), "rows": len(rows), "prompts": len({r.prompt_id for r in rows}),

@@ -1,10 +1,11 @@
-"""The fluency scorer on the real packaged Gemma-3-270M (base; dtype `auto`: bfloat16, or float32 on a CPU
-without bfloat16 instructions), no mocks.
+"""The fluency scorers on the real packaged Gemma-3-270M (base), no mocks: the log-prob scorer
+(dtype `auto`: bfloat16, or float32 on a CPU without bfloat16 instructions) and the span states
+the learnt validator's fluency model reads (float32, the first layers).
 
-One model load for the module; a few dozen short texts are scored. Asserts: the word alignment,
-that broken edits in the styles of docs/labelling-guide.md score below fluent edits of the same
-prompt, that a text's numbers do not depend on its batch, and that the cache answers without
-loading the model.
+A few dozen short texts are scored. Asserts: the word alignment, that broken edits in the styles
+of docs/labelling-guide.md score below fluent edits of the same prompt (log-probs, and the
+packaged probe on span states), that a text's numbers do not depend on its batch, and that the
+log-prob cache answers without loading the model.
 """
 
 from __future__ import annotations
@@ -13,7 +14,17 @@ import json
 
 import pytest
 
-from direct_data.backends.fluency import FEATURES, FIT_DTYPE, SCORER_VERSION, FluencyScorer, auc, edited_regions, scorer_dtype
+from direct_data.backends.fluency import (
+    FEATURES,
+    FIT_DTYPE,
+    PROBE_LAYERS,
+    SCORER_VERSION,
+    FluencyScorer,
+    SpanStates,
+    auc,
+    edited_regions,
+    scorer_dtype,
+)
 from direct_data.backends.llm import cpu_has_bf16
 
 PROMPT = "A red ball falls into a swimming pool and bounces off the surface of the water."
@@ -146,9 +157,72 @@ def test_cache_hit_needs_no_model_and_survives_a_torn_line(tmp_path):
     assert explicit.identity == first.identity and explicit.score(pairs) == want and not explicit.model_loaded
 
 
+@pytest.fixture(scope="module")
+def span_states() -> SpanStates:
+    return SpanStates()
+
+
+def test_span_states_do_not_depend_on_the_batch_or_the_prompt(span_states):
+    """A pair's pooled states are the same, bit for bit, whether its negative runs alone (next to a
+    copy of itself) or in a batch of equal-length texts; the prompt only says where the edit is."""
+    pairs = [(PROMPT, n) for n in FLUENT + BROKEN] + [(PROMPT, PROMPT)]
+    together = span_states.states(pairs)
+    assert together.shape == (len(pairs), span_states._decoder.config.hidden_size) and together.dtype.name == "float32"
+    alone = SpanStates(batch_size=1)
+    for i, pair in enumerate(pairs):
+        assert alone.states([pair])[0].tobytes() == together[i].tobytes(), pair[1]
+    assert alone.texts_scored == len(pairs)
+    # the same negative against another prompt: other edited tokens, other states
+    other = span_states.states([("A red ball falls into a swimming pool.", FLUENT[2])])
+    assert other[0].tobytes() != together[2].tobytes()
+    assert f"|layers={PROBE_LAYERS}|float32" in span_states.identity and "@" in span_states.identity
+    with pytest.raises(ValueError):
+        span_states.states([(PROMPT, " ")])
+    with pytest.raises(ValueError):
+        SpanStates(layers=0)
+    with pytest.raises(ValueError, match="decoder layers"):
+        SpanStates(layers=1000).states([(PROMPT, FLUENT[0])])
+
+
+def test_the_packaged_probe_reads_broken_edits_as_ungrammatical(span_states):
+    """The packaged validator's fluency probe, on Gemma's span states: every broken edit of the
+    prompt (two finite verbs, stray words, a doubled word) has a higher logit of ``ungrammatical``
+    than every fluent edit of it. An artefact without a probe is a one-line user error."""
+    import dataclasses
+
+    from direct_data.core.errors import UserError
+    from direct_data.text.learnt import LearntModel
+
+    model = LearntModel.load()
+    z = model.fluency_column(span_states.states([(PROMPT, n) for n in FLUENT + BROKEN]))[:, 0]
+    good, bad = list(z[: len(FLUENT)]), list(z[len(FLUENT):])
+    assert auc(bad, good) == 1.0, (good, bad)
+    with pytest.raises(UserError, match="refit"):
+        dataclasses.replace(model, probe=None).fluency_column(span_states.states([(PROMPT, FLUENT[0])]))
+
+
+def test_a_probe_never_reads_another_scorers_states():
+    """The packaged fluency model was fitted on 8-layer span states of the packaged Gemma: a scorer
+    that gives other states (here 6 layers) is a one-line user error before any state is computed,
+    naming the refit; the CLI's `validator fit --fluency-model` without `--fluency` is exit 2."""
+    import subprocess
+    import sys
+
+    from direct_data.core.errors import UserError
+    from direct_data.text.validator import Validator
+
+    six = SpanStates(layers=6)
+    with pytest.raises(UserError, match="validator fit --fluency"):
+        Validator(fluency=six).check_many([("A ball rolls.", "kinematics", "A ball rolls backward.")])
+    assert not six.model_loaded
+    r = subprocess.run([sys.executable, "-m", "direct_data.cli", "validator", "fit", "--fluency-model", "x", "--out", "/nonexistent/v.safetensors"],
+                       capture_output=True, text=True, timeout=300)
+    assert r.returncode == 2 and "--fluency" in r.stderr and "Traceback" not in r.stderr, r.stderr[-2000:]
+
+
 def test_validate_and_perturb_take_the_fluency_scorer_as_an_option(tmp_path):
-    """`direct-data validate --fluency`: the learnt validator runs with the Gemma fluency scorer (its
-    per-text cache fills, the config records it); with the word-list validator it is a one-line error."""
+    """`direct-data validate --fluency`: the learnt validator runs with Gemma's span states (the
+    config and the manifest record the scorer); with the word-list validator it is a one-line error."""
     import os
     import subprocess
     import sys
@@ -170,9 +244,8 @@ def test_validate_and_perturb_take_the_fluency_scorer_as_an_option(tmp_path):
     assert r.returncode == 0, (r.stdout + r.stderr)[-2000:]
     m = Manifest.read(tmp_path / "v")
     assert m.config["fluency"] is True and m.counts["rows"] == 2
-    # the scorer that decided (its resolved dtype: `auto` differs by CPU) is in the manifest
-    assert m.stats["fluency_scorers"] == [FluencyScorer(cache_dir=tmp_path / "cache" / "fluency").identity]
-    assert any(p.is_file() and p.stat().st_size > 0 for p in (tmp_path / "cache" / "fluency").rglob("*"))
+    # the scorer that decided is in the manifest
+    assert m.stats["fluency_scorers"] == [SpanStates().identity]
     for bad, needle in ((["--validator", "lexicon"], "--fluency"), (["--no-fluency", "--fluency-model", "x"], "--fluency")):
         args = ["--fluency"] if bad[0] != "--no-fluency" else []
         r = cli("perturb", str(f), "--out", str(tmp_path / "p"), *args, *bad)

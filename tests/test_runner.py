@@ -455,3 +455,19 @@ def test_an_output_of_the_previous_layout_is_taken_over(stages, tmp_path):
     res = pipeline.partition([stages / "in" / "prompts.jsonl"], part, PartitionConfig(k=3))
     assert res.status == "computed" and "chunks" in res.run["removed"] and not (part / "chunks").exists()
     assert pipeline.partition([stages / "in" / "prompts.jsonl"], part, PartitionConfig(k=3)).up_to_date
+
+
+def test_a_stage_table_with_no_shard_reads_as_empty_in_a_fresh_process():
+    """Every request of a perturb run can be rejected: its `negatives` table then has no shard, and
+    reading it gives an empty table with the stage's columns even in a process that never imported
+    the perturb stage (the schema registry imports the stages that declare tables); an unknown
+    table is a clear error."""
+    code = ("from direct_data.core.schema import arrow_schema\n"
+            "import sys\n"
+            "assert 'direct_data.stages.perturb' not in sys.modules\n"
+            "t = arrow_schema('negatives').empty_table()\n"
+            "assert t.num_rows == 0 and {'prompt_id', 'axis', 'negative'} <= set(t.column_names), t.column_names\n"
+            "assert arrow_schema('verdicts').names and arrow_schema('latents').names\n"
+            "try:\n    arrow_schema('no_such_table')\nexcept ValueError as e:\n    assert 'negatives' in str(e)\nelse:\n    raise SystemExit(1)\n")
+    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
+    assert r.returncode == 0, r.stderr[-2000:]

@@ -1,4 +1,15 @@
-"""Fluency of a rewrite, scored by a small causal language model (no generation).
+"""Fluency of a rewrite, read by a small causal language model (no generation).
+
+Two readers. `SpanStates` (what the learnt validator's ``--fluency`` path uses since session 27)
+runs a rewrite through the model's first `PROBE_LAYERS` layers only and pools the states of the
+edited span; a linear probe fitted on the labelled set (`direct_data.text.learnt.fit_probe`) turns
+them into a logit of ``ungrammatical``. `FluencyScorer` (below, the path before session 27, kept
+as the baseline `bench/bench_fluency.py` measures) scores token log-probs with the whole model
+and its 262k-word output head, about ten times the work, for a weaker signal on the labelled
+dev split (AUC of good against ``ungrammatical``: 0.89 for its best feature combination in the
+acceptance model, 0.94 for the probe alone).
+
+The log-prob scorer:
 
 A rule-based or small-model rewriter breaks sentences in typical ways ("a height is gigantic and
 lands", "falls into a pool bounces off", "rapidly rapidly", "... rubber is."). A language model
@@ -181,6 +192,29 @@ def pair_features(prompt: str, negative: str, rec_p: dict[str, Any], rec_n: dict
     return {k: round(float(out[k]), 4) for k in FEATURES}
 
 
+def causal_lm_path(model: str | None) -> str:
+    """The folder or hub id a scorer loads: `model`, or the packaged Gemma-3-270M base (converted
+    once to a bf16 folder, `direct_data.backends.llm.prepare_gemma`) when it is None."""
+    if model is not None:
+        return model
+    from direct_data.backends.llm import prepare_gemma
+
+    return str(prepare_gemma())
+
+
+class _ReadsCausalLM:
+    """What both readers share: `model_name` (None: the packaged Gemma) resolved once to `model_path`."""
+
+    model_name: str | None
+    _path: str | None
+
+    @property
+    def model_path(self) -> str:
+        if self._path is None:
+            self._path = causal_lm_path(self.model_name)
+        return self._path
+
+
 # ---------------------------------------------------------------------------------------------
 # The scorer
 # ---------------------------------------------------------------------------------------------
@@ -244,7 +278,7 @@ def scorer_dtype(dtype: str = "auto", device: str = "cpu") -> str:
     return "float32" if str(device).startswith("cpu") and not cpu_has_bf16() else "bfloat16"
 
 
-class FluencyScorer:
+class FluencyScorer(_ReadsCausalLM):
     """Scores how natural a rewrite's edit is, in context, against the original (module docstring).
 
     `model`: a causal-LM folder or hub id; `None` means the packaged Gemma-3-270M base
@@ -276,17 +310,6 @@ class FluencyScorer:
     # -- model ----------------------------------------------------------------------------------
 
     @property
-    def model_path(self) -> str:
-        if self._path is None:
-            if self.model_name is None:
-                from direct_data.backends.llm import prepare_gemma
-
-                self._path = str(prepare_gemma())
-            else:
-                self._path = self.model_name
-        return self._path
-
-    @property
     def identity(self) -> str:
         """Model identity (name + weights hash for a folder) + scorer version, for cache keys."""
         if self._identity is None:
@@ -313,16 +336,7 @@ class FluencyScorer:
 
     def _encode(self, text: str) -> tuple[list[int], list[list[int]]]:
         """Token ids (start token, text tokens, end token) and the text tokens' char offsets + (len, len)."""
-        tok = self._tokenizer
-        enc = tok(text, add_special_tokens=False, return_offsets_mapping=True)
-        ids = list(enc["input_ids"])[: MAX_TOKENS]
-        offsets = [list(o) for o in enc["offset_mapping"]][: MAX_TOKENS]
-        start = tok.bos_token_id if tok.bos_token_id is not None else tok.eos_token_id
-        end = tok.eos_token_id
-        if start is None or end is None:
-            raise ValueError(f"the tokenizer of {self.model_path} has neither a bos nor an eos token")
-        n = len(text) if len(ids) == len(enc["input_ids"]) else offsets[-1][1]
-        return [start, *ids, end], [*offsets, [n, n]]
+        return _encode(self._tokenizer, text, self.model_path)
 
     def _token_logprobs(self, batch: list[list[int]], n_real: int) -> list[list[float]]:
         """Log-prob of every token after the first, for equal-length id lists, for the first `n_real`
@@ -403,6 +417,160 @@ class FluencyScorer:
         texts = [t for pair in pairs for t in pair]
         recs = self.records(texts)
         return [pair_features(p, n, recs[2 * i], recs[2 * i + 1]) for i, (p, n) in enumerate(pairs)]
+
+
+# ---------------------------------------------------------------------------------------------
+# Span states: what the learnt validator's fluency model reads (session 27)
+# ---------------------------------------------------------------------------------------------
+
+#: decoder layers `SpanStates` runs (of Gemma-3-270M's 18), chosen on the dev split in session 27:
+#: a probe on the states after 6, 8 or 10 layers separates good from ``ungrammatical`` dev rows
+#: about equally (AUC 0.92-0.94), and the fluency acceptance model scored dev best after 8
+#: (balanced score 0.9081; 6: 0.9011, 10: 0.8984, probe C 0.01 each)
+PROBE_LAYERS = 8
+STATES_VERSION = "span-states-v1"  # bump when the pooled states change
+
+
+class SpanStates(_ReadsCausalLM):
+    """A rewrite's edited span as a causal LM's hidden states: the input of the learnt validator's
+    fluency probe (`direct_data.text.learnt.LearntModel.fluency_column`).
+
+    Each negative runs through the first `layers` decoder layers only (no output head, no later
+    layers: about a tenth of the log-prob scorer's work on Gemma-3-270M) in float32, and its final-
+    normed states are averaged over the tokens of its edited regions (`edited_regions` against the
+    prompt, a pure deletion standing for the token after the gap) and the `NEXT_TOKENS` after each
+    region: where a broken edit shows, in what the model makes of the words and of the words right
+    after them. The prompt itself is not run. States are rounded to 4 decimals.
+
+    A pair's states never depend on the other pairs: texts run in batches of one exact token length
+    (no padding), a text alone in its group next to a copy of itself, as `FluencyScorer` does. No
+    cache: on this 2-core CPU 1,000 rules rows take ~15 s. `model`: a causal-LM folder or hub id
+    (None: the packaged Gemma-3-270M base); its layers beyond `layers` are dropped after loading.
+    """
+
+    dtype = "float32"
+
+    def __init__(self, model: str | None = None, *, layers: int = PROBE_LAYERS, batch_size: int = 16, device: str = "cpu") -> None:
+        if batch_size < 1:
+            raise ValueError("batch_size must be >= 1")
+        if layers < 1:
+            raise ValueError("layers must be >= 1")
+        self.model_name = model
+        self.layers = layers
+        self.batch_size = batch_size
+        self.device = device
+        self._path: str | None = None
+        self._identity: str | None = None
+        self._tokenizer: Any = None
+        self._decoder: Any = None
+        self.show_progress = False
+        self.texts_scored = 0  # texts run through the model by this object
+
+    @property
+    def identity(self) -> str:
+        """Model identity (name + weights hash for a folder), version, layers and dtype."""
+        if self._identity is None:
+            from direct_data.backends.models import model_identity
+
+            self._identity = f"{model_identity(self.model_path)}|{STATES_VERSION}|layers={self.layers}|{self.dtype}"
+        return self._identity
+
+    @property
+    def model_loaded(self) -> bool:
+        return self._decoder is not None
+
+    def _load(self) -> None:
+        if self._decoder is not None:
+            return
+        from direct_data.backends.models import _prefer_passive_openmp
+
+        _prefer_passive_openmp()
+        import torch
+        from transformers import AutoModelForCausalLM, AutoTokenizer
+
+        path = self.model_path
+        if Path(path).is_dir():
+            os.environ.setdefault("HF_HUB_OFFLINE", "1")
+        self._tokenizer = AutoTokenizer.from_pretrained(path, trust_remote_code=False)
+        model = AutoModelForCausalLM.from_pretrained(path, dtype=torch.float32, trust_remote_code=False)
+        decoder = model.get_decoder()
+        n = len(decoder.layers)
+        if self.layers > n:
+            raise ValueError(f"{path} has {n} decoder layers; asked for the states after {self.layers}")
+        decoder.layers = decoder.layers[: self.layers]
+        decoder.config.num_hidden_layers = self.layers
+        self._decoder = decoder.to(self.device).eval()
+
+    def states(self, pairs: Sequence[tuple[str, str]]) -> Any:
+        """(n, hidden size) float32: per (prompt, negative) pair, the mean final-normed state of the
+        negative's edited tokens and the `NEXT_TOKENS` after each region (class docstring)."""
+        import numpy as np
+
+        for pair in pairs:
+            if len(pair) != 2 or not all(isinstance(t, str) and t.strip() for t in pair):
+                raise ValueError("span states need (prompt, negative) pairs of non-empty strings")
+        if not pairs:
+            return np.zeros((0, 0), dtype=np.float32)
+        self._load()
+        import torch
+
+        from direct_data.core.progress import progress_bar
+
+        encoded = {n: _encode(self._tokenizer, n, self.model_path) for n in sorted({n for _, n in pairs})}
+        of_text: dict[str, list[int]] = {}
+        for i, (_, n) in enumerate(pairs):
+            of_text.setdefault(n, []).append(i)
+        groups: dict[int, list[str]] = {}
+        for t in sorted(encoded):
+            groups.setdefault(len(encoded[t][0]), []).append(t)
+        out: np.ndarray | None = None
+        with progress_bar("span states", total=len(encoded), enabled=self.show_progress) as bar, torch.inference_mode():
+            for length in sorted(groups):
+                group = groups[length]
+                for k in range(0, len(group), self.batch_size):
+                    chunk = group[k: k + self.batch_size]
+                    ids = [encoded[t][0] for t in chunk]
+                    x = torch.tensor(ids * 2 if len(ids) == 1 else ids, dtype=torch.long, device=self.device)
+                    hidden = self._decoder(input_ids=x, attention_mask=torch.ones_like(x)).last_hidden_state
+                    hidden = hidden[: len(chunk), 1:].float().cpu().numpy()  # the text's tokens and its end token
+                    if out is None:
+                        out = np.zeros((len(pairs), hidden.shape[-1]), dtype=np.float32)
+                    for b, t in enumerate(chunk):
+                        offsets = encoded[t][1]
+                        for i in of_text[t]:
+                            idx = _pooled_tokens(offsets, [r[1] for r in edited_regions(pairs[i][0], t)])
+                            out[i] = np.round(hidden[b, idx].astype(np.float64).mean(axis=0), 4)
+                    self.texts_scored += len(chunk)
+                    bar.update(len(chunk))
+        assert out is not None
+        return out
+
+
+def _pooled_tokens(offsets: Sequence[Sequence[int]], ranges: list[tuple[int, int]]) -> list[int]:
+    """Token indices of the edited `ranges` and the `NEXT_TOKENS` after each (every token, the end
+    token included, when nothing was edited)."""
+    if not ranges:
+        return list(range(len(offsets)))
+    idx: set[int] = set()
+    for start, end in ranges:
+        span = _region_tokens(offsets, start, end)
+        idx.update(span)
+        idx.update(range(max(span) + 1, min(max(span) + 1 + NEXT_TOKENS, len(offsets))))
+    return sorted(idx)
+
+
+def _encode(tok: Any, text: str, model_path: str) -> tuple[list[int], list[list[int]]]:
+    """Token ids (start token, text tokens, end token) and the text tokens' char offsets + (len, len),
+    the first `MAX_TOKENS` tokens of the text."""
+    enc = tok(text, add_special_tokens=False, return_offsets_mapping=True)
+    ids = list(enc["input_ids"])[: MAX_TOKENS]
+    offsets = [list(o) for o in enc["offset_mapping"]][: MAX_TOKENS]
+    start = tok.bos_token_id if tok.bos_token_id is not None else tok.eos_token_id
+    end = tok.eos_token_id
+    if start is None or end is None:
+        raise ValueError(f"the tokenizer of {model_path} has neither a bos nor an eos token")
+    n = len(text) if len(ids) == len(enc["input_ids"]) else offsets[-1][1]
+    return [start, *ids, end], [*offsets, [n, n]]
 
 
 @lru_cache(maxsize=2)

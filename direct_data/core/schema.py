@@ -46,8 +46,21 @@ PARTITIONS = Features(
 TABLES: dict[str, Features] = {"rejects": REJECTS, "partitions": PARTITIONS}
 
 
+#: the stage modules that register tables of their own (`register`), imported on the first lookup
+#: of a table not registered yet: reading a stage's empty table (no shard to take a schema from)
+#: must not depend on whether the reader imported that stage
+_REGISTERING_STAGES = ("perturb", "validate", "encode")
+
+
 def arrow_schema(table: str) -> pa.Schema:
     """The Arrow schema of `table`, carrying the `datasets` features and our schema version."""
+    if table not in TABLES:
+        import importlib
+
+        for name in _REGISTERING_STAGES:
+            importlib.import_module(f"direct_data.stages.{name}")
+    if table not in TABLES:
+        raise ValueError(f"unknown table {table!r} (known: {', '.join(sorted(TABLES))})")
     features = TABLES[table]
     schema = features.arrow_schema
     meta = dict(schema.metadata or {})

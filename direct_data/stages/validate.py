@@ -82,13 +82,14 @@ def validator_model_option() -> Any:
 
 
 def fluency_option() -> Any:
-    return option(False, help="Learnt validator: add a language model's fluency scores of the edit (and the sidecar's *_fluency "
-                              "thresholds). About 7-8 rows/s on 2 AVX2 cores with the packaged model (float32; 15 in bfloat16 where the CPU has "
-                              "bf16 instructions); cached per text.")
+    return option(False, help="Learnt validator: add the fluency model, a probe of a language model's states over the edit (and "
+                              "the sidecar's *_fluency thresholds). About 29 rows/s on 2 AVX2 cores with the packaged Gemma (its first 8 "
+                              "layers, float32).")
 
 
 def fluency_model_option() -> Any:
-    return option(None, help="The fluency scorer's causal LM (a folder or hub id).", default_help="the packaged Gemma-3-270M base")
+    return option(None, help="The fluency scorer's causal LM (a folder or hub id); the validator model's fluency probe must be fitted "
+                             "on it (direct-data validator fit --fluency --fluency-model M).", default_help="the packaged Gemma-3-270M base")
 
 
 def check_validator_options(cfg: Any) -> None:
@@ -158,9 +159,9 @@ def default_validator(use_embedding: bool, config: Any = None, *, with_judge: bo
 
     fluency = None
     if getattr(config, "fluency", False):
-        from direct_data.backends.fluency import FluencyScorer
+        from direct_data.backends.fluency import SpanStates
 
-        fluency = FluencyScorer(getattr(config, "fluency_model", None))
+        fluency = SpanStates(getattr(config, "fluency_model", None))
     return Validator(config=ValidatorConfig(use_embedding=use_embedding, mode=getattr(config, "validator", "learnt"),
                                             learnt_threshold=getattr(config, "learnt_threshold", None),
                                             learnt_lexicon_floor=getattr(config, "learnt_lexicon_floor", None),
@@ -198,8 +199,8 @@ def validator_weights(validator: Any, config: Any) -> list[Path]:
 
 
 def fluency_identity(validator: Any) -> str | None:
-    """The identity of the fluency scorer a loaded validator runs (model, scorer version and resolved
-    dtype: `auto` is bfloat16 or float32 by CPU, and the two give slightly different verdicts), or None."""
+    """The identity of the fluency scorer a loaded validator runs (`SpanStates.identity`: model,
+    version, layers and dtype), or None."""
     f = getattr(validator, "fluency", None)
     return None if f is None else f.identity
 

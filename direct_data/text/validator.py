@@ -385,7 +385,7 @@ class Validator:
         self.config = config or ValidatorConfig()
         self._embedder = embedder
         self.judge = judge
-        self.fluency = fluency  # a FluencyScorer (direct_data.backends.fluency) or None
+        self.fluency = fluency  # a SpanStates (direct_data.backends.fluency) or None
         self._model = model  # a direct_data.text.learnt.LearntModel, loaded on first use when None
         if self.config.mode not in MODES:
             raise ValueError(f"validator mode must be one of {', '.join(MODES)}")
@@ -496,9 +496,25 @@ class Validator:
             raise UserError(f"{which} was fitted on {want} vectors; "
                             f"this validator embeds with {have}: refit it (direct-data validator fit) or embed with {want}")
 
+    def _check_fluency(self) -> None:
+        """The fluency probe reads the states of the model, layers and dtype it was fitted on (the
+        sidecar's ``fluency_scorer``, `SpanStates.identity`): other states are a one-line error,
+        not verdicts on meaningless numbers. A folder's name may differ (compared from its weights
+        hash on)."""
+        if self.fluency is None:
+            return
+        have = str(getattr(self.fluency, "identity", "") or "")
+        want = str(self.model.meta.get("fluency_scorer") or "")
+        if have and want and have.split("@", 1)[-1] != want.split("@", 1)[-1]:
+            from direct_data.core.errors import UserError
+
+            which = f"the validator model {self.config.model_path}" if self.config.model_path else "the packaged validator model"
+            raise UserError(f"{which}'s fluency model was fitted on {want} states; this run reads {have}: refit it "
+                            f"(direct-data validator fit --fluency [--fluency-model M]) or run with the scorer it was fitted on")
+
     def _check_many_learnt(self, items: list[Row], dedupe_within: bool) -> list[Verdict]:
         from direct_data.text.features import compute
-        from direct_data.text.learnt import LABEL_REASON, LABELS, fluency_matrix
+        from direct_data.text.learnt import LABEL_REASON, LABELS
 
         nan = float("nan")
         cheap = [self._cheap(r) for r in items]
@@ -507,8 +523,9 @@ class Validator:
         judged: dict[int, tuple[np.ndarray, np.ndarray, np.ndarray, tuple[str, ...]]] = {}
         if model_rows:
             self._check_embedder()
+            self._check_fluency()
             feats = compute(model_rows, self.embedder, batch_size=self.config.batch_size)
-            flu = fluency_matrix(self.fluency.score([(p, n) for p, _, n in model_rows])) if self.fluency is not None else None
+            flu = self.model.fluency_column(self.fluency.states([(p, n) for p, _, n in model_rows])) if self.fluency is not None else None
             probs, tags = self.model.predict(feats, [a for _, a, _ in model_rows], flu)
             span_p = self.config.learnt_span_multi_p
             span_p = span_p if span_p is not None else self.model.span_multi_p(self.fluency is not None)

@@ -22,16 +22,23 @@ def _fail(msg: str) -> None:
     raise typer.Exit(2)
 
 
-def _fluency_scorer(enabled: bool, *, fit: bool = False):
-    """The Gemma fluency scorer, or None. A fit scores in `FIT_DTYPE` on every CPU (the packaged
-    artefact's dtype, so a refit reproduces it); `eval` runs the scorer's `auto` dtype, as validate does."""
+def _fluency_scorer(enabled: bool, model: str | None = None):
+    """The span-state scorer of the fluency model (`direct_data.backends.fluency.SpanStates`: the
+    first layers of `model`, default the packaged Gemma, float32 on every machine, for the fit as
+    for `eval`), or None."""
     if not enabled:
+        if model is not None:
+            raise UserError("--fluency-model is the fluency scorer's model: add --fluency")
         return None
     try:
-        from direct_data.backends.fluency import FIT_DTYPE, FluencyScorer
+        from direct_data.backends.fluency import SpanStates
     except ImportError as e:
         raise UserError(f"the fluency scorer is not available: {e}") from e
-    return FluencyScorer(dtype=FIT_DTYPE) if fit else FluencyScorer()
+    if model is not None:
+        from direct_data.core.config import check_model_path
+
+        check_model_path("--fluency-model", model)
+    return SpanStates(model)
 
 
 @validator_app.command("fit")
@@ -41,14 +48,16 @@ def fit_cmd(
     labelled: Path | None = typer.Option(None, "--labelled", help="Labelled rewrites (JSONL).", show_default="data/rewrites/labelled.jsonl"),
     prompts_dir: Path | None = typer.Option(None, "--prompts-dir", help="Folder of the prompt files the rows join to.", show_default="../shared/data/prompts"),
     grid: bool = typer.Option(True, "--grid/--no-grid", help="Search the hyper-parameter grid on dev, or reuse the settings in the packaged sidecar."),
-    fluency: bool = typer.Option(False, "--fluency/--no-fluency", help="Also fit the model that uses the Gemma fluency features."),
+    fluency: bool = typer.Option(False, "--fluency/--no-fluency", help="Also fit the fluency model (a probe of a causal LM's span states)."),
+    fluency_model: str | None = typer.Option(None, "--fluency-model", help="The causal LM whose span states the fluency model reads (a folder or hub id).",
+                                             show_default="the packaged Gemma-3-270M base"),
 ) -> None:
     """Fit on the train split, choose settings and the p(good) threshold on dev, write the artefact."""
     from direct_data.text import learnt
 
     try:
         model = learnt.fit_artefact(out or learnt.ARTEFACT, labelled=labelled, prompts_dir=prompts_dir,
-                                    grid=learnt.GRID if grid else None, fluency=_fluency_scorer(fluency, fit=True))
+                                    grid=learnt.GRID if grid else None, fluency=_fluency_scorer(fluency, fluency_model))
     except UserError as e:
         _fail(str(e))
     m = model.meta
@@ -73,7 +82,9 @@ def eval_cmd(
     mode: str = typer.Option("learnt", "--mode", help="learnt or lexicon."),
     model: Path | None = typer.Option(None, "--model", help="Weights of the learnt model.", show_default="the packaged one"),
     threshold: float | None = typer.Option(None, "--threshold", min=0.0, max=1.0, help="Override the fitted p(good) threshold."),
-    fluency: bool = typer.Option(False, "--fluency/--no-fluency", help="Use the Gemma fluency features."),
+    fluency: bool = typer.Option(False, "--fluency/--no-fluency", help="Use the fluency model (a probe of Gemma's span states)."),
+    fluency_model: str | None = typer.Option(None, "--fluency-model", help="The causal LM the fluency model was fitted on (a folder or hub id).",
+                                             show_default="the packaged Gemma-3-270M base"),
     labelled: Path | None = typer.Option(None, "--labelled", help="Labelled rewrites (JSONL)."),
     prompts_dir: Path | None = typer.Option(None, "--prompts-dir", help="Folder of the prompt files the rows join to."),
     as_json: bool = typer.Option(False, "--json", help="Print the result as JSON."),
@@ -91,7 +102,7 @@ def eval_cmd(
         if not rows:
             raise UserError(f"no {split} rows")
         cfg = ValidatorConfig(mode=mode, learnt_threshold=threshold, model_path=str(model) if model else None)
-        v = Validator(config=cfg, fluency=_fluency_scorer(fluency))
+        v = Validator(config=cfg, fluency=_fluency_scorer(fluency, fluency_model))
         res = learnt.evaluate(v, rows)
     except UserError as e:
         _fail(str(e))
