@@ -16,7 +16,6 @@ import pytest
 
 from direct_data.backends.fluency import (
     FEATURES,
-    FIT_DTYPE,
     PROBE_LAYERS,
     SCORER_VERSION,
     FluencyScorer,
@@ -72,7 +71,7 @@ def test_features_and_identity(scorer):
     assert all(isinstance(v, float) for d in out for v in d.values())
     # `auto`: bfloat16 where the CPU has bf16 instructions (or off the CPU), float32 where bf16 is emulated
     assert scorer.dtype == ("bfloat16" if cpu_has_bf16() else "float32") == scorer_dtype("auto", "cpu")
-    assert scorer_dtype("auto", "cuda") == scorer_dtype("bfloat16") == FIT_DTYPE == "bfloat16"
+    assert scorer_dtype("auto", "cuda") == scorer_dtype("bfloat16") == "bfloat16"
     assert "@" in scorer.identity
     # each dtype has numbers (and a cache) of its own; `auto` shares the one of the dtype it resolves to
     bf16 = FluencyScorer(cache_dir=scorer.cache_root, dtype="bfloat16")

@@ -60,13 +60,12 @@ prefix: that saved ~2% (free-form edits start early) and made a negative's cache
 which prompt first scored it.
 
 dtype. ``auto`` (the default) runs the model in bfloat16 (the packaged Gemma's saved dtype, and
-the scores the packaged validator's fluency model is fitted on) where the CPU has bfloat16
+the scores session 26's fluency model was fitted on) where the CPU has bfloat16
 instructions or the device is not the CPU, and in float32 on a CPU without them, where bf16 matrix
 products are emulated (this 2-core AVX2 CPU: 1.55 texts/s in bf16, 6.43 in float32, 4.1x; on a CPU
 with bf16 instructions bf16 was about 2.5x faster than float32). The two dtypes give slightly
-different numbers; the packaged fluency model scores dev the same on either. Each dtype keeps its
-own cache (the resolved dtype is part of the identity). `direct-data validator fit --fluency` scores
-in bfloat16 on every CPU (`FIT_DTYPE`), so a refit reproduces the packaged artefact.
+different numbers; session 26's fluency model scored dev the same on either. Each dtype keeps its
+own cache (the resolved dtype is part of the identity).
 """
 
 from __future__ import annotations
@@ -97,8 +96,6 @@ _VOCAB_SLICE = 16384  # output-head words whose logits are materialised at once 
 _TOKEN_SLICE = 256  # ... for this many tokens of a text
 #: the model dtypes a scorer can be asked for (``auto``: `scorer_dtype`)
 DTYPES = ("auto", "bfloat16", "float32")
-#: the dtype `direct-data validator fit --fluency` scores in on every machine (the packaged artefact's)
-FIT_DTYPE = "bfloat16"
 _WORD = re.compile(r"\w+(?:'\w+)?|[^\w\s]")
 
 
@@ -387,19 +384,12 @@ class FluencyScorer(_ReadsCausalLM):
 
         self._load()
         encoded = {t: self._encode(t) for t in texts}
-        groups: dict[int, list[str]] = {}
-        for t in sorted(texts):
-            groups.setdefault(len(encoded[t][0]), []).append(t)
         with progress_bar("fluency", total=len(texts), enabled=self.show_progress) as bar:
-            for length in sorted(groups):
-                group = groups[length]
-                for i in range(0, len(group), self.batch_size):
-                    chunk = group[i: i + self.batch_size]
-                    ids = [encoded[t][0] for t in chunk]
-                    lps = self._token_logprobs(ids * 2 if len(ids) == 1 else ids, len(chunk))
-                    self.cache.put_many([(t, {"o": encoded[t][1], "lp": lp}) for t, lp in zip(chunk, lps)])
-                    self.texts_scored += len(chunk)
-                    bar.update(len(chunk))
+            for chunk, ids in equal_length_batches(encoded, self.batch_size):
+                lps = self._token_logprobs(ids, len(chunk))
+                self.cache.put_many([(t, {"o": encoded[t][1], "lp": lp}) for t, lp in zip(chunk, lps)])
+                self.texts_scored += len(chunk)
+                bar.update(len(chunk))
 
     def records(self, texts: Sequence[str]) -> list[dict[str, Any]]:
         """Per-text token records (`{"o": offsets, "lp": log-probs}`), from the cache or the model."""
@@ -482,24 +472,15 @@ class SpanStates(_ReadsCausalLM):
     def _load(self) -> None:
         if self._decoder is not None:
             return
-        from direct_data.backends.models import _prefer_passive_openmp
-
-        _prefer_passive_openmp()
-        import torch
-        from transformers import AutoModelForCausalLM, AutoTokenizer
-
-        path = self.model_path
-        if Path(path).is_dir():
-            os.environ.setdefault("HF_HUB_OFFLINE", "1")
-        self._tokenizer = AutoTokenizer.from_pretrained(path, trust_remote_code=False)
-        model = AutoModelForCausalLM.from_pretrained(path, dtype=torch.float32, trust_remote_code=False)
+        # a copy of its own (not `load_causal_lm`'s shared one): its layers are cut below
+        self._tokenizer, model = read_causal_lm(self.model_path, self.device, self.dtype)
         decoder = model.get_decoder()
         n = len(decoder.layers)
         if self.layers > n:
-            raise ValueError(f"{path} has {n} decoder layers; asked for the states after {self.layers}")
+            raise ValueError(f"{self.model_path} has {n} decoder layers; asked for the states after {self.layers}")
         decoder.layers = decoder.layers[: self.layers]
         decoder.config.num_hidden_layers = self.layers
-        self._decoder = decoder.to(self.device).eval()
+        self._decoder = decoder
 
     def states(self, pairs: Sequence[tuple[str, str]]) -> Any:
         """(n, hidden size) float32: per (prompt, negative) pair, the mean final-normed state of the
@@ -516,34 +497,43 @@ class SpanStates(_ReadsCausalLM):
 
         from direct_data.core.progress import progress_bar
 
-        encoded = {n: _encode(self._tokenizer, n, self.model_path) for n in sorted({n for _, n in pairs})}
+        encoded = {n: _encode(self._tokenizer, n, self.model_path) for n in {n for _, n in pairs}}
         of_text: dict[str, list[int]] = {}
         for i, (_, n) in enumerate(pairs):
             of_text.setdefault(n, []).append(i)
-        groups: dict[int, list[str]] = {}
-        for t in sorted(encoded):
-            groups.setdefault(len(encoded[t][0]), []).append(t)
         out: np.ndarray | None = None
         with progress_bar("span states", total=len(encoded), enabled=self.show_progress) as bar, torch.inference_mode():
-            for length in sorted(groups):
-                group = groups[length]
-                for k in range(0, len(group), self.batch_size):
-                    chunk = group[k: k + self.batch_size]
-                    ids = [encoded[t][0] for t in chunk]
-                    x = torch.tensor(ids * 2 if len(ids) == 1 else ids, dtype=torch.long, device=self.device)
-                    hidden = self._decoder(input_ids=x, attention_mask=torch.ones_like(x)).last_hidden_state
-                    hidden = hidden[: len(chunk), 1:].float().cpu().numpy()  # the text's tokens and its end token
-                    if out is None:
-                        out = np.zeros((len(pairs), hidden.shape[-1]), dtype=np.float32)
-                    for b, t in enumerate(chunk):
-                        offsets = encoded[t][1]
-                        for i in of_text[t]:
-                            idx = _pooled_tokens(offsets, [r[1] for r in edited_regions(pairs[i][0], t)])
-                            out[i] = np.round(hidden[b, idx].astype(np.float64).mean(axis=0), 4)
-                    self.texts_scored += len(chunk)
-                    bar.update(len(chunk))
+            for chunk, ids in equal_length_batches(encoded, self.batch_size):
+                x = torch.tensor(ids, dtype=torch.long, device=self.device)
+                hidden = self._decoder(input_ids=x, attention_mask=torch.ones_like(x)).last_hidden_state
+                hidden = hidden[: len(chunk), 1:].float().cpu().numpy()  # the text's tokens and its end token
+                if out is None:
+                    out = np.zeros((len(pairs), hidden.shape[-1]), dtype=np.float32)
+                for b, t in enumerate(chunk):
+                    offsets = encoded[t][1]
+                    for i in of_text[t]:
+                        idx = _pooled_tokens(offsets, [r[1] for r in edited_regions(pairs[i][0], t)])
+                        out[i] = np.round(hidden[b, idx].astype(np.float64).mean(axis=0), 4)
+                self.texts_scored += len(chunk)
+                bar.update(len(chunk))
         assert out is not None
         return out
+
+
+def equal_length_batches(encoded: dict[str, tuple[list[int], Any]], batch_size: int) -> Any:
+    """(texts, id rows) batches of `encoded` (text -> (token ids, ...)) in which every text has one
+    exact token length (no padding, so no text's numbers depend on its batch mates), in a fixed
+    order (length, then text); a text alone in its batch is sent next to a copy of itself (its id
+    rows then hold it twice: the body's numbers match a batch of two)."""
+    groups: dict[int, list[str]] = {}
+    for t in sorted(encoded):
+        groups.setdefault(len(encoded[t][0]), []).append(t)
+    for length in sorted(groups):
+        group = groups[length]
+        for k in range(0, len(group), batch_size):
+            chunk = group[k: k + batch_size]
+            ids = [encoded[t][0] for t in chunk]
+            yield chunk, ids * 2 if len(ids) == 1 else ids
 
 
 def _pooled_tokens(offsets: Sequence[Sequence[int]], ranges: list[tuple[int, int]]) -> list[int]:
@@ -575,8 +565,13 @@ def _encode(tok: Any, text: str, model_path: str) -> tuple[list[int], list[list[
 
 @lru_cache(maxsize=2)
 def load_causal_lm(path: str, device: str = "cpu", dtype: str = "bfloat16") -> tuple[Any, Any]:
-    """(tokenizer, model) of a causal LM folder or hub id, offline for a folder, no remote code;
-    in `dtype` ("bfloat16" or "float32"). Shared by every scorer in the process."""
+    """`read_causal_lm`, shared by every log-prob scorer in the process."""
+    return read_causal_lm(path, device, dtype)
+
+
+def read_causal_lm(path: str, device: str = "cpu", dtype: str = "bfloat16") -> tuple[Any, Any]:
+    """(tokenizer, model in eval mode) of a causal LM folder or hub id, offline for a folder, no
+    remote code; in `dtype` ("bfloat16" or "float32"); a new copy on every call."""
     from direct_data.backends.models import _prefer_passive_openmp
 
     _prefer_passive_openmp()  # idle OpenMP threads sleep instead of spinning (a shared CPU); numerics unchanged

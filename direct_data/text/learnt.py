@@ -389,7 +389,7 @@ class LearntModel:
         if states.shape[1] != len(self.probe.mean):
             raise UserError(f"the fluency probe reads {len(self.probe.mean)}-wide states, the scorer gives {states.shape[1]}: "
                             f"refit the validator for this fluency model (`direct-data validator fit --fluency`)")
-        return np.round(self.probe.logits(np.asarray(states, dtype=np.float64))[:, :1], 4)
+        return probe_column(self.probe, states)
 
     def predict(self, f: PairFeatures, axes: Sequence[str], fluency: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
         """(label probabilities (n, 8), tagger probabilities (n, 5)), rounded to 4 decimals."""
@@ -454,7 +454,7 @@ class LearntModel:
             return Trees(**{k: v if v.dtype.kind == "f" else v.astype(np.int64) for k, v in arrs.items()})
 
         return cls(lin("tagger"), lin("accept"), lin("accept_fluency"), meta,  # type: ignore[arg-type]
-                   trees("boost"), trees("boost_fluency"), lin("probe") if meta.get("fluency_features") == list(FLUENCY_KEYS) else None)
+                   trees("boost"), trees("boost_fluency"), lin("probe"))
 
 
 def _sigmoid(z: np.ndarray) -> np.ndarray:
@@ -557,6 +557,11 @@ def n_standardised(fluency: bool) -> int:
     return len(HAND_NAMES) + len(TAG_REL) + len(SPAN_REL) + (len(FLUENCY_KEYS) if fluency else 0)
 
 
+def probe_column(probe: Linear, states: np.ndarray) -> np.ndarray:
+    """(n, 1): the probe's logit of ``ungrammatical`` for span states, rounded to 4 decimals."""
+    return np.round(probe.logits(np.asarray(states, dtype=np.float64))[:, :1], 4)
+
+
 def fit_probe(states: np.ndarray, rows: Sequence[LabelledRow], s: FitSettings) -> tuple[Linear, np.ndarray]:
     """The fluency probe: a logistic regression (C `PROBE_C`, states standardised, classes
     balanced) of ``ungrammatical`` against ``good`` on the span states of `rows` with those labels;
@@ -572,8 +577,8 @@ def fit_probe(states: np.ndarray, rows: Sequence[LabelledRow], s: FitSettings) -
     oof = np.zeros((len(rows), 1))
     for fold in _folds([r.prompt_id for r in rows], s.folds):
         rest = np.setdiff1d(np.arange(len(rows)), fold)
-        oof[fold] = fit(rest).logits(states[fold].astype(np.float64))[:, :1]
-    return fit(np.arange(len(rows))), np.round(oof, 4)
+        oof[fold] = probe_column(fit(rest), states[fold])
+    return fit(np.arange(len(rows))), oof
 
 
 # --------------------------------------------------------------------------------------------
@@ -872,7 +877,7 @@ def fit_artefact(weights: str | Path = ARTEFACT, *, labelled: str | Path | None 
     probe = None
     if fluency is not None:
         probe, flu_tr = fit_probe(fluency.states([(r.prompt, r.negative) for r in tr]), tr, s)
-        flu_dv = np.round(probe.logits(fluency.states([(r.prompt, r.negative) for r in dv]).astype(np.float64))[:, :1], 4)
+        flu_dv = probe_column(probe, fluency.states([(r.prompt, r.negative) for r in dv]))
         _, accept_flu, boost_flu = fit_models(ftr, tr, s, flu_tr, memo=memo)
         pf_dv = dev_probs(tagger, accept_flu, boost_flu, fdv, dv, s, flu_dv)
         span_p_flu, th_flu, score_flu, floor_flu, gate_flu = cut_offs(pf_dv, tps_dv)
