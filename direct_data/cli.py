@@ -8,6 +8,7 @@ code 2; anything else is a bug and keeps its traceback.
 
 from __future__ import annotations
 
+import errno
 import inspect
 import json
 import logging
@@ -60,6 +61,16 @@ class OneLineErrors(TyperGroup):
             return super().invoke(ctx)
         except _UsageError as e:  # raised while parsing a (sub)command's own arguments
             raise _one_line(e, ctx) from None
+        except OSError as e:  # the machine, not the code: a full disk, a read-only or looping path
+            if e.errno not in _ENVIRONMENT_ERRNOS:
+                raise
+            where = f"{e.filename}: " if e.filename else ""
+            fail(f"{where}{e.strerror or e}" + (" (free some space and rerun: a stage resumes)" if e.errno in (errno.ENOSPC, errno.EDQUOT) else ""))
+
+
+#: OS errors that say something about the machine or the paths given, shown as one line (exit 2)
+_ENVIRONMENT_ERRNOS = frozenset({errno.ENOSPC, errno.EDQUOT, errno.EROFS, errno.EACCES, errno.EPERM, errno.ELOOP,
+                                 errno.ENAMETOOLONG, errno.EMFILE})
 
 
 app = typer.Typer(

@@ -136,6 +136,9 @@ def run_pipeline(path: str | Path, *, force: bool = False, show_progress: bool =
     # every table is checked before any work, the [train] one too (not only once training is reached)
     tcfg = preset(pc.objective, **{**train_over, "out_dir": str(root / "train"), "progress": show_progress})
     last = STEPS.index(pc.stop_after)
+    if last >= STEPS.index("train") and not (enc_cfg.vae or enc_cfg.latents):
+        raise ConfigError(f"{path}: [encode] names no vae (with video_column) nor latents, and training needs a latent per clip; "
+                          f"add one, or set stop_after = \"encode\" in [pipeline]")
     done: dict[str, Any] = {}
 
     def step(name: str, fn: Callable[[], Any]) -> Any:

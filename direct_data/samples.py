@@ -130,6 +130,8 @@ def write_sample(path: str | Path, n: int = 400, *, seed: int = 0, clips: bool =
     rows = generate_sample(n, seed=seed)
     if clips:
         folder = path.parent / f"{path.stem}-clips"
+        if folder.exists() and not folder.is_dir():
+            raise OutputError(f"--out {path}: the clips go to {folder}, which is a file; move it or name another --out")
         folder.mkdir(parents=True, exist_ok=True)
         for i, r in enumerate(rows):
             gif = folder / f"{i:05d}.gif"

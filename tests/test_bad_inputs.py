@@ -92,6 +92,10 @@ def test_run_checks_the_train_table_before_any_work(tmp_path, monkeypatch):
     (tmp_path / "p.toml").write_text('[pipeline]\ninputs = ["in.jsonl"]\nout = "out"\nstop_after = "partition"\n[train]\nlr = nan\n')
     user_error(["run", "p.toml"], "lr", "finite")
     assert not (tmp_path / "out").exists()
+    # a pipeline that reaches training with no latents configured fails before partition, not after encode
+    (tmp_path / "p.toml").write_text('[pipeline]\ninputs = ["in.jsonl"]\nout = "out"\nstop_after = "train"\n')
+    user_error(["run", "p.toml"], "[encode] names no vae", 'stop_after = "encode"')
+    assert not (tmp_path / "out").exists()
 
 
 # --------------------------------------------------------------------------- input files

@@ -10,6 +10,7 @@ import pytest
 import torch
 
 from direct_data import pipeline
+from direct_data.core.errors import ConfigError
 from direct_data.core.manifest import read_table
 from direct_data.stages.encode import EncodeConfig, TextEncoder, VideoEncoder, from_bytes, load_latents, load_text_states, read_video, to_bytes
 from direct_data.stages.partition import PartitionConfig
@@ -89,6 +90,10 @@ def test_minilm_text_states_roundtrip(small_pipeline):
     assert torch.allclose(states[row["key"]].float(), ref.float(), atol=5e-3) and ref.dtype == torch.float16 and ref.shape[1] == 384
     assert ref.shape[0] == len(enc.tokenizer(row["text"]).input_ids)
     assert pipeline.encode(d / "part", d / "enc", negatives=d / "neg").up_to_date
+    # more tokens than the encoder has positions is a clear error when it loads, not a crash on the
+    # first long text
+    with pytest.raises(ConfigError, match="reads at most 512 tokens"):
+        TextEncoder(None, max_tokens=100000)
 
 
 def test_umt5_and_vae_from_a_wan_folder(small_pipeline, tiny_wan_folder):

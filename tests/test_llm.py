@@ -202,6 +202,11 @@ def test_openai_backend_retries_then_gives_up():
     # at start, a server that never answers is the user's URL: one line (ConfigError), not a traceback
     with pytest.raises(ConfigError, match=f"127.0.0.1:{port}/v1: the server did not answer the start-up probe"):
         OpenAIBackend(f"http://127.0.0.1:{port}/v1", "m", retries=0, timeout=2)
+    # ... at once, with no retries: a refused connection at start-up is the URL, not a busy server
+    t0 = time.perf_counter()
+    with pytest.raises(ConfigError, match="ConnectError"):
+        OpenAIBackend(f"http://127.0.0.1:{port}/v1", "m", retries=5, backoff=2.0, timeout=2)
+    assert time.perf_counter() - t0 < 2.0
     assert issubclass(ConstraintNotEnforcedError, UserError)  # a model that ignores the schema: one line too
 
 

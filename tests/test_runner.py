@@ -135,6 +135,26 @@ def test_rerun_deletes_only_its_own_stale_shards(stages, tmp_path):
 
 # --------------------------------------------------------------------------- verified inputs
 
+def test_a_deleted_or_changed_own_shard_is_written_again(stages, tmp_path):
+    """A rerun whose own committed shard was deleted or changed runs that unit again: the shard is
+    back with the bytes its manifest lists, and the downstream stage reads it."""
+    neg = tmp_path / "neg"
+    shutil.copytree(stages / "neg", neg)
+    m = Manifest.read(neg)
+    shard = neg / m.shards["negatives"][0]["path"]
+    good = shard.read_bytes()
+    for spoil in (lambda: shard.unlink(), lambda: shard.write_bytes(good + b"x")):
+        spoil()
+        res = pipeline.perturb(stages / "part", neg, PerturbConfig(axes=("kinematics", "forces")))
+        assert res.status == "computed" and "is missing or was modified" in res.reason
+        assert res.run["units_run"] >= 1
+        assert shard.read_bytes() == good
+        assert pipeline.perturb(stages / "part", neg, PerturbConfig(axes=("kinematics", "forces"))).up_to_date
+    enc = pipeline.encode(stages / "part", tmp_path / "enc", negatives=neg)
+    assert enc.manifest.counts["negatives"] == m.counts["accepted"]
+
+
+
 
 def test_an_extra_shard_in_the_upstream_folder_is_an_error(stages, tmp_path):
     part = tmp_path / "part"
@@ -162,6 +182,50 @@ def test_a_missing_or_changed_shard_and_an_edited_manifest_are_errors(stages, tm
     (part / "manifest.json").write_text(json.dumps(m))
     code, _, err = _cli("perturb", str(part), "--out", str(tmp_path / "neg2"))
     _user_error(code, err, "edited")
+
+
+def test_a_rebuilt_manifest_of_the_wrong_shape_is_refused(stages, tmp_path):
+    """A manifest edited by hand and its digest recomputed (written through `Manifest.write`) still
+    cannot point outside its folder, drop a sha256, change types or miscount a shard's rows."""
+    def spoiled(name: str, edit) -> Path:
+        d = tmp_path / name
+        shutil.copytree(stages / "part", d)
+        m = Manifest.read(d)
+        edit(m)
+        m.write(d)
+        return d
+
+    cases = [
+        (lambda m: m.shards["partitions"][0].update(path="../part/partitions-00000.parquet"), "must name a file in the folder itself"),
+        (lambda m: m.shards["partitions"][0].pop("sha256"), "no 'sha256'"),
+        (lambda m: setattr(m, "schema_version", str(m.schema_version)), "'schema_version' must be a whole number"),
+        (lambda m: setattr(m, "files", None), "must be lists"),
+    ]
+    for i, (edit, needle) in enumerate(cases):
+        with pytest.raises(InputError, match=needle):
+            pipeline.perturb(spoiled(f"p{i}", edit), tmp_path / f"neg{i}", PerturbConfig(axes=("kinematics",)))
+    d = spoiled("rows", lambda m: m.shards["partitions"][0].update(rows=m.shards["partitions"][0]["rows"] + 1))
+    with pytest.raises(InputError, match="holds 40 rows, its manifest says 41"):
+        pipeline.perturb(d, tmp_path / "neg_rows", PerturbConfig(axes=("kinematics",)))
+
+
+def test_negatives_of_another_partition_are_refused(stages, tmp_path):
+    other = _prompts(tmp_path / "other.jsonl", 30, offset=200)
+    pipeline.partition([other], tmp_path / "part", PartitionConfig(k=3))
+    with pytest.raises(InputError, match="none of its .* negatives belongs to a prompt of"):
+        pipeline.encode(tmp_path / "part", tmp_path / "enc", negatives=stages / "neg")
+    assert not (tmp_path / "enc").exists()
+
+
+def test_a_symlink_loop_is_a_one_line_error(stages, tmp_path):
+    loop = tmp_path / "loop"
+    loop.symlink_to(loop)
+    code, _, err = _cli("perturb", str(loop), "--out", str(tmp_path / "neg"))
+    _user_error(code, err, "cannot be resolved")
+    code, _, err = _cli("partition", str(stages / "in" / "prompts.jsonl"), "--out", str(loop))
+    _user_error(code, err, "--out", "cannot be resolved")
+    code, _, err = _cli("run", str(loop))
+    _user_error(code, err, "symbolic links")
 
 
 def test_the_wrong_kind_of_input_folder_is_refused(stages, tmp_path):
@@ -206,6 +270,7 @@ def test_outputs_do_not_depend_on_the_cache_history(tmp_path):
     (["--k", "1000"], "k: 1000 partitions for 20 distinct prompts"),
     (["--macro-negatives", "-1"], "macro_negatives: must be >= 0"),
     (["--niter", "0"], "niter: must be >= 1"),
+    (["--max-seq-length", "100000"], "reads at most 512 tokens"),  # MiniLM's positions: before any text is embedded
 ])
 def test_bad_partition_values_are_one_line_errors(tmp_path, args, needle, session_cache):
     data = _prompts(tmp_path / "p.jsonl", 20)

@@ -74,6 +74,17 @@ def test_loader_joins_prompts_and_checks_ids(tmp_path: Path) -> None:
         learnt.load_labelled(bad)
     with pytest.raises(UserError, match="prompt folder not found"):
         learnt.load_labelled(bad, tmp_path / "nowhere")
+    # wrong types and unknown labels are one-line errors naming the row, never a traceback or a row
+    # silently left out of the counts; a file that is not UTF-8 text says so
+    for field, value, needle in (("line", "abc", "'line' must be a whole number"), ("label", "great", "label 'great' is not one of"),
+                                 ("label", None, "label None is not one of"), ("axis", "gravity", "axis 'gravity'"),
+                                 ("negative", 3, "'negative' must be a string")):
+        bad.write_text(json.dumps({**first, field: value}) + "\n", encoding="utf-8")
+        with pytest.raises(UserError, match=f"bad.jsonl:1: not a labelled row .*{needle}"):
+            learnt.load_labelled(bad)
+    bad.write_bytes(json.dumps(first).encode() + b"\xff\xfe\n")
+    with pytest.raises(UserError, match="not UTF-8 text"):
+        learnt.load_labelled(bad)
 
 
 @needs_prompts
@@ -458,6 +469,11 @@ def test_bad_input_gets_a_reason_code(validator: Validator) -> None:
     for i in (2, 3, 10, 11):
         assert reasons[i] == "not_english" and got[len(BAD_INPUT) + i].reason == "not_english", (i, reasons[i])
     assert got[len(BAD_INPUT)].detail == "the prompt has no word"
+    # a NUL, a terminal escape or a zero-width space inside an otherwise good rewrite
+    up = BALL.replace("dropped onto", "lifted off")
+    for odd in ("\x00", "\x1b[31m", "\u200b"):
+        v = validator.check(BALL, "kinematics", up.replace("lifted", "lif" + odd + "ted"))
+        assert v.reason == "markup" and "control characters U+" in str(v.detail), (odd, v)
     # an axis is read as the registry spells it, whatever its case
     up = BALL.replace("dropped onto", "lifted off")
     assert validator.check(BALL, " Kinematics", up).reason == validator.check(BALL, "kinematics", up).reason
@@ -604,7 +620,8 @@ def test_refit_reproduces_the_committed_artefact(tmp_path: Path, validator: Vali
     and acceptance model: bit for bit when its features are the committed fit's (the sidecar's
     `features_sha256`, same CPU kind), else within bounds: another CPU kind's float kernels round a
     few sentence vectors differently at 4 decimals (seen between an AVX-512 and an AVX2-only
-    machine: threshold 0.23 -> 0.24, 12 more tree nodes of ~22,000, the same dev score). The
+    machine: threshold 0.23 -> 0.24, 12 more tree nodes of ~22,000, the same dev score; session 28,
+    on an AVX-512 machine, refitting session 26's AVX2 artefact: threshold 0.24 -> 0.26). The
     fluency model is left out here (scoring the train and dev texts with Gemma takes minutes); it
     is fitted by the same code on top of the same features."""
     from safetensors.numpy import load_file
@@ -625,8 +642,10 @@ def test_refit_reproduces_the_committed_artefact(tmp_path: Path, validator: Vali
             assert v.tobytes() == committed[k].tobytes(), k
         return
     # another CPU kind: the same fit up to a few roundings of the sentence vectors
-    for key in ("threshold", "lexicon_floor"):
-        assert abs(a[key] - b[key]) <= 0.02, (key, a[key], b[key])
+    # the threshold within two steps of its 0.01 grid; the floor is the lowest of a flat run of equal
+    # dev scores (`learnt.choose_floor`), so a few roundings can move it far (session 28: 0.12 ->
+    # 0.26, no floor) while the verdicts barely move: those are bounded below
+    assert round(abs(a["threshold"] - b["threshold"]), 6) <= 0.02, (a["threshold"], b["threshold"])
     assert abs(a["dev_balanced"] - b["dev_balanced"]) <= 0.005
     for k in ("tagger.coef", "accept.coef"):
         np.testing.assert_allclose(mine[k], committed[k], atol=0.01, err_msg=k)

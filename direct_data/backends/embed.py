@@ -47,7 +47,14 @@ import numpy as np
 import pyarrow as pa
 
 from direct_data.backends.fast_embed import EMBED_BACKENDS, OPENVINO_BATCH, backend_variant, load_runtime
-from direct_data.backends.models import load_sentence_model, model_identity, resolve_embedder, sentence_model_meta, transformer_dir
+from direct_data.backends.models import (
+    load_sentence_model,
+    model_identity,
+    position_limit,
+    resolve_embedder,
+    sentence_model_meta,
+    transformer_dir,
+)
 from direct_data.core.progress import progress_bar
 from direct_data.core.shards import atomic_write_bytes
 
@@ -189,6 +196,12 @@ class Embedder:
         else:
             native_len, dim = self._meta.max_seq_length, self._meta.dim
         self.max_seq_length = int(max_seq_length) if max_seq_length is not None else native_len
+        limit = position_limit(self.model_path)
+        if limit is not None and self.max_seq_length > limit:
+            from direct_data.core.errors import ConfigError
+
+            raise ConfigError(f"--max-seq-length {self.max_seq_length}: {self.model_path} reads at most {limit} tokens "
+                              f"(its max_position_embeddings); give {limit} or less")
         self.dim = dim
         mid = model_identity(self.model_path)
         self.identity = self.identity_for(mid.name, mid.revision, self.max_seq_length, self.variant)

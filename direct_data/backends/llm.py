@@ -733,10 +733,13 @@ class OpenAIBackend:
         self.close()
 
     def run_probe(self) -> None:
+        self._probing = True  # a refused connection fails at once: nothing listens at the URL the user gave
         try:
             responses = self.generate(probe_requests())
         except BackendError as e:  # nothing listens there, or it refuses every request: the user's URL or server
             raise ConfigError(f"{self.base_url}: the server did not answer the start-up probe ({e})") from None
+        finally:
+            self._probing = False
         check_probe(responses)
         self.probe_passed = True
 
@@ -785,6 +788,8 @@ class OpenAIBackend:
                     wait = float(ra)
             except (httpx.TimeoutException, httpx.TransportError) as e:
                 last = f"{type(e).__name__}: {e}"
+                if getattr(self, "_probing", False) and isinstance(e, httpx.ConnectError):
+                    raise BackendError(f"request {req.request_id}: {last}") from None
             if attempt < self.retries:
                 if wait is None:
                     wait = min(self.max_backoff, self.backoff * 2**attempt) * (0.5 + rng.random() / 2)

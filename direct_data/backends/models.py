@@ -180,6 +180,29 @@ def sentence_model_meta(name_or_path: str) -> SentenceModelMeta | None:
         return None
 
 
+def position_limit(name_or_path: str) -> int | None:
+    """The most tokens a local model folder's transformer reads (``max_position_embeddings`` in its
+    config.json, or its Transformer module's for a sentence-transformers folder), or None when its
+    files do not say (relative positions, a hub id): then only the model itself can tell."""
+    root = Path(name_or_path)
+    cands = [root / "config.json"]
+    try:
+        modules = sorted(_read_json(root / "modules.json"), key=lambda m: int(m.get("idx", 0)))
+        cands.insert(0, root / (modules[0].get("path") or "") / "config.json")
+    except (OSError, ValueError, TypeError, AttributeError, IndexError):
+        pass
+    for c in cands:
+        try:
+            cfg = _read_json(c)
+            n = cfg.get("max_position_embeddings")
+        except (OSError, ValueError, TypeError, AttributeError):
+            continue
+        if isinstance(n, int) and not isinstance(n, bool) and n > 0:
+            # RoBERTa-style position ids start after the padding index: two fewer usable positions
+            return n - 2 if "roberta" in str(cfg.get("model_type", "")) else n
+    return None
+
+
 def transformer_dir(name_or_path: str) -> Path | None:
     """Folder of the Transformer module (its tokenizer files) of a local sentence-transformers folder
     that `sentence_model_meta` fully describes and that tokenises plainly (no lower-casing done by

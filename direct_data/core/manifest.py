@@ -25,7 +25,7 @@ import pyarrow.parquet as pq
 
 from direct_data import __version__
 from direct_data.core.config import config_hash
-from direct_data.core.errors import InputError
+from direct_data.core.errors import InputError, first_line
 from direct_data.core.schema import SCHEMA_VERSION, arrow_schema
 from direct_data.core.shards import ShardInfo, atomic_write_bytes, sha256_file
 
@@ -106,6 +106,7 @@ class Manifest:
             sha = data.pop("config_sha256", "")
             digest = data.get("digest", "")
             m = cls(**data)
+            _check_structure(m)
         except (ValueError, TypeError) as e:
             raise InputError(f"{path}: not a direct-data manifest ({e})") from None
         m.config_sha256 = sha or m.config_sha256
@@ -121,6 +122,40 @@ class Manifest:
 
     def listed_paths(self) -> set[str]:
         return {x["path"] for x in self.listed()}
+
+
+def _plain_name(x: Any) -> bool:
+    """A file name inside the folder itself: no folder part, no way out of it."""
+    return isinstance(x, str) and x not in ("", ".", "..") and "/" not in x and "\\" not in x and "\0" not in x
+
+
+def _check_structure(m: Manifest) -> None:
+    """The shape every reader relies on, checked once (a hand-built manifest with a recomputed
+    digest must fail here, with a reason, not deep inside a reader)."""
+    if not isinstance(m.stage, str) or not m.stage:
+        raise ValueError("'stage' must be a stage name")
+    if not isinstance(m.schema_version, int) or isinstance(m.schema_version, bool):
+        raise ValueError(f"'schema_version' must be a whole number, got {m.schema_version!r}")
+    for key in ("config", "counts", "stats", "shards"):
+        if not isinstance(getattr(m, key), dict):
+            raise ValueError(f"{key!r} must be an object")
+    if not isinstance(m.inputs, list) or not isinstance(m.files, list):
+        raise ValueError("'inputs' and 'files' must be lists")
+    entries = [(f"files[{i}]", f) for i, f in enumerate(m.files)]
+    for table, shards in m.shards.items():
+        if not isinstance(shards, list):
+            raise ValueError(f"shards of {table!r} must be a list")
+        entries += [(f"{table}[{i}]", sh) for i, sh in enumerate(shards)]
+        for i, sh in enumerate(shards):
+            if isinstance(sh, dict) and (not isinstance(sh.get("rows"), int) or isinstance(sh.get("rows"), bool) or sh["rows"] < 0):
+                raise ValueError(f"{table}[{i}]: 'rows' must be a whole number >= 0")
+    for where, e in entries:
+        if not isinstance(e, dict):
+            raise ValueError(f"{where} must be an object")
+        if not _plain_name(e.get("path")):
+            raise ValueError(f"{where}: 'path' must name a file in the folder itself, got {e.get('path')!r}")
+        if not isinstance(e.get("sha256"), str):
+            raise ValueError(f"{where}: no 'sha256'")
 
 
 # --------------------------------------------------------------------------- verified reading
@@ -153,7 +188,20 @@ class StageOutput:
         if not paths:
             t = arrow_schema(table).empty_table()
             return t.select(columns) if columns else t
-        return pa.concat_tables([pq.read_table(p, columns=columns) for p in paths])
+        parts = []
+        for p, info in zip(paths, self.manifest.shards[table]):
+            try:
+                t = pq.read_table(p, columns=columns)
+            except (pa.ArrowException, OSError) as e:  # e.g. a column this table must have is not in the shard
+                raise InputError(f"{self.path}: {p.name} is not a `{table}` shard this version reads ({first_line(e)}); "
+                                 f"rerun `direct-data {self.stage}`") from None
+            if t.num_rows != info["rows"]:
+                raise InputError(f"{self.path}: {p.name} holds {t.num_rows} rows, its manifest says {info['rows']}; rerun `direct-data {self.stage}`")
+            parts.append(t)
+        try:
+            return pa.concat_tables(parts)
+        except pa.ArrowException as e:
+            raise InputError(f"{self.path}: the `{table}` shards do not share one schema ({first_line(e)}); rerun `direct-data {self.stage}`") from None
 
     def rows(self, table: str, columns: list[str] | None = None) -> list[dict]:
         return self.table(table, columns).to_pylist()

@@ -214,6 +214,9 @@ def _read_csv(path: Path) -> Iterator[RawRow]:
         return
     except csv.Error as e:
         raise InputError(f"{path}:1: cannot parse CSV header ({e})") from None
+    dup = sorted({h for h in header if header.count(h) > 1})
+    if dup:  # a dict per row would keep only the last of them
+        raise InputError(f"{path}:1: the CSV header names {', '.join(map(repr, dup[:3]))} more than once; give each column its own name")
     rows = []
     while True:
         try:
@@ -290,7 +293,10 @@ def iter_raw_rows(path: str | Path) -> Iterator[RawRow]:
     if path.is_dir():
         if (path / "dataset_info.json").exists() or (path / "dataset_dict.json").exists() or (path / "state.json").exists():
             return _read_dataset_dir(path)
-        raise InputError(f"{path}: a folder must be a `datasets` save_to_disk folder")
+        if (path / ".direct-data" / "owner.json").is_file():  # runner.STATE_DIR: a stage output without its manifest
+            raise InputError(f"{path}: a direct-data output folder without its manifest.json (deleted, or the run did not "
+                             f"finish); rerun the stage that writes it")
+        raise InputError(f"{path}: a folder must be a `datasets` save_to_disk folder or a direct-data stage output")
     readers = {".jsonl": _read_jsonl, ".json": _read_json, ".csv": _read_csv, ".parquet": _read_parquet, ".txt": _read_txt}
     suffix = path.suffix.lower()
     if suffix in COMPRESSIONS:

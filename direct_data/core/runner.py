@@ -196,9 +196,9 @@ class OutputFolder:
         p = self.path
         if p.exists() and not p.is_dir():
             raise OutputError(f"--out {p}: is a file; give a folder (empty, or one this stage wrote)")
-        rp = p.resolve()
+        rp = _resolved(p, "--out")
         for inp in input_paths:
-            ri = Path(inp).resolve()
+            ri = _resolved(Path(inp), "input")
             if ri == rp:
                 raise OutputError(f"--out {p}: is also an input; write to another folder")
             if rp in ri.parents:
@@ -279,6 +279,16 @@ class OutputFolder:
             return None
         return d if d.get("key") == key else None
 
+    def intact(self, marker: dict) -> bool:
+        """Whether every shard a unit's commit marker lists is here with the sha256 it was written
+        with (a unit whose shard was deleted or changed since is run again, not skipped)."""
+        for shards in marker.get("shards", {}).values():
+            for s in shards:
+                f = self.path / str(s.get("path", ""))
+                if not f.is_file() or sha256_file(f) != s.get("sha256"):
+                    return False
+        return True
+
     def commit(self, name: str, key: str, payload: dict) -> None:
         atomic_write_bytes(self._marker(name), json.dumps({**payload, "key": key}, sort_keys=True).encode())
 
@@ -309,6 +319,13 @@ class OutputFolder:
                 if m.stem not in keep_markers:
                     m.unlink()
         return removed
+
+
+def _resolved(p: Path, what: str) -> Path:
+    try:
+        return p.resolve()
+    except (RuntimeError, OSError) as e:  # a symlink loop (RuntimeError before Python 3.13)
+        raise (OutputError if what == "--out" else InputError)(f"{what} {p}: cannot be resolved ({e})") from None
 
 
 def _our_temp(name: str, known: set[str]) -> bool:
@@ -410,7 +427,13 @@ def run_stage(
     key = config_hash({"stage": stage.name, "config": stage.config.hashed(), "inputs": [i.get("sha256") for i in described]})
     if force and not dry_run:
         out.forget(u.name for u in units)
-    done_before = {u.name for u in units if out.committed(u.name, key)}
+    done_before = set()
+    for u in units:
+        m = out.committed(u.name, key)
+        if m is not None and out.intact(m):
+            done_before.add(u.name)
+        elif m is not None and not dry_run:
+            out.forget([u.name])  # a shard of it was deleted or changed: run it again
     if dry_run:
         plan = {**stage.plan(), "units": len(units), "units_done": len(done_before), "would_recompute_because": reason}
         return StageResult(stage.name, out.path, "dry_run", reason, None, plan=plan)

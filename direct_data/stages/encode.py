@@ -13,6 +13,7 @@ latents_std`` per channel. Tensors are raw little-endian bytes in Arrow binary c
 from __future__ import annotations
 
 import json
+import logging
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -25,6 +26,8 @@ from direct_data.core.errors import ConfigError, InputError, cannot_load, first_
 from direct_data.core.manifest import StageOutput, open_output
 from direct_data.core.runner import FinalWriter, Inputs, Stage, Unit, UnitWriter, unit_name
 from direct_data.core.schema import register as register_table
+
+log = logging.getLogger(__name__)
 
 STAGE = "encode"
 
@@ -143,6 +146,11 @@ class TextEncoder:
             self.model = AutoModel.from_pretrained(path, trust_remote_code=False)
             self.max_tokens = max_tokens or 128
             ident = model_identity(str(path))
+        limit = getattr(self.model.config, "max_position_embeddings", None)
+        if "roberta" in str(getattr(self.model.config, "model_type", "")) and isinstance(limit, int):
+            limit -= 2  # position ids start after the padding index
+        if isinstance(limit, int) and 0 < limit < self.max_tokens:
+            raise ConfigError(f"--max-text-tokens {self.max_tokens}: the text encoder {path} reads at most {limit} tokens; give {limit} or less")
         self.model.eval().to(device)
         self.identity = f"{ident}/L{self.max_tokens}"
         self.dim = int(self.model.config.d_model if hasattr(self.model.config, "d_model") else self.model.config.hidden_size)
@@ -232,8 +240,17 @@ class EncodeStage(Stage):
         self.texts = [{"key": r["prompt_id"], "prompt_id": r["prompt_id"], "kind": "caption", "axis": "", "text": r["prompt"]}
                       for r in part.rows("partitions", ["prompt_id", "prompt"])]
         if "negatives" in inputs.outputs:
+            negs = inputs.outputs["negatives"].rows("negatives", ["prompt_id", "axis", "negative"])
+            ours = {t["prompt_id"] for t in self.texts}
+            foreign = sum(r["prompt_id"] not in ours for r in negs)
+            if negs and foreign == len(negs):
+                raise InputError(f"--negatives {inputs.outputs['negatives'].path}: none of its {len(negs)} negatives belongs to a prompt "
+                                 f"of {part.path}; give the perturb output of this partition")
+            if foreign:  # e.g. perturb ran on the raw prompts, and partition merged some of them
+                log.warning("--negatives: %d of %d negatives belong to prompts %s does not hold; training never pairs them",
+                            foreign, len(negs), part.path)
             self.texts += [{"key": f"{r['prompt_id']}:{r['axis']}", "prompt_id": r["prompt_id"], "kind": "negative", "axis": r["axis"], "text": r["negative"]}
-                           for r in inputs.outputs["negatives"].rows("negatives", ["prompt_id", "axis", "negative"])]
+                           for r in negs]
         self.clips: list[tuple[int, str, str | None]] = []
         if cfg.vae or cfg.latents:
             for i, r in enumerate(part.rows("partitions", ["prompt_id", "meta"])):

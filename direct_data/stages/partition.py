@@ -11,6 +11,7 @@ the rows streamed from a file (`direct_data.stages.vectors.VectorFile`) it is O(
 
 from __future__ import annotations
 
+import logging
 import math
 import os
 from dataclasses import dataclass
@@ -27,6 +28,8 @@ from direct_data.core.read import DEFAULT_MAX_CHARS, ReadResult, read_prompts
 from direct_data.core.runner import FinalWriter, Inputs, Stage, Unit, UnitWriter
 from direct_data.core.schema import to_meta_json
 from direct_data.core.shards import DEFAULT_MAX_ROWS
+
+log = logging.getLogger(__name__)
 
 if TYPE_CHECKING:
     from direct_data.core.manifest import StageOutput
@@ -355,6 +358,10 @@ def partition_vectors(x: np.ndarray, cfg: PartitionConfig, *, assign_fn=None) ->
     margin[second < 0] = np.nan
     centroid_cos = (centroids @ centroids.T).astype(np.float32)
     m_eff = max(0, min(cfg.exclude_nearest, k - 2))
+    if m_eff < cfg.exclude_nearest:
+        log.warning("exclude_nearest %d: with %d partitions only %d can be excluded besides a prompt's own (macro negatives "
+                    "need one partition left); excluding %d (manifest stats: exclude_nearest_effective)",
+                    cfg.exclude_nearest, k, m_eff, m_eff)
     excluded = excluded_partitions(centroid_cos, m_eff)
     rows_sorted = sort_by_partition(labels, k)  # once, for the draw and the certificate
     neg, counts = draw_macro_negatives_array(labels, excluded, cfg.macro_negatives, seed=cfg.seed, sorted_rows=rows_sorted)

@@ -188,36 +188,50 @@ def load_labelled(path: str | Path | None = None, prompts_dir: str | Path | None
         raise UserError(f"prompt folder not found: {prompts_dir} (the labelled set joins to ../shared/data/prompts by source and line)")
     texts: dict[str, list[str]] = {}
     out: list[LabelledRow] = []
-    with open(path, encoding="utf-8") as f:
-        for n, line in enumerate(f, 1):
-            if not line.strip():
-                continue
-            try:
-                r = json.loads(line)
-                if not isinstance(r, dict):
-                    raise ValueError("not a JSON object")
-                for key in ("source", "line", "prompt_id", "axis", "negative", "label", "split", "id"):
-                    if key not in r:
-                        raise ValueError(f"no {key!r} field")
-            except (ValueError, RecursionError) as e:  # json.JSONDecodeError is a ValueError; "[[[[..." a RecursionError
-                raise UserError(f"{path}:{n}: not a labelled row ({e})") from None
-            if splits is not None and r.get("split") not in splits:
-                continue
-            src = r["source"]
-            if src not in texts:
-                pf = prompts_dir / f"{src}.jsonl"
-                if not pf.is_file():
-                    raise UserError(f"{path}:{n}: prompt file {pf} not found")
-                with open(pf, encoding="utf-8") as g:
-                    texts[src] = [_prompt_text(json.loads(x)) for x in g if x.strip()]
-            lines = texts[src]
-            if not 0 <= int(r["line"]) < len(lines):
-                raise UserError(f"{path}:{n}: line {r['line']} not in {src}.jsonl ({len(lines)} rows)")
-            prompt = lines[int(r["line"])]
-            if hashlib.sha256(prompt.encode("utf-8")).hexdigest()[:16] != r["prompt_id"]:
-                raise UserError(f"{path}:{n}: prompt_id {r['prompt_id']} does not match {src}.jsonl line {r['line']}")
-            out.append(LabelledRow(str(r["id"]), r["prompt_id"], src, int(r["line"]), prompt, r["axis"], r["negative"],
-                                   r["label"], tuple(r.get("changed_axes") or ()), r["split"], str(r.get("note") or "")))
+    try:
+        raw = path.read_text(encoding="utf-8-sig")
+    except UnicodeDecodeError as e:
+        raise UserError(f"{path}: not UTF-8 text (byte {e.start}); the labelled set is JSON Lines") from None
+    for n, line in enumerate(raw.split("\n"), 1):
+        if not line.strip():
+            continue
+        try:
+            r = json.loads(line)
+            if not isinstance(r, dict):
+                raise ValueError("not a JSON object")
+            for key in ("source", "line", "prompt_id", "axis", "negative", "label", "split", "id"):
+                if key not in r:
+                    raise ValueError(f"no {key!r} field")
+            if not isinstance(r["line"], int) or isinstance(r["line"], bool):
+                raise ValueError(f"'line' must be a whole number, got {r['line']!r}")
+            for key in ("source", "prompt_id", "negative", "split"):
+                if not isinstance(r[key], str):
+                    raise ValueError(f"{key!r} must be a string, got {r[key]!r}")
+            if r["label"] not in LABELS:
+                raise ValueError(f"label {r['label']!r} is not one of {', '.join(LABELS)}")
+            if r["axis"] not in AXES:
+                raise ValueError(f"axis {r['axis']!r} is not one of {', '.join(AXES)}")
+            if not isinstance(r.get("changed_axes") or [], list):
+                raise ValueError("'changed_axes' must be a list")
+        except (ValueError, RecursionError) as e:  # json.JSONDecodeError is a ValueError; "[[[[..." a RecursionError
+            raise UserError(f"{path}:{n}: not a labelled row ({e})") from None
+        if splits is not None and r.get("split") not in splits:
+            continue
+        src = r["source"]
+        if src not in texts:
+            pf = prompts_dir / f"{src}.jsonl"
+            if not pf.is_file():
+                raise UserError(f"{path}:{n}: prompt file {pf} not found")
+            with open(pf, encoding="utf-8") as g:
+                texts[src] = [_prompt_text(json.loads(x)) for x in g if x.strip()]
+        lines = texts[src]
+        if not 0 <= int(r["line"]) < len(lines):
+            raise UserError(f"{path}:{n}: line {r['line']} not in {src}.jsonl ({len(lines)} rows)")
+        prompt = lines[int(r["line"])]
+        if hashlib.sha256(prompt.encode("utf-8")).hexdigest()[:16] != r["prompt_id"]:
+            raise UserError(f"{path}:{n}: prompt_id {r['prompt_id']} does not match {src}.jsonl line {r['line']}")
+        out.append(LabelledRow(str(r["id"]), r["prompt_id"], src, int(r["line"]), prompt, r["axis"], r["negative"],
+                               r["label"], tuple(r.get("changed_axes") or ()), r["split"], str(r.get("note") or "")))
     return out
 
 

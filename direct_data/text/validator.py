@@ -30,7 +30,8 @@ declared axis, negative); the verdict is *accepted* or the first failing check's
 ``multi_axis``         the declared axis changed, and another one too
 ``cosine_out_of_band`` sentence-embedding cosine to the prompt outside the axis band
 ``judge_rejected``     the optional LLM judge said no
-``markup``             the negative carries HTML/XML tags or entities the prompt does not have
+``markup``             the negative carries HTML/XML tags or entities, or control or invisible
+                       format characters, the prompt does not have
 ``copy``               (learnt) reworded with no physics change (synonyms, tense, word order);
                        a rewrite that uses the prompt's words, up to order, tense and function
                        words (`direct_data.text.features.bag_delta` 0), is a copy before the model
@@ -265,6 +266,9 @@ def _strip_negation(text: str) -> str:
     return " ".join(keep)
 
 
+#: control characters (C0 but tab and line ends, DEL, C1) and zero-width / bidi format characters:
+#: no caption needs one the prompt did not have ("ri\x00ses", a terminal escape)
+_CONTROL = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f\u200b-\u200f\u202a-\u202e\u2060-\u2064\ufeff]")
 _MARKUP = re.compile(r"</?[A-Za-z][A-Za-z0-9]*(\s[^<>]*)?/?>|&(#\d+|#x[0-9a-fA-F]+|[a-zA-Z]{2,8});")
 
 
@@ -475,6 +479,9 @@ class Validator:
             return "instruction_echo", f"matched {echo!r}"
         if _MARKUP.search(negative) and not _MARKUP.search(prompt):
             return "markup", "HTML/XML tags or entities"
+        ctrl = set(_CONTROL.findall(negative)) - set(_CONTROL.findall(prompt))
+        if ctrl:
+            return "markup", "control characters " + " ".join(f"U+{ord(c):04X}" for c in sorted(ctrl)[:3])
         added_neg = _negations(negative) - _negations(prompt)
         if added_neg and not tag_axes(prompt, _strip_negation(negative)).supports(axis):
             return "negation_only", f"adds {', '.join(sorted(added_neg))}"
