@@ -470,6 +470,10 @@ def _sample(ctx, *, checkpoint, out, prompt, prompts_file, config, **_) -> None:
         rr = read_prompts([prompts_file])
         rr.require_prompts(None)
         texts += [p.prompt for p in rr.prompts]
+        if rr.rejects or rr.merged:  # every row accounted for: say what was not sampled, and why
+            why = ", ".join(f"{k} {v}" for k, v in sorted(rr.reasons().items()))
+            err.print(f"warning: {prompts_file}: {rr.read} rows, {rr.kept} sampled, {rr.merged} duplicates merged, "
+                      f"{len(rr.rejects)} rejected{f' ({why})' if why else ''}", markup=False, soft_wrap=True)
     if not texts:
         raise ConfigError("give --prompt TEXT (repeatable) or --prompts FILE")
     s = run_sample(checkpoint, texts, out, cfg)

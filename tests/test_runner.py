@@ -508,6 +508,17 @@ def test_train_never_writes_into_a_stage_folder(stages, tmp_path):
     code, _, err = _cli("train", str(part), str(part), "--out", str(part / "run"), "--max-steps", "1")
     _user_error(code, err, "overlaps the input")
     assert sorted(p.name for p in part.iterdir()) == before
+    # checkpoint rotation deletes old step-* folders: one holding a file training never writes (or
+    # one named otherwise) makes the run folder foreign, before any work, and it survives
+    from direct_data.training.checkpoint import check_run_folder
+
+    for name in ("step-00000002", "keep-me"):
+        run = tmp_path / f"run-{name}"
+        (run / "checkpoints" / name).mkdir(parents=True)
+        (run / "checkpoints" / name / "mine.txt").write_text("keep")
+        with pytest.raises(OutputError, match=f"did not write .*checkpoints/{name}"):
+            check_run_folder(run, [part])
+        assert (run / "checkpoints" / name / "mine.txt").read_text() == "keep"
 
 
 def test_an_output_of_the_previous_layout_is_taken_over(stages, tmp_path):

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import math
+import re
 
 import pytest
 import torch
@@ -482,6 +483,12 @@ def test_resume_under_another_batch_size_is_a_config_error(tmp_path):
     res = train(_cfg("sft", max_steps=4, batch_size=8, out_dir=str(tmp_path)), data, model=wan.build_transformer("tiny"),
                 resume=False)
     assert res.step == 4
+    # a checkpoint whose files were truncated or deleted: one line naming it, with the way out
+    ck = latest_checkpoint(tmp_path)
+    opt = ck / "optimizer.safetensors"
+    opt.write_bytes(opt.read_bytes()[:100])
+    with pytest.raises(InputError, match=f"checkpoint {re.escape(str(ck))}: cannot load it .*delete it to resume from an earlier one"):
+        train(_cfg("sft", max_steps=6, batch_size=8, out_dir=str(tmp_path)), data, model=wan.build_transformer("tiny"))
 
 
 # ---------------------------------------------------------------------------------------------- the tiny CPU path
@@ -548,6 +555,13 @@ def test_run_sample_checks_every_argument_before_sampling(tmp_path):
         run_sample(run, ["a ball"], tmp_path / "other" / "notes.txt", SampleConfig(latent_shape="3,2,8,8"))
     with pytest.raises(OutputError, match="checkpoint or its run folder"):
         run_sample(run, ["a ball"], run, SampleConfig(latent_shape="3,2,8,8"))
+    # a folder of the user's, even with files named as samples are: refused, untouched
+    mine = tmp_path / "mine"
+    mine.mkdir()
+    (mine / "prompts.json").write_text("my notes")
+    with pytest.raises(OutputError, match="holds files `sample` did not write"):
+        run_sample(run, ["a ball"], mine, SampleConfig(latent_shape="3,2,8,8"))
+    assert (mine / "prompts.json").read_text() == "my notes"
     # values
     with pytest.raises(ConfigError, match="format: 'avi' is not one of gif, mp4"):
         SampleConfig(format="avi")
@@ -557,6 +571,20 @@ def test_run_sample_checks_every_argument_before_sampling(tmp_path):
         SampleConfig(guidance=0.5)
     with pytest.raises(ConfigError, match="latent_shape: expected C,F,H,W"):
         SampleConfig(latent_shape="3,2,8")
+    with pytest.raises(ConfigError, match="values per clip, over 2"):
+        SampleConfig(latent_shape="3,1000000,1000000,1000000")
+    with pytest.raises(ConfigError, match="steps: must be <= 100000"):
+        SampleConfig(steps=10**20)
+    with pytest.raises(ConfigError, match="seed: must be <="):
+        SampleConfig(seed=10**20)
+    # a trainer state edited by hand: one line naming it
+    state = latest_checkpoint(run) / "trainer_state.json"
+    good = state.read_text()
+    for bad, needle in (("{bad json", "cannot read it"), ("[]", "not a trainer state")):
+        state.write_text(bad)
+        with pytest.raises(InputError, match=needle):
+            run_sample(run, ["a ball"], out, SampleConfig(latent_shape="3,2,8,8"))
+    state.write_text(good)
     with pytest.raises(ConfigError, match="no prompts"):
         run_sample(run, [], out, SampleConfig())
     assert not out.exists()

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import collections
+import json
 
 import imageio.v3 as iio
 import numpy as np
@@ -353,3 +354,27 @@ def test_gif_and_strip_are_written(tmp_path):
     assert sheet.shape == (3 * (32 + 1) + 1, 9 * (32 + 1) + 1, 3)
     assert (sheet[1:33, 1:33] == rows[0]["clip"][0].repeat(2, 0).repeat(2, 1)).all()
     assert all(k in KINDS for k in (r["kind"] for r in rows))
+
+
+def test_world_run_writes_only_into_its_own_folder(tmp_path):
+    """`world run --out` refuses a folder of someone else's files before writing (it overwrites its
+    config.json, results.json and data/ on a rerun), and takes an earlier run's folder."""
+    from direct_data.core.errors import OutputError
+    from direct_data.world.experiment import WORLD_MARKER, ExperimentConfig, _check_world_out
+
+    mine = tmp_path / "mine"
+    mine.mkdir()
+    (mine / "config.json").write_text("my config")
+    with pytest.raises(OutputError, match="did not write"):
+        _check_world_out(mine)
+    assert (mine / "config.json").read_text() == "my config"
+    (tmp_path / "file").write_text("x")
+    with pytest.raises(OutputError, match="is a file"):
+        _check_world_out(tmp_path / "file")
+    _check_world_out(tmp_path / "new")  # missing: fine
+    legacy = tmp_path / "legacy"  # an output from before the marker: its config.json is the experiment's
+    legacy.mkdir()
+    (legacy / "config.json").write_text(json.dumps(ExperimentConfig().to_json()))
+    _check_world_out(legacy)
+    (mine / WORLD_MARKER).write_text("{}")
+    _check_world_out(mine)

@@ -12,6 +12,7 @@ from __future__ import annotations
 import json
 import math
 import os
+import re
 import shutil
 from collections.abc import Sequence
 from pathlib import Path
@@ -20,7 +21,7 @@ from typing import Any
 import torch
 from torch import Tensor
 
-from direct_data.core.errors import ConfigError, InputError
+from direct_data.core.errors import ConfigError, InputError, first_line
 from direct_data.training import wan
 from direct_data.training.config import TrainConfig
 from direct_data.training.data import PartitionBatchSampler
@@ -161,10 +162,20 @@ def load_checkpoint(path: Path, *, model, optimizer, scheduler, sampler: Partiti
                     gens: dict[str, torch.Generator], fsdp: bool = False) -> dict[str, Any]:
     """Restore everything `save_checkpoint` wrote; returns the trainer state dict. ``fsdp``: the
     model is sharded with FSDP2 (every rank reads the full state and keeps its shard)."""
-    from safetensors.torch import load_file
 
     path = Path(path)
     meta = read_trainer_state(path)
+    try:
+        return _load_checkpoint(path, meta, model=model, optimizer=optimizer, scheduler=scheduler, sampler=sampler, gens=gens, fsdp=fsdp)
+    except Exception as e:  # a truncated, deleted or mismatched file: torch and safetensors raise their own types
+        raise InputError(f"checkpoint {path}: cannot load it ({first_line(e)}); delete it to resume from an earlier one, "
+                         f"or start anew (`--no-resume`, or another output folder)") from None
+
+
+def _load_checkpoint(path: Path, meta: dict[str, Any], *, model, optimizer, scheduler, sampler: PartitionBatchSampler,
+                     gens: dict[str, torch.Generator], fsdp: bool) -> dict[str, Any]:
+    from safetensors.torch import load_file
+
     if wan.has_lora(model):
         from peft.utils import set_peft_model_state_dict
 
@@ -201,7 +212,14 @@ def load_checkpoint(path: Path, *, model, optimizer, scheduler, sampler: Partiti
 def read_trainer_state(checkpoint: str | Path) -> dict[str, Any]:
     """The ``trainer_state.json`` of a checkpoint folder: state (step, text_len, latent_shape,
     text_dim), sampler, optimizer scalars, scheduler, and the run's config."""
-    return json.loads((Path(checkpoint) / TRAINER_STATE).read_text())
+    path = Path(checkpoint) / TRAINER_STATE
+    try:
+        meta = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError) as e:
+        raise InputError(f"{path}: cannot read it ({first_line(e)}); a checkpoint written by `direct-data train` has a JSON object there") from None
+    if not isinstance(meta, dict) or not isinstance(meta.get("config"), dict) or not isinstance(meta.get("state"), dict):
+        raise InputError(f"{path}: not a trainer state (a JSON object with `config` and `state` objects)")
+    return meta
 
 
 # =============================================================================================
@@ -274,6 +292,21 @@ def check_run_folder(out_dir: str | Path, inputs: Sequence[str | Path] = ()) -> 
             raise OutputError(f"--out {p}: overlaps the input {inp}; give a separate run folder")
     if p.is_dir():
         foreign = sorted(x.name for x in p.iterdir() if x.name not in RUN_FILES)
+        ck = p / "checkpoints"
+        if ck.is_dir():  # rotation deletes old checkpoint folders: every one there must be a checkpoint
+            foreign += sorted(f"checkpoints/{x.name}" for x in ck.iterdir() if not is_checkpoint_folder(x))
         if foreign:
             raise OutputError(f"--out {p}: holds files a training run did not write ({', '.join(foreign[:5])}); "
                               f"give an empty folder or an earlier run folder")
+
+
+#: what `save_checkpoint` writes into a checkpoint folder
+CHECKPOINT_FILES = frozenset({"transformer", LORA_WEIGHT_NAME, "optimizer.safetensors", "rng.safetensors", TRAINER_STATE})
+_CHECKPOINT_NAME = re.compile(r"step-\d{8}(\.tmp)?")
+
+
+def is_checkpoint_folder(path: Path) -> bool:
+    """A folder `save_checkpoint` wrote (or was writing: ``.tmp``): named ``step-NNNNNNNN`` and
+    holding nothing else than what it writes. Rotation and overwrites delete only these."""
+    return (path.is_dir() and not path.is_symlink() and _CHECKPOINT_NAME.fullmatch(path.name) is not None
+            and all(x.name in CHECKPOINT_FILES for x in path.iterdir()))

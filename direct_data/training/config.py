@@ -157,7 +157,7 @@ class TrainConfig(StageConfig):
     warmup_steps: int = option(0, min=0, cli=False, help="Linear learning-rate warmup steps.")
     lr_schedule: str = option("constant", choices=LR_SCHEDULES, cli=False, help="Learning-rate schedule after the warmup.")
     grad_clip: float = option(1.0, min=0.0, cli=False, help="Gradient-norm clip; 0 = none (the norm is still logged).")
-    seed: int = option(0, min=0, help="Seed of init, LoRA, sampler, noise and negatives.")
+    seed: int = option(0, min=0, max=2**63 - 1, help="Seed of init, LoRA, sampler, noise and negatives.")
     text_len: int | None = option(None, min=1, cli=False, help="Pad text states to this many tokens (Wan: 512).",
                                   default_help="the data's longest")
     # --- numerics ---

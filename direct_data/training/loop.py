@@ -32,6 +32,7 @@ from direct_data.training import distributed as ddist
 from direct_data.training import wan
 from direct_data.training.checkpoint import (
     check_resumable,
+    is_checkpoint_folder,
     json_safe,
     latest_checkpoint,
     load_checkpoint,
@@ -160,7 +161,7 @@ def _train(cfg: TrainConfig, data: TrainData, *, model, val: ValBatch | None, re
         if main:
             save_checkpoint(p, model=ddist.unwrap(model), optimizer=optimizer, scheduler=scheduler, sampler=sampler,
                             gens=gens, state=state, cfg=cfg, full_state=full)
-            olds = sorted((q for q in p.parent.glob("step-*") if q.is_dir() and not q.name.endswith(".tmp")),
+            olds = sorted((q for q in p.parent.glob("step-*") if is_checkpoint_folder(q) and not q.name.endswith(".tmp")),
                           key=lambda q: int(q.name.split("-")[1]))
             for q in olds[: max(0, len(olds) - cfg.keep_checkpoints)]:
                 shutil.rmtree(q)

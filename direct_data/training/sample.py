@@ -17,7 +17,9 @@ from __future__ import annotations
 
 import json
 import logging
+import math
 import os
+import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -41,9 +43,9 @@ class SampleConfig(StageConfig):
 
     SECTION = "sample"
 
-    steps: int = option(20, min=1, help="Sampling steps (Euler, flow matching).")
+    steps: int = option(20, min=1, max=100_000, help="Sampling steps (Euler, flow matching).")
     shift: float | None = option(None, min=0.0, help="Noise-level shift; > 0.", default_help="the run's")
-    seed: int = option(0, min=0, help="Noise seed (prompt i always gets the same noise, whatever the batch).")
+    seed: int = option(0, min=0, max=2**63 - 1, help="Noise seed (prompt i always gets the same noise, whatever the batch).")
     guidance: float = option(1.0, min=1.0, help="Classifier-free guidance scale; 1 = none (the run needs cond_dropout > 0).")
     format: str = option("gif", choices=FORMATS, help="Clip file format.")
     fps: int = option(8, min=1, help="Frames per second of the written clips.")
@@ -69,6 +71,9 @@ class SampleConfig(StageConfig):
     def check(self) -> None:
         if self.latent_shape is not None and len(self.latent_shape) != 4:
             raise ConfigError(f"latent_shape: expected C,F,H,W (four integers), got {list(self.latent_shape)}")
+        if self.latent_shape is not None and math.prod(self.latent_shape) > 2**31:
+            raise ConfigError(f"latent_shape: {list(self.latent_shape)} is {math.prod(self.latent_shape):,} values per clip, "
+                              f"over 2**31 (Wan 2.1 at 720p x 81 frames is 16 x 21 x 90 x 160 = 4,838,400)")
         if self.shift is not None and self.shift <= 0:
             raise ConfigError(f"shift must be > 0, got {self.shift}")
         if self.device not in ("auto", "cpu", "mps") and not (self.device == "cuda" or self.device.startswith("cuda:")
@@ -82,6 +87,19 @@ class SampleConfig(StageConfig):
 
 
 def load_checkpoint_model(checkpoint: str | Path, *, device: str = "cpu"):
+    """`_load_checkpoint_model`; a checkpoint that cannot be loaded (weights that do not match
+    their config, a trainer state edited by hand) is an `InputError` naming it, not a traceback."""
+    from direct_data.core.errors import UserError
+
+    try:
+        return _load_checkpoint_model(checkpoint, device=device)
+    except UserError:
+        raise
+    except Exception as e:  # torch, diffusers, peft and safetensors raise their own error types
+        raise InputError(f"checkpoint {checkpoint}: cannot load it ({first_line(e)})") from None
+
+
+def _load_checkpoint_model(checkpoint: str | Path, *, device: str = "cpu"):
     """The transformer of a `direct-data train` checkpoint folder (or a run folder: its latest
     complete checkpoint), ready for inference.
 
@@ -285,7 +303,10 @@ def run_sample(checkpoint: str | Path, prompts: Sequence[str], out_dir: str | Pa
     device = "cuda" if cfg.device == "auto" and torch.cuda.is_available() else ("cpu" if cfg.device == "auto" else cfg.device)
     if device.startswith("cuda") and not torch.cuda.is_available():
         raise ConfigError(f"device={cfg.device}: CUDA is not available on this machine; use device=cpu (or auto)")
-    shift = cfg.shift if cfg.shift is not None else float(run.get("shift", 5.0))
+    try:
+        shift = cfg.shift if cfg.shift is not None else float(run.get("shift", 5.0))
+    except (TypeError, ValueError):
+        raise InputError(f"{ckpt}: its trainer state records shift {run.get('shift')!r}, not a number; give --shift") from None
     if cfg.guidance > 1.0 and not run.get("cond_dropout"):
         log.warning("guidance %.3g with a run trained without cond_dropout: the null caption was never trained", cfg.guidance)
 
@@ -321,6 +342,21 @@ def run_sample(checkpoint: str | Path, prompts: Sequence[str], out_dir: str | Pa
             "encoder": enc.identity}
 
 
+#: what `run_sample` writes into its folder (and its atomic writes' temp files)
+_SAMPLE_FILE = re.compile(r"(samples\.safetensors|prompts\.json|\d{4,}\.(gif|mp4)|\.(samples\.safetensors|prompts\.json)\..+\.tmp)")
+
+
+def _is_samples_file(path: Path) -> bool:
+    """`path` is a samples.safetensors that `run_sample` wrote (its format in the metadata)."""
+    from safetensors import safe_open
+
+    try:
+        with safe_open(str(path), framework="pt") as f:
+            return (f.metadata() or {}).get("format") == "direct-data/samples/v1"
+    except Exception:  # missing, not safetensors: safetensors raises its own error types
+        return False
+
+
 def _check_out_dir(out: Path, ckpt: Path) -> Path:
     """The output folder can be written, and is not the checkpoint or its run."""
     if out.exists() and not out.is_dir():
@@ -329,6 +365,11 @@ def _check_out_dir(out: Path, ckpt: Path) -> Path:
     run = c.parent.parent if c.parent.name == "checkpoints" else None
     if r == c or c in r.parents or r == run or (run is not None and r == run / "checkpoints"):
         raise OutputError(f"{out}: is the checkpoint or its run folder; write the samples elsewhere")
+    if out.is_dir() and any(out.iterdir()):  # only its own earlier samples are overwritten; anything else is the user's
+        foreign = sorted(x.name for x in out.iterdir() if not _SAMPLE_FILE.fullmatch(x.name))
+        if foreign or not _is_samples_file(out / "samples.safetensors"):
+            raise OutputError(f"{out}: holds files `sample` did not write ({', '.join(foreign[:5]) or 'no samples.safetensors of its own'}); "
+                              f"give an empty folder or an earlier samples folder")
     parent = out
     while not parent.exists():
         parent = parent.parent

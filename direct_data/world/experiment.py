@@ -35,7 +35,7 @@ import os
 import sys
 import time
 from collections.abc import Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
@@ -709,6 +709,29 @@ def die_with_parent(parent_pid: int) -> None:
 STEPS: tuple[str, ...] = ("generate", "partition", "perturb", "encode", "pretrain", "evaluate")
 
 
+#: the file that marks a folder as a `world run` output (it writes config.json, results.json and
+#: its stage folders there, and overwrites them on a rerun)
+WORLD_MARKER = ".direct-data-world.json"
+
+
+def _check_world_out(out: Path) -> None:
+    """An `OutputError` unless `out` is missing, empty, or an earlier `world run` output (the
+    marker, or from before the marker: a config.json that is this experiment's config)."""
+    from direct_data.core.errors import OutputError
+
+    if out.exists() and not out.is_dir():
+        raise OutputError(f"--out {out}: is a file; give a folder (empty, or an earlier `world run` output)")
+    if not out.is_dir() or not any(out.iterdir()) or (out / WORLD_MARKER).is_file():
+        return
+    try:
+        earlier = json.loads((out / "config.json").read_text(encoding="utf-8"))
+        ours = isinstance(earlier, dict) and set(earlier) == {f.name for f in fields(ExperimentConfig)}
+    except (OSError, ValueError):
+        ours = False
+    if not ours:
+        raise OutputError(f"--out {out}: holds files `world run` did not write; give an empty folder or an earlier `world run` output")
+
+
 def run_experiment(cfg: ExperimentConfig, out: str | Path, *, progress=None, stop_after: str | None = None,
                    force: bool = False) -> dict[str, Any]:
     """generate -> partition -> perturb -> encode -> pretrain -> post-train + evaluate -> report.
@@ -722,7 +745,9 @@ def run_experiment(cfg: ExperimentConfig, out: str | Path, *, progress=None, sto
     from direct_data.world.report import write_report
 
     out = Path(out)
+    _check_world_out(out)
     out.mkdir(parents=True, exist_ok=True)
+    (out / WORLD_MARKER).write_text(json.dumps({"written_by": "direct-data world run"}) + "\n")
     set_threads(cfg.threads)
     (out / "config.json").write_text(json.dumps(cfg.to_json(), indent=1, sort_keys=True))
     timings: dict[str, float] = {}
