@@ -519,6 +519,9 @@ def test_tiny_model_on_pixel_latents_trains_and_samples_gifs_from_the_run_folder
                        steps=2, seed=1)
     assert iio.imread(tmp_path / "again" / "0000.gif", index=None).tolist() == iio.imread(out / "0000.gif", index=None).tolist()
     assert again["clips"] == 1
+    # one prompt into the two-prompt folder: its second clip goes with the prompts.json that listed it
+    run_sample(run, ["a red ball falls onto the floor"], out, SampleConfig(steps=2, seed=1))
+    assert sorted(p.name for p in out.iterdir()) == ["0000.gif", "prompts.json", "samples.safetensors"]
 
 
 def test_run_sample_checks_every_argument_before_sampling(tmp_path):

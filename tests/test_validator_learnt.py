@@ -611,6 +611,11 @@ def test_cli_eval_and_errors() -> None:
     assert set(res["per_label"]) == set(learnt.LABELS) and res["rows"] >= 100
     bad = subprocess.run(cmd[:5] + ["--split", "holdout"], capture_output=True, text=True, timeout=600)
     assert bad.returncode == 2 and "error:" in bad.stderr and "Traceback" not in bad.stderr
+    # `validator fit --out` that is not a .safetensors path is refused at once, before any fitting
+    fit = cmd[:4] + ["fit", "--no-grid", "--out"]
+    for out in ("notes.txt", "."):
+        bad = subprocess.run(fit + [out], capture_output=True, text=True, timeout=120)
+        assert bad.returncode == 2 and bad.stderr.strip().startswith("error: --out") and len(bad.stderr.strip().splitlines()) == 1, bad.stderr
 
 
 @needs_prompts

@@ -55,6 +55,8 @@ def fit_cmd(
     """Fit on the train split, choose settings and the p(good) threshold on dev, write the artefact."""
     from direct_data.text import learnt
 
+    if out is not None and (out.is_dir() or out.suffix != ".safetensors"):  # before minutes of fitting, not after
+        _fail(f"--out {out}: give a .safetensors file path (its JSON sidecar goes next to it)")
     try:
         model = learnt.fit_artefact(out or learnt.ARTEFACT, labelled=labelled, prompts_dir=prompts_dir,
                                     grid=learnt.GRID if grid else None, fluency=_fluency_scorer(fluency, fluency_model))

@@ -338,9 +338,15 @@ def run_sample(checkpoint: str | Path, prompts: Sequence[str], out_dir: str | Pa
                          prediction=run.get("prediction", "v"), guidance_scale=cfg.guidance)
     clips = to_frames(lat, vae=vae)
     files = save_clips(clips, lat, prompts, out, fmt=cfg.format, fps=cfg.fps)
+    # clips of an earlier, larger sampling into this folder (its own: `_check_out_dir`) would sit next
+    # to a prompts.json that no longer lists them
+    for stale in sorted(x for x in out.iterdir() if _CLIP_FILE.fullmatch(x.name) and x.name not in files):
+        stale.unlink()
     return {"clips": len(files), "frames_shape": list(clips.shape[1:]), "files": files, "checkpoint": str(ckpt),
             "encoder": enc.identity}
 
+
+_CLIP_FILE = re.compile(r"\d{4,}\.(gif|mp4)")
 
 #: what `run_sample` writes into its folder (and its atomic writes' temp files)
 _SAMPLE_FILE = re.compile(r"(samples\.safetensors|prompts\.json|\d{4,}\.(gif|mp4)|\.(samples\.safetensors|prompts\.json)\..+\.tmp)")
