@@ -197,10 +197,19 @@ def position_limit(name_or_path: str) -> int | None:
             n = cfg.get("max_position_embeddings")
         except (OSError, ValueError, TypeError, AttributeError):
             continue
-        if isinstance(n, int) and not isinstance(n, bool) and n > 0:
-            # RoBERTa-style position ids start after the padding index: two fewer usable positions
-            return n - 2 if "roberta" in str(cfg.get("model_type", "")) else n
+        n = usable_positions(n, cfg.get("model_type"))
+        if n is not None:
+            return n
     return None
+
+
+def usable_positions(max_position_embeddings: object, model_type: object) -> int | None:
+    """Tokens a transformer with this config can read: ``max_position_embeddings``, two fewer for
+    RoBERTa-style models (their position ids start after the padding index); None if not a count."""
+    n = max_position_embeddings
+    if not isinstance(n, int) or isinstance(n, bool) or n <= 0:
+        return None
+    return n - 2 if "roberta" in str(model_type or "") else n
 
 
 def transformer_dir(name_or_path: str) -> Path | None:

@@ -146,10 +146,10 @@ class TextEncoder:
             self.model = AutoModel.from_pretrained(path, trust_remote_code=False)
             self.max_tokens = max_tokens or 128
             ident = model_identity(str(path))
-        limit = getattr(self.model.config, "max_position_embeddings", None)
-        if "roberta" in str(getattr(self.model.config, "model_type", "")) and isinstance(limit, int):
-            limit -= 2  # position ids start after the padding index
-        if isinstance(limit, int) and 0 < limit < self.max_tokens:
+        from direct_data.backends.models import usable_positions
+
+        limit = usable_positions(getattr(self.model.config, "max_position_embeddings", None), getattr(self.model.config, "model_type", None))
+        if limit is not None and limit < self.max_tokens:
             raise ConfigError(f"--max-text-tokens {self.max_tokens}: the text encoder {path} reads at most {limit} tokens; give {limit} or less")
         self.model.eval().to(device)
         self.identity = f"{ident}/L{self.max_tokens}"

@@ -349,7 +349,7 @@ def run_sample(checkpoint: str | Path, prompts: Sequence[str], out_dir: str | Pa
 _CLIP_FILE = re.compile(r"\d{4,}\.(gif|mp4)")
 
 #: what `run_sample` writes into its folder (and its atomic writes' temp files)
-_SAMPLE_FILE = re.compile(r"(samples\.safetensors|prompts\.json|\d{4,}\.(gif|mp4)|\.(samples\.safetensors|prompts\.json)\..+\.tmp)")
+_SAMPLE_FILE = re.compile(rf"(samples\.safetensors|prompts\.json|{_CLIP_FILE.pattern}|\.(samples\.safetensors|prompts\.json)\..+\.tmp)")
 
 
 def _is_samples_file(path: Path) -> bool:
