@@ -416,7 +416,7 @@ def _train(ctx, *, partition_dir, encode_dir, out, objective, config, set_, val_
     given = typed_by_user(ctx)
     over = load_toml(config, TrainConfig)
     over.update({k: v for k, v in ctx.params.items() if k in given and k in TrainConfig.keys()})
-    over.update(parse_set(set_))
+    over.update({k: _comma_list(TrainConfig, k, v) if k in TrainConfig.keys() else v for k, v in parse_set(set_).items()})
     for k in ("objective", "out_dir"):
         if k in over and k in parse_set(set_):
             raise ConfigError(f"--set {k}=...: use --{k.replace('_dir', '')} instead")
@@ -453,7 +453,7 @@ def _register_train() -> None:
                   _param("objective", typer.Option("direct", help=f"Preset of loss terms: {', '.join(PRESETS)}."), str),
                   _config_opt("train")],
             tail=[_param("set_", typer.Option([], "--set", help=f"Any other TrainConfig field, key=value (repeatable): {others}."), List[str]),
-                  _param("val_rows", typer.Option(8, min=0, help="Rows held as the fixed validation batch (flow-matching loss logged on it)."), int),
+                  _param("val_rows", typer.Option(8, min=0, max=10**6, help="Rows held as the fixed validation batch (flow-matching loss logged on it; 0..1,000,000)."), int),
                   _param("resume", typer.Option(True, "--resume/--no-resume", help="Continue from the latest checkpoint in --out."), bool)])
 
 
@@ -513,10 +513,10 @@ def run_cmd(
 
 @app.command("make-sample")
 def make_sample(
-    out: Path = typer.Option(Path("out/sample.jsonl"), "--out", "-o", help="Where to write the JSONL sample."),
-    n: int = typer.Option(400, min=1, help="Rows to generate."),
-    seed: int = typer.Option(0, min=0, help="Grammar seed."),
-    clips: bool = typer.Option(False, "--clips/--no-clips", help="Also render a small procedural clip per prompt (GIF next to the JSONL, path in the `video` column)."),
+    out: Path = typer.Option(Path("out/sample.jsonl"), "--out", "-o", help="Where to write the JSONL sample: a new file, or make-sample's own earlier output (nothing else is overwritten)."),
+    n: int = typer.Option(400, min=1, max=10**7, help="Rows to generate (1..10,000,000)."),
+    seed: int = typer.Option(0, min=0, max=2**63 - 1, help="Grammar seed (0..2**63 - 1)."),
+    clips: bool = typer.Option(False, "--clips/--no-clips", help="Also render a small procedural clip per prompt (GIF in <stem>-clips/ next to the JSONL, its absolute path in the `video` column)."),
 ) -> None:
     """Write the embedded default input: prompts generated from the project's own grammar."""
     from direct_data.samples import write_sample

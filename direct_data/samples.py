@@ -11,6 +11,7 @@ from __future__ import annotations
 import hashlib
 import json
 import random
+import re
 from pathlib import Path
 
 import numpy as np
@@ -110,9 +111,39 @@ def render_clip(prompt: str, *, frames: int = 9, size: int = 16) -> np.ndarray:
     return clip
 
 
+#: a clip `write_sample` writes into `<stem>-clips/` (and the temporary file of an interrupted write of one)
+_CLIP_FILE = re.compile(r"(\d{5,})\.gif|\.\d{5,}\.gif\.[^/]*\.tmp")
+#: the longest line `write_sample` writes (a prompt of the grammar and an absolute clip path, with room)
+_MAX_LINE = 1 << 16
+
+
+def is_own_sample(path: str | Path) -> bool:
+    """`path` is a sample file `write_sample` wrote: JSON Lines, row i exactly {"prompt", "family",
+    "id": "sample-<i, 5 digits>"} and, with clips, a "video" path. Stops at the first line that is not."""
+    n = 0
+    try:
+        with open(path, encoding="utf-8") as f:
+            while line := f.readline(_MAX_LINE):
+                if not line.endswith("\n"):
+                    return False
+                rec = json.loads(line)
+                if (not isinstance(rec, dict) or set(rec) - {"video"} != {"prompt", "family", "id"}
+                        or rec["id"] != f"sample-{n:05d}" or rec["family"] not in ("physics", "scene")
+                        or not isinstance(rec["prompt"], str) or not isinstance(rec.get("video", ""), str)):
+                    return False
+                n += 1
+    except (OSError, UnicodeDecodeError, ValueError, RecursionError):  # unreadable, not UTF-8, not JSON
+        return False
+    return n > 0
+
+
 def write_sample(path: str | Path, n: int = 400, *, seed: int = 0, clips: bool = False) -> int:
     """Write `n` sample prompts as JSONL; with `clips`, also a GIF per row in `<stem>-clips/` beside
-    it, referenced by a `video` column (pixels for `encode --video-column video --vae pixels`)."""
+    it, referenced by a `video` column (pixels for `encode --video-column video --vae pixels`) that
+    holds the clip's absolute path: `encode` reads the column as given, so the sample reads the same
+    from any working directory. An existing `path` is overwritten only when it is a sample this
+    function wrote (`is_own_sample`), and `<stem>-clips/` only when it holds nothing but its clips;
+    anything else is refused (`OutputError`) before any work."""
     import imageio.v3 as iio
 
     from direct_data.core.errors import OutputError
@@ -123,19 +154,32 @@ def write_sample(path: str | Path, n: int = 400, *, seed: int = 0, clips: bool =
         raise OutputError(f"--out {path}: is a folder; give a .jsonl file path")
     if path.suffix.lower() != ".jsonl":  # the readers pick the format by suffix: JSONL under .csv would not read back
         raise OutputError(f"--out {path}: give a .jsonl file path (the sample is JSON Lines)")
+    own = path.exists() and path.is_file() and is_own_sample(path)
+    if path.exists() and not own:  # never overwrite a file make-sample did not write
+        raise OutputError(f"--out {path}: exists and is not a sample make-sample wrote; give a new path (it overwrites only its own earlier output)")
+    folder = path.parent / f"{path.stem}-clips"
+    if clips:
+        if folder.exists() and not folder.is_dir():
+            raise OutputError(f"--out {path}: the clips go to {folder}, which is a file; move it or name another --out")
+        held = sorted(x.name for x in folder.iterdir()) if folder.is_dir() else []
+        foreign = [x for x in held if not _CLIP_FILE.fullmatch(x) or not (folder / x).is_file()]
+        if foreign or (held and not own):
+            why = f"files make-sample did not write ({', '.join(foreign[:5])})" if foreign else f"clips and {path} is not make-sample's own earlier output (remove the folder to start again)"
+            raise OutputError(f"--out {path}: the clips go to {folder}, which holds {why}; move them or name another --out")
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
     except OSError as e:  # a file where a folder should be, no permission, a read-only file system
         raise OutputError(f"--out {path}: cannot create its folder ({e.strerror or e})") from None
     rows = generate_sample(n, seed=seed)
     if clips:
-        folder = path.parent / f"{path.stem}-clips"
-        if folder.exists() and not folder.is_dir():
-            raise OutputError(f"--out {path}: the clips go to {folder}, which is a file; move it or name another --out")
         folder.mkdir(parents=True, exist_ok=True)
         for i, r in enumerate(rows):
             gif = folder / f"{i:05d}.gif"
             atomic_write_bytes(gif, iio.imwrite("<bytes>", render_clip(r["prompt"].strip()), extension=".gif", loop=0, duration=125))
-            r["video"] = str(gif)
+            r["video"] = str(gif.resolve())
+        for x in folder.iterdir():  # its own clips of an earlier, longer sample, and interrupted writes
+            m = _CLIP_FILE.fullmatch(x.name)
+            if m and (m.group(1) is None or int(m.group(1)) >= len(rows)):
+                x.unlink()
     atomic_write_bytes(path, "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows).encode())
     return len(rows)

@@ -71,7 +71,8 @@ def test_non_finite_numbers_are_rejected(args, needles):
 
 
 def test_model_overrides_sizes_are_checked():
-    user_error(["train", "p", "e", "--out", "o", "--set", 'model_overrides={"num_layers": 0}'], "model_overrides", "num_layers", ">= 1")
+    user_error(["train", "p", "e", "--out", "o", "--set", 'model_overrides={"num_layers": 0}'], "model_overrides", "num_layers", "1..65536")
+    user_error(["train", "p", "e", "--out", "o", "--set", f'model_overrides={{"ffn_dim": {10**11}}}'], "model_overrides", "ffn_dim", "1..65536")
 
 
 @pytest.mark.parametrize("args,needles", [
@@ -282,3 +283,149 @@ def test_validator_eval_on_a_malformed_labelled_file_is_one_error(tmp_path, text
     bad = tmp_path / "labelled.jsonl"
     bad.write_text(text)
     user_error(["validator", "eval", "--labelled", str(bad)], "labelled.jsonl:1", "not a labelled row")
+
+
+# --------------------------------------------------------------------------- a later sweep: absurd numbers, NaN meta, make-sample
+
+
+@pytest.mark.parametrize("args,needles", [
+    (["world", "validate-judge", "--n", "1", "--frames", "10000000000"], ("--frames", "256")),
+    (["world", "validate-judge", "--n", "1", "--size", "100000000"], ("--size", "256")),
+    (["world", "validate-judge", "--n", str(10**20)], ("--n", "1000000")),
+    (["world", "validate-judge", "--n", "1", "--seed", str(2**63)], ("--seed", str(2**63 - 1))),
+    (["world", "validate-judge", "--n", "1", "--jitter", "1e308"], ("--jitter", "0..256")),
+    (["world", "validate-judge", "--n", "1000000", "--frames", "256", "--size", "256"], ("GiB in memory", "at most 8 GiB")),
+    (["world", "run", "--seeds", "100000"], ("--seeds", "1000")),
+    (["world", "run", "--workers", str(10**12)], ("--workers", "1024")),
+    (["world", "run", "--threads", str(10**12)], ("--threads", "1024")),
+    (["world", "run", "--quick", "--set", "frames=10000000000"], ("frames", "1..256")),
+    (["world", "run", "--quick", "--set", f"pretrain_steps={10**20}"], ("pretrain_steps", "1..1000000000")),
+    (["world", "run", "--quick", "--set", "shift=1e308"], ("shift", "0..1000")),
+    (["world", "run", "--quick", "--set", "pretrain_lr=1e300"], ("pretrain_lr", "0..10")),
+    (["world", "run", "--quick", "--set", "n_train=900000000"], ("n_train", "GiB in memory")),
+    (["world", "run", "--quick", "--set", f"seeds=[0, {2**64}]"], ("seeds", "2**63 - 1")),
+    (["world", "run", "--quick", "--set", "seeds=5"], ("seeds", "a non-empty list", "got 5")),  # was a TypeError
+    (["world", "run", "--quick", "--set", "variants=5"], ("variants", "a list of variant names")),  # a TypeError too
+    (["world", "run", "--quick", "--set", "model=5"], ("model", "an object")),  # and this one
+    (["world", "run", "--quick", "--set", f'model={{"num_layers": {10**11}}}'], ("model", "num_layers", "1..65536")),
+])
+def test_world_absurd_numbers_are_one_line(tmp_path, args, needles):
+    # a traceback before (numpy's OverflowError or MemoryError), or a run that would never end
+    if args[1] == "run":
+        args = [*args, "--out", str(tmp_path / "w")]
+    user_error(args, *needles)
+    assert not (tmp_path / "w").exists()
+
+
+def test_world_validate_judge_takes_its_largest_jitter():
+    r = runner.invoke(app, ["world", "validate-judge", "--n", "2", "--jitter", "256"])
+    assert r.exit_code == 0, r.output
+    assert json.loads(r.stdout)["jitter"]["jitter"] == 256.0
+
+
+@pytest.mark.parametrize("args,needles", [
+    (["train", "p", "e", "--out", "o", "--max-steps", str(10**20)], ("max_steps", "<= 1000000000")),
+    (["train", "p", "e", "--out", "o", "--batch-size", str(10**10)], ("batch_size", "<= 1000000")),
+    (["train", "p", "e", "--out", "o", "--set", f"warmup_steps={10**10}"], ("warmup_steps", "<= 1000000000")),
+    (["train", "p", "e", "--out", "o", "--set", f"ckpt_every={10**10}"], ("ckpt_every", "<= 1000000000")),
+    (["train", "p", "e", "--out", "o", "--val-rows", str(10**10)], ("--val-rows", "1000000")),
+    (["sample", "ck", "--prompt", "a", "--out", "o", "--fps", str(10**10)], ("fps", "<= 1000")),
+    (["sample", "ck", "--prompt", "a", "--out", "o", "--batch-size", str(10**10)], ("batch_size", "<= 1000000")),
+    (["make-sample", "--n", str(10**10)], ("--n", "10000000")),
+])
+def test_absurd_step_and_batch_counts_are_one_line(args, needles):
+    # `train --max-steps 1e20` ran (a run that never ends): every count has a declared maximum
+    user_error(args, *needles)
+
+
+def test_train_help_says_the_step_bound():
+    r = runner.invoke(app, ["train", "--help"], env={"COLUMNS": "300"})
+    line = next(x for x in r.stdout.splitlines() if "--max-steps" in x)
+    assert "Range: 1..1000000000" in line, line
+
+
+@pytest.mark.parametrize("value,needles", [
+    ("1,1", ("betas must be two values in [0, 1)", "--set betas=0.9,0.999", "got [1.0, 1.0]")),
+    ("[1,1]", ("betas must be two values in [0, 1)", "e.g. betas = [0.9, 0.999]", "got [1.0, 1.0]")),
+    ("0.5", ("betas: expected list of 2 numbers", "on the command line a,b", "got 0.5")),
+    ("0.9,0.99,0.5", ("betas: expected list of 2 numbers", "got [0.9, 0.99, 0.5]")),
+    ("a,b", ("betas: expected list of 2 numbers", "got ['a', 'b']")),
+])
+def test_set_betas_says_what_is_expected(value, needles):
+    # was "betas: expected number, got '1,1'": neither a list nor the bounds were mentioned
+    user_error(["train", "p", "e", "--out", "o", "--set", f"betas={value}"], *needles)
+
+
+def test_set_betas_takes_the_comma_form_of_the_flags():
+    # accepted: the run gets as far as its first input (which does not exist here)
+    user_error(["train", "p", "e", "--out", "o", "--set", "betas=0.9,0.99", "--set", "lora_targets=to_q,to_v"], "p: no such folder")
+
+
+def test_non_finite_meta_values_are_null_in_strict_json(tmp_path):
+    """NaN / inf in an extra column (Parquet floats, JSON's NaN) were written into `meta` as `NaN`,
+    which is not JSON: now null, and every row is kept (the value is not the prompt)."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    nan, inf = float("nan"), float("inf")
+    pq.write_table(pa.table({"prompt": PROMPTS, "score": [1.0, nan, inf, -inf, None], "v": [[0.5, nan]] * 5}), tmp_path / "p.parquet")
+    (tmp_path / "p.jsonl").write_text("".join(json.dumps({"prompt": p, "x": {"s": s}}) + "\n" for p, s in zip(PROMPTS, [nan, inf, 2, -inf, 0.5])))
+
+    def strict(text: str):
+        return json.loads(text, parse_constant=lambda c: pytest.fail(f"{c} in {text}"))
+
+    for name, want in (("p.parquet", [{"score": 1.0, "v": [0.5, None]}] + [{"score": None, "v": [0.5, None]}] * 4),
+                       ("p.jsonl", [{"x": {"s": v}} for v in (None, None, 2, None, 0.5)])):
+        out = tmp_path / f"o-{name}"
+        r = runner.invoke(app, ["partition", str(tmp_path / name), "--out", str(out), "--k", "2"])
+        assert r.exit_code == 0, r.output
+        rows = {x["prompt"]: strict(x["meta"]) for x in read_table(out, "partitions").to_pylist()}
+        assert [rows[p] for p in PROMPTS] == want, name  # all five rows kept
+
+
+def test_make_sample_clip_paths_resolve_from_any_working_directory(tmp_path, monkeypatch, session_cache):
+    """The `video` column held paths relative to the working directory of make-sample: the sample
+    broke when read from anywhere else. Now absolute; `encode` still reads older, relative ones."""
+    (tmp_path / "a").mkdir()
+    (tmp_path / "b").mkdir()
+    monkeypatch.chdir(tmp_path / "a")
+    r = runner.invoke(app, ["make-sample", "--clips", "--n", "4", "--out", "s.jsonl"])
+    assert r.exit_code == 0, r.output
+    rows = [json.loads(x) for x in (tmp_path / "a" / "s.jsonl").read_text().splitlines()]
+    assert [Path(x["video"]) for x in rows] == [tmp_path.resolve() / "a" / "s-clips" / f"{i:05d}.gif" for i in range(4)]
+    # an older sample: the same rows with the paths relative to where make-sample ran
+    jsonl(tmp_path / "a" / "old.jsonl", [{**x, "video": f"s-clips/{i:05d}.gif"} for i, x in enumerate(rows)])
+    for cwd, name in ((tmp_path / "b", "../a/s.jsonl"), (tmp_path / "a", "old.jsonl")):
+        monkeypatch.chdir(cwd)
+        for cmd in (["partition", name, "--out", "part", "--k", "2"],
+                    ["encode", "part", "--video-column", "video", "--vae", "pixels", "--out", "enc"]):
+            r = runner.invoke(app, cmd)
+            assert r.exit_code == 0, (cwd, cmd, r.output)
+        assert read_table("enc", "rejects").num_rows == 0, (cwd, read_table("enc", "rejects").to_pylist())
+        assert read_table("enc", "latents").num_rows == len(read_table("part", "partitions")), cwd
+
+
+def test_make_sample_never_overwrites_a_file_it_did_not_write(tmp_path):
+    mine = tmp_path / "notes.jsonl"
+    mine.write_text('{"prompt": "my own prompt"}\n')
+    user_error(["make-sample", "--n", "2", "--out", str(mine)], "notes.jsonl", "not a sample make-sample wrote")
+    assert mine.read_text() == '{"prompt": "my own prompt"}\n'
+    # its own earlier output is rewritten (a shorter sample drops its own stale clips)
+    out = tmp_path / "s.jsonl"
+    for n in (3, 2):
+        r = runner.invoke(app, ["make-sample", "--clips", "--n", str(n), "--out", str(out)])
+        assert r.exit_code == 0, r.output
+    assert len(out.read_text().splitlines()) == 2
+    assert sorted(x.name for x in (tmp_path / "s-clips").iterdir()) == ["00000.gif", "00001.gif"]
+    # a user's file in the clips folder, or a clips folder beside no sample of its own: refused, untouched
+    (tmp_path / "s-clips" / "keep.txt").write_text("mine")
+    user_error(["make-sample", "--clips", "--n", "2", "--out", str(out)], "s-clips", "did not write (keep.txt)")
+    assert (tmp_path / "s-clips" / "keep.txt").read_text() == "mine"
+    (tmp_path / "s-clips" / "keep.txt").unlink()
+    edited = out.read_text() + '{"prompt": "a line the user added"}\n'
+    out.write_text(edited)
+    user_error(["make-sample", "--n", "2", "--out", str(out)], "not a sample make-sample wrote")
+    assert out.read_text() == edited
+    out.unlink()
+    user_error(["make-sample", "--clips", "--n", "2", "--out", str(out)], "s-clips", "not make-sample's own earlier output")
+    assert not out.exists()

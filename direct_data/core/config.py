@@ -88,12 +88,19 @@ def _type_name(tp: Any) -> str:
     origin = typing.get_origin(base)
     if origin in (tuple, list):
         args = typing.get_args(base)
-        name = f"list of {_type_name(args[0])}" if args else "list"
+        if origin is tuple and len(args) > 1 and args[1] is not Ellipsis:  # tuple[float, float]: a fixed length
+            name = f"list of {len(args)} {_type_name(args[0])}s"
+        else:
+            name = f"list of {_type_name(args[0])}" if args else "list"
     elif origin is dict or base is dict:
         name = "table"
     else:
         name = {int: "integer", float: "number", str: "string", bool: "true/false"}.get(base, getattr(base, "__name__", str(base)))
     return name + (" or nothing" if none_ok else "")
+
+
+#: how a list value is written, said in the error about one
+_LIST_FORMS = " (TOML [a, b]; on the command line a,b)"
 
 
 def coerce(name: str, value: Any, tp: Any) -> Any:
@@ -108,9 +115,14 @@ def coerce(name: str, value: Any, tp: Any) -> Any:
         (item, *_rest) = typing.get_args(base) or (Any,)
         if isinstance(value, str):
             value = [value]
-        if not isinstance(value, (list, tuple)):
-            raise ConfigError(f"{name}: expected {_type_name(tp)}, got {value!r}")
-        items = [coerce(name, v, item) for v in value]
+        args = typing.get_args(base)
+        fixed = len(args) if origin is tuple and len(args) > 1 and args[1] is not Ellipsis else None
+        if not isinstance(value, (list, tuple)) or (fixed is not None and len(value) != fixed):
+            raise ConfigError(f"{name}: expected {_type_name(tp)}{_LIST_FORMS}, got {value!r}")
+        try:
+            items = [coerce(name, v, item) for v in value]
+        except ConfigError:  # name the whole list's type and its forms, not one item's
+            raise ConfigError(f"{name}: expected {_type_name(tp)}{_LIST_FORMS}, got {value!r}") from None
         return tuple(items) if origin is tuple else items
     if origin is dict or base is dict:
         if not isinstance(value, dict):

@@ -8,6 +8,8 @@ metadata that lets ``datasets.load_dataset("parquet", data_files=...)`` load the
 from __future__ import annotations
 
 import json
+import math
+from typing import Any
 
 import pyarrow as pa
 from datasets import Features, List, Value
@@ -76,12 +78,29 @@ def register(table: str, features: Features) -> None:
     TABLES[table] = features
 
 
+def finite_json(value: Any) -> Any:
+    """`value` with every non-finite float (NaN, inf: a Parquet or JSON cell; JSON has no such number)
+    replaced by None, in nested lists and objects too; other values unchanged."""
+    if isinstance(value, float):
+        return value if math.isfinite(value) else None
+    if isinstance(value, dict):
+        return {k: finite_json(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [finite_json(v) for v in value]
+    if hasattr(value, "dtype") and hasattr(value, "tolist"):  # a numpy scalar or array from a reader
+        return finite_json(value.tolist())
+    return value
+
+
 def to_meta_json(row: dict) -> str:
-    """Sorted-key JSON of a row's extra columns; values that JSON cannot hold become strings. A lone
-    surrogate ("\\ud800" in the input JSON) cannot be written as UTF-8: that row's JSON is ASCII, escaped."""
-    text = json.dumps(row, sort_keys=True, ensure_ascii=False, default=str)
+    """Sorted-key, strict JSON of a row's extra columns: a non-finite number (NaN, inf) becomes null,
+    the row is kept (it is a meta value, not the prompt); other values that JSON cannot hold become
+    strings. A lone surrogate ("\\ud800" in the input JSON) cannot be written as UTF-8: that row's
+    JSON is ASCII, escaped."""
+    row = finite_json(row)
+    text = json.dumps(row, sort_keys=True, ensure_ascii=False, default=str, allow_nan=False)
     try:
         text.encode("utf-8")
     except UnicodeEncodeError:
-        text = json.dumps(row, sort_keys=True, default=str)
+        text = json.dumps(row, sort_keys=True, default=str, allow_nan=False)
     return text

@@ -44,6 +44,12 @@ REG_VARIANTS = ("none", "moments", "moments-target", "mmd", "l2")
 PREDICTIONS = ("v", "x0")
 NOISE_DISTS = ("logit-normal", "uniform")
 LR_SCHEDULES = ("constant", "cosine")
+#: the declared bounds of step counts (steps, warmup, every-N intervals) and of a batch: generous,
+#: but an absurd value (`--max-steps 100000000000000000000`) is a one-line error, not a run that never ends
+MAX_STEPS = 10**9
+MAX_BATCH = 10**6
+#: the largest size in `model_overrides` (layers, heads, widths; Wan 2.1 14B's largest is 13824)
+MAX_MODEL_SIZE = 2**16
 MACRO_SOURCES = ("batch", "dataset")
 
 #: Attention projections of self- and cross-attention (attn1 / attn2) in every Wan block.
@@ -148,13 +154,13 @@ class TrainConfig(StageConfig):
     lora_alpha: float | None = option(None, min=0.0, cli=False, help="LoRA alpha; > 0.", default_help="the rank")
     lora_targets: tuple[str, ...] = option(DEFAULT_LORA_TARGETS, cli=False, help="Module names that get LoRA adapters.")
     # --- optimisation ---
-    batch_size: int = option(4, min=2, help="Rows per batch (every batch spans >= 2 partitions).")
-    max_steps: int = option(1000, min=1, help="Optimiser steps.")
+    batch_size: int = option(4, min=2, max=MAX_BATCH, help="Rows per batch (every batch spans >= 2 partitions).")
+    max_steps: int = option(1000, min=1, max=MAX_STEPS, help="Optimiser steps.")
     lr: float = option(1e-4, min=0.0, help="AdamW learning rate.")
     weight_decay: float = option(0.0, min=0.0, cli=False, help="AdamW weight decay.")
     betas: tuple[float, float] = option((0.9, 0.999), min=0.0, max=1.0, cli=False, help="AdamW betas (two values in [0, 1)).")
     adam_eps: float = option(1e-8, min=0.0, cli=False, help="AdamW epsilon; > 0.")
-    warmup_steps: int = option(0, min=0, cli=False, help="Linear learning-rate warmup steps.")
+    warmup_steps: int = option(0, min=0, max=MAX_STEPS, cli=False, help="Linear learning-rate warmup steps (at most 10**9).")
     lr_schedule: str = option("constant", choices=LR_SCHEDULES, cli=False, help="Learning-rate schedule after the warmup.")
     grad_clip: float = option(1.0, min=0.0, cli=False, help="Gradient-norm clip; 0 = none (the norm is still logged).")
     seed: int = option(0, min=0, max=2**63 - 1, help="Seed of init, LoRA, sampler, noise and negatives.")
@@ -164,16 +170,16 @@ class TrainConfig(StageConfig):
     device: str = option("auto", output=False, help="auto | cpu | cuda | cuda:N.")
     bf16: bool = option(True, cli=False, help="bf16 autocast (CUDA only).")
     grad_checkpointing: bool = option(True, output=False, cli=False, help="Gradient checkpointing (CUDA only).")
-    max_nan_skips: int = option(10, min=0, output=False, cli=False,
+    max_nan_skips: int = option(10, min=0, max=MAX_STEPS, output=False, cli=False,
                                 help="Stop once more than this many steps had a non-finite loss or gradient.")
     # --- output ---
     out_dir: str | None = option(None, output=False, cli=False,
                                  help="Run folder: log.jsonl, config.json, checkpoints/.", default_help="nothing written")
-    log_every: int = option(1, min=1, output=False, cli=False, help="Log every N steps (skipped steps and validations always).")
-    val_every: int = option(0, min=0, output=False, cli=False,
+    log_every: int = option(1, min=1, max=MAX_STEPS, output=False, cli=False, help="Log every N steps (skipped steps and validations always).")
+    val_every: int = option(0, min=0, max=MAX_STEPS, output=False, cli=False,
                             help="Validation FM loss every N steps; 0 = at the start and the end only.")
-    ckpt_every: int = option(0, min=0, output=False, cli=False, help="Checkpoint every N steps; 0 = at the end (and when stopped).")
-    keep_checkpoints: int = option(2, min=1, output=False, cli=False, help="Newest checkpoints kept.")
+    ckpt_every: int = option(0, min=0, max=MAX_STEPS, output=False, cli=False, help="Checkpoint every N steps; 0 = at the end (and when stopped).")
+    keep_checkpoints: int = option(2, min=1, max=MAX_STEPS, output=False, cli=False, help="Newest checkpoints kept.")
     diagnostics: bool = option(True, output=False, cli=False, help="Log gradient-conflict cosines per negative type.")
     progress: bool = option(True, output=False, cli=False, help="Progress bar.")
     tensorboard: bool = option(False, output=False, cli=False, help="Also log scalars to out_dir/tb (needs tensorboard).")
@@ -193,7 +199,8 @@ class TrainConfig(StageConfig):
         if self.lora_alpha is not None and self.lora_alpha <= 0:
             raise ConfigError(f"lora_alpha must be > 0 (or unset: the rank), got {self.lora_alpha}")
         if len(self.betas) != 2 or not all(b < 1.0 for b in self.betas):
-            raise ConfigError(f"betas must be two values in [0, 1), got {list(self.betas)}")
+            raise ConfigError(f"betas must be two values in [0, 1) (e.g. betas = [0.9, 0.999], --set betas=0.9,0.999), "
+                              f"got {list(self.betas)}")
         if not self.lora_targets or not all(self.lora_targets):
             raise ConfigError("lora_targets must name at least one module (e.g. to_q, to_k, to_v, to_out.0)")
         if not _DEVICE.match(self.device):
@@ -204,8 +211,8 @@ class TrainConfig(StageConfig):
             raise ConfigError(f"model_overrides: unknown WanTransformer3DModel option{'s' if len(unknown) > 1 else ''} "
                               f"{', '.join(unknown)} (known: {', '.join(sorted(known))})")
         for k, v in self.model_overrides.items():  # sizes are positive integers: a 0 or -1 layer count would only fail deep in peft
-            if type(known[k]) is int and (type(v) is not int or v < 1):
-                raise ConfigError(f"model_overrides: {k} must be an integer >= 1, got {v!r}")
+            if type(known[k]) is int and (type(v) is not int or not 1 <= v <= MAX_MODEL_SIZE):
+                raise ConfigError(f"model_overrides: {k} must be an integer in 1..{MAX_MODEL_SIZE}, got {v!r}")
         io = {k: self.model_overrides[k] for k in ("in_channels", "out_channels") if k in self.model_overrides}
         if len(io) == 2 and io["in_channels"] != io["out_channels"]:
             raise ConfigError(f"model_overrides: out_channels={io['out_channels']} must equal in_channels="

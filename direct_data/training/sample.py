@@ -48,7 +48,7 @@ class SampleConfig(StageConfig):
     seed: int = option(0, min=0, max=2**63 - 1, help="Noise seed (prompt i always gets the same noise, whatever the batch).")
     guidance: float = option(1.0, min=1.0, help="Classifier-free guidance scale; 1 = none (the run needs cond_dropout > 0).")
     format: str = option("gif", choices=FORMATS, help="Clip file format.")
-    fps: int = option(8, min=1, help="Frames per second of the written clips.")
+    fps: int = option(8, min=1, max=1000, help="Frames per second of the written clips.")
     latent_shape: tuple[int, ...] | None = option(None, min=1, help="The latents' C, F, H, W (4 values; e.g. 16 21 60 104 for 480p x 81 "
                                                  "frames; TOML [16, 21, 60, 104], --set latent_shape=16,21,60,104).",
                                                  default_help="the run's")
@@ -57,7 +57,7 @@ class SampleConfig(StageConfig):
     max_text_tokens: int | None = option(None, min=1, help="Max tokens, as in `encode`.", default_help="512 for umT5, 128 otherwise")
     vae: str | None = option(None, help="Wan checkpoint or AutoencoderKLWan folder to decode the latents; needed unless they are "
                                         "3-channel pixels (`pixels` or none).", default_help="none: pixel latents")
-    batch_size: int = option(8, min=1, output=False, help="Prompts sampled at a time.")
+    batch_size: int = option(8, min=1, max=10**6, output=False, help="Prompts sampled at a time.")
     device: str = option("auto", output=False, help="auto | cpu | cuda | cuda:N.")
 
     def __post_init__(self) -> None:

@@ -31,11 +31,11 @@ def _fail(msg: str) -> NoReturn:
 def run(
     out: Path = typer.Option(Path("out/world"), "--out", help="Output folder (data, stages, runs, samples, report.md)."),
     quick: bool = typer.Option(False, "--quick/--full", help="Quick smoke run (minutes) or the full experiment."),
-    seeds: Optional[int] = typer.Option(None, "--seeds", min=1, help="Number of post-training seeds (0..N-1) [full: 3, quick: 1]."),
+    seeds: Optional[int] = typer.Option(None, "--seeds", min=1, max=1000, help="Number of post-training seeds (0..N-1; 1..1000) [full: 3, quick: 1]."),
     llm_model: Optional[str] = typer.Option(None, "--llm-model", envvar="LLM_MODEL",
                                             help="Perturb with the vLLM backend and this model (folder) instead of the rules backend."),
-    workers: Optional[int] = typer.Option(None, "--workers", min=1, help="Processes for the post-training jobs [full: 2, quick: 1]."),
-    threads: Optional[int] = typer.Option(None, "--threads", min=1, help="Torch threads per process [1]."),
+    workers: Optional[int] = typer.Option(None, "--workers", min=1, max=1024, help="Processes for the post-training jobs (1..1024) [full: 2, quick: 1]."),
+    threads: Optional[int] = typer.Option(None, "--threads", min=1, max=1024, help="Torch threads per process (1..1024) [1]."),
     variant: Optional[list[str]] = typer.Option(None, "--variant", help="Post-training variants (repeatable) [sft, deltafm, direct; `make ablations`: sft, direct and the three direct ablations]."),
     stop_after: Optional[str] = typer.Option(None, "--stop-after", help="Last step to run: generate, partition, perturb, encode, pretrain or evaluate (the report needs evaluate)."),
     settings: Optional[list[str]] = typer.Option(None, "--set", help="Any experiment setting as KEY=VALUE (JSON value), e.g. --set n_train=200 --set pretrain_steps=500 (repeatable)."),
@@ -107,19 +107,31 @@ def report(out: Path = typer.Argument(..., help="An experiment folder with resul
     console.print(f"wrote {write_report(out, res)}")
 
 
+#: the largest --jitter: beyond the largest frame (--size 256) a larger jitter means nothing more
+MAX_JITTER = 256.0
+
+
 @world_app.command("validate-judge")
-def validate_judge_cmd(n: int = typer.Option(400, "--n", min=1), seed: int = typer.Option(0, "--seed", min=0),
-                       size: int = typer.Option(16, "--size", min=16, help="Frame size in pixels."),
-                       frames: int = typer.Option(9, "--frames", min=9, help="Frames per clip."),
+def validate_judge_cmd(n: int = typer.Option(400, "--n", min=1, max=1_000_000, help="Rendered rows (1..1,000,000)."),
+                       seed: int = typer.Option(0, "--seed", min=0, max=2**63 - 1, help="Seed of the rows and the jitter (0..2**63 - 1)."),
+                       size: int = typer.Option(16, "--size", min=16, max=256, help="Frame size in pixels (16..256)."),
+                       frames: int = typer.Option(9, "--frames", min=9, max=256, help="Frames per clip (9..256)."),
                        jitter: float = typer.Option(1.0, "--jitter", min=0.0,
-                                                    help="Position jitter (pixels) of the third condition.")) -> None:
+                                                    help="Position jitter (pixels) of the third condition (0..256: "
+                                                         "beyond the largest frame it means nothing more).")) -> None:
     """Agreement of the judge with the ground truth on rendered clips: clean, with 1 px of position
     jitter per frame, and blurred + noisy; true, shuffled and one-axis counterfactual captions."""
     import math
 
-    if not math.isfinite(jitter):
-        _fail(f"--jitter: expected a finite number of pixels, got {jitter}")
+    if not math.isfinite(jitter) or jitter > MAX_JITTER:  # nan passes a range check: say "finite" for it
+        _fail(f"--jitter: expected a finite number of pixels in 0..{MAX_JITTER:g}, got {jitter}")
     from direct_data.world import validate_judge
+    from direct_data.world.experiment import check_clip_memory
+
+    try:  # the rows' clips are all held at once: a size that cannot fit is one line, not a MemoryError
+        check_clip_memory(n, frames, size, "--n, --frames, --size")
+    except UserError as e:
+        _fail(str(e))
 
     res = {name: validate_judge(n, seed=seed, size=size, frames=frames, **kw)
            for name, kw in (("clean", {}), ("jitter", {"jitter": jitter}), ("noise_blur", {"noise": 10.0, "blur": 0.6}))}

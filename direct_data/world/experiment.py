@@ -78,6 +78,29 @@ VARIANTS: dict[str, tuple[str, dict[str, Any]]] = {
 #: integer settings that may be 0 (the others count steps, rows, threads: at least 1)
 _MAY_BE_ZERO = ("data_seed", "pretrain_warmup", "n_base_check")
 
+#: the declared upper bound of each numeric setting (an absurd value is a one-line error before any
+#: work, not a traceback or a run that never ends); integers not listed: 10**9 (rows, steps)
+MAX_INT = 10**9
+SETTING_MAX: dict[str, float] = {
+    "frames": 256, "size": 256, "data_seed": 2**63 - 1, "text_len": 512, "sample_steps": 100_000,
+    "threads": 1024, "pretrain_threads": 1024, "workers": 1024,
+    "pretrain_lr": 10.0, "post_lr": 10.0, "shift": 1000.0, "guidance": 1000.0,
+    "cond_dropout": 1.0, "micro_fraction": 1.0,
+    "train_colour_strength": 1.0, "train_setting_strength": 1.0, "train_vague_fraction": 1.0,
+}
+#: rendered clips the world holds in memory at once (generate: every split; validate-judge: its rows)
+CLIP_MEMORY_MAX = 8 * 2**30
+#: post-training seeds (`--seeds N`: 0..N-1; each seed post-trains every variant)
+MAX_SEEDS = 1000
+
+
+def check_clip_memory(rows: int, frames: int, size: int, what: str) -> None:
+    """A `ConfigError` when `rows` uint8 clips of (frames, size, size, 3) exceed `CLIP_MEMORY_MAX`."""
+    need = rows * frames * size * size * 3
+    if need > CLIP_MEMORY_MAX:
+        raise ConfigError(f"{what}: {rows} clips of {frames} frames of {size}x{size} pixels are {need / 2**30:.1f} GiB in memory "
+                          f"(at most {CLIP_MEMORY_MAX // 2**30} GiB); give fewer rows, frames or pixels")
+
 
 @dataclass
 class ExperimentConfig:
@@ -144,6 +167,16 @@ class ExperimentConfig:
 
     def __post_init__(self) -> None:
         self._check_values()
+        if not isinstance(self.variants, (tuple, list)) or not all(isinstance(v, str) for v in self.variants):
+            raise ConfigError(f"variants: expected a list of variant names ({', '.join(VARIANTS)}), got {self.variants!r}")
+        if not isinstance(self.model, dict):
+            raise ConfigError(f"model: expected an object of WanTransformer3DModel options, got {self.model!r}")
+        from direct_data.training.config import preset
+
+        try:  # the model's sizes are checked now, not when pretraining starts minutes later
+            preset("sft", model_config="tiny", model_overrides=dict(self.model), lora_rank=0)
+        except ConfigError as e:
+            raise ConfigError(f"model: {e}") from None
         unknown = set(self.variants) - set(VARIANTS)
         if unknown:
             raise ConfigError(f"unknown variants {sorted(unknown)}: choose from {list(VARIANTS)}")
@@ -151,6 +184,8 @@ class ExperimentConfig:
             raise ConfigError("the variants must include 'sft' (the reference for equal compute and the target)")
         if self.frames < 9 or self.size < 16:
             raise ConfigError(f"the judge needs frames >= 9 and size >= 16, got {self.frames}, {self.size}")
+        check_clip_memory(self.n_broad + self.n_train + self.n_eval + self.n_base_check, self.frames, self.size,
+                          "n_broad + n_train + n_eval + n_base_check")
         for name in ("train_colour_strength", "train_setting_strength", "train_vague_fraction"):
             if not 0.0 <= getattr(self, name) <= 1.0:
                 raise ConfigError(f"{name} must be in [0, 1], got {getattr(self, name)}")
@@ -171,15 +206,19 @@ class ExperimentConfig:
                 if v is not None and (type(v) is not int or v < 2):
                     raise ConfigError(f"{key}: expected an integer >= 2 or null, got {v!r}")
             elif key == "seeds":
-                if not v or not all(type(x) is int and x >= 0 for x in v):
-                    raise ConfigError(f"seeds: expected a non-empty list of integers >= 0, got {v!r}")
+                if (not isinstance(v, (tuple, list)) or not v or len(v) > MAX_SEEDS
+                        or not all(type(x) is int and 0 <= x <= 2**63 - 1 for x in v)):
+                    raise ConfigError(f"seeds: expected a non-empty list of at most {MAX_SEEDS} integers in 0..2**63 - 1, "
+                                      f"got {v if not isinstance(v, (tuple, list)) or len(v) <= 10 else f'{len(v)} values'!r}")
             elif type(d) is int:
-                lo = 0 if key in _MAY_BE_ZERO else 1
-                if type(v) is not int or v < lo:
-                    raise ConfigError(f"{key}: expected an integer >= {lo}, got {v!r}")
+                lo, hi = (0 if key in _MAY_BE_ZERO else 1), SETTING_MAX.get(key, MAX_INT)
+                if type(v) is not int or not lo <= v <= hi:
+                    raise ConfigError(f"{key}: expected an integer in {lo}..{hi}, got {v!r}")
             elif type(d) is float:
-                if type(v) not in (int, float) or not math.isfinite(v) or v < 0:
-                    raise ConfigError(f"{key}: expected a finite number >= 0, got {v!r}")
+                hi = SETTING_MAX.get(key)
+                if type(v) not in (int, float) or not math.isfinite(v) or v < 0 or (hi is not None and v > hi):
+                    raise ConfigError(f"{key}: expected a finite number in 0..{hi}, got {v!r}" if hi is not None
+                                      else f"{key}: expected a finite number >= 0, got {v!r}")
             elif type(d) is str and not isinstance(v, str):
                 raise ConfigError(f"{key}: expected a string, got {v!r}")
 
