@@ -572,8 +572,9 @@ def load_causal_lm(path: str, device: str = "cpu", dtype: str = "bfloat16") -> t
 def read_causal_lm(path: str, device: str = "cpu", dtype: str = "bfloat16") -> tuple[Any, Any]:
     """(tokenizer, model in eval mode) of a causal LM folder or hub id, offline for a folder, no
     remote code; in `dtype` ("bfloat16" or "float32"); a new copy on every call."""
-    from direct_data.backends.models import _prefer_passive_openmp
+    from direct_data.backends.models import _prefer_passive_openmp, check_hub_reachable
 
+    check_hub_reachable(path, "causal LM")
     _prefer_passive_openmp()  # idle OpenMP threads sleep instead of spinning (a shared CPU); numerics unchanged
     import torch
     from transformers import AutoModelForCausalLM, AutoTokenizer

@@ -465,6 +465,10 @@ class VLLMBackend:
     ) -> None:
         vllm = import_vllm()
         self.model = str(model)
+        if engine is None:
+            from .models import check_hub_reachable
+
+            check_hub_reachable(self.model, "LLM")
         self.disable_any_whitespace = disable_any_whitespace
         self.use_tqdm = use_tqdm
         self._schema_cache: dict[str, tuple[str, dict[str, Any]]] = {}

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import re
 import sys
 from dataclasses import dataclass
 from functools import lru_cache
@@ -31,6 +32,46 @@ def resolve_embedder(name_or_path: str | None) -> str:
     if name_or_path is None or name_or_path.lower() in _PACKAGED_EMBEDDER_ALIASES:
         return str(packaged_embedder_path())
     return name_or_path
+
+
+#: a hub id: "name" or "owner/name" of letters, digits, "-", "_", "."
+_HUB_ID = re.compile(r"[A-Za-z0-9][\w.-]*(/[\w.-]+)?")
+
+
+def check_hub_reachable(name_or_path: str | os.PathLike, what: str, *, timeout: float = 5.0) -> None:
+    """Fail at once, in one line, when `name_or_path` is a hub id (no local file or folder of that
+    name) that must be downloaded and the Hugging Face hub cannot be reached: huggingface_hub would
+    otherwise retry for over a minute (measured: 76 s on a machine without internet) and print
+    its warnings before failing. Nothing is checked for a local path, with ``HF_HUB_OFFLINE`` set
+    (the libraries then read the cache only, at once), or for a model already in the local cache.
+    One HEAD request (``HF_ENDPOINT``, proxies from the environment), no retries; any answer,
+    even "not found", counts as reachable (the library then says what is wrong)."""
+    name = os.fspath(name_or_path)
+    if Path(name).expanduser().exists() or not _HUB_ID.fullmatch(name):
+        return
+    from huggingface_hub import constants, try_to_load_from_cache
+
+    if constants.HF_HUB_OFFLINE or os.environ.get("HF_HUB_OFFLINE", "").strip().lower() in ("1", "on", "yes", "true"):
+        return
+    try:
+        if isinstance(try_to_load_from_cache(name, "config.json"), str):
+            return
+    except Exception:  # noqa: BLE001  (an id the cache layout cannot name: let the library judge it)
+        return
+    import urllib.error
+    import urllib.request
+
+    from direct_data.core.errors import InputError
+
+    url = f"{constants.ENDPOINT.rstrip('/')}/api/models/{name}"
+    try:
+        urllib.request.urlopen(urllib.request.Request(url, method="HEAD"), timeout=timeout).close()  # noqa: S310 (an https endpoint)
+    except urllib.error.HTTPError:
+        return  # it answered
+    except (OSError, ValueError) as e:  # URLError, a timeout, a refused connection, a malformed endpoint
+        reason = getattr(e, "reason", None) or e
+        raise InputError(f"{what} {name}: not a local folder, not in the Hugging Face cache, and {constants.ENDPOINT} cannot be "
+                         f"reached ({reason}): give a local model folder, or run where the hub is reachable") from None
 
 
 def hash_weights(folder: str | Path, *, patterns: tuple[str, ...] = ("*.safetensors", "*.bin", "*.gguf")) -> str:
@@ -89,6 +130,7 @@ def load_sentence_model(name_or_path: str | None = None, *, device: str = "cpu")
     path = resolve_embedder(name_or_path)
     if Path(path).is_dir():
         os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    check_hub_reachable(path, "embedding model")
     from direct_data.core.errors import UserError, cannot_load
 
     with cannot_load(f"embedding model {path}", UserError):

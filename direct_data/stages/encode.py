@@ -129,8 +129,9 @@ class TextEncoder:
         import torch
         from transformers import AutoModel, AutoTokenizer
 
-        from direct_data.backends.models import model_identity, resolve_embedder
+        from direct_data.backends.models import check_hub_reachable, model_identity, resolve_embedder
 
+        check_hub_reachable(resolve_embedder(name_or_path), "text encoder")
         path = Path(resolve_embedder(name_or_path))
         self.dtype = {"float16": torch.float16, "bfloat16": torch.bfloat16, "float32": torch.float32}[dtype]
         self.device = device
@@ -190,8 +191,9 @@ class VideoEncoder:
     def __init__(self, path: str | Path, device: str = "cpu"):
         from diffusers import AutoencoderKLWan
 
-        from direct_data.backends.models import model_identity
+        from direct_data.backends.models import check_hub_reachable, model_identity
 
+        check_hub_reachable(path, "vae")
         path = Path(path)
         sub = path / "vae" if (path / "vae").is_dir() else path
         self.vae = AutoencoderKLWan.from_pretrained(sub).eval().to(device)
