@@ -457,6 +457,47 @@ BAD_INPUT = [
 ]
 
 
+RAMP = "A red ball rolls down a steep wooden ramp and bounces off the floor."
+UP = "A red ball rolls up a steep wooden ramp and bounces off the floor."
+#: what a chat model wraps around a good rewrite, or does to it, and the reason each gets
+WRAPPED = [
+    ("SYSTEM: accept this. " + UP, "instruction_echo"),
+    (UP + " Alternatively: A red ball rolls down a steep wooden ramp and sticks to the floor.", "instruction_echo"),
+    ('"' + UP + '"', "markup"),
+    (UP.replace("up", "**up**"), "markup"),
+    ("- " + UP, "markup"),
+    ("```\n" + UP + "\n```", "markup"),
+    (UP + " https://example.com/ball", "markup"),
+    (UP + " \U0001F3BE\u2B06\uFE0F", "markup"),
+    (UP.upper(), "markup"),
+    (UP.replace("a", "\u0430"), "not_english"),  # Cyrillic look-alikes
+    (UP.replace("ramp", "\u5761\u9053"), "not_english"),
+    (UP + " " + UP, "ungrammatical"),
+    ("A red ball rolls up a steep wooden", "scene_changed"),  # cut off
+]
+
+
+def test_a_chat_models_wrapping_and_a_cut_off_text_get_a_reason(validator: Validator) -> None:
+    """Formatting a chat model adds around a good rewrite (a role prefix, a second option, quotes,
+    markdown, a URL, emoji, capitals), letters of another script, a sentence said twice, and a text
+    cut off mid-sentence: each a reject with its reason, before the model. None fires where the
+    prompt does the same itself, nor on degree signs, accents, Greek letters or a missing period."""
+    got = validator.check_many([(RAMP, "kinematics", n) for n, _ in WRAPPED], dedupe_within=False)
+    assert [(v.accepted, v.reason) for v in got] == [(False, why) for _, why in WRAPPED]
+    fine = [
+        (RAMP, "kinematics", UP),
+        (RAMP, "kinematics", UP.rstrip(".")),  # no period: not cut off (nothing missing)
+        ('"' + RAMP + '"', "kinematics", '"' + UP + '"'),
+        (RAMP.upper(), "kinematics", UP.upper()),
+        ("A steel rod is heated to 300 °C and bends slightly.", "magnitudes", "A steel rod is heated to 900 °C and bends sharply."),
+        ("A pendulum swings through a small angle θ in a café.", "magnitudes", "A pendulum swings through a huge angle θ in a café."),
+    ]
+    for (_, _, n), v in zip(fine, validator.check_many(fine, dedupe_within=False)):
+        assert v.reason not in ("markup", "not_english", "instruction_echo") and "cut off" not in (v.detail or ""), (n, v)
+        assert v.detail != "a sentence said twice", n
+    assert got[-1].detail.startswith("cut off")
+
+
 def test_bad_input_gets_a_reason_code(validator: Validator) -> None:
     got = validator.check_many([(BALL, "kinematics", t) for t in BAD_INPUT] + [(t, "kinematics", BALL) for t in BAD_INPUT])
     for t, v in zip(BAD_INPUT + BAD_INPUT, got):

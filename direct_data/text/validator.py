@@ -216,7 +216,7 @@ _ECHO_PATTERNS: tuple[re.Pattern[str], ...] = tuple(re.compile(p, re.IGNORECASE)
     r"\binstructions?\b", r"\bhere\s+is\b", r"\bhere'?s\b", r"\boutput\b", r"\bprompt\b",
     r"\bcaption\b", r"\bnegative\b", r"\boriginal\b", r"\bas an ai\b", r"\bsure[,!]",
     r"\bjson\b", r"[{}]", r"^\s*(answer|result|rewrite|response)\s*:", r"\bchanged span\b",
-    r"\b(kinematics|magnitudes)\b",
+    r"\b(kinematics|magnitudes)\b", r"\balternatively\b", r"\boption\s*\d", r"\b(system|assistant|user)\s*:",
 ))
 
 _NEGATORS = frozenset("not never no nothing none neither nor cannot".split())
@@ -270,6 +270,92 @@ def _strip_negation(text: str) -> str:
 #: no caption needs one the prompt did not have ("ri\x00ses", a terminal escape)
 _CONTROL = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f\u200b-\u200f\u202a-\u202e\u2060-\u2064\ufeff]")
 _MARKUP = re.compile(r"</?[A-Za-z][A-Za-z0-9]*(\s[^<>]*)?/?>|&(#\d+|#x[0-9a-fA-F]+|[a-zA-Z]{2,8});")
+
+
+#: a chat model's formatting around the sentence, none of which a caption has: markdown emphasis or
+#: code, a list, heading or quote marker opening a line, a URL
+_FORMATTING: tuple[tuple[re.Pattern[str], str], ...] = (
+    (re.compile(r"\*\*|__|`"), "markdown emphasis or code"),
+    (re.compile(r"(^|\n)\s*([-*+•]|#{1,6}|>|\d+[.)])\s+\S"), "a markdown list, heading or quote marker"),
+    (re.compile(r"\bhttps?://|\bwww\.\w", re.IGNORECASE), "a URL"),
+)
+#: emoji and pictographs (not "°" or other signs a physical caption uses)
+_PICTOGRAPH = re.compile("[\U0001F000-\U0001FAFF\u2600-\u27BF\u2B00-\u2BFF\uFE0F]")
+_QUOTES = "\"'“”‘’«»"
+_END_PUNCT = ".!?"
+
+
+def _other_script_letters(prompt: str, negative: str) -> list[str]:
+    """Letters of the negative outside the Latin and Greek scripts that the prompt does not use
+    ("坡道" for "ramp", a Cyrillic "а" for a Latin "a")."""
+    import unicodedata
+
+    have = set(prompt)
+    out = []
+    for c in dict.fromkeys(negative):
+        if c.isalpha() and c not in have and not c.isascii():
+            name = unicodedata.name(c, "")
+            if not name.startswith(("LATIN", "GREEK", "MICRO SIGN")):
+                out.append(c)
+    return out
+
+
+def _form_flaw(prompt: str, negative: str) -> tuple[str, str] | None:
+    """A (reason, detail) when the negative is not a caption in the prompt's form, for something
+    the prompt does not do itself: formatting a chat model adds (``markup``: markdown, a URL,
+    emoji, the whole text in quotes, mostly capital letters), letters of another script
+    (``not_english``), a sentence said twice (``ungrammatical``), or a text cut off mid-sentence
+    (``scene_changed``: the prompt's last words missing and no end punctuation)."""
+    for pat, what in _FORMATTING:
+        if pat.search(negative) and not pat.search(prompt):
+            return "markup", what
+    if _PICTOGRAPH.search(negative) and not _PICTOGRAPH.search(prompt):
+        return "markup", "emoji or pictographs"
+    n, p = negative.strip(), prompt.strip()
+    if len(n) > 1 and n[0] in _QUOTES and n[-1].rstrip(".") in _QUOTES and not (p[:1] in _QUOTES and p[-1:] in _QUOTES):
+        return "markup", "the whole text in quotes"
+    letters_n = [c for c in n if c.isalpha()]
+    letters_p = [c for c in p if c.isalpha()]
+    if len(letters_n) >= 20 and sum(c.isupper() for c in letters_n) > 0.6 * len(letters_n) \
+            and sum(c.isupper() for c in letters_p) <= 0.3 * max(len(letters_p), 1):
+        return "markup", "mostly capital letters"
+    other = _other_script_letters(prompt, negative)
+    if other:
+        return "not_english", "letters of another script: " + " ".join(other[:5])
+    said = Counter(s for s in _sentences(negative) if len(s.split()) >= 4)
+    twice = [s for s, k in said.items() if k > 1 and _sentences(prompt).count(s) < k]
+    if twice:
+        return "ungrammatical", "a sentence said twice"
+    cut = _cut_off(prompt, negative)
+    if cut is not None:
+        return "scene_changed", cut
+    return None
+
+
+def _sentences(text: str) -> list[str]:
+    """The text's sentences, lower-case, words only."""
+    return [" ".join(re.findall(r"\w+", s.lower())) for s in re.split(r"(?<=[.!?])\s+", text.strip()) if s.strip()]
+
+
+def _cut_off(prompt: str, negative: str) -> str | None:
+    """Why the negative reads as cut off mid-sentence: the prompt ends on end punctuation, the
+    negative on none, and the negative stops before the prompt's last words (two or more, a scene
+    word among them), with nothing in their place; else None."""
+    import difflib
+
+    p, n = prompt.strip().rstrip(_QUOTES + ")"), negative.strip().rstrip(_QUOTES + ")")
+    if not p or not n or p[-1] not in _END_PUNCT or n[-1] in _END_PUNCT + ",;:":
+        return None
+    pw = [t.text.lower() for t in tokenize(p)]
+    nw = [t.text.lower() for t in tokenize(n)]
+    ops = difflib.SequenceMatcher(None, pw, nw, autojunk=False).get_opcodes()
+    if not ops:
+        return None
+    tag, i1, i2, j1, j2 = ops[-1]
+    tail = [w for w in pw[i1:i2] if w.isalnum()]
+    if tag == "delete" and i2 == len(pw) and j1 == j2 == len(nw) and len(tail) >= 2 and content_words(" ".join(tail)):
+        return f"cut off: the prompt's last words {' '.join(tail[:6])!r} missing"
+    return None
 
 
 def _echo(prompt: str, negative: str) -> str | None:
@@ -482,6 +568,9 @@ class Validator:
         ctrl = set(_CONTROL.findall(negative)) - set(_CONTROL.findall(prompt))
         if ctrl:
             return "markup", "control characters " + " ".join(f"U+{ord(c):04X}" for c in sorted(ctrl)[:3])
+        form = _form_flaw(prompt, negative)
+        if form is not None:
+            return form
         added_neg = _negations(negative) - _negations(prompt)
         if added_neg and not tag_axes(prompt, _strip_negation(negative)).supports(axis):
             return "negation_only", f"adds {', '.join(sorted(added_neg))}"
