@@ -474,14 +474,24 @@ WRAPPED = [
     (UP.replace("ramp", "\u5761\u9053"), "not_english"),
     (UP + " " + UP, "ungrammatical"),
     ("A red ball rolls up a steep wooden", "scene_changed"),  # cut off
+    ("A red ball rolls up a steep wooden ra", "scene_changed"),  # cut off mid-word
+    (UP + " (The ball now moves upward instead of downward.)", "instruction_echo"),
+    (UP + " Hope this helps!", "instruction_echo"),
+    ("Modified: " + UP, "instruction_echo"),
+    (UP + " <|im_end|>", "markup"),
+    ("[" + UP + "]", "markup"),
+    (UP + " #physics", "markup"),
+    (UP + ", the ball rolls up a steep wooden ramp and bounces off the floor.", "ungrammatical"),  # a clause said twice
 ]
 
 
 def test_a_chat_models_wrapping_and_a_cut_off_text_get_a_reason(validator: Validator) -> None:
     """Formatting a chat model adds around a good rewrite (a role prefix, a second option, quotes,
-    markdown, a URL, emoji, capitals), letters of another script, a sentence said twice, and a text
-    cut off mid-sentence: each a reject with its reason, before the model. None fires where the
-    prompt does the same itself, nor on degree signs, accents, Greek letters or a missing period."""
+    brackets, markdown, a URL, emoji, capitals, a template token, a hashtag, a closing remark or a
+    note), letters of another script, words said twice, and a text cut off mid-sentence: each a
+    reject with its reason, before the model. None fires where the prompt does the same itself, nor
+    on degree signs, accents, Greek letters, a missing period, a parenthesis inside the sentence or
+    a caption's own "Played backwards:"."""
     got = validator.check_many([(RAMP, "kinematics", n) for n, _ in WRAPPED], dedupe_within=False)
     assert [(v.accepted, v.reason) for v in got] == [(False, why) for _, why in WRAPPED]
     fine = [
@@ -491,11 +501,13 @@ def test_a_chat_models_wrapping_and_a_cut_off_text_get_a_reason(validator: Valid
         (RAMP.upper(), "kinematics", UP.upper()),
         ("A steel rod is heated to 300 °C and bends slightly.", "magnitudes", "A steel rod is heated to 900 °C and bends sharply."),
         ("A pendulum swings through a small angle θ in a café.", "magnitudes", "A pendulum swings through a huge angle θ in a café."),
+        (RAMP, "kinematics", "A red ball rolls up a steep wooden ramp (played in reverse) and bounces off the floor."),
+        ("Played forward: a cup falls.", "kinematics", "Played backwards: a cup rises."),
     ]
     for (_, _, n), v in zip(fine, validator.check_many(fine, dedupe_within=False)):
         assert v.reason not in ("markup", "not_english", "instruction_echo") and "cut off" not in (v.detail or ""), (n, v)
         assert v.detail != "a sentence said twice", n
-    assert got[-1].detail.startswith("cut off")
+    assert got[12].detail.startswith("cut off") and got[13].detail.startswith("cut off")
 
 
 def test_bad_input_gets_a_reason_code(validator: Validator) -> None:

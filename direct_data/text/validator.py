@@ -217,6 +217,9 @@ _ECHO_PATTERNS: tuple[re.Pattern[str], ...] = tuple(re.compile(p, re.IGNORECASE)
     r"\bcaption\b", r"\bnegative\b", r"\boriginal\b", r"\bas an ai\b", r"\bsure[,!]",
     r"\bjson\b", r"[{}]", r"^\s*(answer|result|rewrite|response)\s*:", r"\bchanged span\b",
     r"\b(kinematics|magnitudes)\b", r"\balternatively\b", r"\boption\s*\d", r"\b(system|assistant|user)\s*:",
+    r"\bhope (this|that|it) helps\b", r"\blet me know\b", r"\bfeel free\b", r"\bhappy to help\b", r"\bnote\s*:",
+    r"\btl;?dr\b", r"^\s*(modified|updated|revised|new|changed|perturbed|edited|final|version|description|sentence|text)"
+    r"(\s+(version|caption|text|sentence|prompt|description))?\s*:",
 ))
 
 _NEGATORS = frozenset("not never no nothing none neither nor cannot".split())
@@ -278,6 +281,8 @@ _FORMATTING: tuple[tuple[re.Pattern[str], str], ...] = (
     (re.compile(r"\*\*|__|`"), "markdown emphasis or code"),
     (re.compile(r"(^|\n)\s*([-*+•]|#{1,6}|>|\d+[.)])\s+\S"), "a markdown list, heading or quote marker"),
     (re.compile(r"\bhttps?://|\bwww\.\w", re.IGNORECASE), "a URL"),
+    (re.compile(r"<\|[^|<>]{1,40}\|>|\[/?(INST|SYS|END|EOS)\]|<<SYS>>|#{3,}", re.IGNORECASE), "a chat template's token"),
+    (re.compile(r"(^|\s)[#@][A-Za-z]\w*"), "a hashtag or mention"),
 )
 #: emoji and pictographs (not "°" or other signs a physical caption uses)
 _PICTOGRAPH = re.compile("[\U0001F000-\U0001FAFF\u2600-\u27BF\u2B00-\u2BFF\uFE0F]")
@@ -314,6 +319,10 @@ def _form_flaw(prompt: str, negative: str) -> tuple[str, str] | None:
     n, p = negative.strip(), prompt.strip()
     if len(n) > 1 and n[0] in _QUOTES and n[-1].rstrip(".") in _QUOTES and not (p[:1] in _QUOTES and p[-1:] in _QUOTES):
         return "markup", "the whole text in quotes"
+    if n[:1] in "[(" and n[-1:] in "])" and not (p[:1] in "[(" and p[-1:] in "])"):
+        return "markup", "the whole text in brackets"
+    if re.search(r"[.!?]\s*\([^()]{3,}\)[.!]?$", n) and "(" not in p:  # "... floor. (The ball now ...)", not "falls (in reverse)."
+        return "instruction_echo", "a note in parentheses after the sentence"
     letters_n = [c for c in n if c.isalpha()]
     letters_p = [c for c in p if c.isalpha()]
     if len(letters_n) >= 20 and sum(c.isupper() for c in letters_n) > 0.6 * len(letters_n) \
@@ -326,10 +335,24 @@ def _form_flaw(prompt: str, negative: str) -> tuple[str, str] | None:
     twice = [s for s, k in said.items() if k > 1 and _sentences(prompt).count(s) < k]
     if twice:
         return "ungrammatical", "a sentence said twice"
+    runs_p = _word_runs(prompt)
+    if any(k > 1 and k > runs_p.get(g, 0) for g, k in _word_runs(negative).items()):
+        return "ungrammatical", f"{REPEAT_RUN} words said twice"
     cut = _cut_off(prompt, negative)
     if cut is not None:
         return "scene_changed", cut
     return None
+
+
+#: a run of this many words said twice in a negative, and not in its prompt, is a repeat (no train
+#: or dev row has one; 6 of the 6,052 shared prompts do, and their rewrites may keep it)
+REPEAT_RUN = 6
+
+
+def _word_runs(text: str) -> Counter:
+    """How often each run of `REPEAT_RUN` consecutive words (lower case) occurs in the text."""
+    w = re.findall(r"\w+", text.lower())
+    return Counter(tuple(w[i: i + REPEAT_RUN]) for i in range(len(w) - REPEAT_RUN + 1))
 
 
 def _sentences(text: str) -> list[str]:
@@ -340,7 +363,7 @@ def _sentences(text: str) -> list[str]:
 def _cut_off(prompt: str, negative: str) -> str | None:
     """Why the negative reads as cut off mid-sentence: the prompt ends on end punctuation, the
     negative on none, and the negative stops before the prompt's last words (two or more, a scene
-    word among them), with nothing in their place; else None."""
+    word among them), with nothing in their place but the start of the first; else None."""
     import difflib
 
     p, n = prompt.strip().rstrip(_QUOTES + ")"), negative.strip().rstrip(_QUOTES + ")")
@@ -353,7 +376,9 @@ def _cut_off(prompt: str, negative: str) -> str | None:
         return None
     tag, i1, i2, j1, j2 = ops[-1]
     tail = [w for w in pw[i1:i2] if w.isalnum()]
-    if tag == "delete" and i2 == len(pw) and j1 == j2 == len(nw) and len(tail) >= 2 and content_words(" ".join(tail)):
+    # a word cut in two ("wooden ra" for "wooden ramp and ...") counts as missing
+    half_word = tag == "replace" and j2 - j1 == 1 and j2 == len(nw) and pw[i1] != nw[j1] and pw[i1].startswith(nw[j1])
+    if (tag == "delete" or half_word) and i2 == len(pw) and j2 == len(nw) and len(tail) >= 2 and content_words(" ".join(tail)):
         return f"cut off: the prompt's last words {' '.join(tail[:6])!r} missing"
     return None
 
