@@ -482,16 +482,18 @@ WRAPPED = [
     ("[" + UP + "]", "markup"),
     (UP + " #physics", "markup"),
     (UP + ", the ball rolls up a steep wooden ramp and bounces off the floor.", "ungrammatical"),  # a clause said twice
+    ("A red ball rlols up a steep wodoen ramp and bounes off the floor.", "ungrammatical"),  # misspelt
 ]
 
 
 def test_a_chat_models_wrapping_and_a_cut_off_text_get_a_reason(validator: Validator) -> None:
     """Formatting a chat model adds around a good rewrite (a role prefix, a second option, quotes,
     brackets, markdown, a URL, emoji, capitals, a template token, a hashtag, a closing remark or a
-    note), letters of another script, words said twice, and a text cut off mid-sentence: each a
-    reject with its reason, before the model. None fires where the prompt does the same itself, nor
-    on degree signs, accents, Greek letters, a missing period, a parenthesis inside the sentence or
-    a caption's own "Played backwards:"."""
+    note), letters of another script, words said twice, a misspelt prompt word, and a text cut off
+    mid-sentence: each a reject with its reason, before the model. None fires where the prompt does
+    the same itself, nor on degree signs, accents, Greek letters, a missing period, a parenthesis
+    inside the sentence, a caption's own "Played backwards:" or a word made from a prompt word
+    ("unroasted")."""
     got = validator.check_many([(RAMP, "kinematics", n) for n, _ in WRAPPED], dedupe_within=False)
     assert [(v.accepted, v.reason) for v in got] == [(False, why) for _, why in WRAPPED]
     fine = [
@@ -503,6 +505,7 @@ def test_a_chat_models_wrapping_and_a_cut_off_text_get_a_reason(validator: Valid
         ("A pendulum swings through a small angle θ in a café.", "magnitudes", "A pendulum swings through a huge angle θ in a café."),
         (RAMP, "kinematics", "A red ball rolls up a steep wooden ramp (played in reverse) and bounces off the floor."),
         ("Played forward: a cup falls.", "kinematics", "Played backwards: a cup rises."),
+        ("A roasted coffee bean cracks in the pan.", "materials", "An unroasted coffee bean cracks in the pan."),
     ]
     for (_, _, n), v in zip(fine, validator.check_many(fine, dedupe_within=False)):
         assert v.reason not in ("markup", "not_english", "instruction_echo") and "cut off" not in (v.detail or ""), (n, v)

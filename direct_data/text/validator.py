@@ -309,8 +309,9 @@ def _form_flaw(prompt: str, negative: str) -> tuple[str, str] | None:
     """A (reason, detail) when the negative is not a caption in the prompt's form, for something
     the prompt does not do itself: formatting a chat model adds (``markup``: markdown, a URL,
     emoji, the whole text in quotes, mostly capital letters), letters of another script
-    (``not_english``), a sentence said twice (``ungrammatical``), or a text cut off mid-sentence
-    (``scene_changed``: the prompt's last words missing and no end punctuation)."""
+    (``not_english``), a sentence or a run of words said twice or a prompt word misspelt
+    (``ungrammatical``), or a text cut off mid-sentence (``scene_changed``: the prompt's last words
+    missing and no end punctuation)."""
     for pat, what in _FORMATTING:
         if pat.search(negative) and not pat.search(prompt):
             return "markup", what
@@ -338,6 +339,9 @@ def _form_flaw(prompt: str, negative: str) -> tuple[str, str] | None:
     runs_p = _word_runs(prompt)
     if any(k > 1 and k > runs_p.get(g, 0) for g, k in _word_runs(negative).items()):
         return "ungrammatical", f"{REPEAT_RUN} words said twice"
+    typos = _misspelt(prompt, negative)
+    if typos:
+        return "ungrammatical", "misspelt: " + ", ".join(f"{w!r} for {o!r}" for o, w in typos[:3])
     cut = _cut_off(prompt, negative)
     if cut is not None:
         return "scene_changed", cut
@@ -353,6 +357,51 @@ def _word_runs(text: str) -> Counter:
     """How often each run of `REPEAT_RUN` consecutive words (lower case) occurs in the text."""
     w = re.findall(r"\w+", text.lower())
     return Counter(tuple(w[i: i + REPEAT_RUN]) for i in range(len(w) - REPEAT_RUN + 1))
+
+
+def _edit_distance(a: str, b: str) -> int:
+    """Optimal string alignment distance: insertions, deletions, substitutions and swaps of two
+    neighbouring letters each cost 1."""
+    d = [[0] * (len(b) + 1) for _ in range(len(a) + 1)]
+    for i in range(len(a) + 1):
+        d[i][0] = i
+    for j in range(len(b) + 1):
+        d[0][j] = j
+    for i in range(1, len(a) + 1):
+        for j in range(1, len(b) + 1):
+            d[i][j] = min(d[i - 1][j] + 1, d[i][j - 1] + 1, d[i - 1][j - 1] + (a[i - 1] != b[j - 1]))
+            if i > 1 and j > 1 and a[i - 1] == b[j - 2] and a[i - 2] == b[j - 1]:
+                d[i][j] = min(d[i][j], d[i - 2][j - 2] + 1)
+    return d[len(a)][len(b)]
+
+
+def _misspelt(prompt: str, negative: str) -> list[tuple[str, str]]:
+    """(prompt word, negative word) pairs where the negative put a misspelling of a prompt word in
+    its place: a word of 4 letters or more that is not English (`language.is_english_word`), in a
+    replaced stretch of the word alignment, with the letters of a word it replaces in another order
+    ("rlols" for "rolls", "wodoen" for "wooden"), or one letter added, dropped, changed or swapped
+    away from it with the same last two letters ("bounes" for "bounces"); not a word made from it
+    ("unroasted" for "roasted") or another form of it ("breakdances" for "breakdancing")."""
+    import difflib
+
+    from direct_data.text.language import _WORD, is_english_word
+
+    lp = [w.lower() for w in _WORD.findall(prompt)]
+    ln = [w.lower() for w in _WORD.findall(negative)]
+    out = []
+    for tag, i1, i2, j1, j2 in difflib.SequenceMatcher(None, lp, ln, autojunk=False).get_opcodes():
+        if tag != "replace":
+            continue
+        for w in ln[j1:j2]:
+            if len(w) < 4 or w in lp or is_english_word(w):
+                continue
+            for o in lp[i1:i2]:
+                if o == w or o in w or w in o or len(o) < 4:
+                    continue
+                if sorted(o) == sorted(w) or (o[-2:] == w[-2:] and _edit_distance(o, w) <= 1):
+                    out.append((o, w))
+                    break
+    return out
 
 
 def _sentences(text: str) -> list[str]:
