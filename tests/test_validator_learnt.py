@@ -506,6 +506,9 @@ def test_a_chat_models_wrapping_and_a_cut_off_text_get_a_reason(validator: Valid
         (RAMP, "kinematics", "A red ball rolls up a steep wooden ramp (played in reverse) and bounces off the floor."),
         ("Played forward: a cup falls.", "kinematics", "Played backwards: a cup rises."),
         ("A roasted coffee bean cracks in the pan.", "materials", "An unroasted coffee bean cracks in the pan."),
+        ('"Slow motion" shows a ball rolling down a ramp.', "kinematics", '"Slow motion" shows a ball rolling up a ramp.'),
+        ("A ball rolls down a ramp.", "kinematics", '"Slow motion" shows a ball rolling up a ramp.'),
+        ("A ball (red) rolls down a ramp.", "kinematics", "(Red) ball rolls up a ramp (slowly)."),
     ]
     for (_, _, n), v in zip(fine, validator.check_many(fine, dedupe_within=False)):
         assert v.reason not in ("markup", "not_english", "instruction_echo") and "cut off" not in (v.detail or ""), (n, v)

@@ -276,7 +276,7 @@ _MARKUP = re.compile(r"</?[A-Za-z][A-Za-z0-9]*(\s[^<>]*)?/?>|&(#\d+|#x[0-9a-fA-F
 
 
 #: a chat model's formatting around the sentence, none of which a caption has: markdown emphasis or
-#: code, a list, heading or quote marker opening a line, a URL
+#: code, a list, heading or quote marker opening a line, a URL, a chat template's token, a hashtag
 _FORMATTING: tuple[tuple[re.Pattern[str], str], ...] = (
     (re.compile(r"\*\*|__|`"), "markdown emphasis or code"),
     (re.compile(r"(^|\n)\s*([-*+•]|#{1,6}|>|\d+[.)])\s+\S"), "a markdown list, heading or quote marker"),
@@ -308,7 +308,8 @@ def _other_script_letters(prompt: str, negative: str) -> list[str]:
 def _form_flaw(prompt: str, negative: str) -> tuple[str, str] | None:
     """A (reason, detail) when the negative is not a caption in the prompt's form, for something
     the prompt does not do itself: formatting a chat model adds (``markup``: markdown, a URL,
-    emoji, the whole text in quotes, mostly capital letters), letters of another script
+    emoji, a template token, a hashtag, the whole text in quotes or brackets, mostly capital
+    letters), a note after the sentence (``instruction_echo``), letters of another script
     (``not_english``), a sentence or a run of words said twice or a prompt word misspelt
     (``ungrammatical``), or a text cut off mid-sentence (``scene_changed``: the prompt's last words
     missing and no end punctuation)."""
@@ -318,9 +319,9 @@ def _form_flaw(prompt: str, negative: str) -> tuple[str, str] | None:
     if _PICTOGRAPH.search(negative) and not _PICTOGRAPH.search(prompt):
         return "markup", "emoji or pictographs"
     n, p = negative.strip(), prompt.strip()
-    if len(n) > 1 and n[0] in _QUOTES and n[-1].rstrip(".") in _QUOTES and not (p[:1] in _QUOTES and p[-1:] in _QUOTES):
+    if _wrapped(n, _QUOTES, _QUOTES) and not _wrapped(p, _QUOTES, _QUOTES):
         return "markup", "the whole text in quotes"
-    if n[:1] in "[(" and n[-1:] in "])" and not (p[:1] in "[(" and p[-1:] in "])"):
+    if (_wrapped(n, "[", "]") or _wrapped(n, "(", ")")) and not (_wrapped(p, "[", "]") or _wrapped(p, "(", ")")):
         return "markup", "the whole text in brackets"
     if re.search(r"[.!?]\s*\([^()]{3,}\)[.!]?$", n) and "(" not in p:  # "... floor. (The ball now ...)", not "falls (in reverse)."
         return "instruction_echo", "a note in parentheses after the sentence"
@@ -346,6 +347,28 @@ def _form_flaw(prompt: str, negative: str) -> tuple[str, str] | None:
     if cut is not None:
         return "scene_changed", cut
     return None
+
+
+def _wrapped(text: str, opening: str, closing: str) -> bool:
+    """`text` is one quotation or bracket from its first character to its last, a final "." or "!"
+    aside ('"A ball rolls up."', '(A ball rolls up).'; not '"Slow" ball rolls up a "ramp".' or
+    '(Red) ball rolls (slowly).'): it opens with one of `opening`, closes with one of `closing`,
+    and nothing in between closes it earlier (no bracket closed, no double quote, no single quote
+    next to a space)."""
+    body = text.rstrip(".!")
+    if len(body) < 2 or body[0] not in opening or body[-1] not in closing:
+        return False
+    inner = body[1:-1]
+    if body[0] in "([":
+        depth = 0
+        for c in inner:
+            depth += (c == body[0]) - (c == body[-1])
+            if depth < 0:
+                return False
+        return depth == 0
+    if body[0] in "\"“«":
+        return not any(c in inner for c in "\"“”«»")
+    return not re.search(r"['‘’](\s|$)|(^|\s)['‘’]", inner)
 
 
 #: a run of this many words said twice in a negative, and not in its prompt, is a repeat (no train
