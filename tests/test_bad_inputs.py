@@ -431,27 +431,37 @@ def test_make_sample_never_overwrites_a_file_it_did_not_write(tmp_path):
     assert not out.exists()
 
 
-def test_a_hub_id_nobody_can_fetch_is_one_error_at_once(tmp_path, part_dir):
-    """A model named by hub id, not cached, when the hub cannot be reached (here `HF_ENDPOINT` is a
-    closed local port; on a machine without internet, the DNS lookup fails): one line naming the
-    model and the endpoint, exit 2, from one request without retries. Before, huggingface_hub
-    retried for over a minute and printed its warnings first."""
+def _hub_unreachable(tmp_path: Path, args: list[str], what: str, hub_id: str) -> None:
+    """Run `direct-data ARGS` with `HF_ENDPOINT` at a closed local port and an empty hub cache: exit
+    2, the last line names the model and the endpoint, no traceback, no retries."""
     import os
     import subprocess
     import sys
 
     env = {k: v for k, v in os.environ.items() if k != "HF_HUB_OFFLINE"}
     env.update(HF_ENDPOINT="http://127.0.0.1:9", HF_HUB_CACHE=str(tmp_path / "hub"))
+    r = subprocess.run([sys.executable, "-m", "direct_data.cli", *args], env=env, capture_output=True, text=True, timeout=600)
+    lines = [x for x in r.stderr.splitlines() if x.strip()]
+    assert r.returncode == 2 and "Traceback" not in r.stderr, (args, r.stderr[-2000:])
+    assert lines[-1].startswith(f"error: {what} {hub_id}: ") and "http://127.0.0.1:9 cannot be reached" in lines[-1], lines
+    assert not any("Retrying" in x for x in lines), lines
+
+
+def test_a_hub_id_nobody_can_fetch_is_one_error_at_once(tmp_path, part_dir):
+    """A model named by hub id, not cached, when the hub cannot be reached (here `HF_ENDPOINT` is a
+    closed local port; on a machine without internet, the DNS lookup fails): one line naming the
+    model and the endpoint, exit 2, from one request without retries. Before, huggingface_hub
+    retried for over a minute and printed its warnings first."""
     hub_id = "nobody/no-such-model"
-    for args, what in (
-        (["partition", str(jsonl(tmp_path / "p.jsonl", [{"prompt": p} for p in PROMPTS])), "--out", str(tmp_path / "o1"), "--k", "2",
-          "--model", hub_id], "embedding model"),
-        (["encode", str(part_dir), "--out", str(tmp_path / "o2"), "--text-encoder", hub_id], "text encoder"),
-        (["encode", str(part_dir), "--out", str(tmp_path / "o3"), "--video-column", "video", "--vae", hub_id], "vae"),
-        (["perturb", str(tmp_path / "p.jsonl"), "--out", str(tmp_path / "o4"), "--backend", "vllm", "--model", hub_id], "LLM"),
-    ):
-        r = subprocess.run([sys.executable, "-m", "direct_data.cli", *args], env=env, capture_output=True, text=True, timeout=600)
-        lines = [x for x in r.stderr.splitlines() if x.strip()]
-        assert r.returncode == 2 and "Traceback" not in r.stderr, (args, r.stderr[-2000:])
-        assert lines[-1].startswith(f"error: {what} {hub_id}: ") and "http://127.0.0.1:9 cannot be reached" in lines[-1], lines
-        assert not any("Retrying" in x for x in lines), lines
+    prompts = jsonl(tmp_path / "p.jsonl", [{"prompt": p} for p in PROMPTS])
+    _hub_unreachable(tmp_path, ["partition", str(prompts), "--out", str(tmp_path / "o1"), "--k", "2", "--model", hub_id], "embedding model", hub_id)
+    _hub_unreachable(tmp_path, ["encode", str(part_dir), "--out", str(tmp_path / "o2"), "--text-encoder", hub_id], "text encoder", hub_id)
+    _hub_unreachable(tmp_path, ["encode", str(part_dir), "--out", str(tmp_path / "o3"), "--video-column", "video", "--vae", hub_id], "vae", hub_id)
+
+
+@pytest.mark.vllm
+def test_an_llm_hub_id_nobody_can_fetch_is_one_error_at_once(tmp_path):
+    """The same for `perturb --backend vllm --model HUB_ID`, before the engine starts."""
+    hub_id = "nobody/no-such-llm"
+    prompts = jsonl(tmp_path / "p.jsonl", [{"prompt": p} for p in PROMPTS])
+    _hub_unreachable(tmp_path, ["perturb", str(prompts), "--out", str(tmp_path / "o"), "--backend", "vllm", "--model", hub_id], "LLM", hub_id)
