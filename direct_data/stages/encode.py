@@ -129,10 +129,10 @@ class TextEncoder:
         import torch
         from transformers import AutoModel, AutoTokenizer
 
-        from direct_data.backends.models import check_hub_reachable, model_identity, resolve_embedder
+        from direct_data.backends.models import check_hub_reachable, model_identity, resolve_embedder, usable_positions
 
-        check_hub_reachable(resolve_embedder(name_or_path), "text encoder")
         path = Path(resolve_embedder(name_or_path))
+        check_hub_reachable(path, "text encoder")
         self.dtype = {"float16": torch.float16, "bfloat16": torch.bfloat16, "float32": torch.float32}[dtype]
         self.device = device
         if (path / "text_encoder").is_dir():  # a Wan diffusers checkpoint: umT5-XXL + its tokenizer
@@ -147,8 +147,6 @@ class TextEncoder:
             self.model = AutoModel.from_pretrained(path, trust_remote_code=False)
             self.max_tokens = max_tokens or 128
             ident = model_identity(str(path))
-        from direct_data.backends.models import usable_positions
-
         limit = usable_positions(getattr(self.model.config, "max_position_embeddings", None), getattr(self.model.config, "model_type", None))
         if limit is not None and limit < self.max_tokens:
             raise ConfigError(f"--max-text-tokens {self.max_tokens}: the text encoder {path} reads at most {limit} tokens; give {limit} or less")

@@ -334,8 +334,8 @@ def _form_flaw(prompt: str, negative: str) -> tuple[str, str] | None:
     if other:
         return "not_english", "letters of another script: " + " ".join(other[:5])
     said = Counter(s for s in _sentences(negative) if len(s.split()) >= 4)
-    twice = [s for s, k in said.items() if k > 1 and _sentences(prompt).count(s) < k]
-    if twice:
+    said_p = Counter(_sentences(prompt))
+    if any(k > 1 and said_p[s] < k for s, k in said.items()):
         return "ungrammatical", "a sentence said twice"
     runs_p = _word_runs(prompt)
     if any(k > 1 and k > runs_p.get(g, 0) for g, k in _word_runs(negative).items()):
