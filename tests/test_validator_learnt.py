@@ -483,17 +483,23 @@ WRAPPED = [
     (UP + " #physics", "markup"),
     (UP + ", the ball rolls up a steep wooden ramp and bounces off the floor.", "ungrammatical"),  # a clause said twice
     ("A red ball rlols up a steep wodoen ramp and bounes off the floor.", "ungrammatical"),  # misspelt
+    (UP + " asdfgh qwerty", "ungrammatical"),  # keyboard mash
+    ("A red ball rolls up a steep wooden ramp jkjkjk and bounces off the floor.", "ungrammatical"),
+    (UP + " END", "markup"),
+    ("Make the red ball roll up the steep wooden ramp and bounce off the floor.", "instruction_echo"),
+    ("Show a red ball rolling up a steep wooden ramp and bouncing off the floor.", "instruction_echo"),
 ]
 
 
 def test_a_chat_models_wrapping_and_a_cut_off_text_get_a_reason(validator: Validator) -> None:
     """Formatting a chat model adds around a good rewrite (a role prefix, a second option, quotes,
     brackets, markdown, a URL, emoji, capitals, a template token, a hashtag, a closing remark or a
-    note), letters of another script, words said twice, a misspelt prompt word, and a text cut off
-    mid-sentence: each a reject with its reason, before the model. None fires where the prompt does
+    note, an end marker), an instruction instead of a caption, letters of another script, words said
+    twice, a misspelt prompt word, keyboard mash, and a text cut off mid-sentence: each a reject
+    with its reason, before the model. None fires where the prompt does
     the same itself, nor on degree signs, accents, Greek letters, a missing period, a parenthesis
-    inside the sentence, a caption's own "Played backwards:" or a word made from a prompt word
-    ("unroasted")."""
+    inside the sentence, a caption's own "Played backwards:", a word made from a prompt word
+    ("unroasted"), a name no dictionary has or a sound in capitals ("BANG")."""
     got = validator.check_many([(RAMP, "kinematics", n) for n, _ in WRAPPED], dedupe_within=False)
     assert [(v.accepted, v.reason) for v in got] == [(False, why) for _, why in WRAPPED]
     fine = [
@@ -509,10 +515,14 @@ def test_a_chat_models_wrapping_and_a_cut_off_text_get_a_reason(validator: Valid
         ('"Slow motion" shows a ball rolling down a ramp.', "kinematics", '"Slow motion" shows a ball rolling up a ramp.'),
         ("A ball rolls down a ramp.", "kinematics", '"Slow motion" shows a ball rolling up a ramp.'),
         ("A ball (red) rolls down a ramp.", "kinematics", "(Red) ball rolls up a ramp (slowly)."),
+        # an instruction the prompt gives itself; a name no dictionary has; capitals that are a sound
+        ("Create a warm air plume from a candle.", "forces", "Create a warm air plume from a candle and bend it with a draft."),
+        (RAMP, "kinematics", "A red ball rolls up a steep wooden ramp at Doherty Park and bounces off the floor."),
+        (RAMP, "kinematics", "A red ball rolls up a steep wooden ramp and bounces off the floor with a loud BANG."),
     ]
     for (_, _, n), v in zip(fine, validator.check_many(fine, dedupe_within=False)):
         assert v.reason not in ("markup", "not_english", "instruction_echo") and "cut off" not in (v.detail or ""), (n, v)
-        assert v.detail != "a sentence said twice", n
+        assert v.detail != "a sentence said twice" and not (v.detail or "").startswith("not a word"), n
     assert got[12].detail.startswith("cut off") and got[13].detail.startswith("cut off")
 
 

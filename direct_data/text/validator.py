@@ -283,6 +283,7 @@ _FORMATTING: tuple[tuple[re.Pattern[str], str], ...] = (
     (re.compile(r"\bhttps?://|\bwww\.\w", re.IGNORECASE), "a URL"),
     (re.compile(r"<\|[^|<>]{1,40}\|>|\[/?(INST|SYS|END|EOS)\]|<<SYS>>|#{3,}", re.IGNORECASE), "a chat template's token"),
     (re.compile(r"(^|\s)[#@][A-Za-z]\w*"), "a hashtag or mention"),
+    (re.compile(r"[.!?]\s*(THE END|END|EOF|EOS|FIN)\W*$"), "an end marker after the sentence"),
 )
 #: emoji and pictographs (not "°" or other signs a physical caption uses)
 _PICTOGRAPH = re.compile("[\U0001F000-\U0001FAFF\u2600-\u27BF\u2B00-\u2BFF\uFE0F]")
@@ -309,10 +310,11 @@ def _form_flaw(prompt: str, negative: str) -> tuple[str, str] | None:
     """A (reason, detail) when the negative is not a caption in the prompt's form, for something
     the prompt does not do itself: formatting a chat model adds (``markup``: markdown, a URL,
     emoji, a template token, a hashtag, the whole text in quotes or brackets, mostly capital
-    letters), a note after the sentence (``instruction_echo``), letters of another script
-    (``not_english``), a sentence or a run of words said twice or a prompt word misspelt
-    (``ungrammatical``), or a text cut off mid-sentence (``scene_changed``: the prompt's last words
-    missing and no end punctuation)."""
+    letters, an end marker such as "END"), a note after the sentence (``instruction_echo``), letters of another script
+    (``not_english``), an instruction instead of a caption ("Make the ball ...":
+    ``instruction_echo``), a sentence or a run of words said twice, a prompt word misspelt or
+    keyboard mash (``ungrammatical``), or a text cut off mid-sentence (``scene_changed``: the
+    prompt's last words missing and no end punctuation)."""
     for pat, what in _FORMATTING:
         if pat.search(negative) and not pat.search(prompt):
             return "markup", what
@@ -325,6 +327,8 @@ def _form_flaw(prompt: str, negative: str) -> tuple[str, str] | None:
         return "markup", "the whole text in brackets"
     if re.search(r"[.!?]\s*\([^()]{3,}\)[.!]?$", n) and "(" not in p:  # "... floor. (The ball now ...)", not "falls (in reverse)."
         return "instruction_echo", "a note in parentheses after the sentence"
+    if _instruction(n) and not _instruction(p):
+        return "instruction_echo", "an instruction, not a caption: " + repr(" ".join(n.split()[:3]))
     letters_n = [c for c in n if c.isalpha()]
     letters_p = [c for c in p if c.isalpha()]
     if len(letters_n) >= 20 and sum(c.isupper() for c in letters_n) > 0.6 * len(letters_n) \
@@ -343,6 +347,9 @@ def _form_flaw(prompt: str, negative: str) -> tuple[str, str] | None:
     typos = _misspelt(prompt, negative)
     if typos:
         return "ungrammatical", "misspelt: " + ", ".join(f"{w!r} for {o!r}" for o, w in typos[:3])
+    mash = _mash(prompt, negative)
+    if mash:
+        return "ungrammatical", "not a word: " + ", ".join(repr(w) for w in mash[:3])
     cut = _cut_off(prompt, negative)
     if cut is not None:
         return "scene_changed", cut
@@ -424,6 +431,45 @@ def _misspelt(prompt: str, negative: str) -> list[tuple[str, str]]:
                 if sorted(o) == sorted(w) or (o[-2:] == w[-2:] and _edit_distance(o, w) <= 1):
                     out.append((o, w))
                     break
+    return out
+
+
+#: a verb that opens an instruction to a rewriter or a video model, followed by a determiner or
+#: pronoun ("Make the ball roll up ...", "Show a ball ..."; 2 of the 6,052 shared prompts open so:
+#: "Create a warm air plume ..."), never a caption's first words
+_INSTRUCTION_VERBS = frozenset(
+    "make let have show change replace turn render depict imagine picture create generate rewrite describe "
+    "modify write alter transform convert edit reverse swap simulate film capture visualize visualise animate "
+    "illustrate demonstrate observe watch".split())
+_DETERMINERS = frozenset("the a an this that these those it them his her its their each every all both some".split())
+
+
+def _instruction(text: str) -> bool:
+    """The text opens as an instruction: an `_INSTRUCTION_VERBS` verb, then a determiner or pronoun."""
+    w = [x.lower() for x in re.findall(r"[A-Za-z]+", text[:60])][:2]
+    return len(w) == 2 and w[0] in _INSTRUCTION_VERBS and w[1] in _DETERMINERS
+
+
+#: runs of 4 neighbouring keys of one keyboard row, either way ("asdf", "trew")
+_KEY_RUNS = frozenset(r[i: i + 4] for row in ("qwertyuiop", "asdfghjkl", "zxcvbnm") for r in (row, row[::-1])
+                      for i in range(len(r) - 3))
+
+
+def _mash(prompt: str, negative: str) -> list[str]:
+    """Words of the negative, not in its prompt, that are no word at all: lower case, 4 letters or
+    more, not English (`language.is_english_word`), and typed along a keyboard row ("asdfgh",
+    "qwerty"), without a vowel ("xkcd", "bbbb"), or with a letter three times running ("aaargh").
+    No word of the 6,052 shared prompts or the labelled negatives is one."""
+    from direct_data.text.language import is_english_word
+
+    have = {w.lower() for w in re.findall(r"[A-Za-z]+", prompt)}
+    out = []
+    for w in dict.fromkeys(re.findall(r"[A-Za-z]+", negative)):
+        if len(w) < 4 or not w.islower() or w in have or is_english_word(w):
+            continue
+        if any(w[i: i + 4] in _KEY_RUNS for i in range(len(w) - 3)) or not re.search(r"[aeiouy]", w) \
+                or re.search(r"(.)\1\1", w):
+            out.append(w)
     return out
 
 
