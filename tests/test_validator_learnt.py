@@ -488,13 +488,23 @@ WRAPPED = [
     (UP + " END", "markup"),
     ("Make the red ball roll up the steep wooden ramp and bounce off the floor.", "instruction_echo"),
     ("Show a red ball rolling up a steep wooden ramp and bouncing off the floor.", "instruction_echo"),
+    # a chat model's comment on its own edit, a second text on its own line, markdown italics
+    ("In this version, a red ball rolls up a steep wooden ramp and bounces off the floor.", "instruction_echo"),
+    (UP + "\n\nExplanation: the direction of motion was reversed.", "instruction_echo"),
+    (UP + " The rest of the scene remains unchanged.", "instruction_echo"),
+    ("I changed the direction: " + UP, "instruction_echo"),
+    ("Changed 'down' to 'up': " + UP, "instruction_echo"),
+    (UP + " This edit changes only the direction of motion.", "instruction_echo"),
+    (UP + "\nA red ball rolls down a steep wooden ramp and sticks to the floor.", "instruction_echo"),
+    (UP.replace("up", "*up*"), "markup"),
 ]
 
 
 def test_a_chat_models_wrapping_and_a_cut_off_text_get_a_reason(validator: Validator) -> None:
     """Formatting a chat model adds around a good rewrite (a role prefix, a second option, quotes,
     brackets, markdown, a URL, emoji, capitals, a template token, a hashtag, a closing remark or a
-    note, an end marker), an instruction instead of a caption, letters of another script, words said
+    note, an end marker, a comment on the edit, a second text on its own line), an instruction
+    instead of a caption, letters of another script, words said
     twice, a misspelt prompt word, keyboard mash, and a text cut off mid-sentence: each a reject
     with its reason, before the model. None fires where the prompt does
     the same itself, nor on degree signs, accents, Greek letters, a missing period, a parenthesis
@@ -519,6 +529,8 @@ def test_a_chat_models_wrapping_and_a_cut_off_text_get_a_reason(validator: Valid
         ("Create a warm air plume from a candle.", "forces", "Create a warm air plume from a candle and bend it with a draft."),
         (RAMP, "kinematics", "A red ball rolls up a steep wooden ramp at Doherty Park and bounces off the floor."),
         (RAMP, "kinematics", "A red ball rolls up a steep wooden ramp and bounces off the floor with a loud BANG."),
+        (RAMP, "kinematics", "A red ball rolls up\na steep wooden ramp and bounces off the floor."),  # one text, two lines
+        (RAMP, "kinematics", "A red ball rolls up a steep wooden ramp while everything else stays still."),
     ]
     for (_, _, n), v in zip(fine, validator.check_many(fine, dedupe_within=False)):
         assert v.reason not in ("markup", "not_english", "instruction_echo") and "cut off" not in (v.detail or ""), (n, v)

@@ -220,6 +220,15 @@ _ECHO_PATTERNS: tuple[re.Pattern[str], ...] = tuple(re.compile(p, re.IGNORECASE)
     r"\bhope (this|that|it) helps\b", r"\blet me know\b", r"\bfeel free\b", r"\bhappy to help\b", r"\bnote\s*:",
     r"\btl;?dr\b", r"^\s*(modified|updated|revised|new|changed|perturbed|edited|final|version|description|sentence|text)"
     r"(\s+(version|caption|text|sentence|prompt|description))?\s*:",
+    # a chat model's comment on its own edit (none in a shared prompt or a labelled negative)
+    r"^\s*(in|for) (this|the) (new |modified |altered |alternate |alternative |edited |rewritten |changed |perturbed )?"
+    r"(version|variant|variation|rewrite|edit)\b",
+    r"\b(explanation|reasoning|rationale|justification|physics change|modification|changes? made|what changed)\s*:",
+    r"\b(everything else|all else|the rest( of the \w+)?) (is|remains|stays|is kept) (the same|unchanged|identical|as (before|in the original))\b",
+    r"\bthis (edit|change|modification|version|rewrite|variant|variation)\b", r"\bkeeping (the rest|everything else)\b",
+    r"\bI\s+(changed|modified|replaced|swapped|altered|edited|rewrote|made|kept|have|'ve|added|removed)\b",
+    r"\b(changed|replaced|swapped)\s+['\"‘“][^'\"’”]+['\"’”]\s+(to|with|for|by)\b",
+    r"\b(only|just) the \w+( of (the )?\w+)? (is|was|has been|are|were|have been) (changed|altered|modified)\b",
 ))
 
 _NEGATORS = frozenset("not never no nothing none neither nor cannot".split())
@@ -278,7 +287,7 @@ _MARKUP = re.compile(r"</?[A-Za-z][A-Za-z0-9]*(\s[^<>]*)?/?>|&(#\d+|#x[0-9a-fA-F
 #: a chat model's formatting around the sentence, none of which a caption has: markdown emphasis or
 #: code, a list, heading or quote marker opening a line, a URL, a chat template's token, a hashtag
 _FORMATTING: tuple[tuple[re.Pattern[str], str], ...] = (
-    (re.compile(r"\*\*|__|`"), "markdown emphasis or code"),
+    (re.compile(r"\*\*|__|`|(^|\s)\*[^*\s][^*\n]*\*(?=[\s.,!?;:]|$)"), "markdown emphasis or code"),
     (re.compile(r"(^|\n)\s*([-*+•]|#{1,6}|>|\d+[.)])\s+\S"), "a markdown list, heading or quote marker"),
     (re.compile(r"\bhttps?://|\bwww\.\w", re.IGNORECASE), "a URL"),
     (re.compile(r"<\|[^|<>]{1,40}\|>|\[/?(INST|SYS|END|EOS)\]|<<SYS>>|#{3,}", re.IGNORECASE), "a chat template's token"),
@@ -329,6 +338,9 @@ def _form_flaw(prompt: str, negative: str) -> tuple[str, str] | None:
         return "instruction_echo", "a note in parentheses after the sentence"
     if _instruction(n) and not _instruction(p):
         return "instruction_echo", "an instruction, not a caption: " + repr(" ".join(n.split()[:3]))
+    lines = [x.strip() for x in n.splitlines() if x.strip()]
+    if "\n" not in p and sum(len(x.split()) >= 4 and x[-1] in _END_PUNCT + _QUOTES for x in lines) >= 2:
+        return "instruction_echo", "two texts on separate lines"
     letters_n = [c for c in n if c.isalpha()]
     letters_p = [c for c in p if c.isalpha()]
     if len(letters_n) >= 20 and sum(c.isupper() for c in letters_n) > 0.6 * len(letters_n) \
