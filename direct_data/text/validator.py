@@ -225,10 +225,9 @@ _ECHO_PATTERNS: tuple[re.Pattern[str], ...] = tuple(re.compile(p, re.IGNORECASE)
     r"(version|variant|variation|rewrite|edit)\b",
     r"\b(explanation|reasoning|rationale|justification|physics change|modification|changes? made|what changed)\s*:",
     r"\b(everything else|all else|the rest( of the \w+)?) (is|remains|stays|is kept) (the same|unchanged|identical|as (before|in the original))\b",
-    r"\bthis (edit|change|modification|version|rewrite|variant|variation)\b", r"\bkeeping (the rest|everything else)\b",
-    r"\bI\s+(changed|modified|replaced|swapped|altered|edited|rewrote|made|kept|have|'ve|added|removed)\b",
+    r"\bthis (edit|modification|version|rewrite|variant)\b", r"\bkeeping (the rest|everything else)\b",
+    r"\bI\s+(changed|modified|replaced|swapped|altered|edited|rewrote|made|kept|added|removed)\b",
     r"\b(changed|replaced|swapped)\s+['\"‘“][^'\"’”]+['\"’”]\s+(to|with|for|by)\b",
-    r"\b(only|just) the \w+( of (the )?\w+)? (is|was|has been|are|were|have been) (changed|altered|modified)\b",
 ))
 
 _NEGATORS = frozenset("not never no nothing none neither nor cannot".split())
