@@ -531,6 +531,7 @@ def test_a_chat_models_wrapping_and_a_cut_off_text_get_a_reason(validator: Valid
         (RAMP, "kinematics", "A red ball rolls up a steep wooden ramp and bounces off the floor with a loud BANG."),
         (RAMP, "kinematics", "A red ball rolls up\na steep wooden ramp and bounces off the floor."),  # one text, two lines
         (RAMP, "kinematics", "A red ball rolls up a steep wooden ramp while everything else stays still."),
+        (RAMP, "kinematics", "A red ball rolls up a steep wooden ramp at 20 kmph and bounces off the floor."),  # a unit
         ("An ice cube melts on a plate.", "magnitudes", "An ice cube melts on a plate, and this change takes only a second."),
     ]
     for (_, _, n), v in zip(fine, validator.check_many(fine, dedupe_within=False)):

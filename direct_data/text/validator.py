@@ -318,8 +318,8 @@ def _form_flaw(prompt: str, negative: str) -> tuple[str, str] | None:
     """A (reason, detail) when the negative is not a caption in the prompt's form, for something
     the prompt does not do itself: formatting a chat model adds (``markup``: markdown, a URL,
     emoji, a template token, a hashtag, the whole text in quotes or brackets, mostly capital
-    letters, an end marker such as "END"), a note after the sentence (``instruction_echo``), letters of another script
-    (``not_english``), an instruction instead of a caption ("Make the ball ...":
+    letters, an end marker such as "END"), a note after the sentence (``instruction_echo``),
+    letters of another script (``not_english``), an instruction instead of a caption ("Make the ball ...":
     ``instruction_echo``), a sentence or a run of words said twice, a prompt word misspelt or
     keyboard mash (``ungrammatical``), or a text cut off mid-sentence (``scene_changed``: the
     prompt's last words missing and no end punctuation)."""
@@ -469,7 +469,8 @@ _KEY_RUNS = frozenset(r[i: i + 4] for row in ("qwertyuiop", "asdfghjkl", "zxcvbn
 def _mash(prompt: str, negative: str) -> list[str]:
     """Words of the negative, not in its prompt, that are no word at all: lower case, 4 letters or
     more, not English (`language.is_english_word`), and typed along a keyboard row ("asdfgh",
-    "qwerty"), without a vowel ("xkcd", "bbbb"), or with a letter three times running ("aaargh").
+    "qwerty"), with a letter three times running ("aaargh"), or of 5 letters or more without a
+    vowel ("jkjkjk"; not a unit such as "kmph").
     No word of the 6,052 shared prompts or the labelled negatives is one."""
     from direct_data.text.language import is_english_word
 
@@ -478,8 +479,8 @@ def _mash(prompt: str, negative: str) -> list[str]:
     for w in dict.fromkeys(re.findall(r"[A-Za-z]+", negative)):
         if len(w) < 4 or not w.islower() or w in have or is_english_word(w):
             continue
-        if any(w[i: i + 4] in _KEY_RUNS for i in range(len(w) - 3)) or not re.search(r"[aeiouy]", w) \
-                or re.search(r"(.)\1\1", w):
+        if any(w[i: i + 4] in _KEY_RUNS for i in range(len(w) - 3)) or re.search(r"(.)\1\1", w) \
+                or (len(w) >= 5 and not re.search(r"[aeiouy]", w)):  # not a unit such as 'kmph'
             out.append(w)
     return out
 
