@@ -283,8 +283,9 @@ _CONTROL = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f\u200b-\u200f\u202a-\
 _MARKUP = re.compile(r"</?[A-Za-z][A-Za-z0-9]*(\s[^<>]*)?/?>|&(#\d+|#x[0-9a-fA-F]+|[a-zA-Z]{2,8});")
 
 
-#: a chat model's formatting around the sentence, none of which a caption has: markdown emphasis or
-#: code, a list, heading or quote marker opening a line, a URL, a chat template's token, a hashtag
+#: a chat model's formatting around the sentence, none of which a caption has: markdown emphasis
+#: (bold, italics) or code, a list, heading or quote marker opening a line, a URL, a chat template's
+#: token, a hashtag or mention, an end marker after the last sentence ("... the floor. END")
 _FORMATTING: tuple[tuple[re.Pattern[str], str], ...] = (
     (re.compile(r"\*\*|__|`|(^|\s)\*[^*\s][^*\n]*\*(?=[\s.,!?;:]|$)"), "markdown emphasis or code"),
     (re.compile(r"(^|\n)\s*([-*+•]|#{1,6}|>|\d+[.)])\s+\S"), "a markdown list, heading or quote marker"),
