@@ -12,6 +12,9 @@
   Gemma span states of `SpanStates` (float32, no cache), on the first BENCH_VALIDATOR_FLUENCY_ROWS
   rows, default 1000, the Gemma load included), extrapolated linearly to 30,000 rows (6,000
   prompts x 5 axes).
+- With the packaged pair classifier (`direct_data/backends/pair.py`; BENCH_VALIDATOR_PAIR=0 leaves it
+  out): the learnt+pair and learnt+fluency+pair columns, and a learnt+fluency+pair throughput line
+  on the fluency rows (the classifier's load and LoRA merge included).
 
 Writes bench/results/validator.json and bench/results/validator.md (a table for the README).
 Only aggregate numbers of the test split are written; its rows are never printed.
@@ -35,6 +38,15 @@ N_ROWS = int(os.environ.get("BENCH_VALIDATOR_ROWS", "2000"))
 PER_PROMPT = 5  # negatives per prompt in the throughput rows
 FLUENCY_ROWS = int(os.environ.get("BENCH_VALIDATOR_FLUENCY_ROWS", "1000"))
 FLUENCY = os.environ.get("BENCH_VALIDATOR_FLUENCY", "1") != "0"
+#: also the learnt model blended with the packaged pair classifier (`direct_data.backends.pair`)
+PAIR = os.environ.get("BENCH_VALIDATOR_PAIR", "1") != "0"
+
+
+def pair_classifier():
+    """The packaged pair classifier, or None (BENCH_VALIDATOR_PAIR=0, or none packaged)."""
+    from direct_data.backends.pair import ARTEFACT, PairClassifier
+
+    return PairClassifier.load() if PAIR and ARTEFACT.is_file() else None
 TARGETS = {"good": 0.90, "ungrammatical": 0.95}
 #: the test split's blind batch: rows whose note ends so (docs/labelling-guide.md, batch 6)
 BLIND_BATCH = "(batch 6)"
@@ -106,6 +118,11 @@ def main() -> int:
 
         scorer = SpanStates()
         configs["learnt+fluency"] = Validator(embedder=emb, model=model, fluency=scorer)
+    pc = pair_classifier()
+    if pc is not None:
+        configs["learnt+pair"] = Validator(embedder=emb, model=model, pair=pc)
+        if scorer is not None:
+            configs["learnt+fluency+pair"] = Validator(embedder=emb, model=model, fluency=scorer, pair=pc)
     out: dict = {"labelled_sha256": learnt.file_sha256(learnt.DEFAULT_LABELLED), "model_labelled_sha256": meta["labelled_sha256"],
                  "threshold": meta["threshold"], "threshold_fluency": meta.get("threshold_fluency"), "test": {}, "blind": {}, "regression": {}}
     for name, v in configs.items():
@@ -137,12 +154,31 @@ def main() -> int:
                 Validator(embedder=cold, model=model, fluency=SpanStates()), rows[:FLUENCY_ROWS])
         out["fluency_dtype"] = scorer.dtype
         out["fluency_scorer"] = scorer.identity
+    if pc is not None:
+        from direct_data.backends.pair import PairClassifier
+
+        # a new classifier (its load and LoRA merge in the time), fluency on, an empty embedding cache
+        with tempfile.TemporaryDirectory() as d:
+            cold = Embedder(backend=VALIDATOR_EMBED_BACKEND, cache_dir=d, lazy=False)
+            flu = SpanStates() if scorer is not None else None
+            name = "learnt+fluency+pair" if flu is not None else "learnt+pair"
+            out["throughput"][f"{name} (pair classifier: Gemma's first 8 layers + LoRA, float32)"] = throughput(
+                Validator(embedder=cold, model=model, fluency=flu, pair=PairClassifier.load()), rows[:FLUENCY_ROWS])
+        out["pair_calibration"] = pc.meta["calibration"]
     out["machine"] = {"cpus": os.cpu_count(), "load_average": [round(x, 2) for x in os.getloadavg()], "python": platform.python_version()}
     RESULTS.mkdir(parents=True, exist_ok=True)
     (RESULTS / "validator.json").write_text(json.dumps(out, indent=1, sort_keys=True) + "\n", encoding="utf-8")
     (RESULTS / "validator.md").write_text(markdown(out), encoding="utf-8")
     print((RESULTS / "validator.md").read_text(encoding="utf-8"))
     return 0
+
+
+def pair_note(out: dict) -> str:
+    c = out.get("pair_calibration")
+    if not c:
+        return ""
+    return (f" The +pair columns blend the pair classifier (`backends/pair.py`) in at weight {c['blend_weight']},"
+            f" with its own dev-fitted cut-offs: threshold {c['threshold']} ({c.get('threshold_fluency')} with fluency).")
 
 
 def markdown(out: dict) -> str:
@@ -174,7 +210,7 @@ written after the validator was built by a writer who never saw the validator, i
 errors: the honest figure (the rest of the test split has been read once per design since
 session 5). Learnt threshold p(good) >= {out['threshold']} (fluency model:
 {out['threshold_fluency']}), both fitted on the dev split. The fluency model reads a probe of
-Gemma's span states (`SpanStates`, {out.get('fluency_dtype', 'float32')}).
+Gemma's span states (`SpanStates`, {out.get('fluency_dtype', 'float32')}).{pair_note(out)}
 
 {head}{chr(10).join(lines)}
 {reg}

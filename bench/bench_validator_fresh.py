@@ -24,7 +24,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "bench"))
-from bench_validator import FLUENCY, RESULTS, TARGETS  # noqa: E402  (the test-split bench's settings)
+from bench_validator import FLUENCY, RESULTS, TARGETS, pair_classifier  # noqa: E402  (the test-split bench's settings)
 
 HOLDOUT = ROOT / "data" / "rewrites" / "fresh_holdout.jsonl"
 
@@ -43,6 +43,11 @@ def main() -> int:
         scorer = SpanStates()
         dtype = scorer.dtype
         configs["learnt+fluency"] = Validator(embedder=base.embedder, model=base.model, fluency=scorer)
+    pc = pair_classifier()
+    if pc is not None:
+        configs["learnt+pair"] = Validator(embedder=base.embedder, model=base.model, pair=pc)
+        if "learnt+fluency" in configs:
+            configs["learnt+fluency+pair"] = Validator(embedder=base.embedder, model=base.model, fluency=configs["learnt+fluency"].fluency, pair=pc)
     out = {"holdout_sha256": learnt.file_sha256(HOLDOUT), "rows": len(rows), "prompts": len({r.prompt_id for r in rows}),
            "model_labelled_sha256": json.loads(learnt.SIDECAR.read_text(encoding="utf-8"))["labelled_sha256"],
            "fluency_dtype": dtype, "results": {}}

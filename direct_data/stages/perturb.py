@@ -42,6 +42,8 @@ from direct_data.stages.validate import (
     learnt_span_multi_p_option,
     learnt_threshold_option,
     learnt_ungrammatical_gate_option,
+    pair_classifier_option,
+    pair_model_option,
     scores_json,
     validator_model_option,
     validator_option,
@@ -123,6 +125,8 @@ class PerturbConfig(StageConfig):
     validator_model: str | None = validator_model_option()
     fluency: bool = fluency_option()
     fluency_model: str | None = fluency_model_option()
+    pair_classifier: bool = pair_classifier_option()
+    pair_model: str | None = pair_model_option()
     prompts_dir: str | None = option(None, help="Folder of the axis templates.", default_help="the repo's prompts/")
     cache_dir: str | None = option(None, output=False, help="LLM request cache.", default_help="~/.cache/direct-data/requests")
     executor: str = executor_option()
@@ -539,7 +543,8 @@ class PerturbStage(Stage):
         if isinstance(name, str):
             return name
         mode = getattr(getattr(v, "config", None), "mode", None)
-        return f"{type(v).__module__}.{type(v).__name__}" + (f" (mode {mode})" if isinstance(mode, str) else "")
+        extra = ", pair classifier" if getattr(v, "pair", None) is not None else ""
+        return f"{type(v).__module__}.{type(v).__name__}" + (f" (mode {mode}{extra})" if isinstance(mode, str) else "")
 
 
 #: examples per axis and kind (accepted / rejected) on the dataset card

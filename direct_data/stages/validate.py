@@ -92,10 +92,27 @@ def fluency_model_option() -> Any:
                              "on it (direct-data validator fit --fluency --fluency-model M).", default_help="the packaged Gemma-3-270M base")
 
 
+def pair_classifier_option() -> Any:
+    return option(False, help="Learnt validator: blend in the pair classifier (Gemma's first 8 layers, LoRA-tuned to read the "
+                              "prompt and the rewrite together) with its dev-calibrated cut-offs. Slower: about 2-3x the fluency "
+                              "model's work per row.")
+
+
+def pair_model_option() -> Any:
+    return option(None, help="The pair classifier's weights (.safetensors, JSON sidecar next to it), calibrated for the validator model "
+                             "in use (direct-data validator fit-pair).", default_help="the packaged direct_data/text/data/pair_classifier.safetensors")
+
+
 def check_validator_options(cfg: Any) -> None:
     """The validator, fluency and judge options that validate and perturb share, checked once."""
     if cfg.fluency and cfg.validator != "learnt":
         raise ConfigError("--fluency adds features to the learnt validator: use it with --validator learnt")
+    if cfg.pair_classifier and cfg.validator != "learnt":
+        raise ConfigError("--pair-classifier is blended with the learnt validator: use it with --validator learnt")
+    if cfg.pair_model and not cfg.pair_classifier:
+        raise ConfigError("--pair-model is the pair classifier's weights: add --pair-classifier")
+    if cfg.pair_model and not Path(cfg.pair_model).is_file():
+        raise ConfigError(f"--pair-model {cfg.pair_model}: no such file")
     if cfg.fluency_model and not cfg.fluency:
         raise ConfigError("--fluency-model is the fluency scorer's model: add --fluency")
     check_model_path("--fluency-model", cfg.fluency_model)
@@ -123,6 +140,8 @@ class ValidateConfig(StageConfig):
     validator_model: str | None = validator_model_option()
     fluency: bool = fluency_option()
     fluency_model: str | None = fluency_model_option()
+    pair_classifier: bool = pair_classifier_option()
+    pair_model: str | None = pair_model_option()
     judge: str = judge_option()
     judge_model: str | None = judge_model_option()
     judge_url: str | None = judge_url_option()
@@ -162,13 +181,18 @@ def default_validator(use_embedding: bool, config: Any = None, *, with_judge: bo
         from direct_data.backends.fluency import SpanStates
 
         fluency = SpanStates(getattr(config, "fluency_model", None))
+    pair = None
+    if getattr(config, "pair_classifier", False):
+        from direct_data.backends.pair import PairClassifier
+
+        pair = PairClassifier.load(getattr(config, "pair_model", None))
     return Validator(config=ValidatorConfig(use_embedding=use_embedding, mode=getattr(config, "validator", "learnt"),
                                             learnt_threshold=getattr(config, "learnt_threshold", None),
                                             learnt_lexicon_floor=getattr(config, "learnt_lexicon_floor", None),
                                             learnt_ungrammatical_gate=getattr(config, "learnt_ungrammatical_gate", None),
                                             learnt_span_multi_p=getattr(config, "learnt_span_multi_p", None),
                                             model_path=getattr(config, "validator_model", None)),
-                     judge=stage_judge(config) if with_judge else None, fluency=fluency)
+                     judge=stage_judge(config) if with_judge else None, fluency=fluency, pair=pair)
 
 
 #: the text side's code that decides a verdict: an edit to it (within one package version) changes
@@ -195,7 +219,13 @@ def validator_weights(validator: Any, config: Any) -> list[Path]:
 
     path = getattr(vc, "model_path", None) if validator is not None else getattr(config, "validator_model", None)
     w = Path(path or ARTEFACT)
-    return [w, w.with_suffix(".json"), *code]
+    out = [w, w.with_suffix(".json"), *code]
+    if (validator is not None and getattr(validator, "pair", None) is not None) or (validator is None and getattr(config, "pair_classifier", False)):
+        import direct_data.backends.pair as pair
+
+        pw = Path(getattr(config, "pair_model", None) or pair.ARTEFACT)
+        out += [pw, pw.with_suffix(".json"), Path(pair.__file__).resolve()]
+    return out
 
 
 def fluency_identity(validator: Any) -> str | None:

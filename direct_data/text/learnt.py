@@ -801,6 +801,61 @@ def choose_gate(probs: np.ndarray, accepted: np.ndarray, labels: Sequence[str]) 
     return gate
 
 
+def dev_cut_offs(p: np.ndarray, tps: np.ndarray, f_dev: PairFeatures, rows_dev: Sequence[LabelledRow],
+                 blocked: np.ndarray | None = None) -> tuple[float | None, float, float, float, float | None]:
+    """(span p, threshold, score, floor, gate) chosen on dev for the dev label probabilities `p`
+    and single-span tagger outputs `tps` (`choose_span_p`, `choose_floor`, `choose_gate`); `blocked`:
+    the rows the cheap checks reject (`precheck_rejects`, computed when None)."""
+    blocked = precheck_rejects(rows_dev) if blocked is None else blocked
+    labels = _labels_of(rows_dev)
+    lex_ok = f_dev.hand[:, HAND_NAMES.index("lex_accepted")] > 0.5
+    span_p, th, score = choose_span_p(p[:, 0], tps, f_dev.span_of, labels, blocked)
+    free = ~(blocked | span_multi_rejects(tps, f_dev.span_of, len(rows_dev), span_p))
+    floor = choose_floor(p[:, 0], lex_ok, labels, th, ~free)
+    gate = choose_gate(p, ((p[:, 0] >= th) | (lex_ok & (p[:, 0] >= floor))) & free, labels)
+    return span_p, th, score, floor, gate
+
+
+def calibrate_pair(model: LearntModel, pair: Any, *, labelled: str | Path | None = None, prompts_dir: str | Path | None = None,
+                   embedder: Any = None, fluency: Any = None, batch_size: int = 64) -> dict[str, Any]:
+    """The cut-offs of the learnt model blended with a pair classifier
+    (`direct_data.backends.pair.blend`), chosen on the dev split as `fit_artefact` chooses them for the
+    model alone (`dev_cut_offs`), from the probabilities the validator computes (`LearntModel.predict`,
+    `PairClassifier.probs`); with `fluency` (a SpanStates) also the ``*_fluency`` twins. Returns the
+    pair sidecar's ``calibration``: the learnt model's ``weights_sha256`` it holds for, the cut-offs
+    and the dev balanced scores (the learnt model's own, for comparison, as ``dev_balanced_alone``)."""
+    from direct_data.backends.pair import blend
+    from direct_data.text.validator import default_embedder
+
+    labelled = Path(labelled or DEFAULT_LABELLED)
+    dv = load_labelled(labelled, prompts_dir, splits=("dev",))
+    if not dv:
+        raise UserError(f"{labelled}: no dev rows to calibrate the pair classifier on")
+    emb = embedder if embedder is not None else default_embedder()
+    fdv = compute([(r.prompt, r.axis, r.negative) for r in dv], emb, batch_size=batch_size)
+    axes = [r.axis for r in dv]
+    tps = model.tag_probs(fdv.spans) if fdv.spans is not None else np.zeros((0, len(AXES)))
+    blocked = precheck_rejects(dv)
+    w = float(pair.settings.blend_weight)
+    p_pair = pair.probs([(r.prompt, r.axis, r.negative) for r in dv])
+    out: dict[str, Any] = {"validator_sha256": model.meta.get("weights_sha256"), "labelled_sha256": file_sha256(labelled),
+                           "dev_rows": len(dv), "blend_weight": w}
+    variants: list[tuple[str, np.ndarray | None]] = [("", None)]
+    if fluency is not None:
+        variants.append(("_fluency", model.fluency_column(fluency.states([(r.prompt, r.negative) for r in dv]))))
+        out["fluency_scorer"] = str(getattr(fluency, "identity", type(fluency).__name__))
+    for suffix, flu in variants:
+        p, _ = model.predict(fdv, axes, flu)
+        alone = dev_cut_offs(p, tps, fdv, dv, blocked)
+        span_p, th, score, floor, gate = dev_cut_offs(blend(p, p_pair, w), tps, fdv, dv, blocked)
+        out.update({f"threshold{suffix}": th, f"lexicon_floor{suffix}": floor, f"ungrammatical_gate{suffix}": gate,
+                    f"span_multi_p{suffix}": span_p, f"dev_balanced{suffix}": round(score, 4),
+                    f"dev_balanced_alone{suffix}": round(alone[2], 4)})
+        log.info("pair classifier blend%s: dev balanced %.4f at threshold %.2f (the learnt model alone %.4f)",
+                 suffix.replace("_", " with "), score, th, alone[2])
+    return out
+
+
 GRID: tuple[FitSettings, ...] = tuple(
     FitSettings(tag_C=tc, tag_emb_weight=tw, acc_C=ac, acc_emb_weight=aw)
     for tc in (0.3,) for tw in (1.0,) for ac in (0.1, 0.3) for aw in (0.5, 1.0)
@@ -865,16 +920,9 @@ def fit_artefact(weights: str | Path = ARTEFACT, *, labelled: str | Path | None 
     idv = [i for i, r in enumerate(rows) if r.split == "dev"]
     ftr, fdv = feats.take(itr), feats.take(idv)
     blocked = precheck_rejects(dv)
-    labels_dv = _labels_of(dv)
-    lex_ok = fdv.hand[:, HAND_NAMES.index("lex_accepted")] > 0.5
 
     def cut_offs(p: np.ndarray, tps: np.ndarray) -> tuple[float | None, float, float, float, float | None]:
-        """(span p, threshold, score, floor, gate) for dev label probabilities `p`."""
-        span_p, th, score = choose_span_p(p[:, 0], tps, fdv.span_of, labels_dv, blocked)
-        free = ~(blocked | span_multi_rejects(tps, fdv.span_of, len(dv), span_p))
-        floor = choose_floor(p[:, 0], lex_ok, labels_dv, th, ~free)
-        gate = choose_gate(p, ((p[:, 0] >= th) | (lex_ok & (p[:, 0] >= floor))) & free, labels_dv)
-        return span_p, th, score, floor, gate
+        return dev_cut_offs(p, tps, fdv, dv, blocked)
 
     best: tuple[float, FitSettings, Linear, Linear, Trees | None, np.ndarray, tuple] | None = None
     memo: dict = {}

@@ -71,6 +71,11 @@ Two modes (``ValidatorConfig.mode``):
   the dev score; ``learnt_span_multi_p`` overrides it). Extra scores: ``p_good``,
   ``p_declared`` (tagger: the declared axis changed), ``p_other_max``, ``lost_content`` (share of
   the prompt's content words deleted or replaced).
+  Optional **pair classifier** (``pair=``, `direct_data.backends.pair`; ``--pair-classifier``):
+  Gemma's first layers, LoRA-tuned to read the axis, prompt and rewrite as one text; its p(good) is
+  blended into the learnt model's (`direct_data.backends.pair.blend`), and the threshold, floor,
+  gate and span check come from its own dev calibration (checked to be made for the learnt model
+  and fluency scorer in use); its own p(good) is the extra score ``p_good_pair``.
 * ``"lexicon"``: the word-list checks below, kept so the comparison is reproducible.
 
 Lexicon checks run in that order, cheap and lexical first; every score is computed for every non-empty
@@ -627,11 +632,14 @@ class Validator:
     """
 
     def __init__(self, embedder: Embedder | None = None, config: ValidatorConfig | None = None,
-                 judge: Judge | None = None, fluency: Any = None, model: Any = None) -> None:
+                 judge: Judge | None = None, fluency: Any = None, model: Any = None, pair: Any = None) -> None:
         self.config = config or ValidatorConfig()
         self._embedder = embedder
         self.judge = judge
         self.fluency = fluency  # a SpanStates (direct_data.backends.fluency) or None
+        self.pair = pair  # a PairClassifier (direct_data.backends.pair), blended with the learnt model, or None
+        if pair is not None and self.config.mode != "learnt":
+            raise ValueError("the pair classifier is blended with the learnt model: use it in learnt mode")
         self._model = model  # a direct_data.text.learnt.LearntModel, loaded on first use when None
         if self.config.mode not in MODES:
             raise ValueError(f"validator mode must be one of {', '.join(MODES)}")
@@ -662,10 +670,36 @@ class Validator:
 
     @property
     def threshold(self) -> float:
-        """The p(good) threshold in use (the config's override, else the artefact's)."""
+        """The p(good) threshold in use (the config's override, else the artefact's; with the pair
+        classifier, its calibration's)."""
         if self.config.learnt_threshold is not None:
             return float(self.config.learnt_threshold)
+        if self.pair is not None:
+            return float(self._calibrated("threshold"))  # type: ignore[arg-type]
         return self.model.threshold_fluency if self.fluency is not None else self.model.threshold
+
+    def _calibrated(self, name: str) -> float | None:
+        """A cut-off of the pair classifier's blend (its sidecar's ``calibration``, the ``_fluency``
+        twin with fluency), checked to hold for the learnt model and fluency scorer in use."""
+        from direct_data.core.errors import UserError
+
+        cal = self.pair.meta.get("calibration") or {}
+        fix = ("recalibrate it for this validator model: direct-data validator fit-pair --calibrate-only --out PAIR.safetensors "
+               "[--validator-model M]" + (" --fluency" if self.fluency is not None else " [--no-fluency]"))
+        if not cal:
+            raise UserError(f"the pair classifier has no calibration: {fix}")
+        if cal.get("validator_sha256") != self.model.meta.get("weights_sha256"):
+            raise UserError(f"the pair classifier was calibrated for another learnt validator model "
+                            f"(weights sha256 {str(cal.get('validator_sha256'))[:12]}, this one {str(self.model.meta.get('weights_sha256'))[:12]}): {fix}")
+        key = name + ("_fluency" if self.fluency is not None else "")
+        if key not in cal:
+            raise UserError(f"the pair classifier was calibrated without fluency: {fix}")
+        if self.fluency is not None:
+            have, want = str(getattr(self.fluency, "identity", "") or ""), str(cal.get("fluency_scorer") or "")
+            if have and want and have.split("@", 1)[-1] != want.split("@", 1)[-1]:
+                raise UserError(f"the pair classifier was calibrated with the fluency scorer {want}; this run reads {have}: {fix}")
+        v = cal[key]
+        return None if v is None else float(v)
 
     # -- public API ---------------------------------------------------------------------------
 
@@ -779,18 +813,27 @@ class Validator:
             feats = compute(model_rows, self.embedder, batch_size=self.config.batch_size)
             flu = self.model.fluency_column(self.fluency.states([(p, n) for p, _, n in model_rows])) if self.fluency is not None else None
             probs, tags = self.model.predict(feats, [a for _, a, _ in model_rows], flu)
+            if self.pair is not None:
+                from direct_data.backends.pair import blend
+
+                self._calibrated("threshold")  # the calibration fits this model and scorer, before minutes of scoring
+                p_pair = self.pair.probs(model_rows)
+                probs = blend(probs, p_pair, float(self.pair.meta["calibration"]["blend_weight"]))
             span_p = self.config.learnt_span_multi_p
-            span_p = span_p if span_p is not None else self.model.span_multi_p(self.fluency is not None)
+            if span_p is None:
+                span_p = self._calibrated("span_multi_p") if self.pair is not None else self.model.span_multi_p(self.fluency is not None)
             span_axes = self.model.span_axes(feats, span_p) if span_p is not None else [()] * len(model_rows)
             for k, i in enumerate(todo):
-                judged[i] = (probs[k], tags[k], feats.hand[k], span_axes[k])
+                judged[i] = (probs[k], tags[k], feats.hand[k], span_axes[k], float(p_pair[k, 0]) if self.pair is not None else nan)
         threshold = self.threshold
         from direct_data.text.features import HAND_NAMES
 
         i_cos, i_lost, i_new, i_lex = (HAND_NAMES.index(n) for n in ("cos_pn", "lost_content_share", "n_new_content", "lex_accepted"))
         cfg, with_fluency = self.config, self.fluency is not None
-        floor = cfg.learnt_lexicon_floor if cfg.learnt_lexicon_floor is not None or not judged else self.model.floor(with_fluency)
-        gate = cfg.learnt_ungrammatical_gate if cfg.learnt_ungrammatical_gate is not None or not judged else self.model.gate(with_fluency)
+        floor = cfg.learnt_lexicon_floor if cfg.learnt_lexicon_floor is not None or not judged else (
+            self._calibrated("lexicon_floor") if self.pair is not None else self.model.floor(with_fluency))
+        gate = cfg.learnt_ungrammatical_gate if cfg.learnt_ungrammatical_gate is not None or not judged else (
+            self._calibrated("ungrammatical_gate") if self.pair is not None else self.model.gate(with_fluency))
         k_u = LABELS.index("ungrammatical")
         accepted: dict[str, set[str]] = {}
         out: list[Verdict] = []
@@ -803,11 +846,13 @@ class Validator:
                 reason, detail = cheap[i]  # type: ignore[misc]
                 out.append(Verdict(False, reason, scores, (), detail))
                 continue
-            p, tp, hand, span_axes = judged[i]
+            p, tp, hand, span_axes, p_pair_good = judged[i]
             k = AXES.index(row.axis)
             scores.update(cosine=float(hand[i_cos]), lost_content=round(float(hand[i_lost]), 4), new_content=float(hand[i_new]),
                           p_good=float(p[0]), p_declared=float(tp[k]),
                           p_other_max=float(max(tp[j] for j in range(len(AXES)) if j != k)))
+            if self.pair is not None:
+                scores["p_good_pair"] = p_pair_good  # the pair classifier's own p(good); p_good is the blend's
             tagged = tuple(a for j, a in enumerate(AXES) if tp[j] > 0.5)
             key = dedupe_key(row.negative)
             seen = accepted.get(dedupe_key(row.prompt), set()) if dedupe_within else set()

@@ -68,6 +68,62 @@ def fit_cmd(
                   markup=False)
 
 
+@validator_app.command("fit-pair")
+def fit_pair_cmd(
+    out: Path | None = typer.Option(None, "--out", "-o", help="Where to write the pair classifier (.safetensors; the JSON sidecar goes next to it).",
+                                    show_default="the packaged direct_data/text/data/pair_classifier.safetensors"),
+    labelled: Path | None = typer.Option(None, "--labelled", help="Labelled rewrites (JSONL).", show_default="data/rewrites/labelled.jsonl"),
+    prompts_dir: Path | None = typer.Option(None, "--prompts-dir", help="Folder of the prompt files the rows join to.", show_default="../shared/data/prompts"),
+    validator_model: Path | None = typer.Option(None, "--validator-model", help="The learnt validator model the blend is calibrated for.",
+                                                show_default="the packaged one"),
+    model: str | None = typer.Option(None, "--model", help="The causal LM whose first layers are tuned (a folder or hub id).",
+                                     show_default="the packaged Gemma-3-270M base"),
+    fluency: bool = typer.Option(True, "--fluency/--no-fluency", help="Also calibrate the blend with the fluency model (the *_fluency cut-offs)."),
+    calibrate_only: bool = typer.Option(False, "--calibrate-only", help="Keep the fitted weights at --out; only choose the blend's cut-offs on dev "
+                                                                        "again (after the learnt model is refitted)."),
+    layers: int = typer.Option(8, "--layers", min=1, help="Decoder layers kept."),
+    epochs: float = typer.Option(2.0, "--epochs", min=0.001, help="Passes over the train split."),
+    seed: int = typer.Option(0, "--seed", min=0, help="Seed of the LoRA init, dropout and shuffle."),
+    threads: int = typer.Option(2, "--threads", min=1, help="torch threads during the fit (the result depends on it)."),
+) -> None:
+    """Fit the pair classifier on the train split (LoRA on a causal LM's first layers; 40 min on 2 CPU
+    cores for the default), then calibrate its blend with the learnt validator on dev."""
+    from direct_data.backends import pair
+
+    if out is not None and (out.is_dir() or out.suffix != ".safetensors"):
+        _fail(f"--out {out}: give a .safetensors file path (its JSON sidecar goes next to it)")
+    try:
+        if model is not None:
+            from direct_data.core.config import check_model_path
+
+            check_model_path("--model", model)
+        flu = _fluency_scorer(fluency)
+        if calibrate_only:
+            pc = pair.calibrate_artefact(out, validator_model=validator_model, model=model, labelled=labelled,
+                                         prompts_dir=prompts_dir, fluency=flu)
+        else:
+            s = pair.PairSettings(layers=layers, epochs=epochs, seed=seed, threads=threads)
+            pc = pair.fit_pair_classifier(out, settings=s, model=model, labelled=labelled, prompts_dir=prompts_dir,
+                                          validator_model=validator_model, fluency=flu)
+    except UserError as e:
+        _fail(str(e))
+    c = pc.meta["calibration"]
+    console.print(f"wrote {out or pair.ARTEFACT}: blended threshold {c['threshold']:.2f}, dev balanced score {c['dev_balanced']:.4f} "
+                  f"(learnt model alone {c['dev_balanced_alone']:.4f})"
+                  + (f"; with fluency {c['threshold_fluency']:.2f}, dev {c['dev_balanced_fluency']:.4f} (alone {c['dev_balanced_alone_fluency']:.4f})"
+                     if "threshold_fluency" in c else ""), markup=False)
+
+
+def _pair(enabled: bool, path: Path | None):
+    if not enabled:
+        if path is not None:
+            raise UserError("--pair-model is the pair classifier's weights: add --pair-classifier")
+        return None
+    from direct_data.backends.pair import PairClassifier
+
+    return PairClassifier.load(path)
+
+
 def eval_table(result: dict, title: str) -> Table:
     t = Table(title=title)
     for c in ("label", "rows", "decided right", "rate", "outcomes"):
@@ -87,6 +143,8 @@ def eval_cmd(
     fluency: bool = typer.Option(False, "--fluency/--no-fluency", help="Use the fluency model (a probe of Gemma's span states)."),
     fluency_model: str | None = typer.Option(None, "--fluency-model", help="The causal LM the fluency model was fitted on (a folder or hub id).",
                                              show_default="the packaged Gemma-3-270M base"),
+    pair_classifier: bool = typer.Option(False, "--pair-classifier/--no-pair-classifier", help="Blend in the pair classifier (its calibrated cut-offs)."),
+    pair_model: Path | None = typer.Option(None, "--pair-model", help="The pair classifier's weights.", show_default="the packaged one"),
     labelled: Path | None = typer.Option(None, "--labelled", help="Labelled rewrites (JSONL)."),
     prompts_dir: Path | None = typer.Option(None, "--prompts-dir", help="Folder of the prompt files the rows join to."),
     as_json: bool = typer.Option(False, "--json", help="Print the result as JSON."),
@@ -104,12 +162,14 @@ def eval_cmd(
         if not rows:
             raise UserError(f"no {split} rows")
         cfg = ValidatorConfig(mode=mode, learnt_threshold=threshold, model_path=str(model) if model else None)
-        v = Validator(config=cfg, fluency=_fluency_scorer(fluency, fluency_model))
+        if pair_classifier and mode != "learnt":
+            raise UserError("--pair-classifier is blended with the learnt validator: use --mode learnt")
+        v = Validator(config=cfg, fluency=_fluency_scorer(fluency, fluency_model), pair=_pair(pair_classifier, pair_model))
         res = learnt.evaluate(v, rows)
     except UserError as e:
         _fail(str(e))
     if as_json:
         typer.echo(json.dumps(res, indent=1, sort_keys=True))
         return
-    console.print(eval_table(res, f"validator ({mode}{', fluency' if fluency else ''}) on the {split} split: {res['rows']} rows"))
+    console.print(eval_table(res, f"validator ({mode}{', fluency' if fluency else ''}{', pair classifier' if pair_classifier else ''}) on the {split} split: {res['rows']} rows"))
     console.print(f"good kept {res['good_kept']:.1%}; bad rejected {res['bad_rejected']:.1%} (lowest label {res['min_bad_rejected']:.1%})", markup=False)
