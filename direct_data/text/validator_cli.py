@@ -108,10 +108,11 @@ def fit_pair_cmd(
     except UserError as e:
         _fail(str(e))
     c = pc.meta["calibration"]
-    console.print(f"wrote {out or pair.ARTEFACT}: blended threshold {c['threshold']:.2f}, dev balanced score {c['dev_balanced']:.4f} "
-                  f"(learnt model alone {c['dev_balanced_alone']:.4f})"
-                  + (f"; with fluency {c['threshold_fluency']:.2f}, dev {c['dev_balanced_fluency']:.4f} (alone {c['dev_balanced_alone_fluency']:.4f})"
-                     if "threshold_fluency" in c else ""), markup=False)
+    # one line, never wrapped (a script greps it)
+    typer.echo(f"wrote {out or pair.ARTEFACT}: blended threshold {c['threshold']:.2f}, dev balanced score {c['dev_balanced']:.4f} "
+               f"(learnt model alone {c['dev_balanced_alone']:.4f})"
+               + (f"; with fluency {c['threshold_fluency']:.2f}, dev {c['dev_balanced_fluency']:.4f} (alone {c['dev_balanced_alone_fluency']:.4f})"
+                  if "threshold_fluency" in c else ""))
 
 
 def _pair(enabled: bool, path: Path | None):
