@@ -13,6 +13,7 @@ import numpy as np
 import pytest
 
 from direct_data.backends import pair
+from direct_data.backends.fluency import causal_lm_path
 from direct_data.text import learnt
 
 pytestmark = pytest.mark.skipif(not learnt.DEFAULT_PROMPTS.is_dir(), reason="../shared/data/prompts is not here")
@@ -79,8 +80,10 @@ def test_fit_pair_reproduces_its_weights_and_records_what_it_read(tiny: tuple[Pa
     assert 0.05 <= cal["threshold"] <= 0.95 and "threshold_fluency" not in cal
     # another seed is another fit
     c = small_set.parent / "c" / "pair.safetensors"
-    pair.fit_pair_classifier(c, settings=pair.PairSettings(layers=1, epochs=1, seed=1), labelled=small_set, calibrate=False)
+    base = causal_lm_path(None)  # named, as a user names their own model: the sidecar keeps it for inference
+    pair.fit_pair_classifier(c, settings=pair.PairSettings(layers=1, epochs=1, seed=1), labelled=small_set, model=base, calibrate=False)
     assert load_file(str(c))["head.weight"].tobytes() != t["head.weight"].tobytes()
+    assert "base_model_path" not in meta and pair.PairClassifier.load(c).model == base
 
 
 def test_scores_do_not_depend_on_the_batch(tiny: tuple[Path, Path]) -> None:

@@ -168,7 +168,8 @@ class PairClassifier:
 
     @classmethod
     def load(cls, weights: str | Path | None = None, *, model: str | None = None) -> PairClassifier:
-        """The artefact at `weights` (default the packaged one) and its JSON sidecar."""
+        """The artefact at `weights` (default the packaged one) and its JSON sidecar; `model`: its base
+        causal LM (default: the one `fit-pair --model` named, else the packaged Gemma-3-270M)."""
         from safetensors.numpy import load_file
 
         weights = Path(weights or ARTEFACT)
@@ -185,7 +186,7 @@ class PairClassifier:
             raise UserError(f"{sidecar}: format {meta.get('format')}/{meta.get('version')}, this code reads {FORMAT}/{PAIR_VERSION}: refit it")
         if meta.get("weights_sha256") and meta["weights_sha256"] != weights_sha256(weights):
             raise UserError(f"{weights}: sha256 differs from its sidecar's; the artefact was changed after the fit")
-        return cls(tensors, meta, model)
+        return cls(tensors, meta, model if model is not None else meta.get("base_model_path"))
 
     @property
     def settings(self) -> PairSettings:
@@ -354,8 +355,10 @@ def _write(weights: Path, tensors: dict[str, np.ndarray], meta: dict[str, Any]) 
     weights.with_suffix(".json").write_text(json.dumps(meta, indent=1, sort_keys=True) + "\n", encoding="utf-8")
 
 
-def write_fitted(weights: Path, tensors: dict[str, np.ndarray], s: PairSettings, model_path: str, labelled: Path, train_rows: int) -> None:
-    """Write fitted weights and their sidecar (no calibration yet)."""
+def write_fitted(weights: Path, tensors: dict[str, np.ndarray], s: PairSettings, model_path: str, labelled: Path, train_rows: int,
+                 base_model: str | None = None) -> None:
+    """Write fitted weights and their sidecar (no calibration yet); `base_model`: the folder or hub id
+    the user named (None: the packaged Gemma), which `PairClassifier.load` then loads by default."""
     import peft
     import torch
     import transformers
@@ -366,6 +369,8 @@ def write_fitted(weights: Path, tensors: dict[str, np.ndarray], s: PairSettings,
             "base_model": _base_identity(model_path), "labelled_sha256": file_sha256(labelled), "train_rows": train_rows,
             "input": pair_text("{prompt}", "{axis}", "{negative}")[0], "targets": list(TARGETS),
             "versions": {"torch": torch.__version__, "transformers": transformers.__version__, "peft": peft.__version__}}
+    if base_model is not None:  # a user's own base model: loaded again from here (the packaged Gemma is found without it)
+        meta["base_model_path"] = base_model
     _write(weights, tensors, meta)
 
 
@@ -412,7 +417,7 @@ def fit_pair_classifier(weights: str | Path | None = None, *, settings: PairSett
     if not rows:
         raise UserError(f"{labelled}: no train rows to fit the pair classifier on")
     path = causal_lm_path(model)
-    write_fitted(weights, _train(rows, s, path), s, path, labelled, len(rows))
+    write_fitted(weights, _train(rows, s, path), s, path, labelled, len(rows), model)
     if not calibrate:
         return PairClassifier.load(weights, model=model)
     return calibrate_artefact(weights, validator_model=validator_model, model=model, labelled=labelled,
