@@ -96,6 +96,10 @@ def test_scores_do_not_depend_on_the_batch(tiny: tuple[Path, Path]) -> None:
     alone = np.stack([pc.probs([r])[0] for r in rows])
     assert np.array_equal(together[:4], alone) and np.array_equal(together[4], together[0])
     np.testing.assert_allclose(together.sum(axis=1), 1.0, atol=1e-5)
+    # a prompt past the token limit leaves no room for the rewrite: still a finite answer
+    long = " ".join([BALL] * 60)
+    p = pc.probs([(long, "kinematics", long.replace("bounces twice", "rolls away"))])
+    assert np.isfinite(p).all() and abs(p.sum() - 1) < 1e-5
 
 
 def test_blend() -> None:

@@ -117,7 +117,8 @@ def encode_pair(tok: Any, prompt: str, axis: str, negative: str, max_tokens: int
     n = len(text) if len(ids) == len(enc["input_ids"]) else (offsets[-1][1] if offsets else 0)
     offsets.append([n, n])
     ranges = [(s + shift, t + shift) for _, (s, t) in edited_regions(prompt, negative)]
-    rewrite = [j for j, o in enumerate(offsets) if o[0] >= shift]
+    # a prompt longer than `max_tokens` leaves no rewrite token: the end token stands for it
+    rewrite = [j for j, o in enumerate(offsets) if o[0] >= shift] or [len(offsets) - 1]
     edited = _pooled_tokens(offsets, ranges) if ranges else rewrite
     edited = [j for j in edited if offsets[j][0] >= shift] or rewrite
     # +1: the start token comes first; the end token (last offset) is always a rewrite token
