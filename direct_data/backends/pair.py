@@ -248,6 +248,8 @@ class PairClassifier:
                 hidden = self._decoder(input_ids=torch.tensor(ids), attention_mask=torch.ones(len(ids), len(ids[0]), dtype=torch.long)).last_hidden_state
                 feats = torch.stack([_pool(hidden[b], *encoded[keyed[k]][1:]) for b, k in enumerate(chunk)])
                 p = torch.softmax(self._head(feats).double(), -1).numpy()
+                if not np.isfinite(p).all():  # never a verdict from NaN: it would read as "not below the threshold"
+                    raise RuntimeError(f"pair classifier: non-finite probabilities for {keyed[chunk[0]][0][:80]!r} (a bug)")
                 for b, k in enumerate(chunk):
                     out[keyed[k]] = np.round(p[b], 6)
                 bar.update(len(chunk))

@@ -859,7 +859,7 @@ class Validator:
             if key in seen or key in {dedupe_key(o) for o in row.other_negatives}:
                 out.append(Verdict(False, "duplicate", scores, tagged, None))
                 continue
-            if p[0] < threshold and not (hand[i_lex] > 0.5 and p[0] >= min(floor, threshold)):
+            if not (p[0] >= threshold or (hand[i_lex] > 0.5 and p[0] >= min(floor, threshold))):  # NaN never passes
                 bad = max(range(1, len(LABELS)), key=lambda j: (p[j], -j))
                 detail = f"p(good) {p[0]:.4f} < {threshold:.2f}; p({LABELS[bad]}) {p[bad]:.4f}"
                 out.append(Verdict(False, LABEL_REASON[LABELS[bad]], scores, tagged, detail))
