@@ -49,7 +49,7 @@ def small_set(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 @pytest.fixture(scope="module")
 def tiny(small_set: Path) -> tuple[Path, Path]:
-    """`validator fit-pair` run twice on the small set (1 layer, 12 steps, no fluency)."""
+    """`validator fit-pair` run twice on the small set (1 layer, 13 steps: 96 rows and 13 composed, no fluency)."""
     outs = []
     for name in ("a", "b"):
         out = small_set.parent / name / "pair.safetensors"
@@ -67,6 +67,8 @@ def test_fit_pair_reproduces_its_weights_and_records_what_it_read(tiny: tuple[Pa
     assert a.read_bytes() == b.read_bytes()  # same rows, settings, seed and threads: the same weights, byte for byte
     meta = json.loads(a.with_suffix(".json").read_text(encoding="utf-8"))
     assert meta["labelled_sha256"] == learnt.file_sha256(small_set) and meta["train_rows"] == 96
+    # the composed multi_axis rows (two train goods' edits joined) were trained on too, and counted
+    assert meta["settings"]["compose_multi_axis"] and meta["composed_rows"] == len(learnt.composed_multi_axis(learnt.load_labelled(small_set))) > 0
     assert meta["settings"]["layers"] == 1 and meta["settings"]["seed"] == 0 and meta["weights_sha256"] == pair.weights_sha256(a)
     assert meta["labels"] == list(learnt.LABELS)
     t = load_file(str(a))

@@ -111,6 +111,39 @@ def test_fresh_holdout_is_apart_from_the_labelled_set() -> None:
         assert all(len(w & u) <= len(w) / 2 for u in seen), p
 
 
+def test_compose_pair_joins_two_edits_apart() -> None:
+    p = "a red ball rolls slowly down the long hill"
+    assert learnt.compose_pair(p, "a red ball bounces slowly down the long hill", "a red ball rolls slowly down the long icy hill") \
+        == "a red ball bounces slowly down the long icy hill"
+    # an insertion and a deletion, in either order of the two rewrites
+    a, b = "a red ball rolls slowly down the long hill in reverse", "a ball rolls slowly down the long hill"
+    assert learnt.compose_pair(p, a, b) == learnt.compose_pair(p, b, a) == "a ball rolls slowly down the long hill in reverse"
+    assert learnt.compose_pair(p, "a red ball bounces down the long hill", "a red ball rolls quickly down the long hill") is None  # one word apart
+    assert learnt.compose_pair(p, p, "a red ball rolls slowly down the long icy hill") is None  # a copy has no edit
+    assert learnt.compose_pair(p, "a red ball spins slowly down the long hill", "a red ball rolls slowly down the long icy hill", gap=8) is None
+
+
+@needs_prompts
+def test_composed_multi_axis_rows_come_from_train_goods_only() -> None:
+    """Every composed row joins two train goods of one prompt on different axes; it holds both edits,
+    equals neither, and no dev or test row is ever used; the same rows and seed give the same rows."""
+    rows = learnt.load_labelled()
+    by_id = {r.id: r for r in rows}
+    composed = learnt.composed_multi_axis(rows)
+    assert len(composed) >= 300 and len({r.prompt_id for r in composed}) >= 100
+    assert composed == learnt.composed_multi_axis(rows) == learnt.composed_multi_axis([r for r in rows if r.split == "train"])
+    assert {r.axis for r in learnt.composed_multi_axis(rows, seed=1)} == {r.axis for r in composed}
+    assert [r.axis for r in learnt.composed_multi_axis(rows, seed=1)] != [r.axis for r in composed]
+    for c in composed:
+        a, b = (by_id[i] for i in c.id.split("+"))
+        assert a.split == b.split == c.split == "train" and a.label == b.label == "good" and c.label == "multi_axis"
+        assert a.prompt_id == b.prompt_id == c.prompt_id and a.axis != b.axis
+        assert c.axis in (a.axis, b.axis) and set(c.changed_axes) == {a.axis, b.axis}
+        assert c.negative not in (c.prompt, a.negative, b.negative)
+        for g in (a, b):  # each rewrite's new words are in the composed text
+            assert set(g.negative.split()) - set(c.prompt.split()) <= set(c.negative.split())
+
+
 # -- the packaged model -------------------------------------------------------------------------
 
 

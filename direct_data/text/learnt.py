@@ -101,9 +101,13 @@ threshold, floor and gate are chosen on dev with the rows these checks reject co
 
 from __future__ import annotations
 
+import dataclasses
+import difflib
 import hashlib
+import itertools
 import json
 import logging
+import random
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -240,6 +244,68 @@ def _prompt_text(rec: dict) -> str:
         if isinstance(rec.get(k), str):
             return rec[k]
     return ""
+
+
+COMPOSE_GAP = 2  # prompt words that must lie between two rewrites' edits for `compose_pair` to join them
+
+
+def _word_edits(prompt_words: Sequence[str], negative_words: Sequence[str]) -> list[tuple[int, int, tuple[str, ...]]]:
+    """The rewrite's edits as (start, end) in the prompt's words and the words put there."""
+    sm = difflib.SequenceMatcher(None, prompt_words, negative_words, autojunk=False)
+    return [(i1, i2, tuple(negative_words[j1:j2])) for tag, i1, i2, j1, j2 in sm.get_opcodes() if tag != "equal"]
+
+
+def compose_pair(prompt: str, a: str, b: str, gap: int = COMPOSE_GAP) -> str | None:
+    """The prompt with the word edits of both rewrites `a` and `b` applied (words split on white
+    space, aligned by `difflib`), or None when either rewrite changes nothing or an edit of one
+    comes within `gap` words of an edit of the other.
+
+    Example:
+        >>> compose_pair("a red ball rolls slowly down the long hill", "a red ball bounces slowly down the long hill",
+        ...              "a red ball rolls slowly down the long icy hill")
+        'a red ball bounces slowly down the long icy hill'
+        >>> compose_pair("a red ball rolls down", "a red ball bounces down", "a red ball spins down") is None
+        True
+    """
+    words = prompt.split()
+    ea, eb = _word_edits(words, a.split()), _word_edits(words, b.split())
+    if not ea or not eb:
+        return None
+    if any(max(b1 - a2, a1 - b2) < gap for (a1, a2, _), (b1, b2, _) in itertools.product(ea, eb)):
+        return None
+    out: list[str] = []
+    pos = 0
+    for i1, i2, repl in sorted(ea + eb):
+        out += [*words[pos:i1], *repl]
+        pos = i2
+    out += words[pos:]
+    return " ".join(out)
+
+
+def composed_multi_axis(rows: Sequence[LabelledRow], seed: int = 0) -> list[LabelledRow]:
+    """Extra ``multi_axis`` training rows made from the train split's good rewrites: for each prompt,
+    every two goods on different axes whose edits `compose_pair` can join, both edits applied, the
+    declared axis one of the two (drawn with `seed`). A real two-axis rewrite is one rewrite that
+    changes two things; these are two real one-axis changes in one sentence, so they teach the
+    classifier that a correct change on the declared axis does not excuse a second one. Rows of
+    other splits are ignored (dev and test are never composed).
+    """
+    rng = random.Random(seed)
+    goods: dict[str, list[LabelledRow]] = {}
+    for r in rows:
+        if r.label == "good" and r.split == "train":
+            goods.setdefault(r.prompt_id, []).append(r)
+    out = []
+    for gs in goods.values():
+        for a, b in itertools.combinations(gs, 2):
+            if a.axis == b.axis:
+                continue
+            text = compose_pair(a.prompt, a.negative, b.negative)
+            if text is None or text in (a.prompt, a.negative, b.negative):
+                continue
+            out.append(dataclasses.replace(a, id=f"{a.id}+{b.id}", axis=rng.choice((a.axis, b.axis)), negative=text,
+                                           label="multi_axis", changed_axes=(a.axis, b.axis), note="composed"))
+    return out
 
 
 # --------------------------------------------------------------------------------------------

@@ -85,6 +85,8 @@ def fit_pair_cmd(
     epochs: float = typer.Option(2.0, "--epochs", min=0.001, help="Passes over the train split."),
     seed: int = typer.Option(0, "--seed", min=0, help="Seed of the LoRA init, dropout and shuffle."),
     threads: int = typer.Option(2, "--threads", min=1, help="torch threads during the fit (the result depends on it)."),
+    compose: bool = typer.Option(True, "--compose/--no-compose", help="Add multi_axis rows made by joining two train goods' edits "
+                                                                      "on different axes (learnt.composed_multi_axis)."),
 ) -> None:
     """Fit the pair classifier on the train split (LoRA on a causal LM's first layers; 40 min on 2 CPU
     cores for the default), then calibrate its blend with the learnt validator on dev."""
@@ -102,7 +104,7 @@ def fit_pair_cmd(
             pc = pair.calibrate_artefact(out, validator_model=validator_model, model=model, labelled=labelled,
                                          prompts_dir=prompts_dir, fluency=flu)
         else:
-            s = pair.PairSettings(layers=layers, epochs=epochs, seed=seed, threads=threads)
+            s = pair.PairSettings(layers=layers, epochs=epochs, seed=seed, threads=threads, compose_multi_axis=compose)
             pc = pair.fit_pair_classifier(out, settings=s, model=model, labelled=labelled, prompts_dir=prompts_dir,
                                           validator_model=validator_model, fluency=flu)
     except UserError as e:
