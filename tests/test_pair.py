@@ -188,6 +188,10 @@ def test_packaged_pair_classifier_record() -> None:
     assert cal["labelled_sha256"] == meta["labelled_sha256"] and cal["dev_rows"] == len(learnt.load_labelled(splits=("dev",)))
     t = load_file(str(pair.ARTEFACT))
     assert len(t) == 8 * len(pair.TARGETS) * 2 + 2 and all(np.isfinite(v).all() for v in t.values())
+    pc = pair.PairClassifier.load()
+    assert pc.settings == pair.PairSettings() and meta["composed_rows"] == len(learnt.composed_multi_axis(learnt.load_labelled(splits=("train",))))
+    old_meta = {**meta, "settings": {k: v for k, v in meta["settings"].items() if k != "compose_multi_axis"}}
+    assert not pair.PairClassifier(t, old_meta, None).settings.compose_multi_axis  # a sidecar from before session 34
 
 
 @pytest.mark.slow

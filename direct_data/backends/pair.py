@@ -195,7 +195,9 @@ class PairClassifier:
 
     @property
     def settings(self) -> PairSettings:
-        return PairSettings(**{k: self.meta["settings"][k] for k in PairSettings.__dataclass_fields__ if k in self.meta["settings"]})
+        """The settings the sidecar records (one fitted before session 34 had no composed rows)."""
+        recorded = {"compose_multi_axis": False, **self.meta["settings"]}
+        return PairSettings(**{k: recorded[k] for k in PairSettings.__dataclass_fields__ if k in recorded})
 
     @property
     def model_path(self) -> str:
