@@ -250,7 +250,9 @@ COMPOSE_GAP = 2  # prompt words that must lie between two rewrites' edits for `c
 
 
 def _word_edits(prompt_words: Sequence[str], negative_words: Sequence[str]) -> list[tuple[int, int, tuple[str, ...]]]:
-    """The rewrite's edits as (start, end) in the prompt's words and the words put there."""
+    """The rewrite's edits as (start, end) in the prompt's words and the words put there. White-space
+    words as written, not `align.align`'s normalised tokens (which hide an inflection change) nor
+    `fluency.edited_regions`' regex words (which drop punctuation): the edits are pasted back as text."""
     sm = difflib.SequenceMatcher(None, prompt_words, negative_words, autojunk=False)
     return [(i1, i2, tuple(negative_words[j1:j2])) for tag, i1, i2, j1, j2 in sm.get_opcodes() if tag != "equal"]
 
@@ -300,8 +302,8 @@ def composed_multi_axis(rows: Sequence[LabelledRow], seed: int = 0) -> list[Labe
         for a, b in itertools.combinations(gs, 2):
             if a.axis == b.axis:
                 continue
-            text = compose_pair(a.prompt, a.negative, b.negative)
-            if text is None or text in (a.prompt, a.negative, b.negative):
+            text = compose_pair(a.prompt, a.negative, b.negative)  # two non-empty edits: never the prompt nor either rewrite
+            if text is None:
                 continue
             out.append(dataclasses.replace(a, id=f"{a.id}+{b.id}", axis=rng.choice((a.axis, b.axis)), negative=text,
                                            label="multi_axis", changed_axes=(a.axis, b.axis), note="composed"))
