@@ -252,7 +252,7 @@ COMPOSE_GAP = 2  # prompt words that must lie between two rewrites' edits for `c
 def _word_edits(prompt_words: Sequence[str], negative_words: Sequence[str]) -> list[tuple[int, int, tuple[str, ...]]]:
     """The rewrite's edits as (start, end) in the prompt's words and the words put there. White-space
     words as written, not `align.align`'s normalised tokens (which hide an inflection change) nor
-    `fluency.edited_regions`' regex words (which drop punctuation): the edits are pasted back as text."""
+    `fluency.edited_regions`' regex tokens (punctuation split off): the edits are pasted back as text."""
     sm = difflib.SequenceMatcher(None, prompt_words, negative_words, autojunk=False)
     return [(i1, i2, tuple(negative_words[j1:j2])) for tag, i1, i2, j1, j2 in sm.get_opcodes() if tag != "equal"]
 
