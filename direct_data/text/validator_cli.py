@@ -10,11 +10,13 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
+from direct_data.backends.pair import PairSettings
 from direct_data.core.errors import UserError
 
 validator_app = typer.Typer(help="The learnt hard-negative validator: fit it on the labelled rewrites, evaluate it.", no_args_is_help=True)
 console = Console()
 log = logging.getLogger(__name__)
+_PAIR = PairSettings()  # the fit-pair options' defaults: declared once, in PairSettings
 
 
 def _fail(msg: str) -> None:
@@ -81,12 +83,12 @@ def fit_pair_cmd(
     fluency: bool = typer.Option(True, "--fluency/--no-fluency", help="Also calibrate the blend with the fluency model (the *_fluency cut-offs)."),
     calibrate_only: bool = typer.Option(False, "--calibrate-only", help="Keep the fitted weights at --out; only choose the blend's cut-offs on dev "
                                                                         "again (after the learnt model is refitted)."),
-    layers: int = typer.Option(8, "--layers", min=1, help="Decoder layers kept."),
-    epochs: float = typer.Option(2.0, "--epochs", min=0.001, help="Passes over the train split."),
-    seed: int = typer.Option(0, "--seed", min=0, help="Seed of the LoRA init, dropout and shuffle."),
-    threads: int = typer.Option(2, "--threads", min=1, help="torch threads during the fit (the result depends on it)."),
-    compose: bool = typer.Option(True, "--compose/--no-compose", help="Add multi_axis rows made by joining two train goods' edits "
-                                                                      "on different axes (learnt.composed_multi_axis)."),
+    layers: int = typer.Option(_PAIR.layers, "--layers", min=1, help="Decoder layers kept."),
+    epochs: float = typer.Option(_PAIR.epochs, "--epochs", min=0.001, help="Passes over the train split."),
+    seed: int = typer.Option(_PAIR.seed, "--seed", min=0, help="Seed of the LoRA init, dropout and shuffle."),
+    threads: int = typer.Option(_PAIR.threads, "--threads", min=1, help="torch threads during the fit (the result depends on it)."),
+    compose: bool = typer.Option(_PAIR.compose_multi_axis, "--compose/--no-compose",
+                                 help="Add multi_axis rows made by joining two train goods' edits on different axes (learnt.composed_multi_axis)."),
 ) -> None:
     """Fit the pair classifier on the train split (LoRA on a causal LM's first layers; 40 min on 2 CPU
     cores for the default), then calibrate its blend with the learnt validator on dev."""
