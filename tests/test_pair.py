@@ -138,6 +138,13 @@ def test_a_calibration_that_does_not_hold_is_a_one_line_error(tiny: tuple[Path, 
     _one_line_error(_run(["validate", str(data), "--out", str(tmp_path / "o5"), "--pair-classifier", "--validator", "lexicon"]), "learnt")
     _one_line_error(_run(["validator", "fit-pair", "--out", "notes.txt"]), "--out")
     _one_line_error(_run(["validator", "fit-pair", "--calibrate-only", "--out", str(tmp_path / "none.safetensors")]), "no pair classifier")
+    # checked before the fit, not after it: a missing learnt model, a folder that is not a causal LM
+    _one_line_error(_run(["validator", "fit-pair", "--out", str(tmp_path / "p.safetensors"), "--validator-model",
+                          str(tmp_path / "none.safetensors")]), "learnt validator artefact not found")
+    (tmp_path / "empty_model").mkdir()
+    _one_line_error(_run(["validator", "fit-pair", "--out", str(tmp_path / "p.safetensors"), "--model", str(tmp_path / "empty_model")]),
+                    "causal LM", "cannot load it")
+    assert not (tmp_path / "p.safetensors").exists()
 
 
 def test_validate_stage_with_the_pair_classifier(tiny: tuple[Path, Path], small_set: Path, tmp_path: Path) -> None:

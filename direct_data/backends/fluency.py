@@ -573,6 +573,7 @@ def read_causal_lm(path: str, device: str = "cpu", dtype: str = "bfloat16") -> t
     """(tokenizer, model in eval mode) of a causal LM folder or hub id, offline for a folder, no
     remote code; in `dtype` ("bfloat16" or "float32"); a new copy on every call."""
     from direct_data.backends.models import _prefer_passive_openmp, check_hub_reachable
+    from direct_data.core.errors import UserError, cannot_load
 
     check_hub_reachable(path, "causal LM")
     _prefer_passive_openmp()  # idle OpenMP threads sleep instead of spinning (a shared CPU); numerics unchanged
@@ -581,8 +582,9 @@ def read_causal_lm(path: str, device: str = "cpu", dtype: str = "bfloat16") -> t
 
     if Path(path).is_dir():
         os.environ.setdefault("HF_HUB_OFFLINE", "1")
-    tokenizer = AutoTokenizer.from_pretrained(path, trust_remote_code=False)
-    model = AutoModelForCausalLM.from_pretrained(path, dtype=getattr(torch, dtype), trust_remote_code=False)
+    with cannot_load(f"causal LM {path}", UserError):  # not a model folder, no tokenizer, corrupt weights: one line
+        tokenizer = AutoTokenizer.from_pretrained(path, trust_remote_code=False)
+        model = AutoModelForCausalLM.from_pretrained(path, dtype=getattr(torch, dtype), trust_remote_code=False)
     return tokenizer, model.to(device).eval()
 
 

@@ -415,13 +415,15 @@ def fit_pair_classifier(weights: str | Path | None = None, *, settings: PairSett
         >>> fit_pair_classifier("/tmp/pair.safetensors", settings=PairSettings(layers=2, epochs=0.05))  # doctest: +SKIP
     """
     from direct_data.backends.fluency import causal_lm_path
-    from direct_data.text.learnt import DEFAULT_LABELLED, composed_multi_axis, load_labelled
+    from direct_data.text.learnt import DEFAULT_LABELLED, LearntModel, composed_multi_axis, load_labelled
 
     s = settings or PairSettings()
     s.check()
     weights = Path(weights or ARTEFACT)
     if weights.suffix != ".safetensors" or weights.is_dir():
         raise UserError(f"{weights}: give a .safetensors file path (its JSON sidecar goes next to it)")
+    if calibrate:  # the model the blend is calibrated for, checked before the fit's 40 minutes, not after
+        LearntModel.load(validator_model)
     labelled = Path(labelled or DEFAULT_LABELLED)
     rows = load_labelled(labelled, prompts_dir, splits=("train",))
     if not rows:
