@@ -465,3 +465,26 @@ def test_an_llm_hub_id_nobody_can_fetch_is_one_error_at_once(tmp_path):
     hub_id = "nobody/no-such-llm"
     prompts = jsonl(tmp_path / "p.jsonl", [{"prompt": p} for p in PROMPTS])
     _hub_unreachable(tmp_path, ["perturb", str(prompts), "--out", str(tmp_path / "o"), "--backend", "vllm", "--model", hub_id], "LLM", hub_id)
+
+
+@pytest.mark.vllm
+def test_a_folder_that_holds_no_llm_is_one_error(tmp_path):
+    """`perturb --backend vllm --model DIR` with an empty folder, and `validate --judge vllm
+    --judge-model DIR` with a folder that has a config but no weights: exit 2, the last line names
+    the folder, no traceback (before: vLLM's pydantic ValidationError, or its RuntimeError from the
+    weight loader, reached the user)."""
+    import subprocess
+    import sys
+
+    empty, no_weights = tmp_path / "empty", tmp_path / "config_only"
+    empty.mkdir()
+    no_weights.mkdir()
+    (no_weights / "config.json").write_text(json.dumps({"model_type": "gemma3_text"}))
+    prompts = jsonl(tmp_path / "p.jsonl", [{"prompt": p} for p in PROMPTS])
+    rows = jsonl(tmp_path / "v.jsonl", [{"prompt": PROMPTS[0], "axis": "kinematics", "negative": PROMPTS[0] + " It rolls backwards."}])
+    for args, folder in ((["perturb", str(prompts), "--out", str(tmp_path / "o1"), "--backend", "vllm", "--model", str(empty)], empty),
+                         (["validate", str(rows), "--out", str(tmp_path / "o2"), "--judge", "vllm", "--judge-model", str(no_weights)], no_weights)):
+        r = subprocess.run([sys.executable, "-m", "direct_data.cli", *args], capture_output=True, text=True, timeout=600)
+        lines = [x for x in r.stderr.splitlines() if x.strip()]
+        assert r.returncode == 2 and "Traceback" not in r.stderr, (args, r.stderr[-2000:])
+        assert lines[-1].startswith(f"error: vLLM model {folder}: "), lines[-1]

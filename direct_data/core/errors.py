@@ -24,8 +24,16 @@ class InputError(UserError):
 
 
 def first_line(e: BaseException) -> str:
-    """``Type: first line of the message`` of a library's exception, to quote in a one-line error."""
-    lines = str(e).strip().splitlines()
+    """``Type: first line of the message`` of a library's exception, to quote in a one-line error
+    (for pydantic's ValidationError, whose first line only counts the errors, the first error's)."""
+    text = str(e)
+    errors = getattr(e, "errors", None)
+    if callable(errors):
+        try:
+            text = str(errors()[0]["msg"])
+        except (TypeError, IndexError, KeyError):
+            pass
+    lines = text.strip().splitlines()
     return f"{type(e).__name__}: {lines[0]}" if lines else type(e).__name__
 
 
