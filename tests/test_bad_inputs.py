@@ -87,6 +87,23 @@ def test_missing_local_model_folder_is_a_config_error(args, needles):
     user_error(args, *needles)
 
 
+@pytest.mark.parametrize("args,needles", [
+    (["validate", "x.jsonl", "--out", "o", "--judge", "openai", "--judge-model", "m", "--judge-url", "notaurl"],
+     ("--judge-url notaurl", "http:// or https://")),
+    (["validate", "x.jsonl", "--out", "o", "--judge", "openai", "--judge-model", "m", "--judge-url", "http://[::1"],
+     ("--judge-url", "not a URL")),
+    (["validate", "x.jsonl", "--out", "o", "--judge", "openai", "--judge-model", "m", "--judge-url", "http://h:99999/v1"],
+     ("--judge-url", "not a URL")),
+    (["perturb", "x.jsonl", "--out", "o", "--backend", "openai", "--model", "m", "--base-url", "localhost:8000"],
+     ("--base-url localhost:8000", "http:// or https://")),
+    (["perturb", "x.jsonl", "--out", "o", "--judge", "openai", "--judge-model", "m", "--judge-url", "ftp://h/v1"],
+     ("--judge-url ftp://h/v1", "http:// or https://")),
+])
+def test_a_server_url_that_cannot_work_is_a_config_error(args, needles):
+    # before any work, not after the client's five tries (a URL with no scheme) or a traceback (a bad host or port)
+    user_error(args, *needles)
+
+
 def test_run_checks_the_train_table_before_any_work(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     jsonl(tmp_path / "in.jsonl", [{"prompt": p} for p in PROMPTS])

@@ -173,6 +173,22 @@ def check_model_path(name: str, value: str | None) -> None:
     raise ConfigError(f"{name} {value}: no such folder (give a local model folder or a hub id owner/name)")
 
 
+def check_url(name: str, value: str | None) -> None:
+    """A `ConfigError` unless `value` (when given) is an http(s) URL with a host and a valid port:
+    a server URL that cannot work is refused up front, not after the client's retries."""
+    if value is None:
+        return
+    from urllib.parse import urlsplit
+
+    try:
+        u = urlsplit(value)
+        u.port  # noqa: B018 (raises ValueError for a port that is not a number in 0..65535)
+    except ValueError as e:
+        raise ConfigError(f"{name} {value}: not a URL ({e})") from None
+    if u.scheme not in ("http", "https") or not u.hostname:
+        raise ConfigError(f"{name} {value}: give an http:// or https:// URL with a host, e.g. http://127.0.0.1:8000/v1")
+
+
 # --------------------------------------------------------------------------- the base class
 
 

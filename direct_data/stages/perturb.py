@@ -25,7 +25,7 @@ from datasets import Features, List, Value
 
 from direct_data.backends.judge import judge_api_key_env_option, judge_api_option, judge_model_option, judge_option, judge_url_option
 from direct_data.backends.llm import ENGINE_DTYPES
-from direct_data.core.config import StageConfig, check_model_path, option, register
+from direct_data.core.config import StageConfig, check_model_path, check_url, option, register
 from direct_data.core.errors import ConfigError
 from direct_data.core.executors import executor_option, ray_actors_option, ray_address_option, ray_num_gpus_option
 from direct_data.core.read import DEFAULT_MAX_CHARS, ReadResult, read_prompts
@@ -149,6 +149,7 @@ class PerturbConfig(StageConfig):
             raise ConfigError(f"axes: none given; use --axis with one of {', '.join(AXES)} or all")
         if self.backend == "openai" and not self.base_url:
             raise ConfigError("the openai backend needs --base-url (an OpenAI-compatible endpoint, e.g. `vllm serve`)")
+        check_url("--base-url", self.base_url)
         if self.backend in ("vllm", "openai") and not self.model:
             raise ConfigError(f"the {self.backend} backend needs --model")
         if self.backend == "vllm":  # an openai --model is the server's name for it, whatever it looks like

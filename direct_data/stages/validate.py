@@ -20,7 +20,7 @@ from typing import Any
 from datasets import Features, Value
 
 from direct_data.backends.judge import judge_api_key_env_option, judge_api_option, judge_model_option, judge_option, judge_url_option
-from direct_data.core.config import StageConfig, check_model_path, option, register
+from direct_data.core.config import StageConfig, check_model_path, check_url, option, register
 from direct_data.core.errors import ConfigError, InputError
 from direct_data.core.executors import executor_option, ray_actors_option, ray_address_option
 from direct_data.core.read import iter_raw_rows
@@ -120,6 +120,7 @@ def check_validator_options(cfg: Any) -> None:
         raise ConfigError(f"the {cfg.judge} judge needs --judge-model")
     if cfg.judge == "openai" and not cfg.judge_url:
         raise ConfigError("the openai judge needs --judge-url (an OpenAI-compatible endpoint, e.g. `vllm serve`)")
+    check_url("--judge-url", cfg.judge_url)
     if cfg.judge == "vllm":
         check_model_path("--judge-model", cfg.judge_model)
 
