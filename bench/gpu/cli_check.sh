@@ -9,7 +9,7 @@
 #   bash bench/gpu/cli_check.sh     # needs torch with CUDA, diffusers, datasets (carried as wheels in .whl/)
 set -u
 cd "$(dirname "$0")/../.."
-OUT="${OUT:-$PWD/gpu_out}"; mkdir -p "$OUT"; export OUT
+OUT="${OUT:-$PWD/out/gpu_check}"; mkdir -p "$OUT"; export OUT
 PY="${PYTHON:-python3}"
 if [ -d .whl ] && [ "${NO_WHL:-0}" != 1 ]; then
   "$PY" -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target /tmp/site .whl/*.whl || exit 1
