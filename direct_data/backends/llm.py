@@ -514,17 +514,15 @@ class VLLMBackend:
                 kwargs.setdefault("enable_chunked_prefill", False)
             kwargs.update(engine_kwargs)
             kv_cache_bytes = kwargs.get("kv_cache_memory_bytes")
-            from direct_data.core.errors import UserError, cannot_load, first_line
+            from direct_data.core.errors import UserError, cannot_load
 
-            try:  # not a model folder, an unreadable config, no weights: one line, not vLLM's traceback
-                with cannot_load(f"vLLM model {self.model}", UserError):
-                    if on_cpu:
-                        with _in_process_cpu_engine(kwargs) as in_process:
-                            engine = vllm.LLM(self.model, **kwargs)
-                    else:
+            # not a model folder, an unreadable config (pydantic's ValueError), no weights (RuntimeError): one line
+            with cannot_load(f"vLLM model {self.model}", UserError, catch=(OSError, ValueError, RuntimeError)):
+                if on_cpu:
+                    with _in_process_cpu_engine(kwargs) as in_process:
                         engine = vllm.LLM(self.model, **kwargs)
-            except RuntimeError as e:
-                raise UserError(f"vLLM model {self.model}: the engine did not start ({first_line(e)})") from None
+                else:
+                    engine = vllm.LLM(self.model, **kwargs)
         self.llm = engine
         self.engine_settings = {
             "structured_output_backend": structured_output_backend,

@@ -38,12 +38,14 @@ def first_line(e: BaseException) -> str:
 
 
 @contextmanager
-def cannot_load(what: str, error: type[UserError] = InputError) -> Iterator[None]:
-    """A library's failure to load a model or weights file (`OSError`, `ValueError`: not a model
-    folder, one transformers cannot read, missing or corrupt weights) as one line naming `what`."""
+def cannot_load(what: str, error: type[UserError] = InputError,
+                catch: tuple[type[BaseException], ...] = (OSError, ValueError)) -> Iterator[None]:
+    """A library's failure to load a model or weights file (`catch`, by default `OSError`,
+    `ValueError`: not a model folder, one transformers cannot read, missing or corrupt weights) as
+    one line naming `what`."""
     try:
         yield
-    except (OSError, ValueError) as e:
+    except catch as e:
         raise error(f"{what}: cannot load it ({first_line(e)})") from None
 
 
