@@ -279,6 +279,7 @@ def test_echo_of_a_stray_phrase_tail() -> None:
 TO_VERB = 'a third-person verb after "to", an auxiliary or a modal'
 PREP_CLASH = 'a preposition followed by a word it cannot take ("above of", "before to rise")'
 CLAUSE_END = 'a clause ends on a word that cannot end it ("... wax is.", "in zero gravity of,")'
+COORDINATION = 'a bare verb joined by "and" to a third-person verb of the same subject ("it rises and hover")'
 
 
 def test_grammar_flaws_rejected_before_the_model() -> None:
@@ -396,7 +397,7 @@ def test_grammar_flaws_rejected_before_the_model() -> None:
     assert grammar_flaw(pair, "A kite and a balloon drifts rapidly over the beach.") == "a kept verb changed its grammatical number"
     assert grammar_flaw(pair, "A kite and a balloon drift upward over the beach.") is None
     # a clause that ends on a word no clause ends on: an article, "of"/"to", a copula after a noun
-    from direct_data.text.features import clause_end_flaws
+    from direct_data.text.features import clause_end_flaws, coordination_flaws
 
     beam = "A beam of light crosses the ocean, illuminating the waves below."
     assert grammar_flaw(beam, "A beam of light crosses the ocean in zero gravity of, illuminating the waves below.") == CLAUSE_END
@@ -410,6 +411,17 @@ def test_grammar_flaws_rejected_before_the_model() -> None:
     # ... counted against the prompt's own: an elliptical prompt keeps its clause end
     odd = "He showed sincerity and courage were."
     assert clause_end_flaws(odd) == 1 and grammar_flaw(odd, "He showed sincerity and great courage were.") is None
+    # a bare verb joined by "and" to a third-person verb of the same subject
+    yoyo = "A yo-yo converts kinetic energy to potential energy as it rises, conserving energy through the cycle."
+    assert grammar_flaw(yoyo, yoyo.replace("it rises,", "it rises and hover,")) == COORDINATION
+    wood = "A piece of wood floats down a flowing canal until it strikes the canal wall."
+    assert grammar_flaw(wood, wood.replace("wall.", "wall and splinter into soggy chips.")) == COORDINATION
+    assert grammar_flaw(sit, sit.replace("they get up and start", "they get up sits down and start")) == COORDINATION
+    for fine in ("The compass lifts up and hovers above the loop.", "It rises, and then the others hover.",
+                 "The coin begins to fizz and dissolve.", "The glass stays perfectly clear and dry.",
+                 "The ball rolls toward the pins and knocks them down.", "It captures traffic phases and flow patterns.",
+                 "Stack copper and plastic strips and slide a magnet along them.", "It spins and they all fall."):
+        assert coordination_flaws(fine) == 0, fine
     # fluent rewrites have none
     assert grammar_flaw(BALL, "A rubber ball is dropped onto a wooden floor and sinks into it like a stone.") is None
     assert grammar_flaw(sit, "A person is sitting on the couch, then suddenly they float up off it and start sweeping the floor.") is None
