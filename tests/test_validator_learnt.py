@@ -397,7 +397,7 @@ def test_grammar_flaws_rejected_before_the_model() -> None:
     assert grammar_flaw(pair, "A kite and a balloon drifts rapidly over the beach.") == "a kept verb changed its grammatical number"
     assert grammar_flaw(pair, "A kite and a balloon drift upward over the beach.") is None
     # a clause that ends on a word no clause ends on: an article, "of"/"to", a copula after a noun
-    from direct_data.text.features import clause_end_flaws, coordination_flaws
+    from direct_data.text.features import clause_end_flaws, coordination_flaws, copula_bare_verbs
 
     beam = "A beam of light crosses the ocean, illuminating the waves below."
     assert grammar_flaw(beam, "A beam of light crosses the ocean in zero gravity of, illuminating the waves below.") == CLAUSE_END
@@ -422,6 +422,13 @@ def test_grammar_flaws_rejected_before_the_model() -> None:
                  "The ball rolls toward the pins and knocks them down.", "It captures traffic phases and flow patterns.",
                  "Stack copper and plastic strips and slide a magnet along them.", "It spins and they all fall."):
         assert coordination_flaws(fine) == 0, fine
+    # a bare verb after a form of "be"
+    car = "The car is lifted off the deck and floats over the water."
+    assert grammar_flaw(car, car.replace("is lifted", "is lift")) == 'a bare verb after a form of "be" ("the car is lift off")'
+    assert grammar_flaw(BALL, BALL.replace("is dropped", "is gently drop")) is not None
+    for fine in ("The lid is open.", "The surface is dry.", "It is cut in half.", "It was set down.", "It is present.",
+                 "It moves as if gravity were reversed.", "The ball is rolling.", "It is, roll it."):
+        assert copula_bare_verbs(fine) == 0, fine
     # fluent rewrites have none
     assert grammar_flaw(BALL, "A rubber ball is dropped onto a wooden floor and sinks into it like a stone.") is None
     assert grammar_flaw(sit, "A person is sitting on the couch, then suddenly they float up off it and start sweeping the floor.") is None

@@ -636,6 +636,38 @@ def coordination_flaws(text: str) -> int:
     return n
 
 
+_BE_FORMS = frozenset("is are was were be been being am".split())
+
+
+def copula_bare_verbs(text: str) -> int:
+    """A form of "be" followed (an adverb may stand between) by a verb's bare form that is no
+    participle and no adjective: "the car is *lift* off the deck", "the film is slowly *tear*",
+    "as though gravity were *switch* off". Only words WordNet reads mostly as verbs
+    (`wordnet.verb_lexicon`) and that have no adjective sense in WordNet count, so "the lid is
+    *open*", "the surface is *dry*", "it is *present*" and "were *reverse*" do not, nor forms that
+    are their own participle ("is *cut*", "was *set*"). On the labelled train and dev rows it fires
+    on 7 ungrammatical train rows that no other check catches and on no other row; on the 6,052
+    shared prompts, once, on a prompt that has the flaw itself ("a person is *push* up")."""
+    from direct_data.text.tagger import analyze
+    from direct_data.text.wordnet import default_wordnet
+
+    a = analyze(text)
+    toks = [t.lower for t in a.tokens]
+    lexicon, wn = verb_lexicon(), default_wordnet()
+    n = 0
+    for i in range(1, len(toks)):
+        if toks[i - 1] not in _BE_FORMS:
+            continue
+        j = i + 1 if _adverb(toks[i]) and i + 1 < len(toks) else i
+        if any(ch in text[a.tokens[i - 1].end:a.tokens[j].start] for ch in ",;:.!?()\""):
+            continue
+        w = toks[j]
+        if w not in lexicon or verb_lemma(w) != (w, "base") or mostly_adjective(w) or wn.synsets(w, "a"):
+            continue
+        n += inflect(w, "pp") != w
+    return n
+
+
 _CLAUSE_END_NEVER = frozenset("the a an its their of to is are was were".split())
 _COPULAS = frozenset("is are was were".split())
 #: a copula may close a clause after these ("... as it is.", "there were,")
@@ -710,7 +742,8 @@ def grammar_flaw(prompt: str, negative: str, al: Alignment | None = None) -> str
     * more clauses that end on a word no clause ends on ("... to 30 C wax *is*.", "in zero gravity
       *of*,": `clause_end_flaws`);
     * more bare verbs joined by "and" to a third-person verb of the same subject ("it rises and
-      *hover*": `coordination_flaws`, session 37).
+      *hover*": `coordination_flaws`, session 37);
+    * more bare verbs after a form of "be" ("the car is *lift* off": `copula_bare_verbs`, session 37).
 
     Verbs are read through `verb_lemma` (the tagger's physics verbs and WordNet's). On the labelled
     train and dev rows (3,167, where the checks were designed) the checks after the echo fire on 187
@@ -744,6 +777,8 @@ def grammar_flaw(prompt: str, negative: str, al: Alignment | None = None) -> str
         return "a clause ends on a word that cannot end it (\"... wax is.\", \"in zero gravity of,\")"
     if coordination_flaws(negative) > coordination_flaws(prompt):
         return "a bare verb joined by \"and\" to a third-person verb of the same subject (\"it rises and hover\")"
+    if copula_bare_verbs(negative) > copula_bare_verbs(prompt):
+        return "a bare verb after a form of \"be\" (\"the car is lift off\")"
     return None
 
 
