@@ -209,6 +209,93 @@ def test_json_nested_too_deeply_is_a_reject_or_one_error(tmp_path):
     user_error(["validator", "eval", "--labelled", str(tmp_path / "l.jsonl")], "l.jsonl:1", "not a labelled row")
 
 
+def test_json_numbers_past_the_digit_limit_and_repeated_keys_are_rejects(tmp_path):
+    """An integer of 5,000 digits (past Python's int-from-string limit) or a key named twice in one
+    object (the json module would keep the last value, silently) is an `invalid_json` reject in
+    JSON Lines, and one error in a `.json` file."""
+    rows = [json.dumps({"prompt": PROMPTS[0]}), '{"prompt": "A stone falls.", "id": ' + "9" * 5000 + "}",
+            '{"prompt": "a", "prompt": "A kite rises."}', json.dumps({"prompt": PROMPTS[1]})]
+    (tmp_path / "p.jsonl").write_text("\n".join(rows) + "\n")
+    rr = read_prompts([tmp_path / "p.jsonl"])
+    assert rr.kept == 2 and rr.accounted(), rr
+    assert [(r.row, r.reason) for r in rr.rejects] == [(1, "invalid_json"), (2, "invalid_json")]
+    assert "4300 digits" in rr.rejects[0].detail and "'prompt' appears twice" in rr.rejects[1].detail
+    (tmp_path / "p.json").write_text('[{"prompt": "x", "id": ' + "9" * 5000 + "}]")
+    user_error(["partition", str(tmp_path / "p.json"), "--out", str(tmp_path / "o")], "p.json", "4300 digits")
+    (tmp_path / "q.json").write_text('[{"prompt": "x", "prompt": "y"}]')
+    user_error(["perturb", str(tmp_path / "q.json"), "--out", str(tmp_path / "o")], "q.json", "appears twice")
+
+
+def test_validate_says_why_a_row_could_not_be_read(tmp_path):
+    # the reader's own message (a JSON error, a repeated key), not a generic "must be strings"
+    good = {"prompt": PROMPTS[0], "axis": "kinematics", "negative": PROMPTS[0].replace("falls from", "rises from")}
+    (tmp_path / "v.jsonl").write_text(json.dumps(good) + "\n" + '{"prompt": "x", "prompt": "y", "axis": "forces", "negative": "z"}\n'
+                                      + '{"prompt": "broken\n')
+    r = runner.invoke(app, ["validate", str(tmp_path / "v.jsonl"), "--out", str(tmp_path / "o")])
+    assert r.exit_code == 0, r.output
+    got = read_table(tmp_path / "o", "verdicts").to_pylist()
+    assert [(x["row"], x["reason"]) for x in got[1:]] == [(1, "schema"), (2, "schema")]
+    assert "'prompt' appears twice" in got[1]["detail"] and got[2]["detail"].startswith("JSON error"), got
+
+
+def test_a_parquet_column_named_twice_is_one_error(tmp_path):
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    pq.write_table(pa.Table.from_arrays([pa.array(PROMPTS[:3]), pa.array(PROMPTS[2:])], names=["prompt", "prompt"]), tmp_path / "d.parquet")
+    user_error(["partition", str(tmp_path / "d.parquet"), "--out", str(tmp_path / "o")], "d.parquet", "'prompt' more than once")
+
+
+def test_a_text_file_with_cr_only_line_ends_keeps_its_lines(tmp_path):
+    # an old-Mac file: a lone CR ends a line, as in the CSV reader; the lines are not fused into one prompt
+    (tmp_path / "p.txt").write_bytes("\r".join(PROMPTS[:3]).encode() + b"\r\n" + "\n".join(PROMPTS[3:]).encode() + b"\n")
+    rr = read_prompts([tmp_path / "p.txt"])
+    assert [p.prompt for p in rr.prompts] == PROMPTS and rr.accounted()
+
+
+@pytest.mark.parametrize("flag,value", [("--seed", str(2**31)), ("--niter", str(2**31)), ("--max-points-per-centroid", str(2**31)),
+                                        ("--macro-negatives", str(10**20))])
+def test_partition_numbers_past_what_faiss_takes_are_one_line(tmp_path, flag, value):
+    jsonl(tmp_path / "p.jsonl", [{"prompt": p} for p in PROMPTS])
+    user_error(["partition", str(tmp_path / "p.jsonl"), "--out", str(tmp_path / "o"), flag, value], flag[2:].replace("-", "_"), "must be <=")
+    assert not (tmp_path / "o").exists()
+
+
+def test_a_second_writer_of_the_same_out_is_refused_at_once(tmp_path):
+    """Two processes writing one `--out` would interleave their shards and manifests: while one holds
+    the folder (the runner's lock), another is refused in one line and writes nothing; after it, the
+    folder is usable again."""
+    import fcntl
+    import os
+
+    jsonl(tmp_path / "p.jsonl", [{"prompt": p} for p in PROMPTS])
+    out = tmp_path / "o"
+    assert runner.invoke(app, ["partition", str(tmp_path / "p.jsonl"), "--out", str(out), "--k", "2"]).exit_code == 0
+    before = {p: p.read_bytes() for p in out.iterdir() if p.is_file()}
+    fd = os.open(out / ".direct-data" / "lock", os.O_RDWR)
+    fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)  # what a run in progress holds
+    try:
+        user_error(["partition", str(tmp_path / "p.jsonl"), "--out", str(out), "--k", "3"], str(out), "another direct-data process")
+        assert {p: p.read_bytes() for p in out.iterdir() if p.is_file()} == before
+    finally:
+        os.close(fd)
+    assert runner.invoke(app, ["partition", str(tmp_path / "p.jsonl"), "--out", str(out), "--k", "3"]).exit_code == 0
+
+
+def test_validator_eval_of_one_kind_of_row_has_no_rate_for_the_other(tmp_path):
+    # a labelled file of good rows only (or bad rows only): the other side's rate is "-", not a crash
+    from direct_data.text import learnt
+
+    rows = [json.loads(x) for x in learnt.DEFAULT_LABELLED.read_text(encoding="utf-8").splitlines() if '"split": "dev"' in x]
+    for label, keep in (("good", lambda r: r["label"] == "good"), ("bad", lambda r: r["label"] != "good")):
+        (tmp_path / f"{label}.jsonl").write_text("".join(json.dumps(r) + "\n" for r in [r for r in rows if keep(r)][:2]))
+        r = runner.invoke(app, ["validator", "eval", "--labelled", str(tmp_path / f"{label}.jsonl")])
+        assert r.exit_code == 0 and r.exception is None, (r.output, repr(r.exception))
+        assert ("bad rejected -" if label == "good" else "good kept -") in r.stdout, r.stdout
+        res = json.loads(runner.invoke(app, ["validator", "eval", "--labelled", str(tmp_path / f"{label}.jsonl"), "--json"]).stdout)
+        assert (res["bad_rejected"] is None) == (label == "good") and (res["good_kept"] is None) == (label == "bad")
+
+
 def test_a_csv_field_over_128_kb_is_one_too_long_row(tmp_path):
     import csv
 

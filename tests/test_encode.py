@@ -145,3 +145,28 @@ def test_bytes_roundtrip_all_dtypes():
         t = torch.randn(5, 7).to(dt)
         data, name = to_bytes(t)
         assert torch.equal(from_bytes(data, name, (5, 7)), t)
+
+
+def test_an_edited_clip_recomputes_the_latents(tmp_path, session_cache):
+    """The clips a `--video-column` names are inputs too: an edited clip makes `encode` recompute
+    (its manifest digests every clip's path, size and modification time), and the result is what a
+    fresh run on the edited clip writes."""
+    import imageio.v3 as iio
+
+    rows = [json.loads(l) for l in (SHARED_PROMPTS / "videophy1_test.jsonl").read_text().splitlines()[:6]]
+    for i, r in enumerate(rows):
+        r["video"] = str(tmp_path / f"{i}.gif")
+        iio.imwrite(r["video"], _moving_square(9, 16, (255, 40 * i, 0), i), loop=0)
+    (tmp_path / "p.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+    pipeline.partition([tmp_path / "p.jsonl"], tmp_path / "part", PartitionConfig(k=2, exclude_nearest=0, macro_negatives=1))
+    cfg = EncodeConfig(vae="pixels", video_column="video")
+    first = pipeline.encode(tmp_path / "part", tmp_path / "e", cfg)
+    assert [i["role"] for i in first.manifest.inputs].count("clips") == 1
+    assert pipeline.encode(tmp_path / "part", tmp_path / "e", cfg).up_to_date
+    iio.imwrite(rows[0]["video"], _moving_square(9, 16, (0, 0, 255), 99), loop=0)
+    again = pipeline.encode(tmp_path / "part", tmp_path / "e", cfg)
+    assert not again.up_to_date and "clips" in again.reason, again.reason
+    fresh = pipeline.encode(tmp_path / "part", tmp_path / "e2", cfg)
+    assert load_latents(tmp_path / "e").keys() == load_latents(tmp_path / "e2").keys()
+    assert all(torch.equal(load_latents(tmp_path / "e")[k], v) for k, v in load_latents(tmp_path / "e2").items())
+    assert fresh.manifest.counts["latents"] == 6

@@ -15,6 +15,7 @@ import hashlib
 import io
 import json
 import lzma
+import re
 import unicodedata
 import zlib
 from collections.abc import Iterator
@@ -125,6 +126,25 @@ class ReadResult:
         return self.read == self.kept + self.merged + len(self.rejects)
 
 
+class _RepeatedKey(ValueError):
+    """A JSON object names one key twice: `json` would keep the last value and drop the first."""
+
+
+def _pairs(pairs: list[tuple[str, object]]) -> dict:
+    d = dict(pairs)
+    if len(d) < len(pairs):
+        seen: set[str] = set()
+        key = next(k for k, _ in pairs if k in seen or seen.add(k))  # type: ignore[func-returns-value]
+        raise _RepeatedKey(f"the key {key[:80]!r} appears twice in one object")
+    return d
+
+
+def _loads(text: str):
+    """`json.loads` that refuses an object naming a key twice (`_RepeatedKey`) instead of keeping
+    the last value; numbers past Python's 4,300-digit limit raise `ValueError` as `json` does."""
+    return json.loads(text, object_pairs_hook=_pairs)
+
+
 def _decode_lines(path: Path) -> Iterator[tuple[int, str | None, bytes]]:
     try:
         with _open(path) as f:
@@ -149,13 +169,16 @@ def _read_jsonl(path: Path) -> Iterator[RawRow]:
         if not text.strip():
             continue  # blank lines are not rows
         try:
-            rec = json.loads(text)
+            rec = _loads(text)
         except json.JSONDecodeError as e:
             first_error = first_error or (i, e)
             rows.append(RawRow(str(path), i, None, "invalid_json", f"JSON error: {e.msg}", text))
             continue
         except RecursionError:  # "[[[[...": Python's parser gives up past ~1,000 levels
             rows.append(RawRow(str(path), i, None, "invalid_json", "JSON nested too deeply", text[:500]))
+            continue
+        except ValueError as e:  # a key named twice, or an integer past Python's 4,300-digit limit
+            rows.append(RawRow(str(path), i, None, "invalid_json", f"JSON error: {str(e)[:200]}", text[:500]))
             continue
         parsed_any = True
         if not isinstance(rec, dict):
@@ -170,13 +193,15 @@ def _read_jsonl(path: Path) -> Iterator[RawRow]:
 
 def _read_json(path: Path) -> Iterator[RawRow]:
     try:
-        data = json.loads(_read_bytes(path).decode("utf-8-sig"))
+        data = _loads(_read_bytes(path).decode("utf-8-sig"))
     except UnicodeDecodeError as e:
         raise InputError(f"{path}: not UTF-8 (byte {e.start})") from None
     except json.JSONDecodeError as e:
         raise InputError(f"{path}:{e.lineno}: cannot parse as JSON ({e.msg})") from None
     except RecursionError:
         raise InputError(f"{path}: cannot parse as JSON (nested too deeply)") from None
+    except ValueError as e:  # a key named twice, or an integer past Python's 4,300-digit limit
+        raise InputError(f"{path}: cannot parse as JSON ({str(e)[:200]})") from None
     if isinstance(data, dict):
         # {"data": [...]} / {"prompts": [...]} / a columnar dict of equal-length lists
         lists = {k: v for k, v in data.items() if isinstance(v, list)}
@@ -247,11 +272,22 @@ def _has_surrogates(s: str) -> bool:
 
 
 def _read_txt(path: Path) -> Iterator[RawRow]:
-    for i, text, raw in _decode_lines(path):
-        if text is None:
-            yield RawRow(str(path), i, None, "not_utf8", "line is not valid UTF-8", raw.decode("utf-8", "replace"))
-        elif text.strip():
-            yield RawRow(str(path), i, {"prompt": text.rstrip("\r\n")})
+    """One prompt per line; a line ends at "\\n", "\\r\\n" or a lone "\\r" (old Mac files), as the
+    CSV reader reads them, so CR-only lines are not fused into one prompt."""
+    raw = _read_bytes(path)
+    if raw.startswith(b"\xef\xbb\xbf"):
+        raw = raw[3:]
+    lines = re.split(rb"\r\n|\r|\n", raw)
+    if lines and not lines[-1]:
+        lines.pop()
+    for i, line in enumerate(lines):
+        try:
+            text = line.decode("utf-8")
+        except UnicodeDecodeError:
+            yield RawRow(str(path), i, None, "not_utf8", "line is not valid UTF-8", line.decode("utf-8", "replace"))
+            continue
+        if text.strip():
+            yield RawRow(str(path), i, {"prompt": text})
 
 
 def _read_parquet(path: Path) -> Iterator[RawRow]:
@@ -261,6 +297,10 @@ def _read_parquet(path: Path) -> Iterator[RawRow]:
         pf = pq.ParquetFile(path)
     except Exception as e:  # pyarrow raises several types for a corrupt file
         raise InputError(f"{path}: cannot read as Parquet ({str(e).splitlines()[0]})") from None
+    names = pf.schema_arrow.names
+    dup = sorted({n for n in names if names.count(n) > 1})
+    if dup:  # a dict per row would keep only the last of them
+        raise InputError(f"{path}: the Parquet schema names {', '.join(map(repr, dup[:3]))} more than once; give each column its own name")
     i = 0
     for batch in pf.iter_batches(batch_size=8192):
         for rec in batch.to_pylist():

@@ -116,6 +116,14 @@ class Stage:
         weights recompute the output. Paths only: nothing is loaded."""
         return []
 
+    def input_fingerprints(self, inputs: Inputs) -> list[dict]:
+        """Files the stage reads that neither the config, the upstream outputs nor `weights` name,
+        such as the clips a column of the rows points to: manifest input entries ({role, path,
+        sha256}) that change when those files do, so a changed file recomputes the output. Called
+        before the up-to-date check, so it must be cheap (`encode` digests each clip's size and
+        modification time, not its bytes)."""
+        return []
+
     def card_sections(self, manifest: Manifest) -> tuple[str, dict[str, bytes]]:
         """Stage-specific markdown for the dataset card, and PNG files it embeds."""
         return "", {}
@@ -243,6 +251,26 @@ class OutputFolder:
             raise OutputError(f"--out {p}: cannot write there (permission denied)") from None
         except OSError as e:
             raise OutputError(f"--out {p}: cannot write there ({e.strerror or e})") from None
+
+    def lock(self, rank: int = 0, world_size: int = 1) -> int:
+        """Hold this folder for one writer (rank): an exclusive `flock` on a lock file in the state
+        folder, released when the returned descriptor is closed or the process ends. A second
+        process writing the same folder (the same rank) is refused at once instead of interleaving
+        its shards and manifest with ours; the ranks of one distributed run each hold their own."""
+        import fcntl
+
+        f = self.state / (f"lock-{rank}-of-{world_size}" if world_size > 1 else "lock")
+        try:
+            fd = os.open(f, os.O_RDWR | os.O_CREAT, 0o644)
+        except OSError as e:
+            raise OutputError(f"--out {self.path}: cannot write there ({e.strerror or e})") from None
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:
+            os.close(fd)
+            raise OutputError(f"--out {self.path}: another direct-data process is writing this folder now; wait for it to "
+                              f"finish or use another folder") from None
+        return fd
 
     def _owner(self) -> str | None:
         f = self.state / "owner.json"
@@ -415,14 +443,27 @@ def run_stage(
         raise ConfigError(f"rank must be in [0, world_size) and world_size >= 1, got rank={rank}, world_size={world_size}")
     out = OutputFolder(Path(out_dir), stage.name)
     earlier = out.check(inputs.paths())  # before any work, and in a dry run too
-    described = inputs.describe() + describe_weights(stage.weights())
+    described = inputs.describe() + describe_weights(stage.weights()) + stage.input_fingerprints(inputs)
     why = _why_recompute(earlier, stage, described, out.path)
     if why is None and not force:
         return StageResult(stage.name, out.path, "up_to_date", "up to date", earlier)
     reason = "forced (--force)" if why is None else why
     stage.read(inputs)  # user errors in the inputs surface here, before anything is written
-    if not dry_run:
-        out.take()
+    if dry_run:
+        return _run_units(stage, out, earlier, described, reason, force=force, dry_run=True, rank=rank, world_size=world_size,
+                          executor=executor)
+    out.take()
+    lock = out.lock(rank, world_size)
+    try:
+        return _run_units(stage, out, earlier, described, reason, force=force, dry_run=False, rank=rank, world_size=world_size,
+                          executor=executor)
+    finally:
+        os.close(lock)
+
+
+def _run_units(stage: Stage, out: OutputFolder, earlier: Manifest | None, described: list[dict], reason: str, *, force: bool,
+               dry_run: bool, rank: int, world_size: int, executor) -> StageResult:
+    """`run_stage` after the checks: the units, then (once every unit is committed) the finish."""
     units = stage.units()
     key = config_hash({"stage": stage.name, "config": stage.config.hashed(), "inputs": [i.get("sha256") for i in described]})
     if force and not dry_run:

@@ -12,8 +12,10 @@ latents_std`` per channel. Tensors are raw little-endian bytes in Arrow binary c
 
 from __future__ import annotations
 
+import hashlib
 import json
 import logging
+import os
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -269,6 +271,27 @@ class EncodeStage(Stage):
         self._encoder = None
         self._vencoder = None
         self._provided = None
+
+    def input_fingerprints(self, inputs: Inputs) -> list[dict]:
+        """The clips `--video-column` names: one entry whose sha256 digests every clip's path, size
+        and modification time in row order (a stat per clip, no read), so an edited, replaced or
+        deleted clip recomputes the latents instead of leaving them up to date."""
+        cfg: EncodeConfig = self.config
+        if not cfg.video_column or "partition" not in inputs.outputs:
+            return []
+        h, n = hashlib.sha256(), 0
+        for r in inputs.outputs["partition"].rows("partitions", ["prompt_id", "meta"]):
+            video = json.loads(r["meta"]).get(cfg.video_column)
+            if not isinstance(video, str) or not video:
+                continue
+            try:
+                st = os.stat(video)
+                sig = f"{st.st_size}\t{st.st_mtime_ns}"
+            except (OSError, ValueError):
+                sig = "unreadable"
+            h.update(f"{r['prompt_id']}\t{video}\t{sig}\n".encode("utf-8", "surrogatepass"))
+            n += 1
+        return [{"role": "clips", "path": f"the {n} clips of the {cfg.video_column!r} column", "sha256": h.hexdigest()}]
 
     def units(self) -> list[Unit]:
         n = self.config.chunk_rows

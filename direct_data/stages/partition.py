@@ -35,6 +35,7 @@ if TYPE_CHECKING:
     from direct_data.core.manifest import StageOutput
 
 STAGE = "partition"
+INT32_MAX = 2**31 - 1  # FAISS takes its k-means settings as C ints
 ASSIGN_BATCH = 65_536
 
 
@@ -57,11 +58,11 @@ class PartitionConfig(StageConfig):
     max_seq_length: int | None = option(None, min=1, help="Embedder max tokens.", default_help="the model's")
     k: int | None = option(None, min=2, flag="--k", help="Number of partitions (at most the number of distinct prompts).",
                            default_help="round(sqrt(N/4)), clamped to [2, min(4096, N/10)]")
-    niter: int = option(20, min=1, help="k-means iterations.")
-    seed: int = option(0, min=0, help="Seed of the k-means sample, init and the negative draw.")
+    niter: int = option(20, min=1, max=INT32_MAX, help="k-means iterations.")
+    seed: int = option(0, min=0, max=INT32_MAX, help="Seed of the k-means sample, init and the negative draw (FAISS takes a 32-bit seed).")
     balanced: bool = option(False, help="Rebalance partition sizes (FAISS contrib penalties).")
-    max_points_per_centroid: int = option(256, min=1, help="k-means trains on at most k * this many vectors.")
-    macro_negatives: int = option(5, min=0, help="Macro negatives per prompt.")
+    max_points_per_centroid: int = option(256, min=1, max=INT32_MAX, help="k-means trains on at most k * this many vectors.")
+    macro_negatives: int = option(5, min=0, max=INT32_MAX, help="Macro negatives per prompt (a prompt gets at most the rows outside its excluded partitions).")
     exclude_nearest: int = option(2, min=0, help="Also exclude the M partitions nearest to the prompt's own.")
     shard_rows: int = option(DEFAULT_MAX_ROWS, min=1, help="Rows per output shard.")
     cache_dir: str | None = option(None, output=False, help="Embedding cache folder.",
@@ -199,7 +200,7 @@ def draw_macro_negatives_array(
     n = len(labels)
     order, starts = sorted_rows if sorted_rows is not None else sort_by_partition(labels, k)
     sizes = np.diff(starts)
-    neg = np.full((n, max(n_neg, 0)), -1, dtype=np.int64)
+    neg = np.full((n, max(min(n_neg, n), 0)), -1, dtype=np.int64)  # no row can have more than n
     counts = np.zeros(n, dtype=np.int64)
     for p in range(k):
         if sizes[p] == 0:

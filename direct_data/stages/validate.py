@@ -331,7 +331,7 @@ class ValidateStage(Stage):
             axis = _str(normalize_axis(rec.get("axis")))
             out.write("verdicts", {"row": raw.row, "prompt": _str(rec.get("prompt")), "axis": axis,
                                    "negative": _str(rec.get("negative")), "accepted": ok, "reason": reason,
-                                   "detail": v.detail or raw.detail or "", "scores": scores_json(v.scores)})
+                                   "detail": (v.detail if readable else raw.detail or v.detail) or "", "scores": scores_json(v.scores)})
             accepted += ok
             d = per_axis.setdefault(axis or "?", {"rows": 0, "accepted": 0, "reasons": {}})
             d["rows"] += 1

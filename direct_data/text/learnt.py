@@ -1074,5 +1074,5 @@ def evaluate(validator: Any, rows: Sequence[LabelledRow]) -> dict[str, Any]:
             axes[a] = {"rows": len(idx), "right": right, "rate": round(right / len(idx), 4)}
     return {"rows": len(rows), "per_label": per, "per_axis": axes,
             "good_kept": per.get("good", {}).get("rate"),
-            "bad_rejected": round(sum(d["right"] for d in bad) / max(sum(d["rows"] for d in bad), 1), 4),
+            "bad_rejected": round(sum(d["right"] for d in bad) / sum(d["rows"] for d in bad), 4) if bad else None,
             "min_bad_rejected": min((d["rate"] for d in bad), default=None)}

@@ -177,4 +177,8 @@ def eval_cmd(
         typer.echo(json.dumps(res, indent=1, sort_keys=True))
         return
     console.print(eval_table(res, f"validator ({mode}{', fluency' if fluency else ''}{', pair classifier' if pair_classifier else ''}) on the {split} split: {res['rows']} rows"))
-    console.print(f"good kept {res['good_kept']:.1%}; bad rejected {res['bad_rejected']:.1%} (lowest label {res['min_bad_rejected']:.1%})", markup=False)
+    def pct(x: float | None) -> str:
+        return "-" if x is None else f"{x:.1%}"
+
+    console.print(f"good kept {pct(res['good_kept'])}; bad rejected {pct(res['bad_rejected'])} (lowest label {pct(res['min_bad_rejected'])})",
+                  markup=False)
