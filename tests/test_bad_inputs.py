@@ -296,6 +296,14 @@ def test_validator_eval_of_one_kind_of_row_has_no_rate_for_the_other(tmp_path):
         assert (res["bad_rejected"] is None) == (label == "good") and (res["good_kept"] is None) == (label == "bad")
 
 
+def test_a_stage_reading_a_shared_toml_checks_every_table(tmp_path):
+    # `partition --config f.toml` with a typo in f.toml's [perturb] table: found now, as `run` finds it
+    jsonl(tmp_path / "p.jsonl", [{"prompt": p} for p in PROMPTS])
+    (tmp_path / "f.toml").write_text("[partition]\nniter = 5\n[perturb]\nbogus = 1\n")
+    user_error(["partition", str(tmp_path / "p.jsonl"), "--out", str(tmp_path / "o"), "--config", str(tmp_path / "f.toml")],
+               "f.toml", "unknown key in [perturb]: bogus")
+
+
 def test_a_csv_field_over_128_kb_is_one_too_long_row(tmp_path):
     import csv
 

@@ -308,10 +308,14 @@ def load_toml(path: str | Path | None, cls: type[StageConfig]) -> dict[str, Any]
     if stray:
         raise ConfigError(f"{path}: unknown top-level key{'s' if len(stray) > 1 else ''} {', '.join(stray)}")
     section = data.get(cls.SECTION, {})
-    unknown = sorted(set(section) - known)
-    if unknown:
-        raise ConfigError(f"{path}: unknown key{'s' if len(unknown) > 1 else ''} in [{cls.SECTION}]: {', '.join(unknown)} "
-                          f"(known: {', '.join(sorted(known))})")
+    _ALL_KEYS()  # every config class registered
+    tables = [(cls.SECTION, section, known)] + [(n, t, set(_REGISTRY[n].keys())) for n, t in sorted(data.items())
+                                                 if n != cls.SECTION and isinstance(t, dict) and n in _REGISTRY]
+    for name, table, keys in tables:  # a typo in another stage's table of the same file is found now, not when that stage runs
+        unknown = sorted(set(table) - keys)
+        if unknown:
+            raise ConfigError(f"{path}: unknown key{'s' if len(unknown) > 1 else ''} in [{name}]: {', '.join(unknown)} "
+                              f"(known: {', '.join(sorted(keys))})")
     return {**{k: v for k, v in top.items() if k in known}, **section}
 
 
