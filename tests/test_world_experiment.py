@@ -98,12 +98,89 @@ def test_quick_run_end_to_end(tmp_path, session_cache):
         assert [(out / "samples" / d / f).read_bytes() for f in ("clips.safetensors", "verdicts.jsonl")] == before[d], d
     assert pooled["runs"][0]["eval"]["physics"] == runs[[j["run"]["variant"] for j in runs].index("sft")]["eval"]["physics"]
 
-    # the base is cached by its config and data: a second pretrain copies it, untrained
-    from direct_data.world.experiment import pretrain
+    # `world report` rewrites the report of its own folder only, and reads every input before writing
+    _check_world_report(app, out, tmp_path)
 
+    # the base is cached by its config and data: a second pretrain copies it, untrained; it replaces
+    # runs/base only when that holds nothing but an earlier pretrain's files
+    from direct_data.core.errors import OutputError
+    from direct_data.world.experiment import pretrain, run_experiment
+
+    for mine in ("mynotes.txt", "checkpoints/mine/notes.txt"):
+        (out / "runs" / "base" / mine).parent.mkdir(parents=True, exist_ok=True)
+        (out / "runs" / "base" / mine).write_text("notes")
+        with pytest.raises(OutputError, match=f"did not write .*{mine.split('/')[0]}"):
+            pretrain(quick_config(), out)
+        results_before = (out / "results.json").read_bytes()
+        with pytest.raises(OutputError, match="did not write"):  # `world run` refuses before any work
+            run_experiment(quick_config(), out)
+        assert (out / "results.json").read_bytes() == results_before
+        assert (out / "runs" / "base" / mine).read_text() == "notes" and (out / "runs" / "base" / "checkpoints").is_dir()
+        (out / "runs" / "base" / mine).unlink()
+        if "/" in mine:
+            (out / "runs" / "base" / mine).parent.rmdir()
     again = pretrain(quick_config(), out)
     assert again["cached"] and again["key"] == res["pretrain"]["key"] and again["steps"] == cfg["pretrain_steps"]
     assert sorted(p.name for p in (out / "runs" / "base" / "checkpoints").iterdir())
+
+
+def _check_world_report(app, out: Path, tmp_path: Path) -> None:
+    """`world report` on a quick run's folder `out`: rewrites it byte for byte; refuses a folder
+    `world run` did not write and a missing input, in one line, before writing anything; draws the
+    curves and the sample strip of the run's first seed (not always seed 0)."""
+    import shutil
+
+    from direct_data.world.experiment import WORLD_MARKER
+
+    def body() -> str:  # the report without its timings (`world run` writes them before its last ones)
+        return (out / "report.md").read_text().split("## Timings")[0]
+
+    before = {p: (out / p).read_bytes() for p in ("plots/loss_curves.png", "plots/samples.png", "plots/adherence.png")}
+    text = body()
+    r = runner.invoke(app, ["world", "report", str(out)], env={"COLUMNS": "200"})
+    assert r.exit_code == 0, r.output
+    assert {p: (out / p).read_bytes() for p in before} == before and body() == text  # same inputs, same bytes
+
+    user = tmp_path / "user"  # a user's folder with a copied results.json and eval.jsonl and their own report
+    (user / "plots").mkdir(parents=True)
+    (user / "data").mkdir()
+    shutil.copy(out / "results.json", user / "results.json")
+    shutil.copy(out / "data" / "eval.jsonl", user / "data" / "eval.jsonl")
+    (user / "report.md").write_text("my report")
+    (user / "plots" / "adherence.png").write_text("my plot")
+    r = runner.invoke(app, ["world", "report", str(user)], env={"COLUMNS": "200"})
+    assert r.exit_code == 2 and "not a folder `direct-data world run` wrote" in r.output, r.output
+    assert len(r.output.strip().splitlines()) == 1 and "Traceback" not in r.output
+    assert (user / "report.md").read_text() == "my report" and (user / "plots" / "adherence.png").read_text() == "my plot"
+    assert sorted(p.name for p in (user / "plots").iterdir()) == ["adherence.png"]
+
+    ours = tmp_path / "ours"  # a run's folder without data/eval.jsonl: refused before any plot is written
+    ours.mkdir()
+    for name in ("results.json", "config.json", WORLD_MARKER):
+        shutil.copy(out / name, ours / name)
+    r = runner.invoke(app, ["world", "report", str(ours)], env={"COLUMNS": "200"})
+    assert r.exit_code == 2 and "eval.jsonl not found" in r.output and "Traceback" not in r.output, r.output
+    assert sorted(p.name for p in ours.iterdir()) == sorted(["results.json", "config.json", WORLD_MARKER])
+    (ours / "results.json").write_text(json.dumps({"evaluate": {}}))
+    r = runner.invoke(app, ["world", "report", str(ours)], env={"COLUMNS": "200"})
+    assert r.exit_code == 2 and "not a complete results file" in r.output, r.output
+
+    # a run whose only seed is 7: the loss curves and the sample strip show seed 7's runs
+    s7 = tmp_path / "seed7"
+    shutil.copytree(out, s7, ignore=shutil.ignore_patterns("*.png", "report.md", "checkpoints"))
+    for d in [*(s7 / "runs").glob("*-s0"), *(s7 / "samples").glob("*-s0-*")]:
+        d.rename(d.with_name(d.name.replace("-s0", "-s7")))
+    res = json.loads((s7 / "results.json").read_text())
+    res["config"]["seeds"] = [7]
+    for e in [*res["evaluate"]["base"], res["evaluate"]["base_check"], *(x for j in res["evaluate"]["runs"] for x in j.values())]:
+        e["seed"] = 7
+    for j in res["evaluate"]["runs"]:
+        j["run"]["checkpoint"] = j["run"]["checkpoint"].replace(str(out), str(s7)).replace("-s0", "-s7")
+    (s7 / "results.json").write_text(json.dumps(res))
+    r = runner.invoke(app, ["world", "report", str(s7)], env={"COLUMNS": "200"})
+    assert r.exit_code == 0, r.output
+    assert (s7 / "plots" / "samples.txt").read_text() == (out / "plots" / "samples.txt").read_text()
+    assert "every post-trained model (seed 7)" in (s7 / "report.md").read_text()
 
 
 def test_generate_is_byte_identical_and_pixels_round_trip(tmp_path):
@@ -138,10 +215,26 @@ def test_settings_parse_typed_and_bad_ones_are_refused(tmp_path):
     app = typer.Typer()
     app.add_typer(world_app, name="world")
     for args, msg in ((["--set", "n_trian=8"], "unknown setting 'n_trian'"), (["--set", "n_train"], "KEY=VALUE"),
-                      (["--stop-after", "judge"], "--stop-after must be one of")):
+                      (["--stop-after", "judge"], "--stop-after must be one of"),
+                      # checked with the settings, not when pretraining begins after the data stages
+                      (["--set", "size=18"], "size: 18 is not a multiple of the model's patch size 4"),
+                      (["--set", "frames=10", "--set", 'model={"patch_size": [3, 4, 4]}'], "frames: 10 is not a multiple"),
+                      (["--set", 'model={"patch_size": [1, 0, 4]}'], "model.patch_size: expected three integers"),
+                      # in the world's settings: k is at least 2, and `world run` has no --k
+                      (["--set", "n_broad=1"], "n_broad: the broad split has 1 distinct caption; partitioning needs at least 2"),
+                      (["--set", "n_train=3"], "k_train: 4 partitions for the 3 distinct captions of the train split; "
+                                               "give k_train in 2..3")):
         r = runner.invoke(app, ["world", "run", "--quick", "--out", str(tmp_path / "w"), *args], env={"COLUMNS": "200"})
-        assert r.exit_code == 2 and msg in r.output, r.output
+        assert r.exit_code == 2 and msg in r.output and "--k" not in r.output, r.output
+        assert len(r.output.strip().splitlines()) == 1, r.output
     assert not (tmp_path / "w").exists()
+    # repeated captions are merged after `generate`: the count is checked again then, in the same words
+    from direct_data.core.errors import ConfigError
+    from direct_data.world.experiment import check_partition_count
+
+    with pytest.raises(ConfigError, match=r"k_broad: 4 partitions for the 3 distinct captions of the broad split \(n_broad = 5 drew 2 repeated captions\)"):
+        check_partition_count("broad", 5, 4, 3)
+    check_partition_count("broad", 5, None, 2)
 
 
 def test_paired_bootstrap_is_deterministic_and_sees_real_differences():

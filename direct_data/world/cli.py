@@ -91,11 +91,18 @@ def run(
 
 
 @world_app.command()
-def report(out: Path = typer.Argument(..., help="An experiment folder with results.json.")) -> None:
-    """Rewrite OUT/report.md and the plots from OUT/results.json."""
-    from direct_data.world.report import write_report
+def report(out: Path = typer.Argument(..., help="An experiment folder of `direct-data world run` (with results.json).")) -> None:
+    """Rewrite OUT/report.md and the plots from OUT/results.json (only in a folder `world run` wrote)."""
+    from direct_data.core.errors import InputError
+    from direct_data.world.experiment import WORLD_MARKER, is_world_out
+    from direct_data.world.report import prepare_report, write_prepared
 
     path = out / "results.json"
+    if not out.is_dir():
+        _fail(f"{out}: {'is a file' if out.exists() else 'not found'}; give the --out folder of `direct-data world run`")
+    if not is_world_out(out):  # it overwrites report.md and plots/*.png: only ours
+        _fail(f"{out}: not a folder `direct-data world run` wrote (no {WORLD_MARKER}); the report is written only into "
+              f"its own folder: run `direct-data world run --out DIR` and report on DIR")
     if not path.is_file():
         _fail(f"{path} not found: run `direct-data world run --out {out}` first")
     try:
@@ -104,7 +111,13 @@ def report(out: Path = typer.Argument(..., help="An experiment folder with resul
         _fail(f"{path}: not a results file of `direct-data world run` ({e})")
     if not isinstance(res, dict) or "evaluate" not in res:
         _fail(f"{path}: holds no evaluation (a run stopped before `evaluate`, or not a `direct-data world run` results file)")
-    console.print(f"wrote {write_report(out, res)}")
+    try:  # every input is read before anything is written
+        rep = prepare_report(out, res)
+    except InputError as e:
+        _fail(str(e))
+    except (KeyError, TypeError, ValueError, IndexError, AttributeError, ZeroDivisionError) as e:
+        _fail(f"{path}: not a complete results file of `direct-data world run` ({type(e).__name__}: {e})")
+    console.print(f"wrote {write_prepared(rep)}")
 
 
 #: the largest --jitter: beyond the largest frame (--size 256) a larger jitter means nothing more

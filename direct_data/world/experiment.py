@@ -32,6 +32,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+import re
 import sys
 import time
 from collections.abc import Sequence
@@ -82,7 +83,7 @@ _MAY_BE_ZERO = ("data_seed", "pretrain_warmup", "n_base_check")
 #: work, not a traceback or a run that never ends); integers not listed: 10**9 (rows, steps)
 MAX_INT = 10**9
 SETTING_MAX: dict[str, float] = {
-    "frames": 256, "size": 256, "data_seed": 2**63 - 1, "text_len": 512, "sample_steps": 100_000,
+    "frames": 256, "size": 256, "data_seed": 2**31 - 1, "text_len": 512, "sample_steps": 100_000,  # data_seed: FAISS's 32-bit seed
     "threads": 1024, "pretrain_threads": 1024, "workers": 1024,
     "pretrain_lr": 10.0, "post_lr": 10.0, "shift": 1000.0, "guidance": 1000.0,
     "cond_dropout": 1.0, "micro_fraction": 1.0,
@@ -100,6 +101,20 @@ def check_clip_memory(rows: int, frames: int, size: int, what: str) -> None:
     if need > CLIP_MEMORY_MAX:
         raise ConfigError(f"{what}: {rows} clips of {frames} frames of {size}x{size} pixels are {need / 2**30:.1f} GiB in memory "
                           f"(at most {CLIP_MEMORY_MAX // 2**30} GiB); give fewer rows, frames or pixels")
+
+
+def check_partition_count(split: str, n: int, k: int | None, distinct: int) -> None:
+    """A `ConfigError` in the world's own settings when the ``split``'s captions cannot be cut into
+    partitions: fewer than 2 distinct captions, or more partitions (``k_<split>``, at least 2) than
+    distinct captions. ``n``: the captions drawn (``n_<split>``); ``distinct``: those left after
+    repeats are merged (``n`` before `generate` runs)."""
+    repeats = f" (n_{split} = {n} drew {n - distinct} repeated caption{'s' if n - distinct != 1 else ''})" if distinct < n else ""
+    if distinct < 2:
+        raise ConfigError(f"n_{split}: the {split} split has {distinct} distinct caption{'s' if distinct != 1 else ''}{repeats}; "
+                          f"partitioning needs at least 2: give n_{split} >= 2")
+    if k is not None and k > distinct:
+        raise ConfigError(f"k_{split}: {k} partitions for the {distinct} distinct captions of the {split} split{repeats}; "
+                          f"give k_{split} in 2..{distinct}, null (auto) or a larger n_{split}")
 
 
 @dataclass
@@ -184,6 +199,8 @@ class ExperimentConfig:
             raise ConfigError("the variants must include 'sft' (the reference for equal compute and the target)")
         if self.frames < 9 or self.size < 16:
             raise ConfigError(f"the judge needs frames >= 9 and size >= 16, got {self.frames}, {self.size}")
+        self._check_patch()
+        self._check_partitions()
         check_clip_memory(self.n_broad + self.n_train + self.n_eval + self.n_base_check, self.frames, self.size,
                           "n_broad + n_train + n_eval + n_base_check")
         for name in ("train_colour_strength", "train_setting_strength", "train_vague_fraction"):
@@ -192,6 +209,25 @@ class ExperimentConfig:
         self.variants = tuple(self.variants)
         self.seeds = tuple(int(s) for s in self.seeds)
         self.model = {**self.model, "patch_size": tuple(self.model["patch_size"])}
+
+    def _check_patch(self) -> None:
+        """The clips must tile into the model's patches (frames by ``patch_size[0]``, size by the other
+        two): checked here, not when pretraining starts after the data stages."""
+        patch = self.model.get("patch_size")
+        if (not isinstance(patch, (list, tuple)) or len(patch) != 3
+                or not all(type(p) is int and 1 <= p <= SETTING_MAX["size"] for p in patch)):
+            raise ConfigError(f"model.patch_size: expected three integers in 1..{SETTING_MAX['size']:g} (frames, height, width), got {patch!r}")
+        patch = list(patch)
+        for name, value, p in (("frames", self.frames, patch[0]), ("size", self.size, patch[1]), ("size", self.size, patch[2])):
+            if value % p:
+                raise ConfigError(f"{name}: {value} is not a multiple of the model's patch size {p} (model.patch_size = {patch}); "
+                                  f"give a multiple of {p}, or another patch_size in the model setting")
+
+    def _check_partitions(self) -> None:
+        """The partition stage needs at least 2 distinct captions per split and at most one partition
+        per caption (the split's repeated captions are merged: `partition` checks the count after them)."""
+        for split, n, k in (("broad", self.n_broad, self.k_broad), ("train", self.n_train, self.k_train)):
+            check_partition_count(split, n, k, n)
 
     def _check_values(self) -> None:
         """Every field against the type of its default, before any work (a preset or `--set`): a
@@ -379,6 +415,8 @@ def partition(cfg: ExperimentConfig, out: str | Path) -> dict[str, Any]:
 
     out = Path(out)
     res = {}
+    for split, n, k in (("broad", cfg.n_broad, cfg.k_broad), ("train", cfg.n_train, cfg.k_train)):  # in the world's words
+        check_partition_count(split, n, k, len(read_rows(out, split)))
     for split, k in (("broad", cfg.k_broad), ("train", cfg.k_train)):
         r = pipeline.partition([out / "data" / f"{split}.jsonl"], out / "stages" / f"partition_{split}",
                           PartitionConfig(k=k, seed=cfg.data_seed, exclude_nearest=1))
@@ -483,8 +521,7 @@ def pretrain(cfg: ExperimentConfig, out: str | Path, force: bool = False) -> dic
     key = base_key(tc.to_json(), out, cfg.pretrain_threads)
     cached = base_cache_root() / key[:24]
     if (cached / "summary.json").is_file() and not force:
-        if run_dir.exists():
-            shutil.rmtree(run_dir)
+        _clear_base_run(run_dir)
         shutil.copytree(cached, run_dir)
         summary = json.loads((run_dir / "summary.json").read_text())
         rel = Path(summary["checkpoint"]).relative_to(summary["run_dir"])
@@ -493,8 +530,7 @@ def pretrain(cfg: ExperimentConfig, out: str | Path, force: bool = False) -> dic
         log.info("world: base %s reused from %s", key[:12], cached)
         return summary
     data, acc = load_data(out, "broad")
-    if run_dir.exists():
-        shutil.rmtree(run_dir)
+    _clear_base_run(run_dir)
     t0 = time.perf_counter()
     set_threads(cfg.pretrain_threads)
     try:
@@ -515,6 +551,57 @@ def pretrain(cfg: ExperimentConfig, out: str | Path, force: bool = False) -> dic
         shutil.rmtree(cached)
     os.replace(tmp, cached)
     return summary
+
+
+#: what `pretrain` leaves in ``runs/base`` (the training run's files, its checkpoints, summary.json),
+#: as paths relative to it: a rerun deletes the folder only when it holds nothing else
+_BASE_RUN_FILES = re.compile(
+    r"(summary\.json|config\.json|log\.jsonl(\.tmp)?|\.direct-data-train\.lock|tb/events\.out\.tfevents\.[^/]+"
+    r"|checkpoints/step-\d{8}(\.tmp)?/(optimizer\.safetensors|rng\.safetensors|trainer_state\.json"
+    r"|pytorch_lora_weights\.safetensors|transformer/(config\.json|diffusion_pytorch_model[^/]*\.safetensors"
+    r"|diffusion_pytorch_model\.safetensors\.index\.json)))")
+_BASE_RUN_DIRS = re.compile(r"checkpoints|tb|checkpoints/step-\d{8}(\.tmp)?(/transformer)?")
+
+
+def foreign_base_files(run_dir: str | Path) -> list[str]:
+    """The paths under ``run_dir`` (``OUT/runs/base``) that `pretrain` did not write (symlinks and
+    anything not named like its files), sorted; ``[]`` for a missing folder or one of only ours."""
+    run_dir = Path(run_dir)
+    if not run_dir.exists() and not run_dir.is_symlink():
+        return []
+    if run_dir.is_symlink() or not run_dir.is_dir():
+        return ["(not a folder)"]
+    foreign = []
+    for root, dirs, files in os.walk(run_dir):
+        r = Path(root)
+        for name in dirs + files:
+            q = r / name
+            rel = q.relative_to(run_dir).as_posix()
+            if q.is_symlink() or not (_BASE_RUN_FILES if name in files else _BASE_RUN_DIRS).fullmatch(rel):
+                foreign.append(rel)
+        dirs[:] = [d for d in dirs if (r / d).relative_to(run_dir).as_posix() not in foreign]  # one line per foreign folder
+    return sorted(foreign)
+
+
+def check_base_run(run_dir: str | Path) -> None:
+    """An `OutputError` when ``run_dir`` holds anything `pretrain` did not write (it deletes the
+    folder before it trains or copies the base there again)."""
+    from direct_data.core.errors import OutputError
+
+    foreign = foreign_base_files(run_dir)
+    if foreign:
+        more = f" and {len(foreign) - 5} more" if len(foreign) > 5 else ""
+        raise OutputError(f"{run_dir}: holds files `world run` did not write ({', '.join(foreign[:5])}{more}); the base is "
+                          f"trained or copied there again, replacing the folder: move them out first")
+
+
+def _clear_base_run(run_dir: Path) -> None:
+    """Delete an earlier `pretrain`'s ``runs/base`` (only when it holds nothing else: `check_base_run`)."""
+    import shutil
+
+    check_base_run(run_dir)
+    if run_dir.exists():
+        shutil.rmtree(run_dir)
 
 
 def step_cost(variant: str, cfg: ExperimentConfig) -> float:
@@ -753,22 +840,30 @@ STEPS: tuple[str, ...] = ("generate", "partition", "perturb", "encode", "pretrai
 WORLD_MARKER = ".direct-data-world.json"
 
 
+def is_world_out(out: str | Path) -> bool:
+    """``out`` is an earlier `world run` output: the marker, or (from before the marker) a
+    config.json that is this experiment's config."""
+    out = Path(out)
+    if not out.is_dir():
+        return False
+    if (out / WORLD_MARKER).is_file():
+        return True
+    try:
+        earlier = json.loads((out / "config.json").read_text(encoding="utf-8"))
+        return isinstance(earlier, dict) and set(earlier) == {f.name for f in fields(ExperimentConfig)}
+    except (OSError, ValueError):
+        return False
+
+
 def _check_world_out(out: Path) -> None:
-    """An `OutputError` unless `out` is missing, empty, or an earlier `world run` output (the
-    marker, or from before the marker: a config.json that is this experiment's config)."""
+    """An `OutputError` unless `out` is missing, empty, or an earlier `world run` output (`is_world_out`)."""
     from direct_data.core.errors import OutputError
 
     if out.exists() and not out.is_dir():
         raise OutputError(f"--out {out}: is a file; give a folder (empty, or an earlier `world run` output)")
-    if not out.is_dir() or not any(out.iterdir()) or (out / WORLD_MARKER).is_file():
+    if not out.is_dir() or not any(out.iterdir()) or is_world_out(out):
         return
-    try:
-        earlier = json.loads((out / "config.json").read_text(encoding="utf-8"))
-        ours = isinstance(earlier, dict) and set(earlier) == {f.name for f in fields(ExperimentConfig)}
-    except (OSError, ValueError):
-        ours = False
-    if not ours:
-        raise OutputError(f"--out {out}: holds files `world run` did not write; give an empty folder or an earlier `world run` output")
+    raise OutputError(f"--out {out}: holds files `world run` did not write; give an empty folder or an earlier `world run` output")
 
 
 def run_experiment(cfg: ExperimentConfig, out: str | Path, *, progress=None, stop_after: str | None = None,
@@ -785,6 +880,9 @@ def run_experiment(cfg: ExperimentConfig, out: str | Path, *, progress=None, sto
 
     out = Path(out)
     _check_world_out(out)
+    last = stop_after or STEPS[-1]
+    if STEPS.index(last) >= STEPS.index("pretrain"):  # pretrain replaces runs/base: refuse foreign files there now
+        check_base_run(out / "runs" / "base")
     out.mkdir(parents=True, exist_ok=True)
     (out / WORLD_MARKER).write_text(json.dumps({"written_by": "direct-data world run"}) + "\n")
     set_threads(cfg.threads)
@@ -801,7 +899,6 @@ def run_experiment(cfg: ExperimentConfig, out: str | Path, *, progress=None, sto
             progress(name, timings[name])
         return results[name]
 
-    last = stop_after or STEPS[-1]
     for name, fn in (("generate", generate), ("partition", partition), ("perturb", perturb), ("encode", encode),
                      ("pretrain", lambda c, o: pretrain(c, o, force=force))):
         step(name, fn, cfg, out)

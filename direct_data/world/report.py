@@ -4,13 +4,14 @@
 the post-training variants), mean and spread (sample standard deviation over seeds, and the
 min-max range), the gradient-conflict rates per negative type (from each run's ``log.jsonl``), and
 the verdict on the target (direct physics >= 1.15 x sft, semantic no more than 2 points below).
-`write_report(out, results)` writes it all; the plots are:
+`write_report(out, results)` writes it all (`prepare_report` reads every input and builds the
+text first, `write_prepared` then writes); the plots are:
 
 * ``plots/loss_curves.png``: flow-matching loss of the pretraining run and of every post-training
-  variant (seed 0; a moving average), with the validation FM loss as markers;
+  variant (the first seed; a moving average), with the validation FM loss as markers;
 * ``plots/adherence.png``: physics and semantic adherence per model, mean with seed-spread bars;
 * ``plots/samples.png``: a strip of sample frames: the ground-truth rendering of a few evaluation
-  captions, then the base, sft and direct samples of the same captions (seed 0).
+  captions, then the base, sft and direct samples of the same captions (the first seed).
 """
 
 from __future__ import annotations
@@ -22,7 +23,7 @@ from typing import Any
 
 import numpy as np
 
-__all__ = ["summarize", "conflict_rates", "write_report", "plot_losses", "plot_adherence", "plot_samples",
+__all__ = ["summarize", "conflict_rates", "write_report", "prepare_report", "write_prepared", "plot_losses", "plot_adherence", "plot_samples",
            "plot_shortcut", "paired_bootstrap", "paired_comparisons", "TARGET_RATIO", "TARGET_SEMANTIC_DROP",
            "TARGET_SHORTCUT_RATIO", "TARGET_BASE", "BOOTSTRAP"]
 
@@ -233,20 +234,29 @@ def _smooth(y: np.ndarray, w: int) -> np.ndarray:
     return np.convolve(np.pad(y, (w - 1, 0), mode="edge"), k, mode="valid")
 
 
-def plot_losses(out: str | Path, variants: list[str], path: str | Path) -> Path:
-    plt = _plt()
+def _loss_records(out: Path, variants: list[str], seed: int) -> dict[str, list[dict[str, Any]]]:
+    """The logs `plot_losses` draws: the base's and each variant's run with ``seed``."""
+    return {name: _read_log(out / "runs" / name) for name in ["base", *(f"{v}-s{seed}" for v in variants)]}
+
+
+def plot_losses(out: str | Path, variants: list[str], path: str | Path, seed: int = 0,
+                records: dict[str, list[dict[str, Any]]] | None = None) -> Path:
+    """Training FM loss of the base and of every variant's run with ``seed`` (``records``: the logs,
+    read beforehand; else read from ``out/runs``)."""
     out = Path(out)
+    records = _loss_records(out, variants, seed) if records is None else records
+    plt = _plt()
     fig, axes = plt.subplots(1, 2, figsize=(11, 3.8))
     for ax, names, title in ((axes[0], ["base"], "pretraining (broad split)"),
-                             (axes[1], [f"{v}-s0" for v in variants], "post-training (train split, seed 0)")):
+                             (axes[1], [f"{v}-s{seed}" for v in variants], f"post-training (train split, seed {seed})")):
         for name in names:
-            recs = _read_log(out / "runs" / name)
+            recs = records.get(name, [])
             steps = [r for r in recs if "fm" in r]
             if not steps:
                 continue
             x = np.array([r["step"] for r in steps])
             y = np.array([r["fm"] for r in steps])
-            line, = ax.plot(x, _smooth(y, max(1, len(y) // 20)), label=name.removesuffix("-s0"), lw=1.2)
+            line, = ax.plot(x, _smooth(y, max(1, len(y) // 20)), label=name.removesuffix(f"-s{seed}"), lw=1.2)
             val = [(r["step"], r["val_fm"]) for r in recs if r.get("val_fm") is not None]
             if val:
                 ax.plot(*zip(*val), "o", color=line.get_color(), ms=3)
@@ -295,22 +305,51 @@ def plot_shortcut(table: list[dict[str, Any]], path: str | Path) -> Path:
     return _save(plt, fig, path)
 
 
-def plot_samples(out: str | Path, models: list[str], path: str | Path, n: int = 4, seed: int = 0) -> Path:
-    """Rows: for each of ``n`` evaluation captions, the ground-truth rendering then each model's sample."""
+def _sample_inputs(out: Path, models: list[str], n: int, seed: int) -> tuple[list[dict[str, Any]], dict[str, np.ndarray]]:
+    """What `plot_samples` draws: the first ``n`` evaluation rows (``data/eval.jsonl``) and each
+    model's clips with ``seed`` (models without saved clips left out). An `InputError` names a
+    missing or unreadable file."""
+    from safetensors import SafetensorError
     from safetensors.torch import load_file
 
+    from direct_data.core.errors import InputError
+    from direct_data.world import SceneSpec
+
+    path = out / "data" / "eval.jsonl"
+    try:
+        rows = [json.loads(x) for x in path.read_text(encoding="utf-8").splitlines() if x.strip()][:n]
+        for r in rows:
+            SceneSpec(**r["spec"]), str(r["prompt"])
+    except FileNotFoundError:
+        raise InputError(f"{path} not found: the report draws its first captions (a `direct-data world run` output has it)") from None
+    except (OSError, UnicodeDecodeError, ValueError, TypeError, KeyError) as e:
+        raise InputError(f"{path}: not the evaluation captions of `direct-data world run` ({type(e).__name__}: {e})") from None
+    clips = {}
+    for name in models:
+        f = out / "samples" / f"{name}-s{seed}-eval" / "clips.safetensors"
+        if f.is_file():
+            try:
+                clips[name] = load_file(str(f))["frames"].numpy()
+            except (OSError, SafetensorError, KeyError, ValueError) as e:
+                raise InputError(f"{f}: cannot read the sampled clips ({type(e).__name__}: {e})") from None
+    return rows, clips
+
+
+def plot_samples(out: str | Path, models: list[str], path: str | Path, n: int = 4, seed: int = 0,
+                 inputs: tuple[list[dict[str, Any]], dict[str, np.ndarray]] | None = None) -> Path:
+    """Rows: for each of ``n`` evaluation captions, the ground-truth rendering then each model's sample
+    (``inputs``: `_sample_inputs`, read beforehand; else read from ``out``)."""
     from direct_data.world import SceneSpec, render, save_strip
 
     out = Path(out)
-    rows = [json.loads(x) for x in (out / "data" / "eval.jsonl").read_text().splitlines() if x.strip()][:n]
+    rows, saved = _sample_inputs(out, models, n, seed) if inputs is None else inputs
     clips, labels = [], []
     for i, r in enumerate(rows):
         spec = SceneSpec(**r["spec"])
         first = None
         for name in models:
-            f = out / "samples" / f"{name}-s{seed}-eval" / "clips.safetensors"
-            if f.is_file():
-                frames = load_file(str(f))["frames"].numpy()
+            if name in saved:
+                frames = saved[name]
                 first = first if first is not None else frames
                 if i < len(frames):
                     clips.append(frames[i])
@@ -402,16 +441,21 @@ def _pct(x: float | None) -> str:
 
 def write_report(out: str | Path, results: dict[str, Any]) -> Path:
     """Write ``report.md`` and the plots under ``out`` (results as `run_experiment` builds them)."""
+    return write_prepared(prepare_report(out, results))
+
+
+def prepare_report(out: str | Path, results: dict[str, Any]) -> dict[str, Any]:
+    """Everything `write_prepared` writes, read and built first, so a missing or malformed input
+    fails before any file is written (an `InputError` for a missing or unreadable file; a
+    KeyError, TypeError, ... for results that are not `run_experiment`'s)."""
     out = Path(out)
     cfg = results["config"]
     summ = summarize(results, out)
-    results["summary"] = summ
     table, verdict = summ["table"], summ["verdict"]
-    plots = out / "plots"
-    plot_losses(out, list(cfg["variants"]), plots / "loss_curves.png")
-    plot_adherence(table, plots / "adherence.png")
-    plot_shortcut(table, plots / "shortcut.png")
-    plot_samples(out, ["base", *cfg["variants"]], plots / "samples.png")
+    seed = int(cfg["seeds"][0])  # the curves and the sample strip show the first seed's runs
+    # every input is read (and the text built) before anything is written
+    records = _loss_records(out, list(cfg["variants"]), seed)
+    samples = _sample_inputs(out, ["base", *cfg["variants"]], 4, seed)
     t = results["timings"]
     pre = results["pretrain"]
     gen = results["generate"]
@@ -560,7 +604,7 @@ def write_report(out: str | Path, results: dict[str, Any]) -> Path:
         "![samples](plots/samples.png)",
         "",
         "Sample strip (`plots/samples.txt` names the rows): for each of four evaluation captions, the "
-        "ground-truth rendering, then the base and every post-trained model (seed 0), frames left to right.",
+        f"ground-truth rendering, then the base and every post-trained model (seed {seed}), frames left to right.",
         "",
         "## Timings (seconds, this machine)",
         "",
@@ -569,6 +613,20 @@ def write_report(out: str | Path, results: dict[str, Any]) -> Path:
         "| " + " | ".join(f"{v:.0f}" for v in t.values()) + " |",
         "",
     ]
+    return {"out": out, "results": results, "summary": summ, "lines": lines, "seed": seed, "records": records,
+            "samples": samples}
+
+
+def write_prepared(rep: dict[str, Any]) -> Path:
+    """Write the plots and ``report.md`` of a `prepare_report` (and set ``results["summary"]``)."""
+    out, results, summ, seed = rep["out"], rep["results"], rep["summary"], rep["seed"]
+    cfg, table = results["config"], summ["table"]
+    results["summary"] = summ
+    plots = out / "plots"
+    plot_losses(out, list(cfg["variants"]), plots / "loss_curves.png", seed=seed, records=rep["records"])
+    plot_adherence(table, plots / "adherence.png")
+    plot_shortcut(table, plots / "shortcut.png")
+    plot_samples(out, ["base", *cfg["variants"]], plots / "samples.png", seed=seed, inputs=rep["samples"])
     path = out / "report.md"
-    path.write_text("\n".join(lines))
+    path.write_text("\n".join(rep["lines"]))
     return path
