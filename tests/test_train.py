@@ -303,7 +303,7 @@ def test_pretrained_folder_lora_and_reference_switch(tmp_path):
     torch.testing.assert_close(off, base)  # adapters off = the pretrained model
     assert float((on - base).abs().max()) > 1e-3
     torch.testing.assert_close(again, on)  # and switched back on after the block
-    with pytest.raises(ValueError, match="matched nothing|Target modules"):
+    with pytest.raises(ConfigError, match="lora_targets no_such_layer matched no module .*to_out.0"):
         wan.add_lora(wan.build_transformer("tiny"), rank=4, target_modules=("no_such_layer",))
 
 
@@ -638,3 +638,193 @@ def test_run_sample_decodes_latents_with_a_vae(tmp_path):
         assert s["files"] == [f"0000.{fmt}", f"0001.{fmt}"] and s["frames_shape"] == [5, 32, 32, 3]
         assert iio.imread(tmp_path / fmt / f"0001.{fmt}", index=None).shape == (5, 32, 32, 3)
     assert str(vae).endswith("vae")
+
+
+# ---------------------------------------------------------------------------------------------- run folders and checkpoints: never a user's file, never a traceback
+
+
+def test_rotation_never_deletes_a_checkpoint_folder_holding_a_users_file(tmp_path, caplog):
+    from direct_data.training.checkpoint import is_checkpoint_folder
+
+    run = tmp_path / "run"
+    data = structured_data()
+    train(_cfg("sft", lora_rank=0, max_steps=1, out_dir=str(run)), data, model=wan.build_transformer("tiny"))
+    first = run / "checkpoints" / "step-00000001"
+    assert is_checkpoint_folder(first)
+    mine = first / "transformer" / "notes.txt"
+    mine.write_text("my notes")
+    assert not is_checkpoint_folder(first)  # recursively: a file in transformer/ is not ours
+    with caplog.at_level("WARNING"):
+        train(_cfg("sft", lora_rank=0, max_steps=3, ckpt_every=1, keep_checkpoints=1, out_dir=str(run)), data,
+              model=wan.build_transformer("tiny"))
+    assert mine.read_text() == "my notes"
+    assert sorted(p.name for p in (run / "checkpoints").iterdir()) == ["step-00000001", "step-00000003"]
+    assert any("keeping old checkpoint" in r.getMessage() and "transformer/notes.txt" in r.getMessage() for r in caplog.records)
+
+
+def test_a_users_folder_with_run_file_names_is_refused(tmp_path):
+    from direct_data.core.errors import OutputError
+    from direct_data.training.checkpoint import check_run_folder
+
+    for name, text in (("config.json", '{"my": "settings"}'), ("log.jsonl", "my log\n"), ("config.json", "notes")):
+        out = tmp_path / f"mine-{name}-{len(text)}"
+        out.mkdir()
+        (out / name).write_text(text)
+        with pytest.raises(OutputError, match="not a run folder of `direct-data train`") as e:
+            check_run_folder(out)
+        assert "\n" not in str(e.value) and (out / name).read_text() == text
+    ours = tmp_path / "ours"
+    ours.mkdir()
+    (ours / "config.json").write_text(json.dumps(_cfg("sft").to_json()))
+    (ours / "log.jsonl").write_text("")
+    check_run_folder(ours)  # an earlier run's folder: resumed
+    check_run_folder(tmp_path / "new")
+
+
+def test_a_second_writer_of_a_run_folder_is_refused(tmp_path):
+    from direct_data.core.errors import OutputError
+    from direct_data.training.checkpoint import lock_run_folder
+
+    run = tmp_path / "run"
+    with lock_run_folder(run):
+        with pytest.raises(OutputError, match=f"another direct-data process is writing {re.escape(str(run))}"):
+            train(_cfg("sft", max_steps=1, out_dir=str(run)), structured_data(), model=wan.build_transformer("tiny"))
+    res = train(_cfg("sft", max_steps=1, out_dir=str(run)), structured_data(), model=wan.build_transformer("tiny"))
+    assert res.step == 1
+    # a run refused before writing anything leaves no folder behind
+    with pytest.raises(ConfigError):
+        train(_cfg("sft", max_steps=1, lora_targets=("nonexistent",), out_dir=str(tmp_path / "no")), structured_data(),
+              model=wan.build_transformer("tiny"))
+    assert not (tmp_path / "no").exists()
+
+
+def _swap(path, fn):
+    """Apply ``fn`` to the tensors of safetensors file ``path``; returns the original bytes."""
+    from safetensors.torch import load_file, save_file
+
+    raw = path.read_bytes()
+    save_file(fn(load_file(str(path))), str(path))
+    return raw
+
+
+def test_corrupt_checkpoint_parts_are_one_line_errors(tmp_path):
+    from direct_data.training.sample import SampleConfig, run_sample
+
+    run = tmp_path / "run"
+    cfg = dict(model_config="tiny", max_steps=1, batch_size=4, progress=False, out_dir=str(run))
+    train(preset("sft", lora_rank=4, **cfg), pixel_data())
+    ck = latest_checkpoint(run)
+
+    def refused(err=InputError, match="cannot load it", sample=True, objective="sft", **kw):
+        with pytest.raises(err, match=match) as e:
+            train(preset(objective, **{"lora_rank": 4, **cfg, "max_steps": 2, **kw}), pixel_data())
+        assert "\n" not in str(e.value)
+        if sample:
+            with pytest.raises(err, match=match) as e:
+                run_sample(run, ["a ball"], tmp_path / "s", SampleConfig(steps=1))
+            assert "\n" not in str(e.value)
+
+    # the optimizer state: a moment of another shape, or one deleted
+    opt = ck / "optimizer.safetensors"
+    from safetensors.torch import load_file
+
+    first = sorted(k for k in load_file(str(opt)) if k.endswith("exp_avg"))[0]
+    sq = first.replace("exp_avg", "exp_avg_sq")
+    for fn, needle in ((lambda t: {**t, first: t[first][:1]}, "is \\[1"),
+                       (lambda t: {k: v for k, v in t.items() if k != sq}, "lacks exp_avg_sq")):
+        good = _swap(opt, fn)
+        refused(match=f"cannot load it .*{needle}", sample=False)
+        opt.write_bytes(good)
+    # the adapter: a tensor deleted
+    lora = ck / LORA_WEIGHT_NAME
+    good = _swap(lora, lambda t: dict(sorted(t.items())[1:]))
+    refused(match="cannot load it .*lacks LoRA weights")
+    lora.write_bytes(good)
+    # trainer state fields edited by hand
+    state = ck / "trainer_state.json"
+    good = state.read_text()
+    for where, key, value in (("state", "latent_shape", "abc"), ("state", "latent_shape", [3, 0, 8, 8]),
+                              ("state", "latent_shape", [3, -9, 8, 8]), ("state", "latent_shape", [3, 10**5, 10**5, 10**5]),
+                              ("state", "latent_shape", [3, 2, 8]), ("state", "text_len", -5), ("state", "text_len", "x"),
+                              ("config", "prediction", "zzz"), ("state", "step", "x")):
+        meta = json.loads(good)
+        meta[where][key] = value
+        state.write_text(json.dumps(meta))
+        refused(match=f"corrupt trainer state .*{key}")
+    state.write_text(good)
+    # the run's log: a partial last line is dropped; other bad content is refused
+    log_path = run / "log.jsonl"
+    good = log_path.read_text()
+    for bad in ("[1,2]\n", "garbage{\n" + good):
+        log_path.write_text(bad)
+        refused(match="log.jsonl: line 1 is not", sample=False)
+    log_path.unlink()
+    log_path.mkdir()
+    refused(match="log.jsonl: cannot read", sample=False)
+    log_path.rmdir()
+    # another value of an option that changes the result: refused like batch_size
+    log_path.write_text(good)
+    for kw, needle in ((dict(lr=1e-2), "lr=0.0001, this run asks for lr=0.01"), (dict(objective="deltafm"), 'objective="sft".*lam_naive')):
+        refused(ConfigError, needle, sample=False, **kw)
+    log_path.write_text(good + "garbage{")
+    res = train(preset("sft", lora_rank=4, **{**cfg, "max_steps": 2}), pixel_data())
+    assert res.step == 2 and [json.loads(x)["step"] for x in log_path.read_text().splitlines()] == [1, 2]
+
+
+def test_full_checkpoint_with_a_missing_or_extra_tensor_is_refused_by_sample(tmp_path, capfd):
+    import torch as _torch
+
+    from direct_data.training.sample import SampleConfig, run_sample
+
+    run = tmp_path / "run"
+    train(preset("sft", model_config="tiny", lora_rank=0, max_steps=1, batch_size=4, progress=False, out_dir=str(run)),
+          pixel_data())
+    weights = next((latest_checkpoint(run) / "transformer").glob("*.safetensors"))
+    for fn, needle in ((lambda t: dict(sorted(t.items())[1:]), "lack 1 tensor"), (lambda t: {**t, "extra.weight": _torch.zeros(2)}, "hold 1 tensor")):
+        good = _swap(weights, fn)
+        capfd.readouterr()
+        with pytest.raises(InputError, match=f"cannot load it .*{needle}"):
+            run_sample(run, ["a ball"], tmp_path / "s", SampleConfig(steps=1))
+        assert "diffusers" not in capfd.readouterr().err
+        weights.write_bytes(good)
+
+
+def test_large_seeds_and_unbounded_values(tmp_path):
+    from direct_data.training.data import mix_seed
+    from direct_data.training.sample import run_sample
+
+    # every seed that worked gives the numbers it gave; the declared maximum works
+    assert mix_seed(7, 3) == 7 * 1_000_003 + 3 and mix_seed(2**63 - 1, 5) == ((2**63 - 1) * 1_000_003 + 5) % 2**64
+    part = torch.tensor([0, 1] * 4)
+    for seed in (2**63 - 1, 10**14):
+        assert len(PartitionBatchSampler(part, batch_size=4, seed=seed).next_batch()[1]) == 4
+    small = PartitionBatchSampler(part, batch_size=4, seed=7)
+    g = torch.Generator().manual_seed(7 * 1_000_003 + 0)
+    assert torch.randperm(8, generator=g).tolist()[:2] == torch.randperm(8, generator=torch.Generator().manual_seed(mix_seed(7, 0))).tolist()[:2]
+    assert small.epoch_batches(0)
+    for key, value in (("lora_rank", 10**12), ("lora_rank", 10**20), ("text_len", 10**12), ("lr", 1e300)):
+        with pytest.raises(ConfigError, match=f"{key}: must be <="):
+            preset("sft", **{key: value})
+    with pytest.raises(ConfigError, match="lora_targets nonexistent matched no module .*to_q"):
+        wan.add_lora(wan.build_transformer("tiny"), rank=4, target_modules=["nonexistent"])
+    with pytest.raises(InputError, match="prompt 0 is not valid UTF-8"):
+        run_sample(tmp_path / "nothing", ["a\udcffb"], tmp_path / "s")
+
+
+def test_lora_checkpoint_header_is_canonical(tmp_path):
+    from safetensors.torch import load_file, save_file
+
+    from direct_data.training.checkpoint import _canonical_header
+
+    t = {"b": torch.ones(3), "a": torch.zeros(2, 2)}
+    files = []
+    for i, meta in enumerate(({"format": "pt", "lora_adapter_metadata": "{}", "z": "1"},
+                              {"z": "1", "lora_adapter_metadata": "{}", "format": "pt"})):
+        f = tmp_path / f"{i}.safetensors"
+        save_file(t, str(f), metadata=meta)
+        _canonical_header(f)
+        files.append(f)
+        assert all(torch.equal(load_file(str(f))[k], t[k]) for k in t)
+    assert files[0].read_bytes() == files[1].read_bytes()
+    assert wan._sorted_sets({"target_modules": {"to_v", "to_q"}, "b": 1, "a": [{"y", "x"}]}) == \
+        {"a": [["x", "y"]], "b": 1, "target_modules": ["to_q", "to_v"]}

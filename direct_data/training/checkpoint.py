@@ -9,19 +9,21 @@ sampler position, scheduler, optimizer scalars, the run's config).
 
 from __future__ import annotations
 
+import contextlib
 import json
+import logging
 import math
 import os
 import re
 import shutil
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
 import torch
 from torch import Tensor
 
-from direct_data.core.errors import ConfigError, InputError, first_line
+from direct_data.core.errors import ConfigError, InputError, OutputError, first_line
 from direct_data.training import wan
 from direct_data.training.config import TrainConfig
 from direct_data.training.data import PartitionBatchSampler
@@ -36,7 +38,11 @@ __all__ = [
     "read_trainer_state",
     "check_resumable",
     "json_safe",
+    "rotate_checkpoints",
+    "lock_run_folder",
 ]
+
+log = logging.getLogger(__name__)
 
 LORA_WEIGHT_NAME = "pytorch_lora_weights.safetensors"
 TRAINER_STATE = "trainer_state.json"
@@ -116,6 +122,10 @@ def save_checkpoint(path: Path, *, model, optimizer, scheduler, sampler: Partiti
 
     path = Path(path)
     tmp = path.with_name(path.name + ".tmp")
+    for q in (tmp, path):  # an earlier (interrupted) write of this step is ours to replace; anything else is not
+        if (q.exists() or q.is_symlink()) and not is_checkpoint_folder(q):
+            what = ", ".join(foreign_files(q)[:5]) if q.is_dir() and not q.is_symlink() else "not a folder of ours"
+            raise OutputError(f"{q}: holds files `direct-data train` did not write ({what}); move them out of the run folder")
     if tmp.exists():
         shutil.rmtree(tmp)
     tmp.mkdir(parents=True)
@@ -125,6 +135,7 @@ def save_checkpoint(path: Path, *, model, optimizer, scheduler, sampler: Partiti
         layers = {k: v.detach().contiguous().cpu() for k, v in wan.lora_state_dict(model).items()}
         WanPipeline.save_lora_weights(tmp, transformer_lora_layers=layers, weight_name=LORA_WEIGHT_NAME,
                                       transformer_lora_adapter_metadata=wan.lora_metadata(model))
+        _canonical_header(tmp / LORA_WEIGHT_NAME)  # safetensors writes its metadata keys in hash order
     elif full_state is not None:  # FSDP2: the gathered full state dict, laid out as save_pretrained does
         from diffusers.utils import SAFETENSORS_WEIGHTS_NAME
 
@@ -146,6 +157,26 @@ def save_checkpoint(path: Path, *, model, optimizer, scheduler, sampler: Partiti
         shutil.rmtree(path)
     os.replace(tmp, path)
     return path
+
+
+def _canonical_header(path: Path) -> None:
+    """Rewrite the header of safetensors file ``path`` with its metadata keys sorted and its tensors
+    in file order, so that the same tensors and metadata give the same bytes in every process (the
+    safetensors writer orders the metadata by a per-process hash). The tensor data is unchanged."""
+    raw = path.read_bytes()
+    n = int.from_bytes(raw[:8], "little")
+    header = json.loads(raw[8:8 + n])
+    meta = header.pop("__metadata__", None)
+    out: dict[str, Any] = {}
+    if meta is not None:
+        out["__metadata__"] = {k: meta[k] for k in sorted(meta)}
+    for k in sorted(header, key=lambda k: (header[k]["data_offsets"][0], k)):
+        out[k] = header[k]
+    text = json.dumps(out, separators=(",", ":"), ensure_ascii=False).encode()
+    text += b" " * (-(8 + len(text)) % 8)  # safetensors pads the header so the data starts 8-byte aligned
+    tmp = path.with_name(path.name + ".canon")
+    tmp.write_bytes(len(text).to_bytes(8, "little") + text + raw[8 + n:])
+    os.replace(tmp, path)
 
 
 def latest_checkpoint(out_dir: str | Path) -> Path | None:
@@ -182,9 +213,7 @@ def _load_checkpoint(path: Path, meta: dict[str, Any], *, model, optimizer, sche
         sd = load_file(str(path / LORA_WEIGHT_NAME))
         sd = {k.removeprefix("transformer."): v for k, v in sd.items()}
         res = set_peft_model_state_dict(model, sd)
-        unexpected = getattr(res, "unexpected_keys", [])
-        if unexpected:
-            raise ValueError(f"checkpoint {path} has LoRA keys the model lacks: {unexpected[:5]}")
+        check_lora_keys(res, path / LORA_WEIGHT_NAME)
     else:
         sd = {}
         for f in sorted((path / "transformer").glob("*.safetensors")):
@@ -198,6 +227,7 @@ def _load_checkpoint(path: Path, meta: dict[str, Any], *, model, optimizer, sche
 
         load_full_state_dicts(model, optimizer, sd, opt_state)
     else:
+        _check_optimizer_state(opt_state, optimizer)
         optimizer.load_state_dict(opt_state)
     sched = dict(meta["scheduler"])
     sched["lr_lambdas"] = [None] * len(sched["base_lrs"])  # the schedule function is rebuilt from the config
@@ -207,6 +237,51 @@ def _load_checkpoint(path: Path, meta: dict[str, Any], *, model, optimizer, sche
     for k, g in gens.items():
         g.set_state(rng[k])
     return meta["state"]
+
+
+def check_lora_keys(res: Any, lora: Path) -> None:
+    """A `ValueError` when loading adapter file ``lora`` left LoRA weights of the model unset
+    (missing tensors) or brought ones the model lacks (``res``: what `set_peft_model_state_dict`
+    returned)."""
+    unexpected = list(getattr(res, "unexpected_keys", None) or [])
+    if unexpected:
+        raise ValueError(f"{lora} has LoRA keys the model lacks: {unexpected[:5]}")
+    missing = [k for k in (getattr(res, "missing_keys", None) or []) if "lora_" in k]
+    if missing:
+        raise ValueError(f"{lora} lacks LoRA weights of the model: {missing[:5]}")
+
+
+def _check_optimizer_state(opt_state: dict[str, Any], optimizer: torch.optim.Optimizer) -> None:
+    """A `ValueError` unless ``opt_state`` (unflattened) is an AdamW state of ``optimizer``'s
+    parameters: one saved group per group, each with as many parameters, and every parameter's state
+    complete (step, exp_avg, exp_avg_sq[, max_exp_avg_sq]) with moments of the parameter's shape."""
+    groups, cur = opt_state["param_groups"], optimizer.param_groups
+    if not isinstance(groups, list) or len(groups) != len(cur):
+        raise ValueError(f"optimizer state has {len(groups) if isinstance(groups, list) else 'no'} parameter groups, "
+                         f"the model {len(cur)}")
+    params: dict[Any, Tensor] = {}
+    for g, c in zip(groups, cur):
+        ids = g.get("params") if isinstance(g, dict) else None
+        if not isinstance(ids, list) or len(ids) != len(c["params"]):
+            raise ValueError("optimizer state's parameter groups do not match the model's trainable parameters")
+        params.update(zip(ids, c["params"]))
+    amsgrad = any(c.get("amsgrad") for c in cur)
+    need = ("step", "exp_avg", "exp_avg_sq") + (("max_exp_avg_sq",) if amsgrad else ())
+    for pid, st in opt_state["state"].items():
+        if pid not in params:
+            raise ValueError(f"optimizer state for parameter {pid}, which the model does not have")
+        missing = [k for k in need if k not in st]
+        if missing:
+            raise ValueError(f"optimizer state of parameter {pid} lacks {', '.join(missing)}")
+        p = params[pid]
+        for k in need[1:]:
+            v = st[k]
+            if not isinstance(v, Tensor) or tuple(v.shape) != tuple(p.shape) or not v.is_floating_point():
+                got = list(v.shape) if isinstance(v, Tensor) else type(v).__name__
+                raise ValueError(f"optimizer state {pid}.{k} is {got}, the parameter is {list(p.shape)}")
+        step = st["step"]
+        if not (isinstance(step, Tensor) and step.numel() == 1 or isinstance(step, (int, float)) and not isinstance(step, bool)):
+            raise ValueError(f"optimizer state {pid}.step is not a number")
 
 
 def read_trainer_state(checkpoint: str | Path) -> dict[str, Any]:
@@ -219,7 +294,42 @@ def read_trainer_state(checkpoint: str | Path) -> dict[str, Any]:
         raise InputError(f"{path}: cannot read it ({first_line(e)}); a checkpoint written by `direct-data train` has a JSON object there") from None
     if not isinstance(meta, dict) or not isinstance(meta.get("config"), dict) or not isinstance(meta.get("state"), dict):
         raise InputError(f"{path}: not a trainer state (a JSON object with `config` and `state` objects)")
+    problem = _state_problem(meta["state"])
+    if problem is None:
+        try:  # the run's config, as `train` wrote it: every value of the type and range its declaration allows
+            TrainConfig(**{k: v for k, v in meta["config"].items() if k in TrainConfig.keys()})
+        except ConfigError as e:
+            problem = f"config: {e}"
+    if problem is not None:
+        raise InputError(f"{path}: corrupt trainer state ({problem}); use a checkpoint written by `direct-data train`, "
+                         f"or delete this one to resume from an earlier one")
     return meta
+
+
+#: the largest latent a checkpoint may record (as `sample`'s latent_shape: values per clip)
+MAX_LATENT_VALUES = 2**31
+
+
+def _state_problem(state: dict[str, Any]) -> str | None:
+    """What is wrong with a trainer state's ``state`` object (step, nan_skips, text_len,
+    latent_shape, text_dim), or None."""
+    def is_int(v: Any) -> bool:
+        return isinstance(v, int) and not isinstance(v, bool)
+
+    from direct_data.training.config import MAX_STEPS, MAX_TEXT_LEN
+
+    for k, lo, hi in (("step", 0, MAX_STEPS), ("nan_skips", 0, MAX_STEPS), ("text_len", 1, MAX_TEXT_LEN),
+                      ("text_dim", 1, 2**20)):
+        if k in state and state[k] is not None and not (is_int(state[k]) and lo <= state[k] <= hi):
+            return f"state.{k} = {json.dumps(state[k])[:40]}, expected an integer in {lo}..{hi}"
+    if "step" not in state:
+        return "no state.step"
+    shape = state.get("latent_shape")
+    if shape is not None and not (isinstance(shape, list) and len(shape) == 4 and all(is_int(x) and x >= 1 for x in shape)
+                                  and math.prod(shape) <= MAX_LATENT_VALUES):
+        return (f"state.latent_shape = {json.dumps(shape)[:60]}, expected four positive integers C, F, H, W "
+                f"(at most {MAX_LATENT_VALUES:,} values)")
+    return None
 
 
 # =============================================================================================
@@ -254,17 +364,24 @@ def resolve_checkpoint(path: str | Path) -> Path:
     raise InputError(f"{p}: neither a checkpoint folder ({TRAINER_STATE}) nor a run folder (checkpoints/): {holds}")
 
 
+#: output-affecting fields that a resume may change: how long to train (the schedule is rebuilt from
+#: the config, and every step before the checkpoint is done), and where the pretrained base lives
+#: (a moved folder; the weights themselves come from the checkpoint or are checked by loading it)
+RESUME_MAY_CHANGE = frozenset({"max_steps", "pretrained"})
+
+
 def check_resumable(checkpoint: Path, cfg: TrainConfig, *, model_from_config: bool = True) -> None:
-    """A `ConfigError` when ``cfg`` differs from the checkpoint's run in a field its state depends
-    on: the sampler position (seed, batch size) and the layout of weights and optimizer (LoRA rank
-    and targets; the named config and its overrides when the model is built from them)."""
+    """A `ConfigError` when ``cfg`` differs from the checkpoint's run in a field that changes the
+    trained result (`output=True` in `TrainConfig`: the objective and its terms, the optimiser, the
+    seed and batch size, the LoRA layout, the model when it is built from the named config), other
+    than `RESUME_MAY_CHANGE`: a resumed run continues the same run, or is refused."""
     old = read_trainer_state(checkpoint).get("config", {})
     new = cfg.to_json()
-    keys = ["seed", "batch_size", "lora_rank"]
-    if new["lora_rank"] > 0:
-        keys.append("lora_targets")
-    if model_from_config and not new["pretrained"] and not old.get("pretrained"):
-        keys += ["model_config", "model_overrides"]
+    keys = [f.name for f in TrainConfig.declared() if f.metadata.get("output", True) and f.name not in RESUME_MAY_CHANGE]
+    if new["lora_rank"] == 0 and old.get("lora_rank") == 0:  # full fine-tuning: no adapter to lay out
+        keys = [k for k in keys if k not in ("lora_targets", "lora_alpha")]
+    if not (model_from_config and not new["pretrained"] and not old.get("pretrained")):  # the model is not built from them
+        keys = [k for k in keys if k not in ("model_config", "model_overrides")]
     diff = [k for k in keys if k in old and old[k] != new[k]]
     if diff:
         was = ", ".join(f"{k}={json.dumps(old[k])}" for k in diff)
@@ -274,7 +391,7 @@ def check_resumable(checkpoint: Path, cfg: TrainConfig, *, model_from_config: bo
 
 
 #: what a run folder holds (`training.loop.train` writes these and nothing else)
-RUN_FILES = ("log.jsonl", "log.jsonl.tmp", "config.json", "checkpoints", "tb")
+RUN_FILES = ("log.jsonl", "log.jsonl.tmp", "config.json", "checkpoints", "tb", ".direct-data-train.lock")
 
 
 def check_run_folder(out_dir: str | Path, inputs: Sequence[str | Path] = ()) -> None:
@@ -298,15 +415,112 @@ def check_run_folder(out_dir: str | Path, inputs: Sequence[str | Path] = ()) -> 
         if foreign:
             raise OutputError(f"--out {p}: holds files a training run did not write ({', '.join(foreign[:5])}); "
                               f"give an empty folder or an earlier run folder")
+        # files named as ours are ours only in a recognisable run: its config.json is a run config
+        # (a user's own config.json or log.jsonl is never overwritten)
+        names = {x.name for x in p.iterdir()} - {LOCK_FILE}
+        if names and not (names <= {"checkpoints"} or _is_run_config(p / "config.json")):
+            mine = sorted(names - {"checkpoints"})
+            raise OutputError(f"--out {p}: holds {', '.join(mine)} but is not a run folder of `direct-data train` "
+                              f"(no config.json of a run); give an empty folder or an earlier run folder")
+
+
+def _is_run_config(path: Path) -> bool:
+    """``path`` is the config.json a training run writes (`TrainConfig.to_json`): a JSON object of
+    known `TrainConfig` fields, with the ones every run records."""
+    if path.is_symlink() or not path.is_file():
+        return False
+    try:
+        cfg = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return False
+    return (isinstance(cfg, dict) and set(cfg) <= set(TrainConfig.keys())
+            and {"objective", "seed", "batch_size", "lora_rank", "lr", "max_steps"} <= set(cfg))
 
 
 #: what `save_checkpoint` writes into a checkpoint folder
 CHECKPOINT_FILES = frozenset({"transformer", LORA_WEIGHT_NAME, "optimizer.safetensors", "rng.safetensors", TRAINER_STATE})
+#: what `save_pretrained` (or the FSDP2 writer) puts into ``transformer/``: the config and the
+#: weights, one file or shards with their index
+_TRANSFORMER_FILE = re.compile(r"config\.json|diffusion_pytorch_model(-\d{5}-of-\d{5})?\.safetensors"
+                               r"|diffusion_pytorch_model\.safetensors\.index\.json")
 _CHECKPOINT_NAME = re.compile(r"step-\d{8}(\.tmp)?")
+
+
+def foreign_files(path: Path) -> list[str]:
+    """The entries of checkpoint folder ``path``, recursively, that `save_checkpoint` does not write
+    (paths relative to it; symbolic links and unexpected folders count as foreign)."""
+    out: list[str] = []
+    for x in sorted(path.iterdir()):
+        if x.is_symlink() or x.name not in CHECKPOINT_FILES:
+            out.append(x.name)
+        elif x.name == "transformer":
+            if not x.is_dir():
+                out.append(x.name)
+                continue
+            out += [f"transformer/{y.name}" for y in sorted(x.iterdir())
+                    if y.is_symlink() or not y.is_file() or not _TRANSFORMER_FILE.fullmatch(y.name)]
+        elif not x.is_file():
+            out.append(f"{x.name}/")
+    return out
 
 
 def is_checkpoint_folder(path: Path) -> bool:
     """A folder `save_checkpoint` wrote (or was writing: ``.tmp``): named ``step-NNNNNNNN`` and
-    holding nothing else than what it writes. Rotation and overwrites delete only these."""
+    holding, recursively, nothing else than the files it writes. Rotation and overwrites delete
+    only these."""
     return (path.is_dir() and not path.is_symlink() and _CHECKPOINT_NAME.fullmatch(path.name) is not None
-            and all(x.name in CHECKPOINT_FILES for x in path.iterdir()))
+            and not foreign_files(path))
+
+
+def rotate_checkpoints(root: Path, keep: int) -> None:
+    """Delete all but the ``keep`` newest complete checkpoints under ``root`` (``OUT/checkpoints``).
+    A checkpoint folder holding anything `save_checkpoint` did not write (a user's file dropped into
+    it) is left as it is, with a warning: rotation never deletes files it did not write."""
+    done = sorted((q for q in root.glob("step-*") if _CHECKPOINT_NAME.fullmatch(q.name) and not q.name.endswith(".tmp")
+                   and q.is_dir() and not q.is_symlink()), key=lambda q: int(q.name.split("-")[1]))
+    for q in done[: max(0, len(done) - keep)]:
+        foreign = foreign_files(q)
+        if foreign:
+            log.warning("keeping old checkpoint %s: it holds files `direct-data train` did not write (%s)", q,
+                        ", ".join(foreign[:5]))
+            continue
+        shutil.rmtree(q)
+
+
+#: the lock file of a run folder: held (flock) by the one process writing the run
+LOCK_FILE = ".direct-data-train.lock"
+
+
+@contextlib.contextmanager
+def lock_run_folder(out_dir: str | Path) -> Iterator[None]:
+    """Hold an exclusive, non-blocking lock on run folder ``out_dir`` (created if needed) for the
+    block: a second process writing the same run folder is an `OutputError`, never two writers."""
+    import fcntl
+
+    p = Path(out_dir)
+    created = not p.exists()
+    try:
+        p.mkdir(parents=True, exist_ok=True)
+    except OSError as e:
+        raise OutputError(f"--out {p}: cannot create it ({first_line(e)})") from None
+    lock = p / LOCK_FILE
+    new_lock = not lock.exists()
+    try:
+        fd = os.open(lock, os.O_RDWR | os.O_CREAT, 0o644)
+    except OSError as e:
+        raise OutputError(f"--out {p}: cannot write its lock file {LOCK_FILE} ({first_line(e)})") from None
+    ok = False
+    try:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            raise OutputError(f"another direct-data process is writing {p}; wait for it to end, or give another --out") from None
+        yield
+        ok = True
+    finally:
+        if not ok and created and new_lock:  # a run that failed before writing anything leaves no folder behind
+            with contextlib.suppress(OSError):
+                if [x.name for x in p.iterdir()] == [LOCK_FILE]:
+                    lock.unlink()
+                    p.rmdir()
+        os.close(fd)

@@ -48,6 +48,12 @@ LR_SCHEDULES = ("constant", "cosine")
 #: but an absurd value (`--max-steps 100000000000000000000`) is a one-line error, not a run that never ends
 MAX_STEPS = 10**9
 MAX_BATCH = 10**6
+#: the largest LoRA rank (Wan 2.1 14B is 5120 wide; a rank at the width is full rank already)
+MAX_LORA_RANK = 4096
+#: the longest text-state padding (Wan pads umT5 states to 512 tokens)
+MAX_TEXT_LEN = 2**16
+#: the largest learning rate (AdamW's updates are ~lr per step: above this every run diverges)
+MAX_LR = 10.0
 #: the largest size in `model_overrides` (layers, heads, widths; Wan 2.1 14B's largest is 13824)
 MAX_MODEL_SIZE = 2**16
 MACRO_SOURCES = ("batch", "dataset")
@@ -150,13 +156,13 @@ class TrainConfig(StageConfig):
     model_overrides: dict[str, Any] = option({}, cli=False,
                                              help="WanTransformer3DModel options over the named config, e.g. {num_layers = 4}; "
                                                   "in/out_channels follow the data unless set here.")
-    lora_rank: int = option(16, min=0, help="LoRA rank; 0 = full fine-tuning.")
+    lora_rank: int = option(16, min=0, max=MAX_LORA_RANK, help="LoRA rank; 0 = full fine-tuning (at most 4096).")
     lora_alpha: float | None = option(None, min=0.0, cli=False, help="LoRA alpha; > 0.", default_help="the rank")
     lora_targets: tuple[str, ...] = option(DEFAULT_LORA_TARGETS, cli=False, help="Module names that get LoRA adapters.")
     # --- optimisation ---
     batch_size: int = option(4, min=2, max=MAX_BATCH, help="Rows per batch (every batch spans >= 2 partitions).")
     max_steps: int = option(1000, min=1, max=MAX_STEPS, help="Optimiser steps.")
-    lr: float = option(1e-4, min=0.0, help="AdamW learning rate.")
+    lr: float = option(1e-4, min=0.0, max=MAX_LR, help="AdamW learning rate (at most 10).")
     weight_decay: float = option(0.0, min=0.0, cli=False, help="AdamW weight decay.")
     betas: tuple[float, float] = option((0.9, 0.999), min=0.0, max=1.0, cli=False, help="AdamW betas (two values in [0, 1)).")
     adam_eps: float = option(1e-8, min=0.0, cli=False, help="AdamW epsilon; > 0.")
@@ -164,7 +170,8 @@ class TrainConfig(StageConfig):
     lr_schedule: str = option("constant", choices=LR_SCHEDULES, cli=False, help="Learning-rate schedule after the warmup.")
     grad_clip: float = option(1.0, min=0.0, cli=False, help="Gradient-norm clip; 0 = none (the norm is still logged).")
     seed: int = option(0, min=0, max=2**63 - 1, help="Seed of init, LoRA, sampler, noise and negatives.")
-    text_len: int | None = option(None, min=1, cli=False, help="Pad text states to this many tokens (Wan: 512).",
+    text_len: int | None = option(None, min=1, max=MAX_TEXT_LEN, cli=False,
+                                  help="Pad text states to this many tokens (Wan: 512; at most 65536).",
                                   default_help="the data's longest")
     # --- numerics ---
     device: str = option("auto", output=False, help="auto | cpu | cuda | cuda:N.")

@@ -214,6 +214,13 @@ def pad_states(states: Sequence[Tensor], length: int) -> Tensor:
     return out
 
 
+def mix_seed(seed: int, i: int) -> int:
+    """The generator seed of item ``i`` (an epoch, a prompt) of a run seeded ``seed``:
+    ``seed * 1_000_003 + i`` modulo 2**64 (a torch seed is 64 bits), so every seed up to 2**63 - 1
+    works and the ones below 2**64 / 1_000_003 give the numbers they always gave."""
+    return (int(seed) * 1_000_003 + int(i)) % 2**64
+
+
 class PartitionBatchSampler:
     """Deterministic shuffled batches, each spanning >= 2 partitions.
 
@@ -246,7 +253,7 @@ class PartitionBatchSampler:
     def epoch_batches(self, epoch: int) -> list[list[int]]:
         if self._cache is not None and self._cache[0] == epoch:
             return self._cache[1]
-        g = torch.Generator().manual_seed(self.seed * 1_000_003 + epoch)
+        g = torch.Generator().manual_seed(mix_seed(self.seed, epoch))
         pool = deque(torch.randperm(len(self.partition), generator=g).tolist())
         part, b = self.partition, self.batch_size // self.shards
         batches: list[list[int]] = []

@@ -13,12 +13,12 @@ stopped and resumed run reproduces the uninterrupted loss curve bit for bit.
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import json
 import logging
 import math
 import os
-import shutil
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -26,16 +26,17 @@ from typing import Any
 
 import torch
 
-from direct_data.core.errors import ConfigError, InputError, UserError
+from direct_data.core.errors import ConfigError, InputError, UserError, first_line
 from direct_data.core.progress import progress_bar
 from direct_data.training import distributed as ddist
 from direct_data.training import wan
 from direct_data.training.checkpoint import (
     check_resumable,
-    is_checkpoint_folder,
     json_safe,
     latest_checkpoint,
     load_checkpoint,
+    lock_run_folder,
+    rotate_checkpoints,
     save_checkpoint,
 )
 from direct_data.training.config import TrainConfig
@@ -73,9 +74,12 @@ def train(cfg: TrainConfig, data: TrainData, *, model=None, val: ValBatch | None
     fit the model is an `InputError` / `ConfigError` before any work.
     """
     dist_, dist_device = ddist.from_env(cfg.device)  # torchrun: this rank's place and device
+    # one writer per run folder, for the whole run (rank 0 writes; a second process is refused)
+    lock = lock_run_folder(cfg.out_dir) if (cfg.out_dir and dist_.is_main) else contextlib.nullcontext()
     try:
-        return _train(cfg, data, model=model, val=val, resume=resume, stop_after=stop_after, d=dist_,
-                      device=dist_device or _resolve_device(cfg.device))
+        with lock:
+            return _train(cfg, data, model=model, val=val, resume=resume, stop_after=stop_after, d=dist_,
+                          device=dist_device or _resolve_device(cfg.device))
     finally:
         dist_.close()
 
@@ -161,10 +165,7 @@ def _train(cfg: TrainConfig, data: TrainData, *, model, val: ValBatch | None, re
         if main:
             save_checkpoint(p, model=ddist.unwrap(model), optimizer=optimizer, scheduler=scheduler, sampler=sampler,
                             gens=gens, state=state, cfg=cfg, full_state=full)
-            olds = sorted((q for q in p.parent.glob("step-*") if is_checkpoint_folder(q) and not q.name.endswith(".tmp")),
-                          key=lambda q: int(q.name.split("-")[1]))
-            for q in olds[: max(0, len(olds) - cfg.keep_checkpoints)]:
-                shutil.rmtree(q)
+            rotate_checkpoints(p.parent, cfg.keep_checkpoints)
         d.barrier()
         return p
 
@@ -315,14 +316,35 @@ def _lr_lambda(cfg: TrainConfig):
 
 
 def _read_log(path: Path, upto_step: int) -> list[dict[str, Any]]:
-    if not path.is_file():
+    """The records of ``log.jsonl`` up to ``upto_step`` (the resumed checkpoint's). A partial last
+    line (what a kill mid-write leaves) is dropped with a warning; anything else that is not a log
+    record is an `InputError`."""
+    if not path.exists() and not path.is_symlink():
         return []
+    try:
+        text = path.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as e:
+        raise InputError(f"{path}: cannot read the run's log ({first_line(e)}); move it away to resume without "
+                         f"the earlier records, or start anew (`--no-resume`, or another output folder)") from None
+    lines = text.split("\n")
+    last = max((i for i, line in enumerate(lines) if line.strip()), default=-1)
     out = []
-    for line in path.read_text().splitlines():
-        if line.strip():
+    for i, line in enumerate(lines):
+        if not line.strip():
+            continue
+        try:
             rec = json.loads(line)
-            if rec.get("step", 0) <= upto_step:
-                out.append(rec)
+        except ValueError as e:
+            if i == last:  # the last write was cut short
+                log.warning("%s: dropping its partial last line (%d characters)", path, len(line))
+                continue
+            raise InputError(f"{path}: line {i + 1} is not JSON ({first_line(e)}); a run's log holds one JSON object "
+                             f"per line: move it away to resume without the earlier records") from None
+        if not isinstance(rec, dict) or not isinstance(rec.get("step", 0), int) or isinstance(rec.get("step"), bool):
+            raise InputError(f"{path}: line {i + 1} is not a log record (a JSON object with an integer step); move "
+                             f"the log away to resume without the earlier records")
+        if rec.get("step", 0) <= upto_step:
+            out.append(rec)
     return out
 
 

@@ -110,7 +110,7 @@ def _load_checkpoint_model(checkpoint: str | Path, *, device: str = "cpu"):
     from safetensors.torch import load_file
 
     from direct_data.training import wan
-    from direct_data.training.checkpoint import LORA_WEIGHT_NAME, read_trainer_state, resolve_checkpoint
+    from direct_data.training.checkpoint import LORA_WEIGHT_NAME, check_lora_keys, read_trainer_state, resolve_checkpoint
 
     ckpt = resolve_checkpoint(checkpoint)
     meta = read_trainer_state(ckpt)
@@ -119,6 +119,7 @@ def _load_checkpoint_model(checkpoint: str | Path, *, device: str = "cpu"):
     cfg["latent_shape"] = meta["state"].get("latent_shape")
     if (ckpt / "transformer").is_dir():
         with cannot_load(f"{ckpt / 'transformer'} (the checkpoint's transformer)"):
+            _check_full_weights(ckpt / "transformer")  # strict, as a resume loads them: no tensor missing or extra
             model = wan.build_transformer(pretrained=ckpt / "transformer")
     else:
         lora = ckpt / LORA_WEIGHT_NAME
@@ -133,9 +134,34 @@ def _load_checkpoint_model(checkpoint: str | Path, *, device: str = "cpu"):
         except Exception as e:  # safetensors raises its own error type for a corrupt file
             raise InputError(f"{lora}: cannot read the checkpoint's adapter ({first_line(e)})") from None
         res = set_peft_model_state_dict(model, sd)
-        if getattr(res, "unexpected_keys", None):
-            raise ValueError(f"{lora}: keys the model lacks: {res.unexpected_keys[:5]}")
+        check_lora_keys(res, lora)
     return model.eval().to(device), cfg
+
+
+def _check_full_weights(folder: Path) -> None:
+    """A `ValueError` unless the safetensors files of a checkpoint's ``transformer/`` hold exactly the
+    tensors (names and shapes) of the model its config.json describes (read from the headers; the
+    model is built on the meta device, no weights allocated)."""
+    import torch
+    from diffusers import WanTransformer3DModel
+    from safetensors import safe_open
+
+    config = WanTransformer3DModel.load_config(folder)
+    with torch.device("meta"):
+        expected = {k: tuple(v.shape) for k, v in WanTransformer3DModel.from_config(config).state_dict().items()}
+    got: dict[str, tuple[int, ...]] = {}
+    for f in sorted(folder.glob("*.safetensors")):
+        with safe_open(str(f), framework="pt") as sf:
+            for k in sf.keys():
+                got[k] = tuple(sf.get_slice(k).get_shape())
+    missing, extra = sorted(set(expected) - set(got)), sorted(set(got) - set(expected))
+    if missing:
+        raise ValueError(f"the weights lack {len(missing)} tensor{'s' if len(missing) > 1 else ''} of the model: {missing[:3]}")
+    if extra:
+        raise ValueError(f"the weights hold {len(extra)} tensor{'s' if len(extra) > 1 else ''} the model lacks: {extra[:3]}")
+    bad = [k for k in expected if expected[k] != got[k]]
+    if bad:
+        raise ValueError(f"tensor {bad[0]} is {list(got[bad[0]])}, the model's is {list(expected[bad[0]])}")
 
 
 # =============================================================================================
@@ -178,6 +204,7 @@ def sample_latents(
     import torch
     from diffusers import FlowMatchEulerDiscreteScheduler
 
+    from direct_data.training.data import mix_seed
     from direct_data.training.losses import x0_to_velocity
 
     if prediction not in ("v", "x0"):
@@ -194,7 +221,7 @@ def sample_latents(
             idx = list(range(b, min(b + batch_size, n)))
             sched = FlowMatchEulerDiscreteScheduler(num_train_timesteps=1000, shift=shift)
             sched.set_timesteps(steps, device=device)
-            x = torch.stack([torch.randn(*latent_shape, generator=torch.Generator().manual_seed(seed * 1_000_003 + i))
+            x = torch.stack([torch.randn(*latent_shape, generator=torch.Generator().manual_seed(mix_seed(seed, i)))
                              for i in idx]).to(device)
             c = text[idx].to(device)
             cin = torch.cat([c, torch.zeros_like(c)]) if guided else c  # text rows, then null-caption rows
@@ -285,6 +312,10 @@ def run_sample(checkpoint: str | Path, prompts: Sequence[str], out_dir: str | Pa
     empty = [i for i, p in enumerate(prompts) if not isinstance(p, str) or not p.strip()]
     if empty:
         raise InputError(f"prompt{'s' if len(empty) > 1 else ''} {', '.join(map(str, empty[:5]))} {'are' if len(empty) > 1 else 'is'} empty")
+    bad = [i for i, p in enumerate(prompts) if not _is_utf8(p)]
+    if bad:
+        raise InputError(f"prompt{'s' if len(bad) > 1 else ''} {', '.join(map(str, bad[:5]))} "
+                         f"{'are' if len(bad) > 1 else 'is'} not valid UTF-8 text (undecodable bytes); give prompts as UTF-8")
     ckpt = resolve_checkpoint(checkpoint)
     meta = read_trainer_state(ckpt)
     run, state = meta.get("config", {}), meta.get("state", {})
@@ -344,6 +375,15 @@ def run_sample(checkpoint: str | Path, prompts: Sequence[str], out_dir: str | Pa
         stale.unlink()
     return {"clips": len(files), "frames_shape": list(clips.shape[1:]), "files": files, "checkpoint": str(ckpt),
             "encoder": enc.identity}
+
+
+def _is_utf8(text: str) -> bool:
+    """``text`` encodes as UTF-8 (an argv with invalid bytes holds lone surrogates, which do not)."""
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
 
 
 _CLIP_FILE = re.compile(r"\d{4,}\.(gif|mp4)")

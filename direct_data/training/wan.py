@@ -150,14 +150,32 @@ def add_lora(
         lora_dropout=dropout,
         init_lora_weights=True,
     )
+    from peft.utils.error import NoMatchingPeftModuleError
+
     model.requires_grad_(False)
-    with torch.random.fork_rng(devices=[]):
-        torch.manual_seed(seed)
-        model.add_adapter(cfg, adapter_name=adapter_name)
-    n = sum(p.numel() for p in model.parameters() if p.requires_grad)
+    try:
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(seed)
+            model.add_adapter(cfg, adapter_name=adapter_name)
+    except NoMatchingPeftModuleError:
+        n = 0
+    else:
+        n = sum(p.numel() for p in model.parameters() if p.requires_grad)
     if n == 0:
-        raise ValueError(f"LoRA target modules {list(target_modules)} matched nothing in the model")
+        raise ConfigError(f"lora_targets {', '.join(target_modules)} matched no module of the model: name linear layers "
+                          f"of its blocks, e.g. {', '.join(lora_target_names(model))}")
     return model
+
+
+def lora_target_names(model) -> list[str]:
+    """The names `lora_targets` can give: the linear layers of the model's blocks, by their last
+    name (``to_q``), or their last two when the last is an index (``to_out.0``, ``ffn.net.2``)."""
+    names = set()
+    for full, mod in model.named_modules():
+        if isinstance(mod, torch.nn.Linear) and full.startswith("blocks."):
+            parts = full.split(".")
+            names.add(".".join(parts[-2:]) if parts[-1].isdigit() else parts[-1])
+    return sorted(names)
 
 
 def has_lora(model) -> bool:
@@ -175,7 +193,19 @@ def lora_state_dict(model, adapter_name: str = "default") -> dict[str, torch.Ten
 def lora_metadata(model, adapter_name: str = "default") -> dict[str, Any]:
     """The adapter's LoraConfig as a dict (rank, alpha, targets): saved with the weights so the
     diffusers loader rebuilds the same scaling."""
-    return model.peft_config[adapter_name].to_dict()
+    return _sorted_sets(model.peft_config[adapter_name].to_dict())
+
+
+def _sorted_sets(x: Any) -> Any:
+    """``x`` with every set a sorted list and every dict's keys sorted (recursively): the metadata
+    written with the adapter is then the same bytes in every process, whatever PYTHONHASHSEED."""
+    if isinstance(x, (set, frozenset)):
+        return sorted((_sorted_sets(v) for v in x), key=str)
+    if isinstance(x, dict):
+        return {k: _sorted_sets(x[k]) for k in sorted(x, key=str)}
+    if isinstance(x, (list, tuple)):
+        return type(x)(_sorted_sets(v) for v in x)
+    return x
 
 
 class adapters_disabled:
