@@ -364,10 +364,15 @@ def test_world_bad_settings_and_results(tmp_path):
     assert len(long) > 200  # the list of known settings, still one line
     (tmp_path / "f").write_text("x")
     user_error(["world", "run", "--quick", "--stop-after", "generate", "--out", str(tmp_path / "f")], "is a file")
+    from direct_data.world.experiment import WORLD_MARKER
+
     (tmp_path / "bad").mkdir()
     (tmp_path / "bad" / "results.json").write_text("{oops")
+    user_error(["world", "report", str(tmp_path / "bad")], "bad", "not a folder `direct-data world run` wrote")
+    (tmp_path / "bad" / WORLD_MARKER).write_text("{}")  # a world run's folder (its marker) with a broken results.json
     user_error(["world", "report", str(tmp_path / "bad")], "results.json", "not a results file")
     (tmp_path / "stopped").mkdir()
+    (tmp_path / "stopped" / WORLD_MARKER).write_text("{}")
     (tmp_path / "stopped" / "results.json").write_text('{"config": {}, "generate": {}}')
     user_error(["world", "report", str(tmp_path / "stopped")], "no evaluation")
     assert not (tmp_path / "w").exists()

@@ -335,7 +335,8 @@ def test_help_lists_every_option_with_defaults():
     for flag in ("--config", "--dry-run", "--force", "--out", "--rank", "--world-size"):
         assert flag in r.output
     text = " ".join(r.output.split())
-    assert "k-means iterations. Range: >= 1. [default: 20]" in text and "Macro negatives per prompt. Range: >= 0. [default: 5]" in text
+    assert "k-means iterations. Range: 1..2147483647. [default: 20]" in text
+    assert "Macro negatives per prompt (a prompt gets at most the rows outside its excluded partitions). Range: 0..2147483647. [default: 5]" in text
 
 
 def test_config_file_and_flag_override(tmp_path, session_cache):

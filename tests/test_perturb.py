@@ -146,7 +146,7 @@ def test_llm_backends_without_vllm_are_the_install_line(tmp_path, command):
     assert r.returncode == 2, (r.stdout + r.stderr)[-2000:]
     assert "make install-vllm" in r.stderr and "Traceback" not in r.stderr and len(r.stderr.strip().splitlines()) == 1, r.stderr
     written = sorted(str(f.relative_to(tmp_path / "o")) for f in (tmp_path / "o").rglob("*") if f.is_file())
-    assert written in ([], [".direct-data/owner.json"]), written  # the runner's claim on --out at most: no rows
+    assert written in ([], [".direct-data/owner.json"], [".direct-data/lock", ".direct-data/owner.json"]), written  # the runner's claim on --out at most: no rows
 
 
 def test_kill_and_resume_no_duplicates_no_loss(tmp_path):
