@@ -12,6 +12,7 @@ The runner owns, for every stage:
   anything else in the folder, an output equal to (or inside, or holding) an input, a file where
   the folder should be, or a folder it cannot write, is a clear error before any work, `--force`
   included;
+  one process writes it at a time (`OutputFolder.lock`: a second writer is refused at once);
 * **input identity**: files by sha256, upstream outputs by the sha256 of every file their manifest
   lists (verified on open, see `manifest.open_output`);
 * **the up-to-date check** and the reason for a recompute ("config changed: k 8 -> 12");
