@@ -112,6 +112,10 @@ class PipelineConfig(StageConfig):
     def check(self) -> None:
         if not self.inputs:
             raise ConfigError("[pipeline] inputs: give at least one prompt file")
+        empty = [i for i, p in enumerate(self.sample_prompts) if not p.strip()]
+        if empty:  # found now, not after training
+            raise ConfigError(f"[pipeline] sample_prompts: prompt {empty[0]} is empty; give text to sample, or leave the list out "
+                              f"(the first 4 captions)")
 
 
 def run_pipeline(path: str | Path, *, force: bool = False, show_progress: bool = False,

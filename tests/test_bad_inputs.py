@@ -114,6 +114,13 @@ def test_run_checks_the_train_table_before_any_work(tmp_path, monkeypatch):
     (tmp_path / "p.toml").write_text('[pipeline]\ninputs = ["in.jsonl"]\nout = "out"\nstop_after = "train"\n')
     user_error(["run", "p.toml"], "[encode] names no vae", 'stop_after = "encode"')
     assert not (tmp_path / "out").exists()
+    # so are the [pipeline] sample prompts and the [sample] table's vae, which only the last step reads
+    (tmp_path / "p.toml").write_text('[pipeline]\ninputs = ["in.jsonl"]\nout = "out"\nsample_prompts = ["A ball.", " "]\n')
+    user_error(["run", "p.toml"], "sample_prompts", "prompt 1 is empty")
+    (tmp_path / "p.toml").write_text('[pipeline]\ninputs = ["in.jsonl"]\nout = "out"\n[encode]\nvae = "pixels"\nvideo_column = "video"\n'
+                                     '[sample]\nvae = "/nonexistent/vae"\n')
+    user_error(["run", "p.toml"], "vae /nonexistent/vae", "no such folder")
+    assert not (tmp_path / "out").exists()
 
 
 # --------------------------------------------------------------------------- input files

@@ -25,7 +25,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from direct_data.core.config import StageConfig, option, register
+from direct_data.core.config import StageConfig, check_model_path, option, register
 from direct_data.core.errors import ConfigError, InputError, OutputError, cannot_load, first_line
 
 __all__ = ["SampleConfig", "run_sample", "load_checkpoint_model", "sample_latents", "to_frames", "save_clips", "FORMATS"]
@@ -69,6 +69,8 @@ class SampleConfig(StageConfig):
         super().__post_init__()
 
     def check(self) -> None:
+        if self.vae != PIXELS:
+            check_model_path("vae", self.vae)  # a missing folder is found before any work (`run`: before partition)
         if self.latent_shape is not None and len(self.latent_shape) != 4:
             raise ConfigError(f"latent_shape: expected C,F,H,W (four integers), got {list(self.latent_shape)}")
         if self.latent_shape is not None and math.prod(self.latent_shape) > 2**31:
