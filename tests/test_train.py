@@ -538,8 +538,8 @@ def test_run_sample_checks_every_argument_before_sampling(tmp_path):
     assert not out.exists()
     with pytest.raises(ConfigError, match="16 channels"):
         run_sample(run, ["a ball"], out, SampleConfig(steps=2, vae="pixels"))
-    with pytest.raises(InputError, match="vae .*no such folder"):
-        run_sample(run, ["a ball"], out, SampleConfig(steps=2, vae=str(tmp_path / "no-vae")))
+    with pytest.raises(ConfigError, match="vae .*no such folder"):  # a missing vae folder: refused with the settings
+        SampleConfig(steps=2, vae=str(tmp_path / "no-vae"))
     # 3-channel latents for a 16-channel model: refused after loading the model, before sampling
     with pytest.raises(ConfigError, match="has 3 channels but the checkpoint's model takes 16"):
         run_sample(run, ["a ball"], out, SampleConfig(steps=2, latent_shape=(3, 2, 8, 8)))
