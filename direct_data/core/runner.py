@@ -42,7 +42,7 @@ from direct_data.core.errors import InputError, OutputError
 from direct_data.core.manifest import MANIFEST, Manifest, StageOutput, describe_files
 from direct_data.core.progress import progress_bar
 from direct_data.core.schema import SCHEMA_VERSION
-from direct_data.core.shards import DEFAULT_MAX_ROWS, ShardWriter, atomic_write_bytes, sha256_file
+from direct_data.core.shards import DEFAULT_MAX_ROWS, ShardWriter, atomic_write_bytes, hold_lock, sha256_file
 
 log = logging.getLogger(__name__)
 
@@ -254,24 +254,9 @@ class OutputFolder:
             raise OutputError(f"--out {p}: cannot write there ({e.strerror or e})") from None
 
     def lock(self, rank: int = 0, world_size: int = 1) -> int:
-        """Hold this folder for one writer (rank): an exclusive `flock` on a lock file in the state
-        folder, released when the returned descriptor is closed or the process ends. A second
-        process writing the same folder (the same rank) is refused at once instead of interleaving
-        its shards and manifest with ours; the ranks of one distributed run each hold their own."""
-        import fcntl
-
-        f = self.state / (f"lock-{rank}-of-{world_size}" if world_size > 1 else "lock")
-        try:
-            fd = os.open(f, os.O_RDWR | os.O_CREAT, 0o644)
-        except OSError as e:
-            raise OutputError(f"--out {self.path}: cannot write there ({e.strerror or e})") from None
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except OSError:
-            os.close(fd)
-            raise OutputError(f"--out {self.path}: another direct-data process is writing this folder now; wait for it to "
-                              f"finish or use another folder") from None
-        return fd
+        """Hold this folder for one writer (rank) until the returned descriptor is closed
+        (`shards.hold_lock`); the ranks of one distributed run each hold their own lock file."""
+        return hold_lock(self.state / (f"lock-{rank}-of-{world_size}" if world_size > 1 else "lock"), self.path)
 
     def _owner(self) -> str | None:
         f = self.state / "owner.json"

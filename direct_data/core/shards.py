@@ -39,6 +39,26 @@ def _umask() -> int:
 _FILE_MODE = 0o666 & ~_umask()
 
 
+def hold_lock(lock_file: Path, folder: Path) -> int:
+    """Take an exclusive, non-blocking `flock` on ``lock_file`` (created if needed) for one writer of
+    ``folder``, and return its descriptor: the lock lasts until it is closed or the process ends.
+    Another process holding it is an `OutputError` at once (never two writers interleaving files)."""
+    import fcntl
+
+    from direct_data.core.errors import OutputError
+
+    try:
+        fd = os.open(lock_file, os.O_RDWR | os.O_CREAT, 0o644)
+    except OSError as e:
+        raise OutputError(f"--out {folder}: cannot write its lock file {lock_file.name} ({e.strerror or e})") from None
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except OSError:
+        os.close(fd)
+        raise OutputError(f"another direct-data process is writing {folder}; wait for it to finish, or give another --out") from None
+    return fd
+
+
 def atomic_write_bytes(path: str | Path, data: bytes) -> None:
     """Write `data` to `path` so that readers see the old file or the new one, never a torn one."""
     path = Path(path)

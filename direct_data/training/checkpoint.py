@@ -24,6 +24,7 @@ import torch
 from torch import Tensor
 
 from direct_data.core.errors import ConfigError, InputError, OutputError, first_line
+from direct_data.core.shards import hold_lock
 from direct_data.training import wan
 from direct_data.training.config import TrainConfig
 from direct_data.training.data import PartitionBatchSampler
@@ -495,8 +496,6 @@ LOCK_FILE = ".direct-data-train.lock"
 def lock_run_folder(out_dir: str | Path) -> Iterator[None]:
     """Hold an exclusive, non-blocking lock on run folder ``out_dir`` (created if needed) for the
     block: a second process writing the same run folder is an `OutputError`, never two writers."""
-    import fcntl
-
     p = Path(out_dir)
     created = not p.exists()
     try:
@@ -505,16 +504,9 @@ def lock_run_folder(out_dir: str | Path) -> Iterator[None]:
         raise OutputError(f"--out {p}: cannot create it ({first_line(e)})") from None
     lock = p / LOCK_FILE
     new_lock = not lock.exists()
-    try:
-        fd = os.open(lock, os.O_RDWR | os.O_CREAT, 0o644)
-    except OSError as e:
-        raise OutputError(f"--out {p}: cannot write its lock file {LOCK_FILE} ({first_line(e)})") from None
+    fd = hold_lock(lock, p)
     ok = False
     try:
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            raise OutputError(f"another direct-data process is writing {p}; wait for it to end, or give another --out") from None
         yield
         ok = True
     finally:

@@ -32,7 +32,6 @@ from __future__ import annotations
 import json
 import logging
 import os
-import re
 import sys
 import time
 from collections.abc import Sequence
@@ -553,33 +552,28 @@ def pretrain(cfg: ExperimentConfig, out: str | Path, force: bool = False) -> dic
     return summary
 
 
-#: what `pretrain` leaves in ``runs/base`` (the training run's files, its checkpoints, summary.json),
-#: as paths relative to it: a rerun deletes the folder only when it holds nothing else
-_BASE_RUN_FILES = re.compile(
-    r"(summary\.json|config\.json|log\.jsonl(\.tmp)?|\.direct-data-train\.lock|tb/events\.out\.tfevents\.[^/]+"
-    r"|checkpoints/step-\d{8}(\.tmp)?/(optimizer\.safetensors|rng\.safetensors|trainer_state\.json"
-    r"|pytorch_lora_weights\.safetensors|transformer/(config\.json|diffusion_pytorch_model[^/]*\.safetensors"
-    r"|diffusion_pytorch_model\.safetensors\.index\.json)))")
-_BASE_RUN_DIRS = re.compile(r"checkpoints|tb|checkpoints/step-\d{8}(\.tmp)?(/transformer)?")
-
-
 def foreign_base_files(run_dir: str | Path) -> list[str]:
-    """The paths under ``run_dir`` (``OUT/runs/base``) that `pretrain` did not write (symlinks and
-    anything not named like its files), sorted; ``[]`` for a missing folder or one of only ours."""
+    """The paths under ``run_dir`` (``OUT/runs/base``) that `pretrain` did not write, sorted: it
+    holds a training run (the trainer's own `RUN_FILES`, checkpoint folders that `is_checkpoint_folder`
+    accepts, tensorboard event files) and summary.json; symbolic links are foreign. ``[]`` for a
+    missing folder or one of only ours."""
+    from direct_data.training.checkpoint import RUN_FILES, is_checkpoint_folder
+
     run_dir = Path(run_dir)
     if not run_dir.exists() and not run_dir.is_symlink():
         return []
     if run_dir.is_symlink() or not run_dir.is_dir():
         return ["(not a folder)"]
     foreign = []
-    for root, dirs, files in os.walk(run_dir):
-        r = Path(root)
-        for name in dirs + files:
-            q = r / name
-            rel = q.relative_to(run_dir).as_posix()
-            if q.is_symlink() or not (_BASE_RUN_FILES if name in files else _BASE_RUN_DIRS).fullmatch(rel):
-                foreign.append(rel)
-        dirs[:] = [d for d in dirs if (r / d).relative_to(run_dir).as_posix() not in foreign]  # one line per foreign folder
+    for x in run_dir.iterdir():
+        if x.is_symlink() or x.name not in (*RUN_FILES, "summary.json"):
+            foreign.append(x.name)
+        elif x.name in ("checkpoints", "tb") and x.is_dir():
+            foreign += [f"{x.name}/{y.name}" for y in x.iterdir()
+                        if not (is_checkpoint_folder(y) if x.name == "checkpoints"
+                                else y.is_file() and not y.is_symlink() and y.name.startswith("events.out.tfevents."))]
+        elif x.name in ("checkpoints", "tb") or x.is_dir():
+            foreign.append(x.name)
     return sorted(foreign)
 
 
