@@ -260,6 +260,21 @@ def test_a_text_file_with_cr_only_line_ends_keeps_its_lines(tmp_path):
     assert [p.prompt for p in rr.prompts] == PROMPTS and rr.accounted()
 
 
+def test_a_datasets_folder_saved_with_no_rows_reads_as_no_rows(tmp_path):
+    # `datasets` itself fails on these (IndexError) and the message was "list index out of range"
+    import datasets
+
+    datasets.Dataset.from_dict({"prompt": []}).save_to_disk(str(tmp_path / "empty"))
+    datasets.DatasetDict({"train": datasets.Dataset.from_dict({"prompt": PROMPTS[:2]}),
+                          "test": datasets.Dataset.from_dict({"prompt": []})}).save_to_disk(str(tmp_path / "dd"))
+    rr = read_prompts([tmp_path / "empty", tmp_path / "dd"])
+    assert [p.prompt for p in rr.prompts] == PROMPTS[:2] and rr.accounted()
+    user_error(["partition", str(tmp_path / "empty"), "--out", str(tmp_path / "o")], "no rows")
+    (tmp_path / "dd" / "dataset_dict.json").write_text('{"splits": ["../elsewhere"]}')
+    user_error(["partition", str(tmp_path / "dd"), "--out", str(tmp_path / "o")], "dataset_dict.json", "splits")
+    assert not (tmp_path / "o").exists()
+
+
 @pytest.mark.parametrize("flag,value", [("--seed", str(2**31)), ("--niter", str(2**31)), ("--max-points-per-centroid", str(2**31)),
                                         ("--macro-negatives", str(10**20))])
 def test_partition_numbers_past_what_faiss_takes_are_one_line(tmp_path, flag, value):

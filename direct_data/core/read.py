@@ -308,20 +308,44 @@ def _read_parquet(path: Path) -> Iterator[RawRow]:
             i += 1
 
 
-def _read_dataset_dir(path: Path) -> Iterator[RawRow]:
-    from datasets import DatasetDict, load_from_disk
-
+def _saved_without_shards(folder: Path) -> bool:
+    """A `Dataset` folder whose state.json lists no Arrow files: what save_to_disk writes for zero rows."""
     try:
-        ds = load_from_disk(str(path))
+        files = json.loads((folder / "state.json").read_text(encoding="utf-8")).get("_data_files")
+    except (OSError, ValueError, AttributeError):
+        return False  # load_from_disk reports it
+    return files == []
+
+
+def _load_split(folder: Path, shown: Path):
+    """One saved `Dataset`, or None for one saved with no rows (which `datasets` itself cannot load)."""
+    from datasets import Dataset
+
+    if _saved_without_shards(folder):
+        return None
+    try:
+        return Dataset.load_from_disk(str(folder))
     except Exception as e:
-        raise InputError(f"{path}: not a `datasets` folder saved with save_to_disk ({str(e).splitlines()[0]})") from None
-    if isinstance(ds, DatasetDict):
-        splits = [(name, ds[name]) for name in sorted(ds)]
+        raise InputError(f"{shown}: not a `datasets` folder saved with save_to_disk ({str(e).splitlines()[0]})") from None
+
+
+def _read_dataset_dir(path: Path) -> Iterator[RawRow]:
+    if (path / "dataset_dict.json").exists():
+        try:
+            names = json.loads((path / "dataset_dict.json").read_text(encoding="utf-8"))["splits"]
+            ok = isinstance(names, list) and all(isinstance(n, str) and n and Path(n).name == n and n not in (".", "..")
+                                                 for n in names)
+        except (OSError, ValueError, TypeError, KeyError):
+            ok = False
+        if not ok:
+            raise InputError(f"{path}: dataset_dict.json does not list its splits as folder names; save it again with "
+                             f"DatasetDict.save_to_disk")
+        splits = [(name, _load_split(path / name, path)) for name in sorted(set(names))]
     else:
-        splits = [("", ds)]
+        splits = [("", _load_split(path, path))]
     for name, split in splits:
         src = f"{path}[{name}]" if name else str(path)
-        for i, rec in enumerate(split):
+        for i, rec in enumerate(split if split is not None else ()):
             yield RawRow(src, i, rec)
 
 

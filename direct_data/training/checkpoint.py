@@ -4,7 +4,8 @@ A checkpoint folder ``OUT/checkpoints/step-NNNNNNNN`` holds the trained weights 
 ``pytorch_lora_weights.safetensors`` in the diffusers Wan format; full fine-tuning:
 ``transformer/`` via ``save_pretrained``), ``optimizer.safetensors`` (the AdamW state, flattened),
 ``rng.safetensors`` (the noise / negative / dropout generators) and ``trainer_state.json`` (step,
-sampler position, scheduler, optimizer scalars, the run's config).
+sampler position, scheduler, optimizer scalars, the run's config, and the sha256 of every other file,
+which a resume and `sample` verify before they load anything).
 """
 
 from __future__ import annotations
@@ -24,7 +25,7 @@ import torch
 from torch import Tensor
 
 from direct_data.core.errors import ConfigError, InputError, OutputError, first_line
-from direct_data.core.shards import hold_lock
+from direct_data.core.shards import hold_lock, sha256_file
 from direct_data.training import wan
 from direct_data.training.config import TrainConfig
 from direct_data.training.data import PartitionBatchSampler
@@ -37,6 +38,7 @@ __all__ = [
     "latest_checkpoint",
     "resolve_checkpoint",
     "read_trainer_state",
+    "verify_checkpoint_files",
     "check_resumable",
     "json_safe",
     "rotate_checkpoints",
@@ -151,13 +153,57 @@ def save_checkpoint(path: Path, *, model, optimizer, scheduler, sampler: Partiti
     save_file({k: g.get_state() for k, g in gens.items()}, str(tmp / "rng.safetensors"))
     sched = {k: v for k, v in scheduler.state_dict().items() if k != "lr_lambdas"}
     meta = {"state": state, "sampler": sampler.state_dict(), "optimizer": opt_meta, "scheduler": sched,
-            "config": cfg.to_json()}
+            "config": cfg.to_json(), FILES_KEY: _file_digests(tmp)}
     (tmp / TRAINER_STATE).write_text(json.dumps(json_safe(meta), indent=1, sort_keys=True))
     _fsync_dir(tmp)
     if path.exists():
         shutil.rmtree(path)
     os.replace(tmp, path)
     return path
+
+
+#: the key of `trainer_state.json` that records the sha256 of every other file of the checkpoint
+FILES_KEY = "files"
+
+
+def _file_digests(folder: Path) -> dict[str, str]:
+    """{path relative to ``folder``: sha256} of every file under it except the trainer state."""
+    return {p.relative_to(folder).as_posix(): sha256_file(p) for p in sorted(folder.rglob("*"))
+            if p.is_file() and not p.is_symlink() and p.name != TRAINER_STATE}
+
+
+def verify_checkpoint_files(path: str | Path, meta: dict[str, Any], *, remedy: str = "use another checkpoint, or train again") -> None:
+    """An `InputError` unless the files of checkpoint ``path`` that a load reads are the ones
+    `save_checkpoint` wrote: each file its trainer state (``meta``) records is there with the recorded
+    sha256, and no unrecorded weight file sits beside them. A checkpoint of a version that recorded
+    no digests is loaded with a warning."""
+    path = Path(path)
+    rec = meta.get(FILES_KEY)
+    if rec is None:
+        log.warning("%s records no sha256 of its files (written by an earlier direct-data): its weights are not verified", path)
+        return
+    if not (isinstance(rec, dict) and rec and all(isinstance(k, str) and _read_by_load(k) and isinstance(v, str)
+                                                  and re.fullmatch(r"[0-9a-f]{64}", v) for k, v in rec.items())):
+        raise InputError(f"{path / TRAINER_STATE}: corrupt trainer state ({FILES_KEY} is not a table of checkpoint file -> sha256); "
+                         f"use a checkpoint written by `direct-data train`")
+    present = {p.relative_to(path).as_posix() for p in path.rglob("*") if p.is_file() and p.name != TRAINER_STATE}
+    missing = sorted(k for k in rec if k not in present)
+    unrecorded = sorted(k for k in present - set(rec) if _read_by_load(k))
+    changed = sorted(k for k in rec if k in present and sha256_file(path / k) != rec[k])
+    problems = [f"{what} {', '.join(names[:3])}{' ...' if len(names) > 3 else ''}"
+                for what, names in (("changed:", changed), ("missing:", missing), ("not written by train:", unrecorded)) if names]
+    if problems:
+        raise InputError(f"checkpoint {path}: its files are not the ones `direct-data train` wrote ({'; '.join(problems)}; "
+                         f"sha256 recorded in {TRAINER_STATE}); {remedy}")
+
+
+def _read_by_load(rel: str) -> bool:
+    """Whether a load reads the checkpoint file at ``rel``: the top-level files `save_checkpoint`
+    writes, and the JSON and safetensors files of ``transformer/``."""
+    parts = rel.split("/")
+    if len(parts) == 1:
+        return rel in CHECKPOINT_FILES
+    return len(parts) == 2 and parts[0] == "transformer" and parts[1].endswith((".safetensors", ".json"))
 
 
 def _canonical_header(path: Path) -> None:
@@ -190,6 +236,10 @@ def latest_checkpoint(out_dir: str | Path) -> Path | None:
     return max(done, key=lambda p: int(p.name.split("-")[1]), default=None)
 
 
+#: what a user does about a checkpoint a resume cannot load
+RESUME_REMEDY = "delete it to resume from an earlier one, or start anew (`--no-resume`, or another output folder)"
+
+
 def load_checkpoint(path: Path, *, model, optimizer, scheduler, sampler: PartitionBatchSampler,
                     gens: dict[str, torch.Generator], fsdp: bool = False) -> dict[str, Any]:
     """Restore everything `save_checkpoint` wrote; returns the trainer state dict. ``fsdp``: the
@@ -197,11 +247,11 @@ def load_checkpoint(path: Path, *, model, optimizer, scheduler, sampler: Partiti
 
     path = Path(path)
     meta = read_trainer_state(path)
+    verify_checkpoint_files(path, meta, remedy=RESUME_REMEDY)
     try:
         return _load_checkpoint(path, meta, model=model, optimizer=optimizer, scheduler=scheduler, sampler=sampler, gens=gens, fsdp=fsdp)
     except Exception as e:  # a truncated, deleted or mismatched file: torch and safetensors raise their own types
-        raise InputError(f"checkpoint {path}: cannot load it ({first_line(e)}); delete it to resume from an earlier one, "
-                         f"or start anew (`--no-resume`, or another output folder)") from None
+        raise InputError(f"checkpoint {path}: cannot load it ({first_line(e)}); {RESUME_REMEDY}") from None
 
 
 def _load_checkpoint(path: Path, meta: dict[str, Any], *, model, optimizer, scheduler, sampler: PartitionBatchSampler,

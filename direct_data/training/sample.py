@@ -112,10 +112,12 @@ def _load_checkpoint_model(checkpoint: str | Path, *, device: str = "cpu"):
     from safetensors.torch import load_file
 
     from direct_data.training import wan
-    from direct_data.training.checkpoint import LORA_WEIGHT_NAME, check_lora_keys, read_trainer_state, resolve_checkpoint
+    from direct_data.training.checkpoint import (LORA_WEIGHT_NAME, check_lora_keys, read_trainer_state, resolve_checkpoint,
+                                                 verify_checkpoint_files)
 
     ckpt = resolve_checkpoint(checkpoint)
     meta = read_trainer_state(ckpt)
+    verify_checkpoint_files(ckpt, meta)
     cfg = dict(meta["config"])
     cfg["text_len"] = meta["state"].get("text_len") or cfg.get("text_len")  # the padding the run trained with
     cfg["latent_shape"] = meta["state"].get("latent_shape")
