@@ -19,7 +19,7 @@ GENERAL_SOURCES = ("vbench1_all_dimension.jsonl",)
 #: one long file from starting last and running alone. Other files follow in their usual order.
 LONGEST_FIRST = (
     "test_perturb_vllm.py", "test_validator_learnt.py", "test_llm.py", "test_ray.py", "test_partition.py",
-    "test_ray_client.py", "test_perturb.py", "test_pair.py", "test_runner.py", "test_pipeline.py", "test_fluency.py",
+    "test_ray_client.py", "test_perturb.py", "test_pair.py", "test_bad_inputs_llm.py", "test_runner.py", "test_pipeline.py", "test_fluency.py",
 )
 
 

@@ -70,6 +70,7 @@ own cache (the resolved dtype is part of the identity).
 
 from __future__ import annotations
 
+import contextlib
 import difflib
 import hashlib
 import json
@@ -82,6 +83,8 @@ from collections.abc import Sequence
 from functools import lru_cache
 from pathlib import Path
 from typing import Any
+
+from direct_data.core.errors import UserError
 
 log = logging.getLogger(__name__)
 
@@ -474,10 +477,11 @@ class SpanStates(_ReadsCausalLM):
             return
         # a copy of its own (not `load_causal_lm`'s shared one): its layers are cut below
         self._tokenizer, model = read_causal_lm(self.model_path, self.device, self.dtype)
-        decoder = model.get_decoder()
+        decoder = decoder_stack(model, self.model_path)
         n = len(decoder.layers)
         if self.layers > n:
-            raise ValueError(f"{self.model_path} has {n} decoder layers; asked for the states after {self.layers}")
+            raise TooFewLayersError(f"causal LM {self.model_path}: it has {n} decoder layers; the fluency model reads the states after "
+                                    f"{self.layers}: give a model with at least {self.layers} layers")
         decoder.layers = decoder.layers[: self.layers]
         decoder.config.num_hidden_layers = self.layers
         self._decoder = decoder
@@ -563,6 +567,64 @@ def _encode(tok: Any, text: str, model_path: str) -> tuple[list[int], list[list[
     return [start, *ids, end], [*offsets, [n, n]]
 
 
+class TooFewLayersError(UserError, ValueError):
+    """A model with fewer decoder layers than asked for: the user's model (a `UserError`, one line on
+    the CLI), and a bad value to callers (a `ValueError`, as it was before)."""
+
+
+def decoder_stack(model: Any, path: str) -> Any:
+    """The decoder of a causal LM whose layers the readers cut (``model.get_decoder()`` with a
+    ``layers`` list, as Gemma, Llama, Qwen, Mistral have); a one-line error for any other model
+    (an encoder such as BERT loaded as a causal LM, a model whose blocks are named otherwise)."""
+    from direct_data.core.errors import UserError
+
+    try:
+        decoder = model.get_decoder()
+        n = len(decoder.layers)
+    except (AttributeError, TypeError, NotImplementedError):
+        decoder, n = None, 0
+    if decoder is None or n < 1 or not hasattr(decoder, "config"):
+        raise UserError(f"causal LM {path}: a {type(model).__name__} has no decoder layer stack (`get_decoder().layers`) "
+                        f"to read states from: give a decoder-only causal LM folder (e.g. Gemma, Llama, Qwen)")
+    return decoder
+
+
+def _check_tokenizer(tok: Any, path: str) -> None:
+    """A tokenizer that reads no word of a plain English sentence (every token unknown: a folder
+    without its tokenizer files gives one, silently) would feed the model nothing but unknown
+    tokens: a one-line error instead of scores of nothing."""
+    from direct_data.core.errors import UserError
+
+    probe = "A red ball rolls across the wooden floor and bounces off the wall."
+    try:
+        ids = list(tok(probe, add_special_tokens=False)["input_ids"])
+    except Exception as e:  # noqa: BLE001 (any library failure on a plain sentence: the tokenizer is unusable)
+        from direct_data.core.errors import first_line
+
+        raise UserError(f"causal LM {path}: its tokenizer cannot encode text ({first_line(e)})") from None
+    unk = getattr(tok, "unk_token_id", None)
+    if not ids or (unk is not None and all(i == unk for i in ids)):
+        raise UserError(f"causal LM {path}: its tokenizer knows no word of a plain English sentence "
+                        f"(missing or empty tokenizer files, e.g. tokenizer.json)")
+
+
+@contextlib.contextmanager
+def _quiet_transformers() -> Any:
+    """transformers' own warnings while loading (a tokenizer regex notice, "add is_decoder=True", a
+    weights report) are errors' preambles here: the error says in one line what is wrong."""
+    try:
+        from transformers.utils import logging as tlog
+    except ImportError:  # pragma: no cover
+        yield
+        return
+    level = tlog.get_verbosity()
+    tlog.set_verbosity_error()
+    try:
+        yield
+    finally:
+        tlog.set_verbosity(level)
+
+
 @lru_cache(maxsize=2)
 def load_causal_lm(path: str, device: str = "cpu", dtype: str = "bfloat16") -> tuple[Any, Any]:
     """`read_causal_lm`, shared by every log-prob scorer in the process."""
@@ -582,10 +644,31 @@ def read_causal_lm(path: str, device: str = "cpu", dtype: str = "bfloat16") -> t
 
     if Path(path).is_dir():
         os.environ.setdefault("HF_HUB_OFFLINE", "1")
-    with cannot_load(f"causal LM {path}", UserError):  # not a model folder, no tokenizer, corrupt weights: one line
+    # not a model folder, no tokenizer, corrupt weights (OSError, ValueError), weights of other shapes
+    # than its config.json says (RuntimeError), a truncated or foreign weights file (SafetensorError),
+    # a config missing a key its model class reads (AttributeError, KeyError, TypeError): one line
+    catch = (OSError, ValueError, RuntimeError, KeyError, AttributeError, TypeError, IndexError, _safetensor_error())
+    with _quiet_transformers(), cannot_load(f"causal LM {path}", UserError, catch=catch):
         tokenizer = AutoTokenizer.from_pretrained(path, trust_remote_code=False)
-        model = AutoModelForCausalLM.from_pretrained(path, dtype=getattr(torch, dtype), trust_remote_code=False)
+        try:
+            model = AutoModelForCausalLM.from_pretrained(path, dtype=getattr(torch, dtype), trust_remote_code=False)
+        except RuntimeError as e:
+            if "mismatched" not in str(e):
+                raise
+            # transformers' report of the mismatched tensors is a warning we silenced: say what it means
+            raise UserError(f"causal LM {path}: cannot load it (its weights do not have the shapes its config.json "
+                            f"gives: a config.json from another model?)") from None
+    _check_tokenizer(tokenizer, path)
     return tokenizer, model.to(device).eval()
+
+
+def _safetensor_error() -> type[BaseException]:
+    try:
+        from safetensors import SafetensorError
+
+        return SafetensorError
+    except ImportError:  # pragma: no cover
+        return OSError
 
 
 def auc(pos: Sequence[float], neg: Sequence[float]) -> float:

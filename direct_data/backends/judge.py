@@ -224,6 +224,8 @@ class LLMJudge:
 
     def judge_many(self, items: Sequence[tuple[str, str, str]]) -> list[tuple[bool, str]]:
         """(accepted, explanation) per (prompt, axis, negative), in order; never raises for a row."""
+        from direct_data.backends.llm import PROMPT_TOO_LONG
+
         out: list[tuple[bool, str] | None] = [None] * len(items)
         reqs: dict[str, Any] = {}  # cache key -> request (identical items are asked once)
         keys: list[str | None] = [None] * len(items)
@@ -256,7 +258,8 @@ class LLMJudge:
                 records[k] = r
                 if isinstance(r, dict):
                     self.stats["generated"] += 1
-                    self._write(k, r)
+                    if r.get("finish_reason") != PROMPT_TOO_LONG:  # a larger context would answer it: not cached
+                        self._write(k, r)
         for i, k in enumerate(keys):
             if k is None:
                 continue
@@ -265,6 +268,9 @@ class LLMJudge:
             if isinstance(r, str):
                 self.stats["backend_errors"] += 1
                 out[i] = (False, f"judge backend error: {r[:300]}")
+            elif r.get("finish_reason") == PROMPT_TOO_LONG:
+                self.stats["invalid"] += 1
+                out[i] = (False, f"judge prompt too long: {str(r.get('error'))[:300]}")
             elif r.get("error") or not isinstance(r.get("data"), dict):
                 self.stats["invalid"] += 1
                 out[i] = (False, f"judge output invalid: {str(r.get('error'))[:300]}")

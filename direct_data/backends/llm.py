@@ -227,6 +227,23 @@ class BackendError(RuntimeError):
     """The backend failed for good (after retries)."""
 
 
+#: `Candidate.finish_reason` of a request the vLLM backend did not send: its prompt alone fills the
+#: engine's context (`max_model_len`). Callers make it the row's reason and do not cache it (a
+#: larger context would answer it).
+PROMPT_TOO_LONG = "prompt_too_long"
+
+
+def too_long_response(req: Request, n_tokens: int, limit: int) -> Response:
+    """The `Response` of a request whose prompt (`n_tokens`) does not fit the context (`limit`)."""
+    why = f"the rendered prompt has {n_tokens} tokens, the engine's context is {limit} (--max-model-len)"
+    cands = [Candidate(text="", completion_tokens=0, finish_reason=PROMPT_TOO_LONG, data=None, error=why) for _ in range(req.n)]
+    return Response(request_id=req.request_id, candidates=cands, prompt_tokens=n_tokens, cached_prompt_tokens=0)
+
+
+def is_too_long(resp: Response) -> bool:
+    return bool(resp.candidates) and all(c.finish_reason == PROMPT_TOO_LONG for c in resp.candidates)
+
+
 # ---------------------------------------------------------------------------------------------
 # Fail-closed probe
 # ---------------------------------------------------------------------------------------------
@@ -555,8 +572,9 @@ class VLLMBackend:
             self._schema_cache[key] = out
         return out
 
-    def sampling_params(self, req: Request):
-        """The `SamplingParams` of one request (current API: `structured_outputs=...`)."""
+    def sampling_params(self, req: Request, max_tokens: int | None = None):
+        """The `SamplingParams` of one request (current API: `structured_outputs=...`); `max_tokens`
+        overrides the request's (`generate` caps it to what the context leaves)."""
         from vllm import SamplingParams
         from vllm.sampling_params import StructuredOutputsParams
 
@@ -565,7 +583,7 @@ class VLLMBackend:
             n=req.n,
             temperature=req.temperature,
             seed=req.seed,
-            max_tokens=req.max_tokens,
+            max_tokens=req.max_tokens if max_tokens is None else max_tokens,
             # (whitespace handling is an engine setting: `structured_outputs_config`)
             structured_outputs=StructuredOutputsParams(json=text),
         )
@@ -573,11 +591,42 @@ class VLLMBackend:
             raise ConstraintNotEnforcedError("SamplingParams dropped structured_outputs")
         return sp
 
+    def _context(self) -> int | None:
+        """The engine's context length (tokens), or None if it does not say."""
+        try:
+            return int(self.llm.llm_engine.model_config.max_model_len)
+        except (AttributeError, TypeError, ValueError):
+            n = self.engine_settings.get("max_model_len") if hasattr(self, "engine_settings") else None
+            return n if isinstance(n, int) else None
+
+    def _prompt_tokens(self, text: str) -> int | None:
+        try:
+            return len(self.llm.get_tokenizer().encode(text))
+        except Exception:  # noqa: BLE001 (an engine without a tokenizer we can call: let vLLM judge)
+            return None
+
     def generate(self, requests: list[Request]) -> list[Response]:
+        """One `Response` per request, in order. A request whose prompt fills the context is not sent
+        (vLLM would fail the whole batch): its candidates carry `PROMPT_TOO_LONG`; the others'
+        max_tokens are capped to what the context leaves (vLLM refuses a larger one)."""
         if not requests:
             return []
+        limit = self._context()
+        done: dict[int, Response] = {}
+        send: list[tuple[int, Request, int]] = []
+        for i, req in enumerate(requests):
+            n = self._prompt_tokens(req.prompt_text) if limit else None
+            if limit and n is not None and n >= limit:
+                done[i] = too_long_response(req, n, limit)
+            else:
+                send.append((i, req, req.max_tokens if not limit or n is None else max(1, min(req.max_tokens, limit - n))))
+        if send:
+            done.update(zip((i for i, _, _ in send), self._generate([r for _, r, _ in send], [m for _, _, m in send])))
+        return [done[i] for i in range(len(requests))]
+
+    def _generate(self, requests: list[Request], max_tokens: list[int]) -> list[Response]:
         prompts = [r.prompt_text for r in requests]
-        params = [self.sampling_params(r) for r in requests]
+        params = [self.sampling_params(r, m) for r, m in zip(requests, max_tokens)]
         outs = self.llm.generate(prompts, params, use_tqdm=self.use_tqdm)
         if len(outs) != len(requests):
             raise BackendError(f"vLLM returned {len(outs)} outputs for {len(requests)} requests")
@@ -716,6 +765,12 @@ class OpenAIBackend:
         self.max_backoff = max_backoff
         headers = {"Content-Type": "application/json"}
         key = os.environ.get(api_key_env) if api_key_env else None
+        key = key.strip() if key else key  # a trailing newline from `export KEY=$(cat file)`
+        if key and not all(" " < c < "\x7f" for c in key):
+            # httpx would fail with a UnicodeEncodeError traceback on the first request (never print the key)
+            raise ConfigError(f"the API key in the environment variable {api_key_env} has characters an HTTP header "
+                              f"cannot carry (non-ASCII, spaces or control characters): check its value")
+        self.api_key_env, self.has_key = api_key_env, bool(key)
         if key:
             headers["Authorization"] = f"Bearer {key}"
         self._client = httpx.Client(
@@ -745,7 +800,10 @@ class OpenAIBackend:
         try:
             responses = self.generate(probe_requests())
         except BackendError as e:  # nothing listens there, or it refuses every request: the user's URL or server
-            raise ConfigError(f"{self.base_url}: the server did not answer the start-up probe ({e})") from None
+            hint = ""
+            if not self.has_key and any(f"HTTP {c}" in str(e) for c in (401, 403)):
+                hint = f"; no API key was sent: the environment variable {self.api_key_env or '(none)'} is not set"
+            raise ConfigError(f"{self.base_url}: the server did not answer the start-up probe ({e}){hint}") from None
         finally:
             self._probing = False
         check_probe(responses)
@@ -787,7 +845,11 @@ class OpenAIBackend:
             try:
                 r = self._client.post(path, json=body)
                 if r.status_code == 200:
-                    return r.json()
+                    try:
+                        return r.json()
+                    except (ValueError, RecursionError) as e:  # not JSON (JSONDecodeError, bad UTF-8, "[[[[...")
+                        raise BackendError(f"request {req.request_id}: the server's answer is not JSON "
+                                           f"({type(e).__name__}: {str(e)[:120]}): {r.text[:200]!r}") from None
                 last = f"HTTP {r.status_code}: {r.text[:300]}"
                 if r.status_code not in _RETRY_STATUS:
                     raise BackendError(f"request {req.request_id}: {last}")
@@ -796,32 +858,59 @@ class OpenAIBackend:
                     wait = float(ra)
             except (httpx.TimeoutException, httpx.TransportError) as e:
                 last = f"{type(e).__name__}: {e}"
-                if getattr(self, "_probing", False) and isinstance(e, httpx.ConnectError):
+                if getattr(self, "_probing", False) and isinstance(e, (httpx.ConnectError, httpx.ConnectTimeout)):
                     raise BackendError(f"request {req.request_id}: {last}") from None
             if attempt < self.retries:
                 if wait is None:
                     wait = min(self.max_backoff, self.backoff * 2**attempt) * (0.5 + rng.random() / 2)
-                log.warning("request %s failed (%s); retry %d in %.1fs", req.request_id, last, attempt + 1, wait)
+                # the start-up probe's retries are not warnings: if they all fail, its error says so in one line
+                log.log(logging.INFO if getattr(self, "_probing", False) else logging.WARNING,
+                        "request %s failed (%s); retry %d in %.1fs", req.request_id, last, attempt + 1, wait)
                 time.sleep(wait)
         raise BackendError(f"request {req.request_id}: gave up after {self.retries + 1} attempts: {last}")
 
-    def _to_response(self, req: Request, js: dict[str, Any]) -> Response:
+    def _to_response(self, req: Request, js: Any) -> Response:
+        """The `Response` of a server's JSON answer; `BackendError` if it is not an OpenAI-shaped one
+        (a server that answers garbage fails that request, never with another exception)."""
         schema = req.output_schema()
-        choices = sorted(js.get("choices", []), key=lambda c: c.get("index", 0))
+
+        def bad(what: str) -> BackendError:
+            return BackendError(f"request {req.request_id}: not an OpenAI {self.api} answer ({what}): {json.dumps(js)[:200]}")
+
+        if not isinstance(js, dict):
+            raise bad(f"a JSON {type(js).__name__}, not an object")
+        choices = js.get("choices", [])
+        if not isinstance(choices, list) or not all(isinstance(c, dict) for c in choices):
+            raise bad("'choices' is not a list of objects")
+        if not all(isinstance(c.get("index", 0), int) and not isinstance(c.get("index", 0), bool) for c in choices):
+            raise bad("a choice's 'index' is not a whole number")
+        choices = sorted(choices, key=lambda c: c.get("index", 0))
         if len(choices) != req.n:
             raise BackendError(f"request {req.request_id}: {len(choices)} choices, expected {req.n}")
+        if self.api == "completions" and not all("text" in c for c in choices):
+            raise bad("a choice has no 'text'")
+        if self.api == "chat" and not all(isinstance(c.get("message") or {}, dict) for c in choices):
+            raise bad("a choice's 'message' is not an object")
         usage = js.get("usage") or {}
+        if not isinstance(usage, dict):
+            usage = {}  # token counts are statistics only: a server that reports none in a usable form counts 0
+
+        def count(v: Any) -> int:
+            return v if isinstance(v, int) and not isinstance(v, bool) and v >= 0 else 0
+
         texts = [c["text"] if self.api == "completions" else (c.get("message") or {}).get("content") or "" for c in choices]
-        total = int(usage.get("completion_tokens") or 0)
+        texts = [t if isinstance(t, str) else json.dumps(t) for t in texts]  # not a string: its JSON fails the schema
+        total = count(usage.get("completion_tokens"))
         # Per-choice token counts are not in the OpenAI schema: split the total evenly.
         per = [total // len(texts) + (1 if i < total % len(texts) else 0) for i in range(len(texts))]
         cands = [make_candidate(t, k, c.get("finish_reason"), schema) for t, k, c in zip(texts, per, choices)]
         details = usage.get("prompt_tokens_details") or {}
+        cached = details.get("cached_tokens") if isinstance(details, dict) else None
         return Response(
             request_id=req.request_id,
             candidates=cands,
-            prompt_tokens=int(usage.get("prompt_tokens") or 0),
-            cached_prompt_tokens=details.get("cached_tokens"),
+            prompt_tokens=count(usage.get("prompt_tokens")),
+            cached_prompt_tokens=count(cached) if cached is not None else None,
         )
 
     def generate(self, requests: list[Request]) -> list[Response]:

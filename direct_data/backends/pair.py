@@ -137,15 +137,71 @@ def _pool(hidden: Any, edited: Sequence[int], rewrite: Sequence[int]) -> Any:
 
 def _cut_decoder(path: str, layers: int) -> tuple[Any, Any]:
     """(tokenizer, float32 decoder cut to its first `layers` layers) of a causal LM folder or hub id."""
-    from direct_data.backends.fluency import read_causal_lm
+    from direct_data.backends.fluency import decoder_stack, read_causal_lm
 
     tok, model = read_causal_lm(path, "cpu", "float32")
-    decoder = model.get_decoder()
+    decoder = decoder_stack(model, path)
     if layers > len(decoder.layers):
         raise UserError(f"{path} has {len(decoder.layers)} decoder layers; the pair classifier needs {layers}")
     decoder.layers = decoder.layers[:layers]
     decoder.config.num_hidden_layers = layers
     return tok, decoder
+
+
+def _artefact_problem(tensors: dict[str, Any], meta: dict[str, Any]) -> str | None:
+    """What makes a loaded artefact unusable (a sidecar edited by hand, tensors renamed, reshaped or
+    not finite), or None: checked at load, so a bad one is a one-line error, not a traceback minutes
+    into scoring (the base model's own shapes are checked when it loads, `_load`)."""
+    from direct_data.text.learnt import LABELS
+
+    settings = meta.get("settings")
+    if not isinstance(settings, dict):
+        return "the sidecar has no 'settings' object"
+    for name in ("layers", "rank", "max_tokens"):
+        v = settings.get(name, getattr(PairSettings, name))
+        if not isinstance(v, int) or isinstance(v, bool) or v < 1:
+            return f"settings.{name} is {v!r}, not a whole number >= 1"
+    alpha = settings.get("alpha", PairSettings.alpha)
+    if not isinstance(alpha, (int, float)) or isinstance(alpha, bool) or not math.isfinite(alpha):
+        return f"settings.alpha is {alpha!r}, not a number"
+    labels = meta.get("labels")
+    if labels != list(LABELS):
+        return f"labels {labels!r}, this code reads {list(LABELS)}"
+    cal = meta.get("calibration")
+    if cal is not None:
+        if not isinstance(cal, dict):
+            return "the sidecar's 'calibration' is not an object"
+        bw = cal.get("blend_weight")
+        if not isinstance(bw, (int, float)) or isinstance(bw, bool) or not math.isfinite(bw) or bw < 0:
+            return f"calibration.blend_weight is {bw!r}, not a number >= 0"
+        for key, v in cal.items():
+            if key.split("_fluency")[0] in ("threshold", "lexicon_floor", "ungrammatical_gate", "span_multi_p") and v is not None:
+                if not isinstance(v, (int, float)) or isinstance(v, bool) or not 0.0 <= v <= 1.0:
+                    return f"calibration.{key} is {v!r}, not a number in [0, 1]"
+    for name in ("head.weight", "head.bias"):
+        if name not in tensors:
+            return f"no tensor {name}"
+    w, b = tensors["head.weight"], tensors["head.bias"]
+    if w.ndim != 2 or b.shape != (w.shape[0],) or w.shape[0] != len(LABELS):
+        return f"head.weight {tuple(w.shape)} and head.bias {tuple(b.shape)}, expected ({len(LABELS)}, d) and ({len(LABELS)},)"
+    for name, t in tensors.items():
+        if not np.issubdtype(t.dtype, np.floating):
+            return f"tensor {name} is {t.dtype}, not floating point"
+        if not np.isfinite(t).all():
+            return f"tensor {name} has non-finite values"
+        if name == "head.weight" or name == "head.bias":
+            continue
+        key, _, part = name.rpartition(".")
+        if part not in ("lora_A", "lora_B"):
+            return f"unexpected tensor {name}"
+        other = key + (".lora_B" if part == "lora_A" else ".lora_A")
+        if other not in tensors:
+            return f"{name} has no {other}"
+        if t.ndim != 2:
+            return f"{name} is {t.ndim}-d, not a matrix"
+        if part == "lora_A" and tensors[other].ndim == 2 and tensors[other].shape[1] != t.shape[0]:
+            return f"{other} {tuple(tensors[other].shape)} cannot multiply {name} {tuple(t.shape)}"
+    return None
 
 
 def _base_identity(path: str) -> str:
@@ -184,13 +240,23 @@ class PairClassifier:
                             f"`direct-data validator fit-pair`")
         try:
             meta = json.loads(sidecar.read_text(encoding="utf-8"))
-            tensors = load_file(str(weights))
-        except (OSError, ValueError) as e:
+        except (OSError, ValueError, RecursionError) as e:
             raise UserError(f"{weights}: not a pair classifier artefact ({e})") from None
+        if not isinstance(meta, dict):
+            raise UserError(f"{sidecar}: not a pair classifier sidecar (a JSON {type(meta).__name__}, not an object): refit it")
         if meta.get("format") != FORMAT or meta.get("version") != PAIR_VERSION:
             raise UserError(f"{sidecar}: format {meta.get('format')}/{meta.get('version')}, this code reads {FORMAT}/{PAIR_VERSION}: refit it")
         if meta.get("weights_sha256") and meta["weights_sha256"] != weights_sha256(weights):
             raise UserError(f"{weights}: sha256 differs from its sidecar's; the artefact was changed after the fit")
+        try:
+            tensors = load_file(str(weights))
+        except Exception as e:  # noqa: BLE001 (SafetensorError: truncated, not safetensors; OSError)
+            from direct_data.core.errors import first_line
+
+            raise UserError(f"{weights}: not a pair classifier artefact ({first_line(e)})") from None
+        problem = _artefact_problem(tensors, meta)
+        if problem:
+            raise UserError(f"{weights}: not a usable pair classifier artefact ({problem}): refit it (direct-data validator fit-pair)")
         return cls(tensors, meta, model if model is not None else meta.get("base_model_path"))
 
     @property
@@ -221,11 +287,18 @@ class PairClassifier:
         scale = s.alpha / s.rank
         with torch.no_grad():
             for key in sorted({k.rsplit(".", 1)[0] for k in self.tensors if k.endswith(".lora_A")}):
-                if key not in modules:
+                if key not in modules or not isinstance(getattr(modules[key], "weight", None), torch.Tensor):
                     raise UserError(f"pair classifier: the base model has no module {key}")
                 a = torch.from_numpy(np.array(self.tensors[key + ".lora_A"]))
                 b = torch.from_numpy(np.array(self.tensors[key + ".lora_B"]))
+                if tuple(modules[key].weight.shape) != (b.shape[0], a.shape[1]):
+                    raise UserError(f"pair classifier: its LoRA update of {key} is {b.shape[0]}x{a.shape[1]}, the base model's "
+                                    f"weight {tuple(modules[key].weight.shape)}: refit it on this model (direct-data validator fit-pair)")
                 modules[key].weight += scale * (b @ a)
+        width = 2 * int(decoder.config.hidden_size)
+        if self.tensors["head.weight"].shape[1] != width:
+            raise UserError(f"pair classifier: its head reads {self.tensors['head.weight'].shape[1]} features, the base model "
+                            f"gives {width}: refit it on this model (direct-data validator fit-pair)")
         head = torch.nn.Linear(self.tensors["head.weight"].shape[1], self.tensors["head.weight"].shape[0])
         with torch.no_grad():
             head.weight.copy_(torch.from_numpy(np.array(self.tensors["head.weight"])))

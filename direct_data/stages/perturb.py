@@ -246,8 +246,34 @@ class LLMRewriter:
         payload = {"model": self.model, "backend": self.name, "template": self.templates[req.axis].sha256, **req.payload()}
         return hashlib.sha256(json.dumps(payload, sort_keys=True).encode()).hexdigest()
 
+    def _generate(self, reqs: list) -> list:
+        """The backend's responses; with a server (openai), one request per call, so one request the
+        server fails for good (a 400 for one prompt, an answer that is not OpenAI-shaped) is that
+        row's ``inference_error`` (its message in place of the response), not the end of the run;
+        if every request of the batch fails, the server is the problem: a one-line error."""
+        from direct_data.backends.llm import BackendError
+
+        if getattr(self.backend, "name", "") != "openai":
+            return self.backend.generate(reqs)
+
+        def one(req):
+            try:
+                return self.backend.generate([req])[0]
+            except BackendError as e:
+                return str(e)[:300]
+
+        from concurrent.futures import ThreadPoolExecutor
+
+        with ThreadPoolExecutor(max_workers=max(1, min(self.cfg.max_concurrency, len(reqs)))) as pool:
+            out = list(pool.map(one, reqs))
+        if out and all(isinstance(r, str) for r in out):
+            from direct_data.core.errors import UserError
+
+            raise UserError(f"{self.cfg.base_url}: the server failed all {len(out)} requests of a chunk, e.g. {out[0]}")
+        return out
+
     def propose(self, items):
-        from direct_data.backends.llm import Request, Response
+        from direct_data.backends.llm import PROMPT_TOO_LONG, Request, Response, is_too_long
         from direct_data.text.templates import render
 
         reqs = [
@@ -268,18 +294,27 @@ class LLMRewriter:
         if todo:
             if self.backend is None:
                 self.backend = self._make_backend()
-            fresh = self.backend.generate([reqs[i] for i in todo])
+            fresh = self._generate([reqs[i] for i in todo])
             for i, r in zip(todo, fresh):
-                atomic_write_bytes(paths[i], json.dumps(r.to_dict(), sort_keys=True).encode())
+                if isinstance(r, str):  # this request failed for good on the server: an inference_error row, not cached
+                    responses[i] = r
+                    continue
+                if not is_too_long(r):  # a larger --max-model-len would answer it: not cached
+                    atomic_write_bytes(paths[i], json.dumps(r.to_dict(), sort_keys=True).encode())
                 responses[i] = r
                 self.stats["generated"] += 1
                 self.stats["prompt_tokens"] += r.prompt_tokens
                 self.stats["completion_tokens"] += r.completion_tokens
         out = []
-        for r in responses:
+        for r, req in zip(responses, reqs):
+            if isinstance(r, str):
+                out.append([Proposal(None, error=f"inference_error: {r}")] * req.n)
+                continue
             props = []
             for c in r.candidates:
-                if c.valid:
+                if c.finish_reason == PROMPT_TOO_LONG:
+                    props.append(Proposal(None, error=f"{PROMPT_TOO_LONG}: {c.error}"))
+                elif c.valid:
                     d = c.data
                     props.append(Proposal(d["rewritten_prompt"], d.get("changed_span_before", ""), d.get("changed_span_after", "")))
                 else:
@@ -374,7 +409,8 @@ def decide(
         seen = kept_texts.setdefault(src.prompt_id, set())
         for j, p in enumerate(props):
             if p.text is None:  # (the Ray executor's failed inferences carry "inference_error: ...")
-                reasons.append("inference_error" if (p.error or "").startswith("inference_error") else "schema_invalid")
+                err = p.error or ""
+                reasons.append(next((r for r in ("inference_error", "prompt_too_long") if err.startswith(r)), "schema_invalid"))
                 details.append(p.error or "")
                 continue
             v = by_item[i][j]

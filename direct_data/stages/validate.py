@@ -105,12 +105,20 @@ def pair_model_option() -> Any:
 
 def check_validator_options(cfg: Any) -> None:
     """The validator, fluency and judge options that validate and perturb share, checked once."""
+    for flag, value in (("--validator-model", cfg.validator_model), ("--fluency-model", cfg.fluency_model),
+                        ("--pair-model", cfg.pair_model), ("--judge-model", cfg.judge_model)):
+        if isinstance(value, str) and not value.strip():
+            # "" is not "the default": a model path of "" is the current folder (its weights hashed, then loaded)
+            raise ConfigError(f"{flag}: empty; leave it out for the default")
     if cfg.fluency and cfg.validator != "learnt":
         raise ConfigError("--fluency adds features to the learnt validator: use it with --validator learnt")
     if cfg.pair_classifier and cfg.validator != "learnt":
         raise ConfigError("--pair-classifier is blended with the learnt validator: use it with --validator learnt")
     if cfg.pair_model and not cfg.pair_classifier:
         raise ConfigError("--pair-model is the pair classifier's weights: add --pair-classifier")
+    for flag, value in (("--validator-model", cfg.validator_model), ("--pair-model", cfg.pair_model)):
+        if value and Path(value).is_dir():
+            raise ConfigError(f"{flag} {value}: a folder; give the weights file (.safetensors, its JSON sidecar next to it)")
     if cfg.pair_model and not Path(cfg.pair_model).is_file():
         raise ConfigError(f"--pair-model {cfg.pair_model}: no such file")
     if cfg.fluency_model and not cfg.fluency:

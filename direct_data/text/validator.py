@@ -622,6 +622,95 @@ def _length_drift(prompt: str, negative: str, slack_words: int, ratio: float) ->
     return None
 
 
+def _learnt_model_problem(m: Any) -> str | None:
+    """What makes a loaded learnt model unusable, from its own arrays and sidecar (a file renamed,
+    reshaped or edited by hand), or None. Widths that depend on the features are checked by running
+    it once (`Validator._smoke_model`)."""
+    from direct_data.text.learnt import LABELS
+
+    def num(key: str, lo: float | None = None, hi: float | None = None, required: bool = False) -> str | None:
+        if key not in m.meta:
+            return f"the sidecar has no {key!r}" if required else None
+        v = m.meta[key]
+        if v is None and not required:
+            return None
+        if not isinstance(v, (int, float)) or isinstance(v, bool) or not np.isfinite(v) or (lo is not None and v < lo) or (hi is not None and v > hi):
+            return f"the sidecar's {key} is {v!r}, not a number" + (f" in [{lo:g}, {hi:g}]" if lo is not None and hi is not None else "")
+        return None
+
+    for key in ("threshold",):
+        if (why := num(key, 0.0, 1.0, required=True)):
+            return why
+    for key in ("tag_emb_weight", "acc_emb_weight"):
+        if (why := num(key, required=True)):
+            return why
+    for key in ("threshold_fluency", "lexicon_floor", "lexicon_floor_fluency", "ungrammatical_gate", "ungrammatical_gate_fluency",
+                "span_multi_p", "span_multi_p_fluency", "boost_weight"):
+        if (why := num(key, 0.0, 1.0)):
+            return why
+    if m.meta.get("labels", list(LABELS)) != list(LABELS):
+        return f"labels {m.meta.get('labels')!r}, this code reads {list(LABELS)}"
+    blocks = {"tagger": (m.tagger, 5), "accept": (m.accept, len(LABELS)), "accept_fluency": (m.accept_fluency, len(LABELS)),
+              "probe": (m.probe, None)}
+    for name, (lin, rows) in blocks.items():
+        if lin is None:
+            if name in ("tagger", "accept"):
+                return f"no {name}.coef tensor"
+            continue
+        arrs = {part: getattr(lin, part) for part in ("mean", "scale", "coef", "intercept")}
+        if any(not np.issubdtype(a.dtype, np.floating) for a in arrs.values()):
+            return f"{name}: tensors that are not floating point"
+        if any(not np.isfinite(a).all() for a in arrs.values()):
+            return f"{name}: non-finite values"
+        c = arrs["coef"]
+        if (c.ndim != 2 or arrs["intercept"].shape != (c.shape[0],) or arrs["mean"].ndim != 1
+                or arrs["scale"].shape != arrs["mean"].shape or len(arrs["mean"]) > c.shape[1] or (rows is not None and c.shape[0] != rows)):
+            return (f"{name}: coef {c.shape}, intercept {arrs['intercept'].shape}, mean {arrs['mean'].shape}, "
+                    f"scale {arrs['scale'].shape} do not fit together")
+        if (arrs["scale"] == 0).any():
+            return f"{name}: a zero scale"
+    for name, trees in (("boost", m.boost), ("boost_fluency", m.boost_fluency)):
+        if trees is None:
+            continue
+        n = len(trees.value)
+        parts = {k: getattr(trees, k) for k in trees.PARTS}
+        if any(a.ndim != 1 for a in parts.values()) or trees.baseline.shape != (len(LABELS),):
+            return f"{name}: arrays of the wrong shape"
+        if any(len(parts[k]) != n for k in ("feature", "threshold", "left", "right", "leaf", "missing_left")) or len(trees.roots) != len(trees.tree_class):
+            return f"{name}: arrays of different lengths"
+        if not (np.isfinite(trees.baseline).all() and np.isfinite(trees.value).all()):
+            return f"{name}: non-finite values"
+        inner = trees.leaf == 0
+        idx_ok = all(((a >= 0) & (a < n))[inner].all() for a in (trees.left, trees.right)) and ((trees.roots >= 0) & (trees.roots < n)).all()
+        if not idx_ok or (trees.feature[inner] < 0).any() or ((trees.tree_class < 0) | (trees.tree_class >= len(LABELS))).any():
+            return f"{name}: node indices out of range"
+    return None
+
+
+def load_learnt_model(path: str | None) -> Any:
+    """`LearntModel.load(path)` (None: the packaged one), every way it can fail on a user's file (not
+    safetensors, truncated, a sidecar that is not a JSON object, arrays renamed or reshaped, a
+    threshold edited into text) as one line naming it."""
+    from pathlib import Path
+
+    from direct_data.core.errors import UserError, first_line
+    from direct_data.text.learnt import LearntModel
+
+    which = f"the validator model {path}" if path else "the packaged validator model"
+    if path and Path(path).is_dir():
+        raise UserError(f"{which}: a folder; give the weights file (.safetensors, its JSON sidecar next to it)")
+    try:
+        m = LearntModel.load(path)
+    except UserError:
+        raise
+    except Exception as e:  # noqa: BLE001 (SafetensorError, JSONDecodeError, AttributeError of a non-object sidecar...)
+        raise UserError(f"{which}: not a learnt validator artefact ({first_line(e)}): fit one with `direct-data validator fit`") from None
+    why = _learnt_model_problem(m)
+    if why is not None:
+        raise UserError(f"{which}: not a usable learnt validator artefact ({why}): refit it (direct-data validator fit)")
+    return m
+
+
 class Validator:
     """Validates hard negatives; see the module docstring for the checks and reason codes.
 
@@ -663,10 +752,41 @@ class Validator:
     def model(self) -> Any:
         """The learnt model (`direct_data.text.learnt.LearntModel`), loaded on first use."""
         if self._model is None:
-            from direct_data.text.learnt import LearntModel
-
-            self._model = LearntModel.load(self.config.model_path)
+            self._model = load_learnt_model(self.config.model_path)
         return self._model
+
+    def _smoke_model(self) -> None:
+        """Run the learnt model once on a canned row (and the fluency model's column, with
+        fluency), before the real rows: an artefact whose weights do not fit the features this
+        version computes (reshaped, a sidecar edited by hand) is a one-line error naming it, not a
+        traceback from inside numpy. Once per validator."""
+        if getattr(self, "_smoked", False):
+            return
+        from direct_data.core.errors import UserError, first_line
+        from direct_data.text.features import compute
+        from direct_data.text.learnt import LABELS
+
+        m = self.model
+        row = ("A red ball rolls slowly across a wooden floor.", "kinematics", "A red ball rolls quickly across a wooden floor.")
+        feats = compute([row], self.embedder, batch_size=self.config.batch_size)
+        try:
+            flu = None
+            if self.fluency is not None and m.probe is not None:
+                from direct_data.text.learnt import probe_column
+
+                flu = probe_column(m.probe, np.zeros((1, len(m.probe.mean))))
+            for f in ([None, flu] if flu is not None else [None]):
+                probs, tags = m.predict(feats, [row[1]], f)
+                if probs.shape != (1, len(LABELS)) or not np.isfinite(probs).all():
+                    raise ValueError(f"label probabilities {probs.tolist()} of shape {probs.shape}")
+                if not np.isfinite(tags).all():
+                    raise ValueError("non-finite tagger probabilities")
+            m.span_axes(feats, 0.5)
+        except (ValueError, TypeError, KeyError, IndexError, AttributeError) as e:
+            which = f"the validator model {self.config.model_path}" if self.config.model_path else "the packaged validator model"
+            raise UserError(f"{which}: its weights do not fit the features this version computes ({first_line(e)}): "
+                            f"refit it (direct-data validator fit)") from None
+        self._smoked = True
 
     @property
     def threshold(self) -> float:
@@ -810,6 +930,7 @@ class Validator:
         if model_rows:
             self._check_embedder()
             self._check_fluency()
+            self._smoke_model()
             feats = compute(model_rows, self.embedder, batch_size=self.config.batch_size)
             flu = self.model.fluency_column(self.fluency.states([(p, n) for p, _, n in model_rows])) if self.fluency is not None else None
             probs, tags = self.model.predict(feats, [a for _, a, _ in model_rows], flu)

@@ -28,6 +28,8 @@ def _fluency_scorer(enabled: bool, model: str | None = None):
     """The span-state scorer of the fluency model (`direct_data.backends.fluency.SpanStates`: the
     first layers of `model`, default the packaged Gemma, float32 on every machine, for the fit as
     for `eval`), or None."""
+    if model is not None and not model.strip():
+        raise UserError("--fluency-model: empty; leave it out for the default")
     if not enabled:
         if model is not None:
             raise UserError("--fluency-model is the fluency scorer's model: add --fluency")

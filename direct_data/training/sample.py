@@ -112,8 +112,7 @@ def _load_checkpoint_model(checkpoint: str | Path, *, device: str = "cpu"):
     from safetensors.torch import load_file
 
     from direct_data.training import wan
-    from direct_data.training.checkpoint import (LORA_WEIGHT_NAME, check_lora_keys, read_trainer_state, resolve_checkpoint,
-                                                 verify_checkpoint_files)
+    from direct_data.training.checkpoint import LORA_WEIGHT_NAME, check_lora_keys, read_trainer_state, resolve_checkpoint, verify_checkpoint_files
 
     ckpt = resolve_checkpoint(checkpoint)
     meta = read_trainer_state(ckpt)
