@@ -424,6 +424,17 @@ def test_validator_eval_on_a_malformed_labelled_file_is_one_error(tmp_path, text
     user_error(["validator", "eval", "--labelled", str(bad)], "labelled.jsonl:1", "not a labelled row")
 
 
+def test_validator_eval_refuses_a_labelled_row_id_given_twice(tmp_path):
+    # the same row pasted twice counted twice in every rate
+    from direct_data.text.learnt import DEFAULT_LABELLED
+
+    lines = [x for x in DEFAULT_LABELLED.read_text().splitlines() if '"split": "dev"' in x][:3]
+    bad = tmp_path / "labelled.jsonl"
+    bad.write_text("\n".join([*lines, lines[1]]) + "\n")
+    rid = json.loads(lines[1])["id"]
+    user_error(["validator", "eval", "--labelled", str(bad), "--mode", "lexicon"], "labelled.jsonl:4", repr(rid), "line 2")
+
+
 # --------------------------------------------------------------------------- a later sweep: absurd numbers, NaN meta, make-sample
 
 

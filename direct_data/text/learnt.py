@@ -192,6 +192,7 @@ def load_labelled(path: str | Path | None = None, prompts_dir: str | Path | None
         raise UserError(f"prompt folder not found: {prompts_dir} (the labelled set joins to ../shared/data/prompts by source and line)")
     texts: dict[str, list[str]] = {}
     out: list[LabelledRow] = []
+    seen: dict[str, int] = {}  # id -> line
     try:
         raw = path.read_text(encoding="utf-8-sig")
     except UnicodeDecodeError as e:
@@ -219,6 +220,10 @@ def load_labelled(path: str | Path | None = None, prompts_dir: str | Path | None
                 raise ValueError("'changed_axes' must be a list")
         except (ValueError, RecursionError) as e:  # json.JSONDecodeError is a ValueError; "[[[[..." a RecursionError
             raise UserError(f"{path}:{n}: not a labelled row ({e})") from None
+        rid = str(r["id"])
+        if rid in seen:  # a row pasted twice would count twice in every rate (and weigh twice in a fit)
+            raise UserError(f"{path}:{n}: id {rid!r} is also the id of line {seen[rid]}; each labelled row has an id of its own")
+        seen[rid] = n
         if splits is not None and r.get("split") not in splits:
             continue
         src = r["source"]
