@@ -13,6 +13,15 @@ PHYSICS_SOURCES = ("phyworldbench.jsonl", "vbench2_physics.jsonl", "videophy1_te
 GENERAL_SOURCES = ("vbench1_all_dimension.jsonl",)
 
 
+#: whether vLLM imports here (`make install-vllm`); the engine tests skip without it
+try:
+    import vllm  # noqa: F401
+
+    HAVE_VLLM = True
+except Exception:  # pragma: no cover - depends on the install
+    HAVE_VLLM = False
+
+
 #: The test files that take longest (measured: `pytest --durations`, 2-core CPU without bf16), longest
 #: first. `make test` runs the suite on two pytest-xdist workers, a file per worker at a time
 #: (`--dist loadfile`, so a module's engine or cluster starts once): handing these out first keeps

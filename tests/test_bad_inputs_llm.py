@@ -21,24 +21,12 @@ from typer.testing import CliRunner
 from direct_data.cli import app
 from direct_data.core.manifest import Manifest, read_table
 
-from .conftest import ROOT, labelled_good
+from .conftest import HAVE_VLLM, ROOT, labelled_good
+from .test_bad_inputs import user_error
 
 runner = CliRunner()
 DATA = ROOT / "direct_data" / "text" / "data"
 PROMPT = "A red ball falls from a shelf onto a wooden floor."
-
-
-def user_error(args: list[str], *needles: str) -> str:
-    """Run `direct-data ARGS`: exit code 2, one line on stderr naming what is wrong, no traceback."""
-    r = runner.invoke(app, args)
-    err = r.stderr
-    assert r.exit_code == 2, (r.exit_code, r.output, repr(r.exception))
-    assert "Traceback" not in r.output and (r.exception is None or isinstance(r.exception, SystemExit)), repr(r.exception)
-    lines = [x for x in err.splitlines() if x.strip()]
-    assert len(lines) == 1 and lines[0].startswith("error: "), err
-    for n in needles:
-        assert n in lines[0], lines[0]
-    return lines[0]
 
 
 def jsonl(path: Path, rows: list[dict]) -> Path:
@@ -279,14 +267,6 @@ def test_an_openai_rewriter_server_that_fails(garbage, tmp_path, monkeypatch):
 
 
 # --------------------------------------------------------------------------- the vLLM engine (gemma3-270m on CPU)
-
-try:
-    import vllm  # noqa: F401
-
-    HAVE_VLLM = True
-except Exception:  # pragma: no cover - depends on the install
-    HAVE_VLLM = False
-
 
 @pytest.mark.vllm
 @pytest.mark.skipif(not HAVE_VLLM, reason="vLLM is not installed: run `make install-vllm`")

@@ -16,14 +16,7 @@ import pytest
 
 from direct_data.core.manifest import Manifest, read_table
 
-from .conftest import ROOT, SHARED_PROMPTS
-
-try:
-    import vllm  # noqa: F401
-
-    HAVE_VLLM = True
-except Exception:  # pragma: no cover - depends on the install
-    HAVE_VLLM = False
+from .conftest import HAVE_VLLM, ROOT, SHARED_PROMPTS
 
 pytestmark = [pytest.mark.vllm, pytest.mark.skipif(not HAVE_VLLM, reason="vLLM is not installed: run `make install-vllm`")]
 

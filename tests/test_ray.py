@@ -21,7 +21,7 @@ from direct_data.core.errors import UserError
 from direct_data.core.executors import RayExecutor, make_executor
 from direct_data.stages.partition import PartitionConfig
 from direct_data.stages.perturb import PerturbConfig
-from tests.conftest import SHARED_PROMPTS
+from tests.conftest import HAVE_VLLM, SHARED_PROMPTS
 
 ray = pytest.importorskip("ray", reason="the Ray executor tests need the extra: pip install 'direct-data[ray]'")
 
@@ -211,14 +211,6 @@ def test_vllm_rows_and_their_assembly_failed_inferences_become_reject_rows(parti
     assert t0 == "negative_rejects" and r0["reason"] == "inference_error" and "out of memory" in r0["detail"]
     t2, r2 = by_request[(first.prompt_id if len(AXES) > 2 else unit.payload[1].prompt_id, AXES[2 % len(AXES)])]
     assert t2 == "negative_rejects" and r2["reason"] == "inference_error"
-
-
-try:
-    import vllm  # noqa: F401
-
-    HAVE_VLLM = True
-except Exception:  # pragma: no cover - depends on the install
-    HAVE_VLLM = False
 
 
 @pytest.mark.vllm
