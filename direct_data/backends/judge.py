@@ -34,7 +34,6 @@ import json
 import logging
 import os
 from collections.abc import Callable, Sequence
-from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -201,16 +200,8 @@ class LLMJudge:
             c = resp.candidates[0]
             return {"text": c.text, "data": c.data, "error": c.error, "finish_reason": c.finish_reason}
 
-        if getattr(backend, "name", "") == "openai" and len(reqs) > 1:
-            # one request per call, so one server failure rejects one row, not the whole batch
-            def one(req):
-                try:
-                    return rec(backend.generate([req])[0])
-                except Exception as e:  # noqa: BLE001 - any backend failure becomes that row's reason
-                    return f"{type(e).__name__}: {e}"
-
-            with ThreadPoolExecutor(max_workers=min(self.max_concurrency, len(reqs))) as pool:
-                return list(pool.map(one, reqs))
+        if hasattr(backend, "generate_each"):  # a server: one failed request rejects one row, not the whole batch
+            return [f"{type(r).__name__}: {r}" if isinstance(r, Exception) else rec(r) for r in backend.generate_each(reqs)]
         try:
             return [rec(r) for r in backend.generate(reqs)]
         except Exception as e:  # noqa: BLE001

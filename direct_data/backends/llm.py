@@ -914,11 +914,28 @@ class OpenAIBackend:
         )
 
     def generate(self, requests: list[Request]) -> list[Response]:
+        """One `Response` per request, in order; the first request that failed for good raises its
+        `BackendError`."""
+        out = self.generate_each(requests)
+        for r in out:
+            if isinstance(r, BackendError):
+                raise r
+        return out  # type: ignore[return-value]
+
+    def generate_each(self, requests: list[Request]) -> list[Response | BackendError]:
+        """One `Response` per request, in order, or the `BackendError` that request failed with for
+        good (a 400 for one prompt, an answer that is not OpenAI-shaped): one request the server
+        fails costs that request, not the batch. At most `max_concurrency` requests in flight."""
         if not requests:
             return []
 
-        def one(req: Request) -> Response:
-            return self._to_response(req, self._post(req))
+        def one(req: Request) -> Response | BackendError:
+            try:
+                return self._to_response(req, self._post(req))
+            except BackendError as e:
+                return e
+            except Exception as e:  # noqa: BLE001 (an httpx error `_post` does not retry, e.g. a body it cannot decode)
+                return BackendError(f"request {req.request_id}: {type(e).__name__}: {e}")
 
         with ThreadPoolExecutor(max_workers=min(self.max_concurrency, len(requests))) as pool:
             return list(pool.map(one, requests))

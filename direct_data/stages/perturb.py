@@ -247,25 +247,13 @@ class LLMRewriter:
         return hashlib.sha256(json.dumps(payload, sort_keys=True).encode()).hexdigest()
 
     def _generate(self, reqs: list) -> list:
-        """The backend's responses; with a server (openai), one request per call, so one request the
-        server fails for good (a 400 for one prompt, an answer that is not OpenAI-shaped) is that
-        row's ``inference_error`` (its message in place of the response), not the end of the run;
-        if every request of the batch fails, the server is the problem: a one-line error."""
-        from direct_data.backends.llm import BackendError
-
-        if getattr(self.backend, "name", "") != "openai":
+        """The backend's responses; from a server (`generate_each`), a request it failed for good (a
+        400 for one prompt, an answer that is not OpenAI-shaped) is that row's ``inference_error``
+        (its message in place of the response), not the end of the run; if every request of the
+        batch fails, the server is the problem: a one-line error."""
+        if not hasattr(self.backend, "generate_each"):
             return self.backend.generate(reqs)
-
-        def one(req):
-            try:
-                return self.backend.generate([req])[0]
-            except BackendError as e:
-                return str(e)[:300]
-
-        from concurrent.futures import ThreadPoolExecutor
-
-        with ThreadPoolExecutor(max_workers=max(1, min(self.cfg.max_concurrency, len(reqs)))) as pool:
-            out = list(pool.map(one, reqs))
+        out = [str(r)[:300] if isinstance(r, Exception) else r for r in self.backend.generate_each(reqs)]
         if out and all(isinstance(r, str) for r in out):
             from direct_data.core.errors import UserError
 
