@@ -706,6 +706,37 @@ def clause_end_flaws(text: str) -> int:
     return n
 
 
+#: `scrambled_order`: a rewrite that shares at least this many adjacent word pairs' words with the
+#: prompt but keeps under this share of the prompt's own pairs is the prompt's words shuffled
+SCRAMBLE_MIN_PAIRS = 6
+SCRAMBLE_MAX_KEPT = 0.35
+#: ... or that has a run of this many adjacent pairs of prompt words, none of them a pair the prompt has
+SCRAMBLE_RUN = 8
+
+
+def scrambled_order(al: Alignment) -> bool:
+    """Whether the negative is the prompt's words (or a stretch of them) in a shuffled order:
+    "A red ball rolls up a wooden ramp" -> "ramp wooden a up rolls ball red". Over the negative's
+    adjacent word pairs whose two words the prompt has (normalised), a copy of the sentence keeps
+    nearly all as pairs of the prompt and a shuffle almost none: the whole text is scrambled when
+    at least `SCRAMBLE_MIN_PAIRS` such pairs keep under `SCRAMBLE_MAX_KEPT` of them, and a stretch
+    when `SCRAMBLE_RUN` such pairs in a row are all new. Designed on the labelled train and dev rows
+    (no row fires; the lowest share among goods is 0.50, the longest run 7, in a time-lapse played
+    backwards that lists its colours in another order) and on shared prompts with their words
+    shuffled (a whole prompt: 98% fire; the middle half of one: 60%)."""
+    p, n = al.prompt.norm, al.negative.norm
+    have, pairs = set(p), set(zip(p, p[1:]))
+    shared = [(a, b) in pairs for a, b in zip(n, n[1:]) if a in have and b in have]
+    if len(shared) >= SCRAMBLE_MIN_PAIRS and sum(shared) < SCRAMBLE_MAX_KEPT * len(shared):
+        return True
+    run = 0
+    for a, b in zip(n, n[1:]):
+        run = run + 1 if a in have and b in have and (a, b) not in pairs else 0
+        if run >= SCRAMBLE_RUN:
+            return True
+    return False
+
+
 def equal_pairs(al: Alignment) -> list[tuple[int, int]]:
     """(prompt index, negative index) of every word the alignment keeps."""
     out = []
@@ -744,6 +775,7 @@ def grammar_flaw(prompt: str, negative: str, al: Alignment | None = None) -> str
     * more bare verbs joined by "and" to a third-person verb of the same subject ("it rises and
       *hover*": `coordination_flaws`, session 37);
     * more bare verbs after a form of "be" ("the car is *lift* off": `copula_bare_verbs`, session 37).
+    * the prompt's words, or a stretch of them, in a shuffled order (`scrambled_order`, session 39).
 
     Verbs are read through `verb_lemma` (the tagger's physics verbs and WordNet's). On the labelled
     train and dev rows (3,167, where the checks were designed) the checks after the echo fire on 187
@@ -779,6 +811,8 @@ def grammar_flaw(prompt: str, negative: str, al: Alignment | None = None) -> str
         return "a bare verb joined by \"and\" to a third-person verb of the same subject (\"it rises and hover\")"
     if copula_bare_verbs(negative) > copula_bare_verbs(prompt):
         return "a bare verb after a form of \"be\" (\"the car is lift off\")"
+    if scrambled_order(al):
+        return "the prompt's words in a shuffled order"
     return None
 
 

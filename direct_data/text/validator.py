@@ -233,6 +233,18 @@ _ECHO_PATTERNS: tuple[re.Pattern[str], ...] = tuple(re.compile(p, re.IGNORECASE)
     r"\bthis (edit|modification|version|rewrite|variant)\b", r"\bkeeping (the rest|everything else)\b",
     r"\bI\s+(changed|modified|replaced|swapped|altered|edited|rewrote|made|kept|added|removed)\b",
     r"\b(changed|replaced|swapped)\s+['\"‘“][^'\"’”]+['\"’”]\s+(to|with|for|by)\b",
+    # text addressed to whoever checks the rewrite (a prompt injection; none in a shared prompt, a
+    # labelled negative or a rules negative unless its prompt says it too)
+    r"\b(ignore|disregard|forget)\b.{0,40}\b(instructions?|rules|above|previous|prior|preceding|guidelines|system|validator|checks?|filters?)\b",
+    r"\b(previous|above|prior|earlier|preceding)\s+(instructions?|rules|directions|guidelines|messages?|prompts?|context)\b",
+    r"\b(system|admin|developer|god)\s+(override|mode|prompt|message|instructions?)\b",
+    r"\boverride\s+(the|all|any|previous|prior|your|my|this|these)\b", r"\bjailbr[eo]ak",
+    r"\b(mark|label|classify|rate|score|treat|flag|tag)\w*\s+(this|it|that|the\s+\w+)?\s*"
+    r"(row|text|rewrite|answer|sample|negative|output|one)?\s*as\s+(valid|accepted|correct|good|approved|passing|fluent|ok|okay|true)\b",
+    r"\b(approve|accept)\s+(this|it)\b", r"\b(validator|grader|classifier|evaluator|moderator|annotator|reviewer)s?\b",
+    r"\byou (are now|must|should|will now|have to|need to)\b", r"\b(respond|reply|answer)\s+(with|only)\b",
+    r"\bsay\s+['\"‘“]", r"\blanguage model\b|\b(chatgpt|gpt-?\d\w*|openai)\b", r"\bdeveloper mode\b|\bdo anything now\b",
+    r"\b(in)?valid\b",
 ))
 
 _NEGATORS = frozenset("not never no nothing none neither nor cannot".split())
@@ -298,6 +310,7 @@ _FORMATTING: tuple[tuple[re.Pattern[str], str], ...] = (
     (re.compile(r"<\|[^|<>]{1,40}\|>|\[/?(INST|SYS|END|EOS)\]|<<SYS>>|#{3,}", re.IGNORECASE), "a chat template's token"),
     (re.compile(r"(^|\s)[#@][A-Za-z]\w*"), "a hashtag or mention"),
     (re.compile(r"[.!?]\s*(THE END|END|EOF|EOS|FIN)\W*$"), "an end marker after the sentence"),
+    (re.compile(r"\\[A-Za-z]{2,}|\$[^$\n]{1,60}\$"), "LaTeX (a command or a formula in dollars)"),
 )
 #: emoji and pictographs (not "°" or other signs a physical caption uses)
 _PICTOGRAPH = re.compile("[\U0001F000-\U0001FAFF\u2600-\u27BF\u2B00-\u2BFF\uFE0F]")
@@ -367,6 +380,9 @@ def _form_flaw(prompt: str, negative: str) -> tuple[str, str] | None:
     mash = _mash(prompt, negative)
     if mash:
         return "ungrammatical", "not a word: " + ", ".join(repr(w) for w in mash[:3])
+    opener = _SENTENCE_OPENER_INSIDE.search(negative)
+    if opener and not _SENTENCE_OPENER_INSIDE.search(prompt):
+        return "ungrammatical", f"a sentence's first word inside a sentence: {opener.group(0)!r}"
     cut = _cut_off(prompt, negative)
     if cut is not None:
         return "scene_changed", cut
@@ -393,6 +409,12 @@ def _wrapped(text: str, opening: str, closing: str) -> bool:
     if body[0] in "\"“«":
         return not any(c in inner for c in "\"“”«»")
     return not re.search(r"['‘’](\s|$)|(^|\s)['‘’]", inner)
+
+
+#: a word that opens a sentence, capitalised, right after a lower-case word with no punctuation
+#: between: text pasted into the middle of a sentence ("into a deep *The* rubber duck"). No shared
+#: prompt, labelled negative or rules negative has one ("Team A," and "vitamin A" are why "A" is left out)
+_SENTENCE_OPENER_INSIDE = re.compile(r"\b[a-z][a-z'-]*\s+(The|An|This|These|Those|They|It|He|She|We|Its|Their)\b")
 
 
 #: a run of this many words said twice in a negative, and not in its prompt, is a repeat (no train
