@@ -569,6 +569,9 @@ WRAPPED = [
     (UP.replace("rolls up", "rolls up \\quad"), "markup"),
     ("floor steep off ramp a up red the wooden rolls ball bounces and a.", "ungrammatical"),
     ("A red ball rolls up a steep wooden The rubber duck is hung ramp and bounces off the floor.", "ungrammatical"),
+    ("A red ball rolls up a steep wooden ramp and bounces off the floor like a", "ungrammatical"),  # stops mid-clause
+    ("A red ball rolls up a steep wooden ramp and bounces off the floor and", "ungrammatical"),
+    ("A red ball rolls up a steep wooden ramp and bounces off the floor,", "ungrammatical"),
 ]
 
 
@@ -609,6 +612,9 @@ def test_a_chat_models_wrapping_and_a_cut_off_text_get_a_reason(validator: Valid
         (RAMP, "kinematics", "A red ball rolls up a steep wooden ramp, overriding gravity, and bounces off the floor."),
         (RAMP, "kinematics", "A red ball rolls up a steep wooden ramp, ignoring the slope, and bounces off the floor above."),
         ("A price tag reads $5 and the coin rolls down a ramp.", "kinematics", "A price tag reads $5 and the coin rolls up a ramp."),
+        # a caption that ends on a particle, or on a comma as its prompt does
+        ("A shark swims in the ocean, zoom in", "kinematics", "A shark swims backward in the ocean, zoom in"),
+        ("Butter is placed on a hot pan,", "materials", "Margarine is placed on a hot pan,"),
     ]
     for (_, _, n), v in zip(fine, validator.check_many(fine, dedupe_within=False)):
         assert v.reason not in ("markup", "not_english", "instruction_echo") and "cut off" not in (v.detail or ""), (n, v)

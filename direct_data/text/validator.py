@@ -386,6 +386,9 @@ def _form_flaw(prompt: str, negative: str) -> tuple[str, str] | None:
     cut = _cut_off(prompt, negative)
     if cut is not None:
         return "scene_changed", cut
+    dangling, dangling_p = _dangling_end(negative), _dangling_end(prompt)
+    if dangling and not dangling_p:
+        return "ungrammatical", f"the text stops mid-clause, on {dangling!r}"
     return None
 
 
@@ -516,6 +519,25 @@ def _mash(prompt: str, negative: str) -> list[str]:
 def _sentences(text: str) -> list[str]:
     """The text's sentences, lower-case, words only."""
     return [" ".join(re.findall(r"\w+", s.lower())) for s in re.split(r"(?<=[.!?])\s+", text.strip()) if s.strip()]
+
+
+#: words a sentence cannot stop on: a conjunction, an article or possessive, a preposition that
+#: is never a particle ("zoom *in*" ends many prompts; "in", "on", "over" are left out)
+_NEVER_LAST = frozenset("and or but nor with like into onto from the a an of to as than whose its their his her "
+                        "toward towards".split())
+
+
+def _dangling_end(text: str) -> str | None:
+    """The last word or mark of a text that stops mid-clause ("... like a green twig *and*", "... on
+    the *,*"), else None. No shared prompt does it but one that ends on a comma, and no labelled
+    good or rules negative; labelled `ungrammatical` rows do ("... in zero gravity *of*")."""
+    t = text.rstrip()
+    if not t or t[-1] in _END_PUNCT + _QUOTES + ")]":
+        return None
+    if t[-1] in ",;:":
+        return t[-1]
+    m = re.search(r"([A-Za-z]+)$", t)
+    return m.group(1).lower() if m and m.group(1).lower() in _NEVER_LAST else None
 
 
 def _cut_off(prompt: str, negative: str) -> str | None:
