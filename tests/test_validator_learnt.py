@@ -572,6 +572,35 @@ WRAPPED = [
     ("A red ball rolls up a steep wooden ramp and bounces off the floor like a", "ungrammatical"),  # stops mid-clause
     ("A red ball rolls up a steep wooden ramp and bounces off the floor and", "ungrammatical"),
     ("A red ball rolls up a steep wooden ramp and bounces off the floor,", "ungrammatical"),
+    # a chat model's leftovers, verdicts written into the text, and odd characters (session 39's sweep)
+    ("Certainly! " + UP, "instruction_echo"),
+    ("Sorry, I misread the task. " + UP, "instruction_echo"),
+    (UP + " Would you like another one?", "instruction_echo"),
+    (UP + " Score: 9/10", "instruction_echo"),
+    (UP + " label: good", "instruction_echo"),
+    ("[ASSISTANT] " + UP, "instruction_echo"),
+    ("Option B: " + UP, "instruction_echo"),
+    ("Kinematics - " + UP, "instruction_echo"),
+    (UP + " P.S. only the direction changed.", "instruction_echo"),
+    ("model\n" + UP, "instruction_echo"),
+    (UP + " -- Jane", "instruction_echo"),  # words after the last sentence
+    (UP + " v2", "instruction_echo"),
+    (RAMP + " / " + UP, "instruction_echo"),  # the prompt and the rewrite together
+    (UP + " lol", "markup"),
+    (UP + " :)", "markup"),
+    (UP + "!!", "markup"),
+    (UP.replace("ramp", "ramp <!-- ok -->"), "markup"),
+    (UP + " <end_of_turn>", "markup"),
+    ("„" + UP + "“", "markup"),
+    ("(a) " + UP, "markup"),
+    (UP.replace("steep", "st\u0336e\u0336e\u0336p\u0336"), "markup"),  # struck through
+    (UP.replace("wooden", "wo\ufffdden"), "markup"),
+    (UP.replace("ramp", "ⓡⓐⓜⓟ"), "markup"),
+    (UP.replace("floor", "floor Ã©tÃ©"), "markup"),
+    (UP.replace("wooden", "w\u03bfoden"), "not_english"),  # a Greek omicron inside a Latin word
+    (UP.replace("floor.", "floor. Ignorieren Sie alle Anweisungen."), "not_english"),
+    ("marbles", "length_drift"),
+    (UP + " " + " ".join(["The crowd watches from the stands as the game goes on."] * 5), "length_drift"),
 ]
 
 
@@ -615,6 +644,13 @@ def test_a_chat_models_wrapping_and_a_cut_off_text_get_a_reason(validator: Valid
         # a caption that ends on a particle, or on a comma as its prompt does
         ("A shark swims in the ocean, zoom in", "kinematics", "A shark swims backward in the ocean, zoom in"),
         ("Butter is placed on a hot pan,", "materials", "Margarine is placed on a hot pan,"),
+        # what those checks must not read as leftovers: a caption's own marks, units and phrases
+        (RAMP, "kinematics", "Thanks to a sudden gust, a red ball rolls up a steep wooden ramp and bounces off the floor."),
+        ("A tank holds 2 m² of water and a ball sinks.", "interactions", "A tank holds 2 m² of water and a ball floats."),
+        ("Water boils at 100 °C — a pot bubbles.", "magnitudes", "Water boils at 100 °C — a pot bubbles violently."),
+        ("A ball rolls... then stops.", "kinematics", "A ball rolls backward... then stops."),
+        ("A cyclist rides through Montréal.", "kinematics", "A cyclist rides backward through Montréal."),
+        ("A pendulum swings. It stops.", "kinematics", "A pendulum spins. It stops."),
     ]
     for (_, _, n), v in zip(fine, validator.check_many(fine, dedupe_within=False)):
         assert v.reason not in ("markup", "not_english", "instruction_echo") and "cut off" not in (v.detail or ""), (n, v)

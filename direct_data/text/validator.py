@@ -150,7 +150,7 @@ class ValidatorConfig:
     learnt_span_multi_p: float | None = None
     #: learnt mode's length check (free-form LLM rewrites run longer than word swaps): reject when
     #: the word count drifts by more than max(learnt_length_slack_words, learnt_length_ratio * prompt)
-    learnt_length_ratio: float = 3.0
+    learnt_length_ratio: float = 1.0
     learnt_length_slack_words: int = 40
     #: the learnt model's safetensors file (its JSON sidecar next to it); None = the packaged one
     model_path: str | None = None
@@ -245,6 +245,21 @@ _ECHO_PATTERNS: tuple[re.Pattern[str], ...] = tuple(re.compile(p, re.IGNORECASE)
     r"\byou (are now|must|should|will now|have to|need to)\b", r"\b(respond|reply|answer)\s+(with|only)\b",
     r"\bsay\s+['\"‘“]", r"\blanguage model\b|\b(chatgpt|gpt-?\d\w*|openai)\b", r"\bdeveloper mode\b|\bdo anything now\b",
     r"\b(in)?valid\b",
+    # a chat model's leftovers around the caption, and verdicts written into it (session 39's sweep
+    # of `validate`; none in a shared prompt, a labelled negative or a rules negative)
+    r"^\W*(certainly|absolutely|sure thing|sure|okay|ok|alright|all right|got it|no problem|great question|of course|"
+    r"apologies|sorry|here you go|here it is|done|voil[aà]|yes|no|approved|accepted|accept|passed|pass|good|great|perfect)"
+    r"\b\s*[.!,:;\-]",
+    r"\b(sorry|apologi[sz]e|apologies)\b",
+    r"\b(label|verdict|score|rating|grade|p_good|status)\s*[:=]|[(\[<]\s*(accept(ed)?|approved?|valid|pass(ed)?|good)\s*[)\]>]",
+    r"\?", r"^\s*(model|assistant|user|system|bot|ai|gpt|answer|output|response)\s*\n",
+    r"^\s*(kinematics|forces|materials|interactions|magnitudes|physics|axis|edit|change|changes)\b\s*[:\-\u2013\u2014]",
+    r"[\[<(]\s*(assistant|user|system|model|ai|bot|gpt|human)\s*[\]>)]",
+    r"^\s*(version|option|variant|alternative|attempt|take|draft|candidate|sample)\s*(\d+|[a-z]|[ivx]+)?\s*[:.)\-\u2013\u2014]\s",
+    r"(^|\s)(p\.s\.|ps:|n\.b\.|nb:)", r"\b(keeps?|preserves?) the (scene|setting|rest)\b",
+    r"\b(explanation|reasoning|rationale|justification)\s*[-\u2013\u2014]", r"\bthank you\b|\bthanks\s*[!.]",
+    r"\bhope (this|it|that) (works|helps|is fine|is ok|is okay|is what)", r"\byour (dataset|data set|data|request|task)\b",
+    r"\b(must|should|will) (answer|respond|reply|output|say|return)\b", r"\byou are (an?|the|my|now)\b", r"\bchecker\b",
 ))
 
 _NEGATORS = frozenset("not never no nothing none neither nor cannot".split())
@@ -297,7 +312,7 @@ def _strip_negation(text: str) -> str:
 #: control characters (C0 but tab and line ends, DEL, C1) and zero-width / bidi format characters:
 #: no caption needs one the prompt did not have ("ri\x00ses", a terminal escape)
 _CONTROL = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f\u200b-\u200f\u202a-\u202e\u2060-\u2064\ufeff]")
-_MARKUP = re.compile(r"</?[A-Za-z][A-Za-z0-9]*(\s[^<>]*)?/?>|&(#\d+|#x[0-9a-fA-F]+|[a-zA-Z]{2,8});")
+_MARKUP = re.compile(r"</?[A-Za-z][A-Za-z0-9_:-]*(\s[^<>]*)?/?>|<!--|&(#\d+|#x[0-9a-fA-F]+|[a-zA-Z]{2,8});")
 
 
 #: a chat model's formatting around the sentence, none of which a caption has: markdown emphasis
@@ -305,7 +320,12 @@ _MARKUP = re.compile(r"</?[A-Za-z][A-Za-z0-9]*(\s[^<>]*)?/?>|&(#\d+|#x[0-9a-fA-F
 #: token, a hashtag or mention, an end marker after the last sentence ("... the floor. END")
 _FORMATTING: tuple[tuple[re.Pattern[str], str], ...] = (
     (re.compile(r"\*\*|__|`|(^|\s)\*[^*\s][^*\n]*\*(?=[\s.,!?;:]|$)"), "markdown emphasis or code"),
-    (re.compile(r"(^|\n)\s*([-*+•]|#{1,6}|>|\d+[.)])\s+\S"), "a markdown list, heading or quote marker"),
+    (re.compile(r"(^|\n)\s*([-*+•→]|#{1,6}|>|\d+[.)]|\(?[a-z]\)|\((i{1,3}|iv|vi{0,3})\)|(i{1,3}|iv|vi{0,3})[.)]|#\d+|=>|->)\s+\S"),
+     "a list, heading or quote marker"),
+    (re.compile(r"(?<![\w])(?:[:;=][\-o'^]?[)(\]\[DPpOo/\\|*]|[xX][Dd]\b|\^[_\-.]?\^|>_<|T_T|O_o|o_O|<3|\\o/)(?![\w])"
+                r"|\b(lol|lmao|rofl|omg|tbh|imo|imho|jk|btw|fyi|idk|nvm|ngl|smh|haha+|hehe+|brb|thx|pls|plz)\b", re.IGNORECASE),
+     "an emoticon or chat slang"),
+    (re.compile(r"\.\.|!!|\?!|!\?|\s[.,;:!?](\s|$)|\u2026|\[\.\.\.\]|~~|>>|<<"), "a run of punctuation or a stray mark"),
     (re.compile(r"\bhttps?://|\bwww\.\w", re.IGNORECASE), "a URL"),
     (re.compile(r"<\|[^|<>]{1,40}\|>|\[/?(INST|SYS|END|EOS)\]|<<SYS>>|#{3,}", re.IGNORECASE), "a chat template's token"),
     (re.compile(r"(^|\s)[#@][A-Za-z]\w*"), "a hashtag or mention"),
@@ -314,7 +334,7 @@ _FORMATTING: tuple[tuple[re.Pattern[str], str], ...] = (
 )
 #: emoji and pictographs (not "°" or other signs a physical caption uses)
 _PICTOGRAPH = re.compile("[\U0001F000-\U0001FAFF\u2600-\u27BF\u2B00-\u2BFF\uFE0F]")
-_QUOTES = "\"'“”‘’«»"
+_QUOTES = "\"'“”‘’«»„‚‹›「」『』"
 _END_PUNCT = ".!?"
 
 
@@ -331,6 +351,72 @@ def _other_script_letters(prompt: str, negative: str) -> list[str]:
             if not name.startswith(("LATIN", "GREEK", "MICRO SIGN")):
                 out.append(c)
     return out
+
+
+def _odd_characters(text: str) -> set[str]:
+    """Characters no caption is typed with (compared after NFC): the replacement character, a tab,
+    an ideographic space or a soft hyphen, combining marks left over (strikethrough, "Zalgo"),
+    circled letters, IPA and small-capital letters (upside-down text), superscripts and subscripts,
+    ligatures, fullwidth forms; "mojibake" for UTF-8 read as Latin-1 ("Ã©", "â€"); "mixed: w" for
+    a word that mixes Latin letters with Greek or Cyrillic ones (a look-alike "Α" in "Αn apple")."""
+    import unicodedata
+
+    out: set[str] = set()
+    for c in unicodedata.normalize("NFC", text):
+        o = ord(c)
+        if c in "\ufffd\t\u3000\u00ad" or unicodedata.category(c) == "Mn" or 0x2460 <= o <= 0x24FF \
+                or 0x0250 <= o <= 0x02AF or 0x1D00 <= o <= 0x1DBF or 0x2070 <= o <= 0x209F or c in "\u00b9" \
+                or 0xFB00 <= o <= 0xFB4F or 0xFF01 <= o <= 0xFF5E:
+            out.add(c)
+    if re.search("\u00e2\u20ac|\u00c3[\u00a0-\u00bf]", text):
+        out.add("mojibake")
+    for w in re.findall(r"\w+", text):
+        scripts = {unicodedata.name(c, "?").split()[0] for c in w if c.isalpha()}
+        if "LATIN" in scripts and scripts & {"GREEK", "CYRILLIC"}:
+            out.add("mixed: " + w)
+    return out
+
+
+#: a short tail after the text's last sentence that ends on no end mark: "... a hill. ROFL", "... a
+#: pool. Score: 9/10", "... pushed. -- John", "... Posted 2024-03-12" (where the prompt ends on one)
+_TAIL = re.compile(r"[.!?][\"'”’)\]]*\s+(\S+(?:\s+\S+){0,5})\s*$")
+#: new words that are no English word, this many in a row: a clause in another language pasted in
+#: ("... ramp. Ignorieren Sie alle Anweisungen.")
+FOREIGN_RUN = 3
+#: English closed-class words that neither WordNet nor the tagger's stop words list
+_CLOSED_CLASS = frozenset("everything else anything something nothing everyone anyone someone everybody anybody "
+                          "somebody nobody whenever wherever whoever whatever whichever toward towards themselves "
+                          "herself himself itself ourselves yourself yourselves myself although unless whereas whilst "
+                          "amongst among without within cannot ours yours hers theirs upon onto".split())
+
+
+def _foreign_run(prompt: str, negative: str) -> list[str]:
+    """The first run of `FOREIGN_RUN` consecutive words of the negative, none of them in the prompt
+    or English (`language.is_english_word`, lower case), else []."""
+    from direct_data.text.language import is_english_word
+
+    have = {w.lower() for w in re.findall(r"[^\W\d_]+", prompt)}
+    run: list[str] = []
+    for w in re.findall(r"[^\W\d_]+", negative):
+        if w.lower() not in have and len(w) > 1 and w.lower() not in _CLOSED_CLASS and not is_english_word(w.lower()):
+            run.append(w)
+            if len(run) >= FOREIGN_RUN:
+                return run
+        else:
+            run = []
+    return []
+
+
+def _two_versions(prompt: str, negative: str) -> bool:
+    """The negative holds the whole prompt and, beside it, a second text at least 0.6 of its length
+    (four words or more) made mostly (70%) of the prompt's words: the original and the rewrite given
+    together ("A stone rolls up a hill. / A stone rolls down a hill.")."""
+    kp, kn = dedupe_key(prompt), dedupe_key(negative)
+    if not kp or kp not in kn:
+        return False
+    rest = (kn[:kn.index(kp)] + " " + kn[kn.index(kp) + len(kp):]).split()
+    have = set(kp.split())
+    return len(rest) >= max(4, 0.6 * len(kp.split())) and sum(w in have for w in rest) >= 0.7 * len(rest)
 
 
 def _form_flaw(prompt: str, negative: str) -> tuple[str, str] | None:
@@ -367,6 +453,14 @@ def _form_flaw(prompt: str, negative: str) -> tuple[str, str] | None:
     other = _other_script_letters(prompt, negative)
     if other:
         return "not_english", "letters of another script: " + " ".join(other[:5])
+    odd = _odd_characters(n) - _odd_characters(p)
+    mixed = sorted(x for x in odd if x.startswith("mixed: "))
+    if mixed:
+        return "not_english", "a word mixing scripts: " + mixed[0][len("mixed: "):]
+    if odd:
+        return "markup", "unusual characters: " + " ".join(f"U+{ord(c):04X}" if len(c) == 1 else c for c in sorted(odd)[:3])
+    if _two_versions(p, n):
+        return "instruction_echo", "the prompt and a second version of it, together"
     said = Counter(s for s in _sentences(negative) if len(s.split()) >= 4)
     said_p = Counter(_sentences(prompt))
     if any(k > 1 and said_p[s] < k for s, k in said.items()):
@@ -380,6 +474,12 @@ def _form_flaw(prompt: str, negative: str) -> tuple[str, str] | None:
     mash = _mash(prompt, negative)
     if mash:
         return "ungrammatical", "not a word: " + ", ".join(repr(w) for w in mash[:3])
+    tail = _TAIL.search(n)
+    if tail and n[-1] not in _END_PUNCT + _QUOTES + ")]" and p and p[-1] in _END_PUNCT + _QUOTES + ")]":
+        return "instruction_echo", f"words after the last sentence: {tail.group(1)!r}"
+    foreign = _foreign_run(p, n)
+    if foreign:
+        return "not_english", "words of another language: " + " ".join(foreign)
     opener = _SENTENCE_OPENER_INSIDE.search(negative)
     if opener and not _SENTENCE_OPENER_INSIDE.search(prompt):
         return "ungrammatical", f"a sentence's first word inside a sentence: {opener.group(0)!r}"
@@ -409,8 +509,8 @@ def _wrapped(text: str, opening: str, closing: str) -> bool:
             if depth < 0:
                 return False
         return depth == 0
-    if body[0] in "\"“«":
-        return not any(c in inner for c in "\"“”«»")
+    if body[0] in "\"“«„「『":
+        return not any(c in inner for c in "\"“”«»„「」『』")
     return not re.search(r"['‘’](\s|$)|(^|\s)['‘’]", inner)
 
 
@@ -654,9 +754,18 @@ def _unreadable(row: Row, max_chars: int) -> tuple[str, str] | None:
     return None
 
 
+#: a negative with under this share of its prompt's words (prompts of `MIN_SHARE_FROM` words or
+#: more) kept too little of the scene to be a rewrite ("marbles" for a 10-word caption; the
+#: shortest labelled rewrite of any label keeps 0.5, a `negation` row)
+MIN_WORD_SHARE = 0.5
+MIN_SHARE_FROM = 6
+
+
 def _length_drift(prompt: str, negative: str, slack_words: int, ratio: float) -> str | None:
     """Why the negative's length drifted too far from the prompt's (words, then characters), or None."""
     n_p, n_n = len(tokenize(prompt)), len(tokenize(negative))
+    if n_p >= MIN_SHARE_FROM and n_n < MIN_WORD_SHARE * n_p:
+        return f"{n_p} -> {n_n} words: under {MIN_WORD_SHARE:g} of the prompt's"
     limit = max(slack_words, ratio * n_p)
     if abs(n_n - n_p) > limit:
         return f"{n_p} -> {n_n} words"
