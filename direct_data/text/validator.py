@@ -15,14 +15,17 @@ declared axis, negative); the verdict is *accepted* or the first failing check's
                        alignment is quadratic in the length; the longest shared prompt has 1,120)
 ``identical``          the negative equals the prompt (case, spaces and punctuation ignored)
 ``instruction_echo``   the negative talks about the task ("here is", "rewrite", "axis:",
-                       "ignore the instructions", ...) where the prompt did not
+                       "ignore the instructions", ...), carries a chat model's leftovers (an
+                       opener, a question, a verdict or role tag, words after the last sentence)
+                       or the prompt beside the rewrite, where the prompt did not
 ``negation_only``      the negative only negates the prompt ("does not fall", "no longer")
 ``negation``           a negation added on top of a real change (text encoders blur negation;
                        allowed with ``allow_negation_with_change``)
 ``duplicate``          equals another negative already kept for the same prompt
 ``length_drift``       word count drifted by more than ``max(length_slack_words,
                        max_length_ratio * len(prompt))``, or the character count by more than
-                       `CHARS_PER_WORD` times that (one 100 kB "word" is not a rewrite)
+                       `CHARS_PER_WORD` times that (one 100 kB "word" is not a rewrite), or fell
+                       under `MIN_WORD_SHARE` of the prompt's
 ``scene_changed``      scene words lost (kept share < ``min_content_kept``), an object swapped
                        for another, or more than ``max_new_content`` new scene words
 ``axis_not_changed``   no changed word belongs to any axis
@@ -30,8 +33,10 @@ declared axis, negative); the verdict is *accepted* or the first failing check's
 ``multi_axis``         the declared axis changed, and another one too
 ``cosine_out_of_band`` sentence-embedding cosine to the prompt outside the axis band
 ``judge_rejected``     the optional LLM judge said no
-``markup``             the negative carries HTML/XML tags or entities, or control or invisible
-                       format characters, the prompt does not have
+``markup``             the negative carries HTML/XML tags or entities, control or invisible
+                       format characters, chat formatting (markdown, emoticons, runs of
+                       punctuation) or characters nobody types into a caption (`_odd_characters`)
+                       that the prompt does not have
 ``copy``               (learnt) reworded with no physics change (synonyms, tense, word order);
                        a rewrite that uses the prompt's words, up to order, tense and function
                        words (`direct_data.text.features.bag_delta` 0), is a copy before the model
