@@ -651,10 +651,14 @@ def test_a_chat_models_wrapping_and_a_cut_off_text_get_a_reason(validator: Valid
         ("A ball rolls... then stops.", "kinematics", "A ball rolls backward... then stops."),
         ("A cyclist rides through Montréal.", "kinematics", "A cyclist rides backward through Montréal."),
         ("A pendulum swings. It stops.", "kinematics", "A pendulum spins. It stops."),
+        # the same substitution at both mentions of a phrase the prompt says twice is no repeat
+        ("A marble is released from a low ramp. Then the marble is released from a high ramp.", "materials",
+         "A glass bead is released from a low ramp. Then the glass bead is released from a high ramp."),
     ]
     for (_, _, n), v in zip(fine, validator.check_many(fine, dedupe_within=False)):
         assert v.reason not in ("markup", "not_english", "instruction_echo") and "cut off" not in (v.detail or ""), (n, v)
         assert v.detail != "a sentence said twice" and not (v.detail or "").startswith("not a word"), n
+        assert not (v.detail or "").endswith("words said twice"), n
     assert got[12].detail.startswith("cut off") and got[13].detail.startswith("cut off")
 
 

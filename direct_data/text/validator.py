@@ -470,8 +470,12 @@ def _form_flaw(prompt: str, negative: str) -> tuple[str, str] | None:
     said_p = Counter(_sentences(prompt))
     if any(k > 1 and said_p[s] < k for s, k in said.items()):
         return "ungrammatical", "a sentence said twice"
-    runs_p = _word_runs(prompt)
-    if any(k > 1 and k > runs_p.get(g, 0) for g, k in _word_runs(negative).items()):
+    runs_p, short_p = _word_runs(prompt), _word_runs(prompt, EXCUSE_RUN)
+    if any(k > 1 and k > runs_p.get(g, 0)
+           # not where the prompt says part of the run twice itself and the rewrite changed a word
+           # beside it in both places ("The marble is released from a" -> "The ball bearing is ...")
+           and not any(short_p[g[i:i + EXCUSE_RUN]] > 1 for i in range(REPEAT_RUN - EXCUSE_RUN + 1))
+           for g, k in _word_runs(negative).items()):
         return "ungrammatical", f"{REPEAT_RUN} words said twice"
     typos = _misspelt(prompt, negative)
     if typos:
@@ -530,10 +534,14 @@ _SENTENCE_OPENER_INSIDE = re.compile(r"\b[a-z][a-z'-]*\s+(The|An|This|These|Thos
 REPEAT_RUN = 6
 
 
-def _word_runs(text: str) -> Counter:
-    """How often each run of `REPEAT_RUN` consecutive words (lower case) occurs in the text."""
+#: ... unless the prompt says a run of this many of its words twice itself
+EXCUSE_RUN = 4
+
+
+def _word_runs(text: str, size: int = REPEAT_RUN) -> Counter:
+    """How often each run of `size` consecutive words (lower case) occurs in the text."""
     w = re.findall(r"\w+", text.lower())
-    return Counter(tuple(w[i: i + REPEAT_RUN]) for i in range(len(w) - REPEAT_RUN + 1))
+    return Counter(tuple(w[i: i + size]) for i in range(len(w) - size + 1))
 
 
 def _edit_distance(a: str, b: str) -> int:
