@@ -225,7 +225,7 @@ _ECHO_PATTERNS: tuple[re.Pattern[str], ...] = tuple(re.compile(p, re.IGNORECASE)
     r"\brewrit(e|ten|ing)\b", r"\baxis\b", r"\bignore\b.{0,30}\binstructions?\b",
     r"\binstructions?\b", r"\bhere\s+is\b", r"\bhere'?s\b", r"\boutput\b", r"\bprompt\b",
     r"\bcaption\b", r"\bnegative\b", r"\boriginal\b", r"\bas an ai\b", r"\bsure[,!]",
-    r"\bjson\b", r"[{}]", r"^\s*(answer|result|rewrite|response)\s*:", r"\bchanged span\b",
+    r"\bjson\b", r"[{}]", r"^\s*(answer|result|rewrite|response)\s*[:\-\u2013\u2014]", r"\bchanged span\b",
     r"\b(kinematics|magnitudes)\b", r"\balternatively\b", r"\boption\s*\d", r"\b(system|assistant|user)\s*:",
     r"\bhope (this|that|it) helps\b", r"\blet me know\b", r"\bfeel free\b", r"\bhappy to help\b", r"\bnote\s*:",
     r"\btl;?dr\b", r"^\s*(modified|updated|revised|new|changed|perturbed|edited|final|version|description|sentence|text)"
@@ -236,7 +236,7 @@ _ECHO_PATTERNS: tuple[re.Pattern[str], ...] = tuple(re.compile(p, re.IGNORECASE)
     r"\b(explanation|reasoning|rationale|justification|physics change|modification|changes? made|what changed)\s*:",
     r"\b(everything else|all else|the rest( of the \w+)?) (is|remains|stays|is kept) (the same|unchanged|identical|as (before|in the original))\b",
     r"\bthis (edit|modification|version|rewrite|variant)\b", r"\bkeeping (the rest|everything else)\b",
-    r"\bI\s+(changed|modified|replaced|swapped|altered|edited|rewrote|made|kept|added|removed)\b",
+    r"\bI(\s+|'ve\s+|\s+have\s+)(changed|modified|replaced|swapped|altered|edited|rewrote|made|kept|added|removed)\b",
     r"\b(changed|replaced|swapped)\s+['\"‘“][^'\"’”]+['\"’”]\s+(to|with|for|by)\b",
     # text addressed to whoever checks the rewrite (a prompt injection; none in a shared prompt, a
     # labelled negative or a rules negative unless its prompt says it too)
@@ -265,6 +265,9 @@ _ECHO_PATTERNS: tuple[re.Pattern[str], ...] = tuple(re.compile(p, re.IGNORECASE)
     r"\b(explanation|reasoning|rationale|justification)\s*[-\u2013\u2014]", r"\bthank you\b|\bthanks\s*[!.]",
     r"\bhope (this|it|that) (works|helps|is fine|is ok|is okay|is what)", r"\byour (dataset|data set|data|request|task)\b",
     r"\b(must|should|will) (answer|respond|reply|output|say|return)\b", r"\byou are (an?|the|my|now)\b", r"\bchecker\b",
+    r"\bhappy to (help|tweak|adjust|change|revise|edit|rewrite)\b", r"\b(previous|last|first|earlier) (answer|response|attempt|reply)\b",
+    r"[\[(]\s*(kinematics|forces|materials|interactions|magnitudes)\s*[\])]",
+    r"\b(do not|don't|never) (flag|reject|filter|remove|penali[sz]e)\b", r"\btraining (set|data)\b",
 ))
 
 _NEGATORS = frozenset("not never no nothing none neither nor cannot".split())
@@ -330,7 +333,15 @@ _FORMATTING: tuple[tuple[re.Pattern[str], str], ...] = (
     (re.compile(r"(?<![\w])(?:[:;=][\-o'^]?[)(\]\[DPpOo/\\|*]|[xX][Dd]\b|\^[_\-.]?\^|>_<|T_T|O_o|o_O|<3|\\o/)(?![\w])"
                 r"|\b(lol|lmao|rofl|omg|tbh|imo|imho|jk|btw|fyi|idk|nvm|ngl|smh|haha+|hehe+|brb|thx|pls|plz)\b", re.IGNORECASE),
      "an emoticon or chat slang"),
-    (re.compile(r"\.\.|!!|\?!|!\?|\s[.,;:!?](\s|$)|\u2026|\[\.\.\.\]|~~|>>|<<"), "a run of punctuation or a stray mark"),
+    (re.compile(r"\.\.|!!|\?!|!\?|\s[.,;:!?](\s|$)|\u2026|\[\.\.\.\]|~~|>>|<<|={2,}|-{3,}|_{3,}|\*{3,}"),
+     "a run of punctuation or a stray mark"),
+    (re.compile(r"\\u[0-9a-fA-F]{4}|\\x[0-9a-fA-F]{2}|\\[ntr](?![A-Za-z])"), "an escape sequence written out (\"\\u0020\")"),
+    (re.compile(r"^\s*[\"“„«「『‘'].*[\"”“»」』’']\W*$", re.DOTALL), "the text between quote marks"),
+    (re.compile(r"[a-z]{2}[,;:][a-z]{2}"), "no space after a comma"),
+    (re.compile(r"(?<=\S) {2,}(?=\S)(.*(?<=\S) {2,}(?=\S)){2}", re.DOTALL), "runs of spaces"),
+    (re.compile(r"\byour (ai |virtual )?assistant\b", re.IGNORECASE), "a signature"),
+    (re.compile(r"(?<!\S)(\w ){4,}\w(?!\S)"), "letters spaced out"),
+    (re.compile(r"\b[a-z]{2,}[A-Z][A-Za-z]*\b"), "a capital inside a lower-case word (two texts glued: \"tilt upAn astronaut\")"),
     (re.compile(r"\bhttps?://|\bwww\.\w", re.IGNORECASE), "a URL"),
     (re.compile(r"<\|[^|<>]{1,40}\|>|\[/?(INST|SYS|END|EOS)\]|<<SYS>>|#{3,}", re.IGNORECASE), "a chat template's token"),
     (re.compile(r"(^|\s)[#@][A-Za-z]\w*"), "a hashtag or mention"),
@@ -356,6 +367,13 @@ def _other_script_letters(prompt: str, negative: str) -> list[str]:
             if not name.startswith(("LATIN", "GREEK", "MICRO SIGN")):
                 out.append(c)
     return out
+
+
+def _alternating_case(prompt: str, negative: str) -> bool:
+    """Three or more lower-to-upper steps inside the negative's words that the prompt does not have
+    ("tWo iDeNtIcAl", "rEd BaLl"; "LaTeX" has two, "McDonald" one)."""
+    have = set(re.findall(r"\w+", prompt))
+    return sum(len(re.findall(r"[a-z][A-Z]", w)) for w in re.findall(r"\w+", negative) if w not in have) >= 3
 
 
 def _odd_characters(text: str) -> set[str]:
@@ -397,19 +415,37 @@ _CLOSED_CLASS = frozenset("everything else anything something nothing everyone a
 
 def _foreign_run(prompt: str, negative: str) -> list[str]:
     """The first run of `FOREIGN_RUN` consecutive words of the negative, none of them in the prompt
-    or English (`language.is_english_word`, lower case), else []."""
+    or English (`language.is_english_word`, lower case), else []; words of three letters or fewer
+    that are no function word are skipped."""
     from direct_data.text.language import is_english_word
 
     have = {w.lower() for w in re.findall(r"[^\W\d_]+", prompt)}
+    from direct_data.text.axes import STOPWORDS
+
     run: list[str] = []
     for w in re.findall(r"[^\W\d_]+", negative):
-        if w.lower() not in have and len(w) > 1 and w.lower() not in _CLOSED_CLASS and not is_english_word(w.lower()):
+        low = w.lower()
+        if len(w) <= 3 and low not in STOPWORDS:
+            continue  # "a", "en", "el", "un": too short to tell (as `language.not_english` reads them)
+        if low not in have and low not in _CLOSED_CLASS and not is_english_word(low):
             run.append(w)
             if len(run) >= FOREIGN_RUN:
                 return run
         else:
             run = []
     return []
+
+
+def _hyphen_broken(prompt: str, negative: str) -> str | None:
+    """A word the negative breaks with a hyphen and a space ("kitc- hen", "aga- inst"): the two
+    halves joined are an English word, the first alone is not, and the prompt has no such break."""
+    from direct_data.text.language import is_english_word
+
+    for m in re.finditer(r"\b([A-Za-z]+)- ([a-z]+)\b", negative):
+        a, b = m.group(1), m.group(2)
+        if m.group(0) not in prompt and not is_english_word(a.lower()) and is_english_word((a + b).lower()):
+            return m.group(0)
+    return None
 
 
 def _two_versions(prompt: str, negative: str) -> bool:
@@ -438,6 +474,8 @@ def _form_flaw(prompt: str, negative: str) -> tuple[str, str] | None:
             return "markup", what
     if _PICTOGRAPH.search(negative) and not _PICTOGRAPH.search(prompt):
         return "markup", "emoji or pictographs"
+    if _alternating_case(prompt, negative):
+        return "markup", "alternating case"
     n, p = negative.strip(), prompt.strip()
     if _wrapped(n, _QUOTES, _QUOTES) and not _wrapped(p, _QUOTES, _QUOTES):
         return "markup", "the whole text in quotes"
@@ -483,6 +521,12 @@ def _form_flaw(prompt: str, negative: str) -> tuple[str, str] | None:
     mash = _mash(prompt, negative)
     if mash:
         return "ungrammatical", "not a word: " + ", ".join(repr(w) for w in mash[:3])
+    last = [x.strip() for x in n.splitlines() if x.strip()]
+    if "\n" not in p and len(last) >= 2 and len(last[-1].split()) <= 5 and len(last[0].split()) >= 4:
+        return "instruction_echo", f"a short line after the text: {last[-1]!r}"
+    broken = _hyphen_broken(p, n)
+    if broken:
+        return "markup", f"a word broken by a hyphen: {broken!r}"
     tail = _TAIL.search(n)
     if tail and n[-1] not in _END_PUNCT + _QUOTES + ")]" and p and p[-1] in _END_PUNCT + _QUOTES + ")]":
         return "instruction_echo", f"words after the last sentence: {tail.group(1)!r}"
@@ -525,8 +569,10 @@ def _wrapped(text: str, opening: str, closing: str) -> bool:
 
 #: a word that opens a sentence, capitalised, right after a lower-case word with no punctuation
 #: between: text pasted into the middle of a sentence ("into a deep *The* rubber duck"). No shared
-#: prompt, labelled negative or rules negative has one ("Team A," and "vitamin A" are why "A" is left out)
-_SENTENCE_OPENER_INSIDE = re.compile(r"\b[a-z][a-z'-]*\s+(The|An|This|These|Those|They|It|He|She|We|Its|Their)\b")
+#: prompt, labelled negative or rules negative has one ("Team A," and "vitamin A" are why "A" counts only
+#: between two lower-case words: "... the surface *A* bowl of soup")
+_SENTENCE_OPENER_INSIDE = re.compile(r"\b[a-z][a-z'-]*\s+(The|An|This|These|Those|They|It|He|She|We|Its|Their)\b"
+                                     r"|\b[a-z]{3,} A [a-z]{2,}")
 
 
 #: a run of this many words said twice in a negative, and not in its prompt, is a repeat (no train
