@@ -417,11 +417,10 @@ def _foreign_run(prompt: str, negative: str) -> list[str]:
     """The first run of `FOREIGN_RUN` consecutive words of the negative, none of them in the prompt
     or English (`language.is_english_word`, lower case), else []; words of three letters or fewer
     that are no function word are skipped."""
+    from direct_data.text.axes import STOPWORDS
     from direct_data.text.language import is_english_word
 
     have = {w.lower() for w in re.findall(r"[^\W\d_]+", prompt)}
-    from direct_data.text.axes import STOPWORDS
-
     run: list[str] = []
     for w in re.findall(r"[^\W\d_]+", negative):
         low = w.lower()
