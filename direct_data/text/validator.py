@@ -222,25 +222,24 @@ def embedder_identity(embedder: Any) -> str | None:
 # --------------------------------------------------------------------------------------------
 
 _ECHO_PATTERNS: tuple[re.Pattern[str], ...] = tuple(re.compile(p, re.IGNORECASE) for p in (
-    r"\brewrit(e|ten|ing)\b", r"\baxis\b", r"\bignore\b.{0,30}\binstructions?\b",
+    r"\brewrit(e|ten|ing)\b", r"\baxis\b", r"\b(ignore|disregard|forget)\b.{0,40}\b(instructions?|rules|above|previous|prior|preceding|guidelines|system|validator|checks?|filters?)\b",
     r"\binstructions?\b", r"\bhere\s+is\b", r"\bhere'?s\b", r"\boutput\b", r"\bprompt\b",
     r"\bcaption\b", r"\bnegative\b", r"\boriginal\b", r"\bas an ai\b", r"\bsure[,!]",
     r"\bjson\b", r"[{}]", r"^\s*(answer|result|rewrite|response)\s*[:\-\u2013\u2014]", r"\bchanged span\b",
     r"\b(kinematics|magnitudes)\b", r"\balternatively\b", r"\boption\s*\d", r"\b(system|assistant|user)\s*:",
-    r"\bhope (this|that|it) helps\b", r"\blet me know\b", r"\bfeel free\b", r"\bhappy to help\b", r"\bnote\s*:",
+    r"\bhope (this|it|that) (works|helps|is fine|is ok|is okay|is what)", r"\blet me know\b", r"\bfeel free\b", r"\bhappy to (help|tweak|adjust|change|revise|edit|rewrite)\b", r"\bnote\s*:",
     r"\btl;?dr\b", r"^\s*(modified|updated|revised|new|changed|perturbed|edited|final|version|description|sentence|text)"
     r"(\s+(version|caption|text|sentence|prompt|description))?\s*:",
     # a chat model's comment on its own edit (none in a shared prompt or a labelled negative)
     r"^\s*(in|for) (this|the) (new |modified |altered |alternate |alternative |edited |rewritten |changed |perturbed )?"
     r"(version|variant|variation|rewrite|edit)\b",
-    r"\b(explanation|reasoning|rationale|justification|physics change|modification|changes? made|what changed)\s*:",
+    r"\b(explanation|reasoning|rationale|justification|physics change|modification|changes? made|what changed)\s*[:\-\u2013\u2014]",
     r"\b(everything else|all else|the rest( of the \w+)?) (is|remains|stays|is kept) (the same|unchanged|identical|as (before|in the original))\b",
     r"\bthis (edit|modification|version|rewrite|variant)\b", r"\bkeeping (the rest|everything else)\b",
     r"\bI(\s+|'ve\s+|\s+have\s+)(changed|modified|replaced|swapped|altered|edited|rewrote|made|kept|added|removed)\b",
     r"\b(changed|replaced|swapped)\s+['\"‘“][^'\"’”]+['\"’”]\s+(to|with|for|by)\b",
     # text addressed to whoever checks the rewrite (a prompt injection; none in a shared prompt, a
     # labelled negative or a rules negative unless its prompt says it too)
-    r"\b(ignore|disregard|forget)\b.{0,40}\b(instructions?|rules|above|previous|prior|preceding|guidelines|system|validator|checks?|filters?)\b",
     r"\b(previous|above|prior|earlier|preceding)\s+(instructions?|rules|directions|guidelines|messages?|prompts?|context)\b",
     r"\b(system|admin|developer|god)\s+(override|mode|prompt|message|instructions?)\b",
     r"\boverride\s+(the|all|any|previous|prior|your|my|this|these)\b", r"\bjailbr[eo]ak",
@@ -262,10 +261,10 @@ _ECHO_PATTERNS: tuple[re.Pattern[str], ...] = tuple(re.compile(p, re.IGNORECASE)
     r"[\[<(]\s*(assistant|user|system|model|ai|bot|gpt|human)\s*[\]>)]",
     r"^\s*(version|option|variant|alternative|attempt|take|draft|candidate|sample)\s*(\d+|[a-z]|[ivx]+)?\s*[:.)\-\u2013\u2014]\s",
     r"(^|\s)(p\.s\.|ps:|n\.b\.|nb:)", r"\b(keeps?|preserves?) the (scene|setting|rest)\b",
-    r"\b(explanation|reasoning|rationale|justification)\s*[-\u2013\u2014]", r"\bthank you\b|\bthanks\s*[!.]",
-    r"\bhope (this|it|that) (works|helps|is fine|is ok|is okay|is what)", r"\byour (dataset|data set|data|request|task)\b",
+    r"\bthank you\b|\bthanks\s*[!.]",
+    r"\byour (dataset|data set|data|request|task)\b",
     r"\b(must|should|will) (answer|respond|reply|output|say|return)\b", r"\byou are (an?|the|my|now)\b", r"\bchecker\b",
-    r"\bhappy to (help|tweak|adjust|change|revise|edit|rewrite)\b", r"\b(previous|last|first|earlier) (answer|response|attempt|reply)\b",
+    r"\b(previous|last|first|earlier) (answer|response|attempt|reply)\b",
     r"[\[(]\s*(kinematics|forces|materials|interactions|magnitudes)\s*[\])]",
     r"\b(do not|don't|never) (flag|reject|filter|remove|penali[sz]e)\b", r"\btraining (set|data)\b",
 ))
@@ -352,6 +351,8 @@ _FORMATTING: tuple[tuple[re.Pattern[str], str], ...] = (
 _PICTOGRAPH = re.compile("[\U0001F000-\U0001FAFF\u2600-\u27BF\u2B00-\u2BFF\uFE0F]")
 _QUOTES = "\"'“”‘’«»„‚‹›「」『』"
 _END_PUNCT = ".!?"
+#: what a text that ends its last sentence ends on
+_SENTENCE_END = _END_PUNCT + _QUOTES + ")]"
 
 
 def _other_script_letters(prompt: str, negative: str) -> list[str]:
@@ -527,7 +528,7 @@ def _form_flaw(prompt: str, negative: str) -> tuple[str, str] | None:
     if broken:
         return "markup", f"a word broken by a hyphen: {broken!r}"
     tail = _TAIL.search(n)
-    if tail and n[-1] not in _END_PUNCT + _QUOTES + ")]" and p and p[-1] in _END_PUNCT + _QUOTES + ")]":
+    if tail and n[-1] not in _SENTENCE_END and p and p[-1] in _SENTENCE_END:
         return "instruction_echo", f"words after the last sentence: {tail.group(1)!r}"
     foreign = _foreign_run(p, n)
     if foreign:
@@ -690,7 +691,7 @@ def _dangling_end(text: str) -> str | None:
     the *,*"), else None. No shared prompt does it but one that ends on a comma, and no labelled
     good or rules negative; labelled `ungrammatical` rows do ("... in zero gravity *of*")."""
     t = text.rstrip()
-    if not t or t[-1] in _END_PUNCT + _QUOTES + ")]":
+    if not t or t[-1] in _SENTENCE_END:
         return None
     if t[-1] in ",;:":
         return t[-1]
