@@ -677,6 +677,82 @@ def test_a_chat_models_wrapping_and_a_cut_off_text_get_a_reason(validator: Valid
     assert got[12].detail.startswith("cut off") and got[13].detail.startswith("cut off")
 
 
+def test_quantities_are_read_with_their_kind_value_and_role() -> None:
+    from direct_data.text.quantities import quantities, quantity_edit
+
+    def read(text: str) -> list[tuple[str, str, float, bool]]:
+        return [(q.text, q.kind, round(q.value, 2), q.describes_object) for _, _, q in quantities(text)]
+
+    assert read("A pan heated to 250°C.") == [("250°C", "temperature", 523.15, False)]
+    assert read("cooled to 32 °F, then to -1 degree Celsius") == [("32 °F", "temperature", 273.15, False),
+                                                                 ("-1 degree Celsius", "temperature", 272.15, False)]
+    assert read("A 30lb kettlebell at 3 m/s") == [("30lb", "mass", 13.61, True), ("3 m/s", "speed", 3.0, False)]
+    assert read("a beaker (approximately 10 cm tall), a magnet 2-3 cm in diameter") == [
+        ("10 cm", "length", 0.1, True), ("2-3 cm", "length", 0.03, True)]
+    assert read("held at a height of 15m, 10 feet away, 10 cm in the box") == [
+        ("15m", "length", 15.0, False), ("10 feet", "length", 3.05, False), ("10 cm", "length", 0.1, False)]
+    assert read("5 monkeys and 3 mice in 2 minutes") == [("2 minutes", "time", 2.0, False)]
+    # only quantities changed, each keeping its kind; not a duration, not a word besides
+    assert [c.describe() for c in quantity_edit("Ice sits at -10°C.", "Ice sits at 263.15 K.")] == ["temperature -10°C -> 263.15 K"]
+    assert not quantity_edit("Ice sits at -10°C.", "Ice sits at 263.15 K.")[0].visible
+    assert quantity_edit("Ice sits at -10°C.", "Ice melts at 90°C.") is None
+    assert quantity_edit("Wax burns over 30 hours.", "Wax burns over 3 hours.") is None
+    assert quantity_edit("A ball rolls 2 m.", "A ball rolls 2 kg.") is None
+    assert quantity_edit("A ball rolls 2 m.", "A ball rolls 2 m.") is None
+
+
+@needs_prompts
+def test_a_rewrite_that_changes_only_a_quantity_is_judged_by_the_change(validator: Validator, shared_prompt_texts: list[str]) -> None:
+    """An LLM's magnitudes rewrite of a prompt that states a quantity often changes just the number.
+    The model reads that as a copy (one token changed, cosine ~0.99); the rule reads the change: on
+    the shared prompts that state a temperature (VBench-2.0's "... as the temperature rises to
+    25°C"), a change of 80 degrees is a magnitudes negative, 3 degrees a copy; an object's weight
+    alone (Physics-IQ's "A 30lb kettlebell") is a static size change."""
+    import re
+
+    from direct_data.text.quantities import quantities
+
+    def first(kind: str, describes_object: bool) -> list[tuple[str, int, int, str]]:
+        out = []
+        for t in shared_prompt_texts:
+            qs = [(s, e, q) for s, e, q in quantities(t) if q.kind == kind and q.describes_object == describes_object]
+            if qs and t not in [o[0] for o in out]:
+                s, e, q = qs[0]
+                out.append((t, s, e, q.text))
+        return out
+
+    def shifted(hit: tuple[str, int, int, str], by: float, scale: float = 1.0) -> str:
+        text, s, e, q = hit
+        m = re.match(r"([-\u2212\u2013]?\d+(?:\.\d+)?)(.*)", q)
+        assert m, q
+        return text[:s] + f"{float(m.group(1).replace(chr(0x2212), '-').replace(chr(0x2013), '-')) * scale + by:g}" + m.group(2) + text[e:]
+
+    temps = first("temperature", False)[:12]
+    assert len(temps) == 12
+    big = validator.check_many([(h[0], "magnitudes", shifted(h, 80)) for h in temps], dedupe_within=False)
+    assert all(v.accepted and v.axes == ("magnitudes",) for v in big), [(v.reason, v.detail) for v in big]
+    assert all(v.detail.startswith("only a quantity changed: temperature") for v in big)
+    other = validator.check_many([(h[0], "materials", shifted(h, 80)) for h in temps], dedupe_within=False)
+    assert [v.reason for v in other] == ["wrong_axis"] * 12
+    small = validator.check_many([(h[0], "magnitudes", shifted(h, 3)) for h in temps], dedupe_within=False)
+    assert [v.reason for v in small] == ["copy"] * 12 and all("too little" in v.detail for v in small)
+    # the number plus a stated consequence is more than a quantity: the model decides, not the rule
+    said = validator.check_many([(h[0], "magnitudes", shifted(h, 80).rstrip(".") + ", and it boils away.") for h in temps[:4]],
+                                dedupe_within=False)
+    assert not any((v.detail or "").startswith("only a") for v in said)
+    sizes = first("mass", True)[:2] + first("length", True)[:2]
+    assert len(sizes) == 4
+    static = validator.check_many([(h[0], "magnitudes", shifted(h, 0, 10)) for h in sizes], dedupe_within=False)
+    assert [v.reason for v in static] == ["static_size_only"] * 4, [(v.reason, v.detail) for v in static]
+    heights = [h for h in first("length", False) if "height of" in h[0][max(0, h[1] - 16):h[1]]][:1]
+    assert len(heights) == 1
+    higher = validator.check(heights[0][0], "magnitudes", shifted(heights[0], 0, 10))
+    assert higher.accepted, (higher.reason, higher.detail)
+    lexicon = Validator(config=ValidatorConfig(mode="lexicon"))
+    assert [lexicon.check(temps[0][0], a, shifted(temps[0], 80)).reason for a in ("magnitudes", "forces")] == [None, "wrong_axis"]
+    assert lexicon.check(temps[0][0], "magnitudes", shifted(temps[0], 3)).reason == "copy"
+
+
 def test_bad_input_gets_a_reason_code(validator: Validator) -> None:
     got = validator.check_many([(BALL, "kinematics", t) for t in BAD_INPUT] + [(t, "kinematics", BALL) for t in BAD_INPUT])
     for t, v in zip(BAD_INPUT + BAD_INPUT, got):

@@ -56,6 +56,12 @@ declared axis, negative); the verdict is *accepted* or the first failing check's
 ``static_size_only``   (learnt) only a static size/weight look changed, no behaviour
 =====================  =======================================================================
 
+A rewrite that changes only stated quantities (numbers with their units,
+`direct_data.text.quantities`) is judged by a rule in both modes, after the checks before the
+model: a visible change of a quantity of the motion or process is a magnitudes change (accepted
+for ``magnitudes``, ``wrong_axis`` for another axis), one of an object's size or weight only is
+``static_size_only``, one too small to see is ``copy`` (`_quantity_verdict`).
+
 Two modes (``ValidatorConfig.mode``):
 
 * ``"learnt"`` (the default): the cheap, precise checks first (schema, bad_axis, too_long, not_english, empty,
@@ -729,6 +735,29 @@ def _echo(prompt: str, negative: str) -> str | None:
     return None
 
 
+def _quantity_verdict(prompt: str, axis: str, negative: str) -> tuple[str | None, str] | None:
+    """The verdict on a rewrite that changes only stated quantities (`quantities.quantity_edit`):
+    (None, detail) to accept, (reason, detail) to reject, or None when the rewrite changes more
+    than quantities. The learnt model never saw such an edit (it reads "heated to 40°C" for
+    "heated to 250°C" as a copy): a visible change of a quantity of the motion or process is a
+    magnitudes change, one of an object's size or weight only is `static_size_only`, one too small
+    to see is a `copy`."""
+    from direct_data.text.quantities import quantity_edit
+
+    changes = quantity_edit(prompt, negative)
+    if changes is None:
+        return None
+    shown = [c for c in changes if c.visible]
+    what = "; ".join(c.describe() for c in (shown or changes))
+    if not shown:
+        return "copy", f"only quantities changed, too little to look different: {what}"
+    if not any(c.behaviour for c in shown):
+        return "static_size_only", f"only an object's size or weight changed: {what}"
+    if axis != "magnitudes":
+        return "wrong_axis", f"only a quantity changed ({what}): magnitudes"
+    return None, f"only a quantity changed: {what}"
+
+
 def _content_scores(prompt: str, negative: str) -> tuple[float, list[str], list[str]]:
     """(share of the prompt's scene words kept, missing words, new words)."""
     a = Counter(content_words(prompt))
@@ -1192,23 +1221,28 @@ class Validator:
             if key in seen or key in {dedupe_key(o) for o in row.other_negatives}:
                 out.append(Verdict(False, "duplicate", scores, tagged, None))
                 continue
-            if not (p[0] >= threshold or (hand[i_lex] > 0.5 and p[0] >= min(floor, threshold))):  # NaN never passes
+            quantity = _quantity_verdict(row.prompt, row.axis, row.negative)
+            if quantity is not None:  # only stated quantities changed, an edit the model never saw: the rule decides
+                reason, detail = quantity
+                axes: tuple[str, ...] = ("magnitudes",) if reason in (None, "wrong_axis") else ()
+            elif not (p[0] >= threshold or (hand[i_lex] > 0.5 and p[0] >= min(floor, threshold))):  # NaN never passes
                 bad = max(range(1, len(LABELS)), key=lambda j: (p[j], -j))
-                detail = f"p(good) {p[0]:.4f} < {threshold:.2f}; p({LABELS[bad]}) {p[bad]:.4f}"
-                out.append(Verdict(False, LABEL_REASON[LABELS[bad]], scores, tagged, detail))
-                continue
-            if gate is not None and p[k_u] >= gate:
-                out.append(Verdict(False, "ungrammatical", scores, tagged, f"p(ungrammatical) {p[k_u]:.4f} >= {gate:.2f}"))
-                continue
-            if len(span_axes) >= 2:
-                out.append(Verdict(False, "multi_axis", scores, span_axes, f"changed spans read alone: {', '.join(span_axes)}"))
+                reason, detail, axes = LABEL_REASON[LABELS[bad]], f"p(good) {p[0]:.4f} < {threshold:.2f}; p({LABELS[bad]}) {p[bad]:.4f}", tagged
+            elif gate is not None and p[k_u] >= gate:
+                reason, detail, axes = "ungrammatical", f"p(ungrammatical) {p[k_u]:.4f} >= {gate:.2f}", tagged
+            elif len(span_axes) >= 2:
+                reason, detail, axes = "multi_axis", f"changed spans read alone: {', '.join(span_axes)}", span_axes
+            else:
+                reason, detail, axes = None, None, (row.axis,)
+            if reason is not None:
+                out.append(Verdict(False, reason, scores, axes, detail))
                 continue
             if self.judge is not None:
                 ok, why = self.judge.judge(row.prompt, row.axis, row.negative)
                 if not ok:
                     out.append(Verdict(False, "judge_rejected", scores, tagged, why))
                     continue
-            out.append(Verdict(True, None, scores, (row.axis,), None))
+            out.append(Verdict(True, None, scores, axes, detail))
             accepted.setdefault(dedupe_key(row.prompt), set()).add(key)
         return out
 
@@ -1278,6 +1312,15 @@ class Validator:
         drift = _length_drift(prompt, negative, cfg.length_slack_words, cfg.max_length_ratio)
         if drift is not None:
             return reject("length_drift", drift)
+        quantity = _quantity_verdict(prompt, axis, negative)
+        if quantity is not None:  # only stated quantities changed: the word lists see no change, the rule decides
+            reason, detail = quantity
+            if reason is None and self.judge is not None:
+                ok, why = self.judge.judge(prompt, axis, negative)
+                reason, detail = (None, detail) if ok else ("judge_rejected", why)
+            if reason is not None:
+                return reject(reason, detail, ("magnitudes",) if reason == "wrong_axis" else ())
+            return Verdict(True, None, scores, ("magnitudes",), detail)
         if kept < cfg.min_content_kept:
             return reject("scene_changed", f"missing {', '.join(missing)}", resolved)
         if tag.content_swapped:
