@@ -699,6 +699,7 @@ def test_quantities_are_read_with_their_kind_value_and_role() -> None:
     assert quantity_edit("Wax burns over 30 hours.", "Wax burns over 3 hours.") is None
     assert quantity_edit("A ball rolls 2 m.", "A ball rolls 2 kg.") is None
     assert quantity_edit("A ball rolls 2 m.", "A ball rolls 2 m.") is None
+    assert quantity_edit("heated to 250°C.", "heated to " + "9" * 50 + "°C.") is None  # no value anyone writes
 
 
 @needs_prompts

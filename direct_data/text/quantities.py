@@ -87,12 +87,15 @@ SIZE_KINDS = frozenset({"length", "mass", "volume"})
 #: kinds this module does not judge: a changed one leaves the pair to the model
 UNREAD_KINDS = frozenset({"time", "share"})
 
-_NUM = r"[-\u2212\u2013]?\d+(?:,\d{3})*(?:\.\d+)?"
+#: a number of at most 12 digits before and after the point: a longer one is no physical value an LLM
+#: writes, and is left to the model
+_DIGITS = r"\d{1,12}(?:,\d{3}){0,3}(?:\.\d{1,12})?"
+_NUM = rf"[-\u2212\u2013]?{_DIGITS}"
 _UNIT_ALT = "|".join(re.escape(u).replace(r"\ ", r"\s*") for u in sorted(_UNITS, key=len, reverse=True))
 # a number or a range ("2-3 cm", "10 to 15 cm"), then the unit, joined by nothing, a space or a hyphen
 # ("30lb", "30 lb", "30-pound"); the unit ends at a word boundary ("5 m" but not "5 monkeys")
 _QUANTITY = re.compile(
-    rf"(?<![\w.,])(?P<a>{_NUM})(?:\s*(?:-|\u2013|to)\s*(?P<b>\d+(?:,\d{{3}})*(?:\.\d+)?))?[\s-]?"
+    rf"(?<![\w.,])(?P<a>{_NUM})(?:\s*(?:-|\u2013|to)\s*(?P<b>{_DIGITS}))?[\s-]?"
     rf"(?P<unit>{_UNIT_ALT})(?![\w/])",
     re.IGNORECASE,
 )
