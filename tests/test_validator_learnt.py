@@ -692,6 +692,9 @@ def test_quantities_are_read_with_their_kind_value_and_role() -> None:
     assert read("held at a height of 15m, 10 feet away, 10 cm in the box") == [
         ("15m", "length", 15.0, False), ("10 feet", "length", 3.05, False), ("10 cm", "length", 0.1, False)]
     assert read("5 monkeys and 3 mice in 2 minutes") == [("2 minutes", "time", 2.0, False)]
+    assert read("a 45 degree swing at 400 Hz") == [("45 degree", "degrees", 45.0, True), ("400 Hz", "frequency", 24000.0, False)]
+    hotter, wider = quantity_edit("baked at 200 degrees", "baked at 350 degrees"), quantity_edit("a 45° swing", "a 60° swing")
+    assert hotter[0].visible and hotter[0].behaviour and not wider[0].visible  # 150 degrees apart; 15 and a factor 1.3
     # only quantities changed, each keeping its kind; not a duration, not a word besides
     assert [c.describe() for c in quantity_edit("Ice sits at -10°C.", "Ice sits at 263.15 K.")] == ["temperature -10°C -> 263.15 K"]
     assert not quantity_edit("Ice sits at -10°C.", "Ice sits at 263.15 K.")[0].visible

@@ -6,7 +6,7 @@ changes just that number. The sentence embedder and the learnt validator read su
 differs: ice at 90°C melts, a drop at 40°C does not dance on the pan. This module reads the quantities
 (a number and its unit) of both texts and, when they are all that differs, says what changed:
 
-- a quantity of *behaviour* (a temperature, speed, rotation rate, force, pressure, angle, a height or
+- a quantity of *behaviour* (a temperature, speed, frequency, force, pressure, angle, a height or
   distance of the motion) changed enough to look different: a **magnitudes** change;
 - only an object's size or weight ("a 30lb kettlebell" -> "a 300lb kettlebell", "10 cm tall"): a
   static size change, the labelling guide's `static_size_only`;
@@ -26,7 +26,7 @@ import re
 from dataclasses import dataclass
 
 #: a temperature change at least this many kelvin (or one across 0°C or 100°C) is visible
-MIN_TEMPERATURE_DELTA = 20.0
+MIN_TEMPERATURE_DELTA = 20.0  # also enough for bare degrees (an angle, or a temperature without its scale)
 #: any other quantity must change by at least this factor (or change sign, or to or from zero)
 MIN_FACTOR = 2.0
 
@@ -48,8 +48,8 @@ _add("speed", 1 / 3.6, "km/h", "kph", "km/hr", "kmh", "kilometers per hour", "ki
 _add("speed", 0.44704, "mph", "miles per hour", "mi/h")
 _add("speed", 0.3048, "ft/s", "feet per second")
 _add("speed", 0.514444, "knots", "knot", "kn")
-_add("rotation", 1.0, "rpm", "revolutions per minute", "rotations per minute")
-_add("rotation", 60.0, "hz", "revolutions per second", "rotations per second")
+_add("frequency", 1.0, "rpm", "revolutions per minute", "rotations per minute")
+_add("frequency", 60.0, "hz", "hertz", "revolutions per second", "rotations per second")
 _add("length", 0.001, "mm", "millimeter", "millimeters", "millimetre", "millimetres")
 _add("length", 0.01, "cm", "centimeter", "centimeters", "centimetre", "centimetres")
 _add("length", 1.0, "m", "meter", "meters", "metre", "metres")
@@ -71,7 +71,9 @@ _add("pressure", 1000.0, "kpa")
 _add("pressure", 6894.76, "psi")
 _add("pressure", 1e5, "bar", "bars")
 _add("pressure", 101325.0, "atm", "atmosphere", "atmospheres")
-_add("angle", 1.0, "°", "º", "degree", "degrees")
+# bare degrees: an angle ("a 45 degree angle") or a temperature with its scale left out ("heated to
+# 200 degrees"); either is a quantity of the motion or process
+_add("degrees", 1.0, "°", "º", "degree", "degrees")
 _add("volume", 0.001, "ml", "milliliter", "milliliters", "millilitre", "millilitres")
 _add("volume", 1.0, "l", "liter", "liters", "litre", "litres")
 _add("volume", 3.78541, "gallon", "gallons")
@@ -80,8 +82,9 @@ _add("time", 1.0, "s", "sec", "secs", "second", "seconds", "min", "mins", "minut
      "hour", "hours", "day", "days", "week", "weeks", "month", "months", "year", "years")
 _add("share", 1.0, "%", "percent", "per cent")
 
-#: kinds whose change is a behaviour change (magnitudes) wherever they stand
-BEHAVIOUR_KINDS = frozenset({"temperature", "speed", "rotation", "force", "pressure", "angle"})
+#: kinds whose change is a behaviour change (magnitudes) wherever they stand (the other kinds read
+#: here are `SIZE_KINDS`)
+BEHAVIOUR_KINDS = frozenset({"temperature", "speed", "frequency", "force", "pressure", "degrees"})
 #: kinds that are an object's size or weight when they describe the object (`_describes_object`)
 SIZE_KINDS = frozenset({"length", "mass", "volume"})
 #: kinds this module does not judge: a changed one leaves the pair to the model
@@ -129,9 +132,11 @@ class QuantityChange:
     def visible(self) -> bool:
         """Large enough to change what a video shows (`MIN_TEMPERATURE_DELTA`, `MIN_FACTOR`)."""
         a, b = self.old.value, self.new.value
+        lo, hi = min(a, b), max(a, b)
         if self.kind == "temperature":
-            lo, hi = min(a, b), max(a, b)
             return hi - lo >= MIN_TEMPERATURE_DELTA or any(lo < t <= hi for t in (273.15, 373.15))
+        if self.kind == "degrees" and hi - lo >= MIN_TEMPERATURE_DELTA:
+            return True
         if a == b:
             return False
         if a == 0 or b == 0 or (a < 0) != (b < 0):
@@ -141,7 +146,7 @@ class QuantityChange:
     @property
     def behaviour(self) -> bool:
         """A quantity of the motion or process, not an object's size or weight."""
-        return self.kind in BEHAVIOUR_KINDS or not (self.old.describes_object or self.new.describes_object)
+        return self.kind not in SIZE_KINDS or not (self.old.describes_object or self.new.describes_object)
 
     def describe(self) -> str:
         return f"{self.kind} {self.old.text} -> {self.new.text}"
