@@ -12,8 +12,9 @@ differs: ice at 90°C melts, a drop at 40°C does not dance on the pan. This mod
   static size change, the labelling guide's `static_size_only`;
 - too little to look different (25°C -> 27°C, 5 m/s -> 6 m/s): a `copy`.
 
-Durations ("over 30 hours"), percentages and bare counts are not read (`None`): a time-lapse's
-duration or a count of objects is framing or scene, left to the model. Pure functions, no I/O.
+Durations ("over 30 hours"), percentages, bare counts and the camera's numbers ("from 10 feet away",
+"a 50mm lens") are not read (`None`): a time-lapse's duration, a count of objects or the camera's
+distance is framing or scene, left to the model. Pure functions, no I/O.
 
 Example:
     >>> [c.describe() for c in quantity_edit("Ice sits at -10°C.", "Ice sits at 90°C.")]
@@ -88,7 +89,7 @@ BEHAVIOUR_KINDS = frozenset({"temperature", "speed", "frequency", "force", "pres
 #: kinds that are an object's size or weight when they describe the object (`_describes_object`)
 SIZE_KINDS = frozenset({"length", "mass", "volume"})
 #: kinds this module does not judge: a changed one leaves the pair to the model
-UNREAD_KINDS = frozenset({"time", "share"})
+UNREAD_KINDS = frozenset({"time", "share", "framing"})
 
 #: a number of at most 12 digits before and after the point: a longer one is no physical value an LLM
 #: writes, and is left to the model
@@ -134,7 +135,9 @@ class QuantityChange:
         a, b = self.old.value, self.new.value
         lo, hi = min(a, b), max(a, b)
         if self.kind == "temperature":
-            return hi - lo >= MIN_TEMPERATURE_DELTA or any(lo < t <= hi for t in (273.15, 373.15))
+            # across water's freezing or boiling point; a value at the point reads as below it ("drops
+            # below 0°C" -> "below -1°C" still freezes, -> "below 15°C" does not)
+            return hi - lo >= MIN_TEMPERATURE_DELTA or any((a > t) != (b > t) for t in (273.15, 373.15))
         if self.kind == "degrees" and hi - lo >= MIN_TEMPERATURE_DELTA:
             return True
         if a == b:
@@ -177,8 +180,20 @@ def _describes_object(text: str, start: int, end: int) -> bool:
     return after[0] in _DIMENSION_WORDS or (after[0] == "in" and len(after) > 1 and after[1] in _DIMENSION_NOUNS)
 
 
+#: a quantity in a sentence that names the camera ("Camera view from 10 feet away", "a 50mm lens",
+#: "shot at 24 fps") is framing, not physics: its change is left to the model
+_CAMERA = re.compile(r"\b(?:camera|lens|shot|view|zoom|focal|footage|filmed|frames? per second|fps)\b", re.IGNORECASE)
+
+
+def _sentence_at(text: str, start: int, end: int) -> str:
+    lo = max(text.rfind(c, 0, start) for c in ".!?;\n") + 1
+    his = [i for i in (text.find(c, end) for c in ".!?;\n") if i >= 0]
+    return text[lo:min(his) if his else len(text)]
+
+
 def quantities(text: str) -> list[tuple[int, int, Quantity]]:
-    """The stated quantities of `text` as (start, end, Quantity), in order."""
+    """The stated quantities of `text` as (start, end, Quantity), in order; one in a sentence that
+    names the camera has the kind ``framing``."""
     out = []
     for m in _QUANTITY.finditer(text):
         unit = re.sub(r"\s+", " ", m.group("unit").lower())
@@ -186,6 +201,8 @@ def quantities(text: str) -> list[tuple[int, int, Quantity]]:
         a = _number(m.group("a"))
         value = (a + _number(m.group("b"))) / 2 if m.group("b") else a
         value = _kelvin(value, unit) if kind == "temperature" else value * factor
+        if _CAMERA.search(_sentence_at(text, m.start(), m.end())):
+            kind = "framing"
         out.append((m.start(), m.end(), Quantity(m.group(0), kind, value, _describes_object(text, m.start(), m.end()))))
     return out
 

@@ -52,7 +52,9 @@ declared axis, negative); the verdict is *accepted* or the first failing check's
                        that *drifts*"), a verb with no subject added after a prepositional phrase
                        ("runs onto the table *shatter*."), a third-person verb after "to", a
                        modal or an aspect verb ("they start *sweeps*"), or right after a plural
-                       subject ("salt grains *bounces*"); verbs read through WordNet too
+                       subject ("salt grains *bounces*"); verbs read through WordNet too; a
+                       word cut short ("rolls *upw* into the air": `_cut_word`), and no end mark
+                       where the prompt ends on one (an output cut by its token limit)
 ``static_size_only``   (learnt) only a static size/weight look changed, no behaviour
 =====================  =======================================================================
 
@@ -454,6 +456,54 @@ def _hyphen_broken(prompt: str, negative: str) -> str | None:
     return None
 
 
+#: function words that neither WordNet nor STOPWORDS has ("him", "amid", "to and fro", "vice versa"),
+#: and short words a caption may end on ("tilt up", "let go")
+_MORE_FUNCTION_WORDS = frozenset("him me us mine amid amidst besides despite except plus since unto versus vs fro versa "
+                                 "et al etc up down go ox ok oh ah".split())
+#: a word cut short lacks at most this many letters of the word it starts
+CUT_SHORT_MAX = 4
+
+
+def _cut_word(prompt: str, negative: str) -> str | None:
+    """A word of the negative cut short ("rolls *upw* into the air", "passes straight *thro*"), else
+    None: not a word of the prompt and no English word (`language.is_english_word`, function words
+    included), but the first letters of one, 1 to `CUT_SHORT_MAX` letters short (WordNet's lemmas),
+    or of a prompt word. Judged are words of three letters or more, and the last word of a negative
+    that ends without the end mark its prompt has (where "th" counts too: WordNet's two-letter
+    entries are mostly abbreviations). Not judged: a capitalised word (a name), a part of a word
+    with a hyphen, a digit, an apostrophe or a non-ASCII letter beside it ("pre-heated", "sci-fi",
+    "café")."""
+    import bisect
+
+    from direct_data.text.axes import STOPWORDS
+    from direct_data.text.language import is_english_word
+    from direct_data.text.wordnet import vocabulary
+
+    have = [w.lower() for w in re.findall(r"[A-Za-z]+", prompt)]
+    seen = set(have)
+    p, n = prompt.rstrip(), negative.rstrip()
+    open_end = bool(p) and p[-1] in _END_PUNCT and bool(n) and n[-1].isalpha()
+    words = list(re.finditer(r"[A-Za-z]+", negative))
+    vocab = vocabulary()
+    for k, m in enumerate(words):
+        w, last = m.group(0), open_end and k == len(words) - 1
+        low = w.lower()
+        before, after = negative[m.start() - 1: m.start()], negative[m.end(): m.end() + 1]
+        if low in seen or not w.islower() or (len(w) < 3 and not last) \
+                or any(c and (c in "-'’" or c.isdigit() or not c.isascii()) for c in (before, after)):
+            continue
+        if low in STOPWORDS or low in _CLOSED_CLASS or low in _MORE_FUNCTION_WORDS or (len(w) > 2 and is_english_word(low)):
+            continue
+        if any(o.startswith(low) and o != low for o in have):
+            return w
+        i = bisect.bisect_right(vocab, low)
+        while i < len(vocab) and vocab[i].startswith(low):
+            if len(vocab[i]) - len(low) <= CUT_SHORT_MAX:
+                return w
+            i += 1
+    return None
+
+
 def _two_versions(prompt: str, negative: str) -> bool:
     """The negative holds the whole prompt and, beside it, a second text at least 0.6 of its length
     (four words or more) made mostly (70%) of the prompt's words: the original and the rewrite given
@@ -548,7 +598,21 @@ def _form_flaw(prompt: str, negative: str) -> tuple[str, str] | None:
     dangling, dangling_p = _dangling_end(negative), _dangling_end(prompt)
     if dangling and not dangling_p:
         return "ungrammatical", f"the text stops mid-clause, on {dangling!r}"
+    short = _cut_word(p, n)
+    if short:
+        return "ungrammatical", f"a word cut short: {short!r}"
+    if _no_end_mark(p, n):
+        return "ungrammatical", f"no end mark where the prompt ends on one: cut off after {n.split()[-1]!r}?"
     return None
+
+
+def _no_end_mark(prompt: str, negative: str) -> bool:
+    """The prompt's last sentence ends on ". ! ?" (closing quotes and brackets aside) and the
+    negative's does not: most often an LLM's output cut by its token limit at a word boundary ("...
+    onto a hard", "... at lightning"). No labelled good rewrite, fresh-holdout good, old-set good or
+    rules negative drops its prompt's end mark."""
+    p, n = prompt.rstrip().rstrip(_QUOTES + ")]"), negative.rstrip().rstrip(_QUOTES + ")]")
+    return p[-1:] in tuple(_END_PUNCT) and n[-1:] not in tuple(_END_PUNCT)
 
 
 def _wrapped(text: str, opening: str, closing: str) -> bool:
@@ -733,6 +797,15 @@ def _echo(prompt: str, negative: str) -> str | None:
         if pat.search(negative) and not pat.search(prompt):
             return pat.pattern
     return None
+
+
+def _only_quantities_changed(prompt: str, negative: str) -> bool:
+    """The negative changes stated quantities and nothing else (`quantities.quantity_edit`): no
+    copy by word bag and, though `dedupe_key` drops punctuation, not identical ("20°C" -> "-20°C");
+    `_quantity_verdict` judges it."""
+    from direct_data.text.quantities import quantity_edit
+
+    return quantity_edit(prompt, negative) is not None
 
 
 def _quantity_verdict(prompt: str, axis: str, negative: str) -> tuple[str | None, str] | None:
@@ -1109,7 +1182,8 @@ class Validator:
         drift = _length_drift(prompt, negative, cfg.learnt_length_slack_words, cfg.learnt_length_ratio)
         if drift is not None:
             return "length_drift", drift
-        if dedupe_key(prompt) == dedupe_key(negative):
+        quantities_only = _only_quantities_changed(prompt, negative)
+        if dedupe_key(prompt) == dedupe_key(negative) and not quantities_only:
             return "identical", None
         echo = _echo(prompt, negative)
         if echo is not None:
@@ -1125,6 +1199,8 @@ class Validator:
         added_neg = _negations(negative) - _negations(prompt)
         if added_neg and not tag_axes(prompt, _strip_negation(negative)).supports(axis):
             return "negation_only", f"adds {', '.join(sorted(added_neg))}"
+        if quantities_only:  # the same words and grammar as the prompt: `_quantity_verdict` decides
+            return None
         from direct_data.text.features import text_reject
 
         return text_reject(prompt, negative)
@@ -1294,7 +1370,7 @@ class Validator:
         scores.update(length_ratio=round(n_n / max(n_p, 1), 4), content_kept=round(kept, 4),
                       new_content=float(len(new)), n_axes=float(len(resolved)))
 
-        if dedupe_key(prompt) == dedupe_key(negative):
+        if dedupe_key(prompt) == dedupe_key(negative) and not _only_quantities_changed(prompt, negative):
             return reject("identical")
         echo = _echo(prompt, negative)
         if echo is not None:

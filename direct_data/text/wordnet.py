@@ -165,6 +165,18 @@ def default_wordnet() -> WordNet:
     return WordNet()
 
 
+@lru_cache(maxsize=1)
+def vocabulary() -> tuple[str, ...]:
+    """Every single-word, all-letter lemma of WordNet 3.0 (any part of speech), sorted: for a
+    search by the first letters (`bisect`)."""
+    wn = default_wordnet()
+    words: set[str] = set()
+    for pos in POS:
+        wn._load(pos)
+        words.update(w for w in wn._index[pos] if w.isalpha() and w.isascii())
+    return tuple(sorted(words))
+
+
 #: a lemma is "mostly a verb" when the WordNet corpus (``cntlist.rev``: the Brown-corpus sample its
 #: senses were tagged in) used it as a verb more often than as a noun and than as an adjective,
 #: each times this ratio (0.5 or 2 change what the grammar checks catch on the labelled train and dev
