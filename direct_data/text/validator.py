@@ -53,8 +53,10 @@ declared axis, negative); the verdict is *accepted* or the first failing check's
                        ("runs onto the table *shatter*."), a third-person verb after "to", a
                        modal or an aspect verb ("they start *sweeps*"), or right after a plural
                        subject ("salt grains *bounces*"); verbs read through WordNet too; a
-                       word cut short ("rolls *upw* into the air": `_cut_word`), and no end mark
-                       where the prompt ends on one (an output cut by its token limit)
+                       word cut short ("rolls *upw* into the air": `_cut_word`), two articles or
+                       auxiliaries deleted (`_dropped_words`), an article before a preposition
+                       ("followed *a by*": `_article_clash`), and no end mark where the prompt
+                       ends on one (an output cut by its token limit)
 ``static_size_only``   (learnt) only a static size/weight look changed, no behaviour
 =====================  =======================================================================
 
@@ -481,8 +483,7 @@ def _cut_word(prompt: str, negative: str) -> str | None:
 
     have = [w.lower() for w in re.findall(r"[A-Za-z]+", prompt)]
     seen = set(have)
-    p, n = prompt.rstrip(), negative.rstrip()
-    open_end = bool(p) and p[-1] in _END_PUNCT and bool(n) and n[-1].isalpha()
+    open_end = _no_end_mark(prompt, negative) and negative.rstrip()[-1:].isalpha()
     words = list(re.finditer(r"[A-Za-z]+", negative))
     vocab = vocabulary()
     for k, m in enumerate(words):
@@ -533,10 +534,10 @@ def _dropped_words(prompt: str, negative: str) -> list[str]:
 #: precede: a preposition, a conjunction, another article, a form of "be" or "have", a pronoun
 #: ("followed *a by* a spark", "hung on *a and* spring"; not "a can", "the will": nouns too)
 _ARTICLE_CLASH = re.compile(
-    r"\b(a|an|the|its|their|his|my|your|our)[ ]+(of|in|on|at|by|for|with|from|to|into|onto|over|under|through|across|"
-    r"along|about|between|off|than|if|because|and|or|but|nor|the|a|an|is|are|was|were|be|been|has|have|had|would|"
-    r"could|should|it|they|he|"
-    r"she|we|you|i|them|him)\b")
+    r"\b(a|an|the|its|their|his|my|your|our)[ ]+"
+    r"(of|in|on|at|by|for|with|from|to|into|onto|over|under|through|across|along|about|between|off|than|if|because|"
+    r"and|or|but|nor|the|a|an|is|are|was|were|be|been|has|have|had|would|could|should|"
+    r"it|they|he|she|we|you|i|them|him)\b")
 
 
 def _article_clash(prompt: str, negative: str) -> str | None:
@@ -567,8 +568,10 @@ def _form_flaw(prompt: str, negative: str) -> tuple[str, str] | None:
     letters, an end marker such as "END"), a note after the sentence (``instruction_echo``),
     letters of another script (``not_english``), an instruction instead of a caption ("Make the ball ...":
     ``instruction_echo``), a sentence or a run of words said twice, a prompt word misspelt or
-    keyboard mash (``ungrammatical``), or a text cut off mid-sentence (``scene_changed``: the
-    prompt's last words missing and no end punctuation)."""
+    keyboard mash (``ungrammatical``), a text cut off mid-sentence (``scene_changed``: the
+    prompt's last words missing and no end punctuation), or one that stops mid-clause, has a word
+    cut short, drops two articles or auxiliaries, puts an article before a preposition, or lacks
+    the end mark its prompt has (``ungrammatical``)."""
     for pat, what in _FORMATTING:
         if pat.search(negative) and not pat.search(prompt):
             return "markup", what
