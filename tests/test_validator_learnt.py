@@ -731,6 +731,8 @@ def test_quantities_are_read_with_their_kind_value_and_role() -> None:
     assert read("A cup falls 2 m. Camera view from 10 feet away, a 50mm lens.") == [
         ("2 m", "length", 2.0, False), ("10 feet", "framing", 3.05, False), ("50mm", "framing", 0.05, True)]
     assert quantity_edit("Shot from 10 feet away.", "Shot from 100 feet away.") is None
+    assert read("The camera holds a 2.5 m rod at 3.5 m/s. It falls 1.5 m.") == [
+        ("2.5 m", "framing", 2.5, True), ("3.5 m/s", "framing", 3.5, False), ("1.5 m", "length", 1.5, False)]
 
 
 @needs_prompts

@@ -185,10 +185,15 @@ def _describes_object(text: str, start: int, end: int) -> bool:
 _CAMERA = re.compile(r"\b(?:camera|lens|shot|view|zoom|focal|footage|filmed|frames? per second|fps)\b", re.IGNORECASE)
 
 
+#: where a sentence ends: an end mark or ";" before white space or the end (not a decimal point), or a line break
+_SENTENCE_BREAK = re.compile(r"[.!?;](?=\s|$)|\n")
+
+
 def _sentence_at(text: str, start: int, end: int) -> str:
-    lo = max(text.rfind(c, 0, start) for c in ".!?;\n") + 1
-    his = [i for i in (text.find(c, end) for c in ".!?;\n") if i >= 0]
-    return text[lo:min(his) if his else len(text)]
+    """The sentence of `text` around text[start:end]."""
+    lo = max((m.end() for m in _SENTENCE_BREAK.finditer(text, 0, start)), default=0)
+    nxt = _SENTENCE_BREAK.search(text, end)
+    return text[lo:nxt.start() if nxt else len(text)]
 
 
 def quantities(text: str) -> list[tuple[int, int, Quantity]]:
