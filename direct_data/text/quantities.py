@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
+from functools import lru_cache
 
 #: a temperature change at least this many kelvin (or one across 0°C or 100°C) is visible
 MIN_TEMPERATURE_DELTA = 20.0  # also enough for bare degrees (an angle, or a temperature without its scale)
@@ -222,10 +223,12 @@ def _skeleton(text: str, found: list[tuple[int, int, Quantity]]) -> str:
     return " ".join("".join(parts).split())
 
 
-def quantity_edit(prompt: str, negative: str) -> list[QuantityChange] | None:
+@lru_cache(maxsize=8192)
+def quantity_edit(prompt: str, negative: str) -> tuple[QuantityChange, ...] | None:
     """The quantities `negative` changed, when they are *all* it changed (the texts are otherwise
     the same, white space aside), every changed one keeps its kind, and none is a duration or a
-    share (`UNREAD_KINDS`). None otherwise, and when nothing changed."""
+    share (`UNREAD_KINDS`). None otherwise, and when nothing changed. Cached: the validator asks
+    before its model (is the row identical, a copy by word bag?) and again for the verdict."""
     qp, qn = quantities(prompt), quantities(negative)
     if not qp or len(qp) != len(qn) or _skeleton(prompt, qp) != _skeleton(negative, qn):
         return None
@@ -236,4 +239,4 @@ def quantity_edit(prompt: str, negative: str) -> list[QuantityChange] | None:
         if a.kind != b.kind or a.kind in UNREAD_KINDS:
             return None
         changes.append(QuantityChange(a, b))
-    return changes or None
+    return tuple(changes) or None

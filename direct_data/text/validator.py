@@ -421,7 +421,8 @@ FOREIGN_RUN = 3
 _CLOSED_CLASS = frozenset("everything else anything something nothing everyone anyone someone everybody anybody "
                           "somebody nobody whenever wherever whoever whatever whichever toward towards themselves "
                           "herself himself itself ourselves yourself yourselves myself although unless whereas whilst "
-                          "amongst among without within cannot ours yours hers theirs upon onto".split())
+                          "amongst among without within cannot ours yours hers theirs upon onto him me us mine amid "
+                          "amidst besides despite except plus since unto versus vs fro versa et al etc".split())
 
 
 def _foreign_run(prompt: str, negative: str) -> list[str]:
@@ -458,17 +459,15 @@ def _hyphen_broken(prompt: str, negative: str) -> str | None:
     return None
 
 
-#: function words that neither WordNet nor STOPWORDS has ("him", "amid", "to and fro", "vice versa"),
-#: and short words a caption may end on ("tilt up", "let go")
-_MORE_FUNCTION_WORDS = frozenset("him me us mine amid amidst besides despite except plus since unto versus vs fro versa "
-                                 "et al etc up down go ox ok oh ah".split())
+#: short words a caption may end on ("tilt up", "let go"): no word cut short
+_SHORT_LAST_WORDS = frozenset("up down go ox ok oh ah".split())
 #: a word cut short lacks at most this many letters of the word it starts
 CUT_SHORT_MAX = 4
 
 
 def _cut_word(prompt: str, negative: str) -> str | None:
     """A word of the negative cut short ("rolls *upw* into the air", "passes straight *thro*"), else
-    None: not a word of the prompt and no English word (`language.is_english_word`, function words
+    None: not a word of the prompt and no English word (`language.is_english_word`, `_CLOSED_CLASS`
     included), but the first letters of one, 1 to `CUT_SHORT_MAX` letters short (WordNet's lemmas),
     or of a prompt word. Judged are words of three letters or more, and the last word of a negative
     that ends without the end mark its prompt has (where "th" counts too: WordNet's two-letter
@@ -493,9 +492,9 @@ def _cut_word(prompt: str, negative: str) -> str | None:
         if low in seen or not w.islower() or (len(w) < 3 and not last) \
                 or any(c and (c in "-'’" or c.isdigit() or not c.isascii()) for c in (before, after)):
             continue
-        if low in STOPWORDS or low in _CLOSED_CLASS or low in _MORE_FUNCTION_WORDS or (len(w) > 2 and is_english_word(low)):
+        if low in STOPWORDS or low in _CLOSED_CLASS or low in _SHORT_LAST_WORDS or (len(w) > 2 and is_english_word(low)):
             continue
-        if any(o.startswith(low) and o != low for o in have):
+        if any(o.startswith(low) for o in have):  # `low` is no prompt word, so a longer one
             return w
         i = bisect.bisect_right(vocab, low)
         while i < len(vocab) and vocab[i].startswith(low):
