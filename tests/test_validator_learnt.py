@@ -1061,6 +1061,80 @@ def test_boosted_trees_flattened_predict_as_scikit_learn() -> None:
         assert p[:, missing].max() < 1e-9
 
 
+def test_a_verb_that_disagrees_with_a_distant_subject_is_ungrammatical(validator: Validator) -> None:
+    """The slips a 7B model makes in a long rewrite, where the subject stands away from its verb
+    (a phrase after the subject, a relative clause before the main verb or its own verb, a
+    participle phrase, an interrupter between commas, "was" / "were", a noun the model's own
+    agreement feature reads as a compound), are `ungrammatical` before the model, whatever the
+    model would say. The same constructions written right, and ones a cheap reader could mistake
+    (a collective, quantity or coordinated subject, "as if it were", a participle, a noun
+    compound the prompt has, a clause about the noun before a phrase, a noun after a verb or a
+    preposition), are not."""
+    from direct_data.text.agreement import distant_agreement_errors
+
+    leaf = "A fallen leaf floats on a quiet pond."
+    broken = [
+        (leaf, "materials", "A fallen leaf made of thin copper float on a quiet pond."),
+        ("A tennis ball is placed on a table.", "materials", "A tennis ball with a steel core are placed on a table."),
+        ("A sheet of glass cracks under pressure.", "forces", "A sheet of glass are pulled apart under tension."),
+        ("A vase falls and breaks into small pieces.", "forces", "A vase falls and breaks into small pieces that floats upward."),
+        ("Wine pours from a bottle into a glass.", "forces", "Wine pours from a bottle into a glass, pushed sideways by a steady draft that bend the stream."),
+        ("A bowling ball knocks down the pins.", "interactions", "A bowling ball passes straight through the pins as if they was made of smoke."),
+        ("A koala plays the piano.", "magnitudes", "A koala pounds the piano so hard that the whole instrument shudder under each blow."),
+        ("A second match leans against the first.", "forces", "A second match hover diagonally beside the first."),
+        ("A rubber duck sits on the table.", "materials", "A rubber duck, which wobble like jelly, sits on the table."),
+        # a long subject: an "of" phrase after a plural head, a relative clause, a participle phrase, an interrupter
+        ("A plastic bottle is stepped on and crumples.", "interactions", "A plastic bottle is stepped on, and the sides of the bottle splits open along a crack."),
+        ("They fold the clothes.", "forces", "They fold the clothes, and the clothes that they pick up floats in midair."),
+        ("A glass cup sits on the edge of a table.", "forces", "A glass cup sitting on the edge of a table float upward."),
+        ("One person ties a scarf.", "magnitudes", "One person, moving at lightning speed, tie a scarf."),
+        ("A chrysalis hangs from a branch.", "forces", "The chrysalis, which dangles upward from the branch, become a butterfly."),
+        ("A cube tumbles down a hill.", "kinematics", "While the cube, instead of tumbling, slide down the hill on one flat face."),
+        ("Some animals run off.", "magnitudes", "Some of the animals that race away at full speed runs off."),
+        ("The turbine's blades spin.", "materials", "The turbine's blades, made of translucent glass, moves in the wind."),
+        ("A domino block rotates on the platform.", "kinematics", "A small white plastic domino block placed on the platform are rotating backward."),
+        ("The blanket of snow thaws slowly.", "magnitudes", "Then the blanket of snow, thawing at a startling rate, vanish within moments."),
+    ]
+    fine = [
+        (leaf, "materials", "A fallen leaf made of thin copper floats on a quiet pond."),
+        ("A tennis ball is placed on a table.", "materials", "A tennis ball with a steel core is placed on a table."),
+        ("A flock of birds flies over a lake.", "magnitudes", "A group of birds fly over a lake at tremendous speed."),
+        ("A box of matches sits on a table.", "forces", "A box of matches lifts off the table and hovers."),
+        ("A kettlebell is lowered onto a pillow.", "materials", "A kettlebell and a green piece of paper are lowered onto a pillow."),
+        ("A ball drops onto the floor.", "forces", "A ball drops onto the floor, then floats up as if it were weightless."),
+        ("A ball drops onto the floor.", "forces", "A ball drops onto the floor and floats up, weightless as it were."),
+        ("A streetlamp stands on a corner.", "materials", "A tableau of an ornate streetlamp cast entirely from glass stands on a corner."),
+        ("A yellow rubber duck on a table.", "materials", "A yellow glass duck on a table."),
+        ("An orange over 54 days that does not decay.", "interactions", "An orange over 54 days that does not decay but melts."),
+        ("They fold clothes.", "materials", "They fold clothes made of stiff sheet metal, which crack and snap in half."),
+        ("Oil and water mix in a jar.", "interactions", "Oil and water sit in a jar as two layers that never blend."),
+        ("The water flows from the tap.", "magnitudes", "The water flow from the tap is a violent torrent."),
+        ("The leaves of the tree fall.", "magnitudes", "The leaves of the tree fall in a single violent rush."),
+        ("Water flows over the dam.", "magnitudes", "Lots of water flows over the dam in a roaring torrent."),
+        ("The children kick a ball.", "kinematics", "The ball that the children kick rolls backward up the slope."),
+        ("A man holds the balls.", "forces", "The man, holding the balls, drops them and they float upward."),
+        ("A car drives along a road.", "magnitudes", "A car accelerating to gain speed races along the road."),
+        ("A smith swings a hammer.", "forces", "A smith swings a hammer, the tools floating lazily from his grip between strikes."),
+        ("Three dice roll across a table.", "materials", "The three dice which roll across the table are made of soft sponge."),
+        ("A bird arranges twigs.", "forces", "A bird arranges twigs, the twigs drifting weightlessly into the air whenever it lets go of them."),
+        ("Chopsticks dip a sushi roll.", "kinematics", "Chopsticks lifting a sushi roll up out of the soy sauce."),
+        ("Cloth wipes dust from a table.", "kinematics", "Cloth wiping dust back onto the table."),
+        ("A glow returns at dawn.", "kinematics", "A golden glow returns and the sun, which had set below the horizon, rises back above it."),
+        ("A girl helps a ghost.", "forces", "The girl decided to help the ghost break free and float up."),
+        ("Seeds sprout in soil.", "magnitudes", "Starting with moist soil and seeds, early signs by 9 hours, sprouts emerge within minutes."),
+        ("A doll sits on a bed.", "forces", "A teddy bear on the bed floats up off it."),  # a compound, its verb after
+    ]
+    got = validator.check_many(broken + fine, dedupe_within=False)
+    for (_, _, n), v in zip(broken, got):
+        assert (v.accepted, v.reason) == (False, "ungrammatical") and v.detail.startswith("a verb disagrees with its subject"), (n, v)
+    for (_, _, n), v in zip(fine, got[len(broken):]):
+        assert not (v.detail or "").startswith("a verb disagrees with its subject"), (n, v)
+    # the prompt's own slip, kept, is no slip of the rewrite; the reader gives its snippet
+    assert distant_agreement_errors("A chisel made of soft lead break a stone.") == ["A chisel ... break"]
+    kept = ("A chisel made of soft lead break a stone.", "materials", "A chisel made of soft wax break a stone.")
+    assert not (validator.check(*kept).detail or "").startswith("a verb disagrees"), kept
+
+
 def test_the_checks_before_the_model_spare_the_good_labelled_rewrites() -> None:
     """Every check before the model (form, echo, markup, length, negation, copy, grammar) counted
     together on the labelled train and dev rows, where they were designed: session 39's checks for a
@@ -1077,4 +1151,4 @@ def test_the_checks_before_the_model_spare_the_good_labelled_rewrites() -> None:
         if v._cheap(Row(prompt=r.prompt, axis=r.axis, negative=r.negative)) is not None:
             rejected[r.label] += 1
     assert rejected["good"] <= 23, rejected
-    assert rejected["ungrammatical"] >= 369 and rejected["negation"] >= 79 and rejected["copy"] >= 39, rejected
+    assert rejected["ungrammatical"] >= 394 and rejected["negation"] >= 79 and rejected["copy"] >= 39, rejected
