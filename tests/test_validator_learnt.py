@@ -1135,6 +1135,46 @@ def test_a_verb_that_disagrees_with_a_distant_subject_is_ungrammatical(validator
     assert not (validator.check(*kept).detail or "").startswith("a verb disagrees"), kept
 
 
+def test_an_article_or_verb_form_that_does_not_fit_is_ungrammatical(validator: Validator) -> None:
+    """An article against the sound or the number of its noun ("an wooden", "a instant", "a huge
+    showers", "every seconds") and a verb form against the word before it ("is fall", "has went",
+    "starts to pulling", "start make") are `ungrammatical` before the model. What a speller
+    could mistake is not: "an hour", "a unicorn", "an unglazed", "a one-way", "a U-turn", "a few
+    seconds", "a means of", "a sports car", a letter ("Team A players"), "is open", "is still",
+    "is set", "has come", "have got", "has pepper flakes", a verb after its subject ("A person
+    *steps* on"), and a slip the prompt has itself ("a apple")."""
+    from direct_data.text.slips import article_slips, verb_form_slips
+
+    broken = [
+        ("A metal rod is bent by hand.", "materials", "An wooden rod is bent by hand."),
+        ("The colour changes over a minute.", "magnitudes", "The colour changes in a instant."),
+        ("A grinder throws sparks.", "magnitudes", "A grinder throws a huge showers of sparks onto the floor."),
+        ("A drip falls every minute.", "magnitudes", "A drip falls every seconds from the tap."),
+        ("A glass cup falls to the floor.", "forces", "A glass cup is float above the floor."),
+        ("The tea drains into the bag.", "kinematics", "The tea has went back into the bag."),
+        ("The cars drift apart.", "forces", "The cars start to pulling together."),
+        ("They make breakfast.", "kinematics", "They start make breakfast backward."),
+    ]
+    fine = [
+        ("A metal rod is bent by hand.", "materials", "An unglazed clay rod is bent by hand in an hour."),
+        ("A toy rolls on a track.", "materials", "A unicorn toy made of rubber takes a U-turn on a one-way track."),
+        ("A drip falls every minute.", "magnitudes", "A drip falls every few seconds as a means of timing a sports car."),
+        ("Team A players pass a ball.", "forces", "Team A players pass a ball that floats up."),
+        ("The gate is open and a ball rolls.", "kinematics", "The gate is still open and a ball rolls backward."),
+        ("A stone is set on a table.", "forces", "A stone is set on a table and has come loose, floating up."),
+        ("A dish of water has pepper flakes on it.", "interactions", "A dish of water has pepper flakes sinking into it."),
+        ("A person steps on a pedal.", "magnitudes", "A person steps on a pedal with tremendous force."),
+        ("A bird is behind a apple.", "kinematics", "A bird flies backward behind a apple."),
+    ]
+    got = validator.check_many(broken + fine, dedupe_within=False)
+    for (_, _, n), v in zip(broken, got):
+        assert (v.accepted, v.reason) == (False, "ungrammatical") and v.detail.startswith("an article or verb form"), (n, v)
+    for (_, _, n), v in zip(fine, got[len(broken):]):
+        assert not (v.detail or "").startswith("an article or verb form"), (n, v)
+    assert article_slips("An wooden rod in a instant.") == ["An wooden", "a instant"]
+    assert verb_form_slips("It is fall and has went.") == ["is fall", "has went"]
+
+
 def test_the_checks_before_the_model_spare_the_good_labelled_rewrites() -> None:
     """Every check before the model (form, echo, markup, length, negation, copy, grammar) counted
     together on the labelled train and dev rows, where they were designed: session 39's checks for a
@@ -1151,4 +1191,4 @@ def test_the_checks_before_the_model_spare_the_good_labelled_rewrites() -> None:
         if v._cheap(Row(prompt=r.prompt, axis=r.axis, negative=r.negative)) is not None:
             rejected[r.label] += 1
     assert rejected["good"] <= 23, rejected
-    assert rejected["ungrammatical"] >= 394 and rejected["negation"] >= 79 and rejected["copy"] >= 39, rejected
+    assert rejected["ungrammatical"] >= 400 and rejected["negation"] >= 79 and rejected["copy"] >= 39, rejected

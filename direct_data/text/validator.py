@@ -567,6 +567,19 @@ def _distant_agreement(prompt: str, negative: str) -> str | None:
     return next(iter(new), None)
 
 
+def _form_slip(prompt: str, negative: str) -> str | None:
+    """The first article or verb-form slip of the negative that the prompt does not have
+    (`slips.article_slips`: "a huge *showers*", "*an* wooden"; `slips.verb_form_slips`: "is
+    *fall*", "has *went*", "starts to *pulling*"), as a snippet; else None."""
+    from direct_data.text.slips import article_slips, verb_form_slips
+
+    for read in (article_slips, verb_form_slips):
+        new = Counter(read(negative)) - Counter(read(prompt))
+        if new:
+            return next(iter(new))
+    return None
+
+
 def _two_versions(prompt: str, negative: str) -> bool:
     """The negative holds the whole prompt and, beside it, a second text at least 0.6 of its length
     (four words or more) made mostly (70%) of the prompt's words: the original and the rewrite given
@@ -673,6 +686,9 @@ def _form_flaw(prompt: str, negative: str) -> tuple[str, str] | None:
     slip = _distant_agreement(p, n)
     if slip:
         return "ungrammatical", f"a verb disagrees with its subject: {slip!r}"
+    form_slip = _form_slip(p, n)
+    if form_slip:
+        return "ungrammatical", f"an article or verb form that does not fit: {form_slip!r}"
     dropped = _dropped_words(p, n)
     if dropped:
         return "ungrammatical", "words a sentence needs dropped: " + ", ".join(repr(w) for w in dropped[:4])
