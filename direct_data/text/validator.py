@@ -55,8 +55,11 @@ declared axis, negative); the verdict is *accepted* or the first failing check's
                        subject ("salt grains *bounces*"); verbs read through WordNet too; a
                        word cut short ("rolls *upw* into the air": `_cut_word`), two articles or
                        auxiliaries deleted (`_dropped_words`), an article before a preposition
-                       ("followed *a by*": `_article_clash`), and no end mark where the prompt
-                       ends on one (an output cut by its token limit)
+                       ("followed *a by*": `_article_clash`), a verb that disagrees with a
+                       distant subject ("A chisel made of soft lead *break*":
+                       `_distant_agreement`), an article or verb form that does not fit ("*an*
+                       wooden", "a huge *showers*", "is *float*": `_form_slip`), and no end mark
+                       where the prompt ends on one (an output cut by its token limit)
 ``static_size_only``   (learnt) only a static size/weight look changed, no behaviour
 =====================  =======================================================================
 
@@ -602,8 +605,8 @@ def _form_flaw(prompt: str, negative: str) -> tuple[str, str] | None:
     keyboard mash (``ungrammatical``), a text cut off mid-sentence (``scene_changed``: the
     prompt's last words missing and no end punctuation), or one that stops mid-clause, has a word
     cut short, drops two articles or auxiliaries, puts an article before a preposition, has a
-    verb that disagrees with a distant subject, or lacks the end mark its prompt has
-    (``ungrammatical``)."""
+    verb that disagrees with a distant subject or an article or verb form that does not fit, or
+    lacks the end mark its prompt has (``ungrammatical``)."""
     for pat, what in _FORMATTING:
         if pat.search(negative) and not pat.search(prompt):
             return "markup", what
