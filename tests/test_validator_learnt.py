@@ -1165,6 +1165,8 @@ def test_an_article_or_verb_form_that_does_not_fit_is_ungrammatical(validator: V
         ("A dish of water has pepper flakes on it.", "interactions", "A dish of water has pepper flakes sinking into it."),
         ("A person steps on a pedal.", "magnitudes", "A person steps on a pedal with tremendous force."),
         ("A bird is behind a apple.", "kinematics", "A bird flies backward behind a apple."),
+        ("The workers have saws.", "forces", "The workers have saw blades that float up off the bench."),
+        ("A vase has roses.", "materials", "A glass vase has rose petals made of paper floating in it."),
     ]
     got = validator.check_many(broken + fine, dedupe_within=False)
     for (_, _, n), v in zip(broken, got):
@@ -1173,6 +1175,7 @@ def test_an_article_or_verb_form_that_does_not_fit_is_ungrammatical(validator: V
         assert not (v.detail or "").startswith("an article or verb form"), (n, v)
     assert article_slips("An wooden rod in a instant.") == ["An wooden", "a instant"]
     assert verb_form_slips("It is fall and has went.") == ["is fall", "has went"]
+    assert verb_form_slips("It has went back, then has fell onto the floor.") == ["has went", "has fell"]
 
 
 def test_the_checks_before_the_model_spare_the_good_labelled_rewrites() -> None:

@@ -5,7 +5,7 @@ and a verb form that does not fit the word before it ("is *fall*", "has *crack*"
 
 Each reader returns the snippets it finds; the validator rejects a negative as
 ``ungrammatical`` before its model when the negative has one its prompt has not
-(`direct_data.text.validator._form_slips`). Cheap and local, no parser: the tagger's tokens, the
+(`direct_data.text.validator._form_slip`). Cheap and local, no parser: the tagger's tokens, the
 verb forms `features.verb_lemma` knows and WordNet's counts of how a word is used.
 """
 
@@ -144,16 +144,13 @@ def verb_form_slips(text: str) -> list[str]:
         v = _verb_mostly(x)
         first = verb_lemma(w)
         if w in _BE or w in _HAVE:
-            if x in _PAST_NOT_PP and w in _HAVE:
-                out.append(f"{a.tokens[i].text} {a.tokens[j].text}")
-                continue
-            if v is None or x in _SAME_FORM or x in _CLASS_WORDS["P"] or inflect(v[0], "pp") == x:
-                continue
             after = toks[j + 1] if j + 1 < n and _joined(text, a.tokens, j, j + 1) else ""
             if after and not (after in _CLASS_WORDS["P"] or after in _CLASS_WORDS["R"] or after in _CLASS_WORDS["D"]
                               or after in _PHRASE_HEADS or mostly_adjective(after) or after.endswith("ly")):
                 continue  # "has *pepper* flakes": a noun before a noun
-            if v[1] == "base":
+            if (x in _PAST_NOT_PP and w in _HAVE) or (
+                    v is not None and v[1] == "base" and x not in _SAME_FORM and x not in _CLASS_WORDS["P"]
+                    and inflect(v[0], "pp") != x):
                 out.append(f"{a.tokens[i].text} {a.tokens[j].text}")
         elif first is not None and first[0] in _TO_INFINITIVE and x == "to" and j + 1 < n \
                 and _joined(text, a.tokens, j, j + 1):
@@ -170,6 +167,7 @@ def verb_form_slips(text: str) -> list[str]:
 _SAME_FORM = frozenset("cut set put hit let shut split spread burst cast cost hurt quit read rid shed slit thrust "
                        "upset bet bid knit spit come become run overcome".split())
 #: past tenses that are not their verb's participle ("has *went*", "had *fell*")
-_PAST_NOT_PP = frozenset("went fell broke ran swam rose took gave ate drove flew froze wrote spoke chose shook stole "
-                         "threw grew blew drew knew began sank sang rang drank sprang shrank tore wore hid bit rode saw "
-                         "did came became forgot woke arose".split())
+#: (not "saw", "bit", "rose": nouns too, "have *saw* blades")
+_PAST_NOT_PP = frozenset("went fell broke ran swam took gave ate drove flew froze wrote spoke chose shook stole threw "
+                         "grew blew drew knew began sank sang rang drank sprang shrank tore wore hid rode did came became "
+                         "forgot woke arose".split())
