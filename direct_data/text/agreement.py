@@ -50,10 +50,10 @@ _SAME_PAST = frozenset("cast forecast broadcast read bid rid shed slit quit thru
                        "beat set split shut".split())
 #: "as if it *were*", "even though he *were*", "as it *were*" (a subjunctive or an idiom, not a slip)
 _SUBJUNCTIVE_BEFORE = frozenset("if though wish as".split())
-
-
 #: adverbs that may stand between a subject and its verb besides `_SKIPPABLE` ("the layers *never* blend")
 _FREQUENCY_ADVERBS = frozenset("never always often sometimes rarely seldom ever usually soon not".split())
+
+
 def _adjective_shape(word: str) -> bool:
     """An adjective by its ending that WordNet's corpus never used as a noun ("tactical")."""
     return word.endswith(("al", "ous", "ful", "ive", "ic", "ish", "less", "able", "ible", "ary")) and len(word) > 4 \
