@@ -1195,3 +1195,95 @@ def test_the_checks_before_the_model_spare_the_good_labelled_rewrites() -> None:
             rejected[r.label] += 1
     assert rejected["good"] <= 23, rejected
     assert rejected["ungrammatical"] >= 400 and rejected["negation"] >= 79 and rejected["copy"] >= 39, rejected
+
+
+def test_verb_forms_word_forms_and_number_slips_are_ungrammatical(validator: Validator) -> None:
+    """Session 42's slip readers (`slips.clause_verb_slips`, `word_slips`, `coordinated_subject_slips`,
+    `be_number_slips`, and "keeps" / "starts to" in `verb_form_slips`) reject a negative as
+    `ungrammatical` before the model: a verb form that does not fit what governs it ("to
+    *levitates*", "will *rolling*", "start *levitates*", "letting the beam
+    *bends*", "makes the leaves *to* swirl", "they *flying*", "until it *bursting*", "keeps
+    *blow*"), word forms ("violent *violently*", "clockwise *counterclockwise*", "the same *a*",
+    "the *its*", "above *it's*", "less *then* a second", "so much *dense*", "more *faster*",
+    "*fastly*", "*throwed*", "*theirselves*"), a coordinated subject with a singular verb, and
+    "be" of the other number ("the clothes *is*", "a wooden spoon *are*"). What reads the same but
+    is right is not: "to rocks", "glued to painted wood", "a can rolls", "a stop sign", "make it
+    to the top", "is made to", "sends it flying", "grows bigger then shrinks", "so much fresh
+    water", "speeded up", "leaded glass", "A cat chases a mouse and a dog runs", "the colour of
+    the pieces is", "the fish are"."""
+    from direct_data.text.slips import be_number_slips, clause_verb_slips, coordinated_subject_slips, word_slips
+
+    broken = [
+        ("The leaves fall from the branches.", "forces", "The leaves start to levitates above the branches."),
+        ("The car rolls down the hill.", "kinematics", "The car will rolling up the hill."),
+        ("They stand in the hall.", "forces", "They suddenly start levitates in the hall."),
+        ("A beam of light crosses the water.", "forces", "A beam of light crosses the water, letting the beam bends upward in a curve."),
+        ("Leaves settle in the yard.", "forces", "A gusty wind makes the leaves to swirl around the yard."),
+        ("Two people throw bags across the street.", "magnitudes", "Two people throw bags so fast that they flying across the street."),
+        ("A sponge absorbs water.", "interactions", "A sponge absorbs water until it bursting apart into crumbs."),
+        ("A draft blows over the vapour.", "forces", "A draft keeps blow the vapour sideways."),
+        ("A horse shakes its mane.", "magnitudes", "A horse shakes its mane violent violently."),
+        ("A turntable rotates clockwise.", "kinematics", "A turntable rotates clockwise counterclockwise."),
+        ("Raindrops hit its metal body.", "interactions", "Raindrops pass straight through the its metal body."),
+        ("A record sits above its platter.", "forces", "A record floats weightlessly above it's platter."),
+        ("A screw enters the wood in a second.", "magnitudes", "A screw enters the wood in less then a second."),
+        ("A book slides down a slope faster than a sled.", "forces", "A book slides down a slope more faster than a sled."),
+        ("A cat walks past a window.", "magnitudes", "A cat walks past a window so fastly that it blurs."),
+        ("The boy throws the ball.", "kinematics", "The boy throwed the ball straight up."),
+        ("Workers fill the office.", "forces", "Workers float theirselves around the office."),
+        ("A cat and a dog run across the yard.", "kinematics", "A cat and a dog runs backward across the yard."),
+        ("Clothes drift around the room.", "forces", "Laundry is folded as the clothes is drifting upward around the room."),
+        ("A wooden spoon rests on the table.", "forces", "A wooden spoon are floating above the table."),
+    ]
+    fine = [
+        ("Waves crash on the shore.", "interactions", "Waves crash and shatter to rocks on the shore."),
+        ("Paper is glued to painted wood.", "materials", "Steel foil is glued to painted wood."),
+        ("A can rolls down the hill.", "kinematics", "A can rolls up the hill."),
+        ("A stop sign stands by the road.", "forces", "A stop sign floats up by the road."),
+        ("A climber reaches the summit.", "magnitudes", "A climber races to make it to the top in seconds."),
+        ("A ball is rolled down the ramp.", "forces", "A ball is made to roll up the ramp by a strong wind."),
+        ("A bat hits the ball.", "magnitudes", "A bat hits the ball and sends it flying out of the stadium."),
+        ("A balloon grows bigger.", "interactions", "A balloon grows bigger then shrinks as it touches the needle."),
+        ("A tank holds fresh water.", "magnitudes", "A tank overflows with so much fresh water that it floods the room."),
+        ("The film is played.", "magnitudes", "The film is speeded up tenfold, the leaded glass shaking."),
+        ("A cat chases a mouse and a dog sits.", "kinematics", "A cat chases a mouse and a dog runs backward."),
+        ("The colour of the pieces is red.", "magnitudes", "The colour of the pieces is red as they fly apart at great speed."),
+        ("The fish swim in the tank.", "forces", "The fish are pushed to the side of the tank by a strong current."),
+    ]
+    got = validator.check_many(broken + fine, dedupe_within=False)
+    for (_, _, n), v in zip(broken, got):
+        assert (v.accepted, v.reason) == (False, "ungrammatical"), (n, v)
+    for (_, _, n), v in zip(fine, got[len(broken):]):
+        assert not (v.detail or "").startswith("an article or verb form"), (n, v)
+    assert clause_verb_slips("They start levitates, and it will rolling.") == ["start levitates", "will rolling"]
+    assert word_slips("It spins clockwise counterclockwise so fastly.") == ["clockwise counterclockwise", "fastly"]
+    assert coordinated_subject_slips("A cat and a dog runs. A cat and a dog run.") == ["A cat and a dog runs"]
+    assert be_number_slips("Two people is here. A spoon are there, and a cat and the dogs are too.") == ["Two people is", "A spoon are"]
+
+
+def test_a_swapped_scene_object_is_scene_changed(validator: Validator) -> None:
+    """An object of the scene swapped one for one for another thing of its kind ("a ceramic *bowl*"
+    -> "a frying *pan*", "a *dog*" -> "a *cat*", a verb beside it changed too) is `scene_changed`
+    before the model (`validator._object_swap`). A path's end ("the floor" -> "the ceiling"), a
+    sibling or a kind of the old word ("cup" -> "mug", "dog" -> "puppy"), a food on a materials
+    request, a material adjective and a word the negative still has are not swaps."""
+    from direct_data.text.validator import _object_swap
+
+    swapped = [
+        ("An egg cracks on the edge of a ceramic bowl.", "interactions", "An egg bounces off the edge of a ceramic pan."),
+        ("A dog jumps over a fence.", "kinematics", "A cat crawls under a fence."),
+        ("A kettle sits on a stove.", "interactions", "A bucket bounces off a stove."),
+    ]
+    kept = [
+        ("A ball falls to the floor.", "kinematics", "A ball rises to the ceiling."),
+        ("A cup falls off a table.", "interactions", "A mug falls off a table and bounces."),
+        ("Ice melts on a plate.", "materials", "Butter melts on a plate."),
+        ("A glass table holds a top.", "materials", "A rubber table holds a top that sinks into it."),
+        ("A dog runs past a car.", "kinematics", "A dog runs backward past a car, then the car rolls after the dog."),
+    ]
+    got = validator.check_many(swapped, dedupe_within=False)
+    for (_, _, n), v in zip(swapped, got):
+        assert (v.accepted, v.reason) == (False, "scene_changed") and v.detail.startswith("swapped "), (n, v)
+    for p, a, n in kept:
+        assert _object_swap(p, a, n) is None, n
+    assert _object_swap("A dog jumps over a fence.", "kinematics", "A cat crawls under a fence.") == "dog -> cat"

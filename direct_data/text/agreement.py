@@ -509,8 +509,10 @@ class _Reader:
                     if kk >= 1 and self.toks[kk] in _POSTMOD_VERBS:
                         kk -= 1
                     before = self.noun_number(kk, np_head=True) if (verb_lemma(self.toks[kk]) or ("", "s"))[1] in ("s", "base") else None
-                    if k >= 1 and (self.toks[k] in ("and", "or") or before == need):
-                        continue  # "an orange over 54 days that does", "clothes made of sheet metal, which crack"
+                    goal = self.toks[i] == "that" and k >= 0 and self.toks[k] in ("into", "onto")  # a verb's goal, no noun's phrase
+                    if k >= 1 and (self.toks[k] in ("and", "or") or (before == need and not goal)):
+                        continue  # "an orange over 54 days that does", "clothes made of sheet metal, which crack";
+                        # not "breaks a stone into small pieces that *floats*"
                 self.out.append(f"{self.a.tokens[i - 1].text} {self.a.tokens[i].text} {self.a.tokens[j].text}")
                 continue
             inner = self.noun_number(i)

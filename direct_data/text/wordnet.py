@@ -160,6 +160,22 @@ class WordNet:
         return self.pointers(s, "@", "@i")
 
 
+#: WordNet's lexicographer files of nouns, by number (the second field of a data line)
+NOUN_FILES = {"03": "Tops", "04": "act", "05": "animal", "06": "artifact", "07": "attribute", "08": "body",
+              "09": "cognition", "10": "communication", "11": "event", "12": "feeling", "13": "food", "14": "group",
+              "15": "location", "16": "motive", "17": "object", "18": "person", "19": "phenomenon", "20": "plant",
+              "21": "possession", "22": "process", "23": "quantity", "24": "relation", "25": "shape", "26": "state",
+              "27": "substance", "28": "time"}
+
+
+def noun_file(word: str, wn: WordNet | None = None) -> str | None:
+    """The lexicographer file of the most frequent noun sense of `word` ("dog" -> "animal", "bowl"
+    -> "artifact", "glass" -> "substance"), or None when WordNet has no noun `word`."""
+    wn = wn or default_wordnet()
+    ss = wn.synsets(word, "n")
+    return NOUN_FILES.get(wn._line(ss[0]).split()[1]) if ss else None
+
+
 @lru_cache(maxsize=1)
 def default_wordnet() -> WordNet:
     return WordNet()
