@@ -1210,7 +1210,11 @@ def test_verb_forms_word_forms_and_number_slips_are_ungrammatical(validator: Val
     is right is not: "to rocks", "glued to painted wood", "a can rolls", "a stop sign", "make it
     to the top", "is made to", "sends it flying", "grows bigger then shrinks", "so much fresh
     water", "speeded up", "leaded glass", "A cat chases a mouse and a dog runs", "the colour of
-    the pieces is", "the fish are"."""
+    the pieces is", "the fish are". Also (round two, on the blind writers' sets): "makes it
+    *swinging*", "on *they* back", "much *skaters*", "*a such*", "has *progressing*", "as high
+    *than*", "towards *to*", "there is *ripples*", "a very *slowly* velocity", "each *another*";
+    not "keeps it spinning", "both land and water", "such a force", "rolling hills", "over to",
+    "there is a ripple", "it's bouncing", "a slowly rising sun"."""
     from direct_data.text.slips import be_number_slips, clause_verb_slips, coordinated_subject_slips, word_slips
 
     broken = [
@@ -1234,6 +1238,16 @@ def test_verb_forms_word_forms_and_number_slips_are_ungrammatical(validator: Val
         ("A cat and a dog run across the yard.", "kinematics", "A cat and a dog runs backward across the yard."),
         ("Clothes drift around the room.", "forces", "Laundry is folded as the clothes is drifting upward around the room."),
         ("A wooden spoon rests on the table.", "forces", "A wooden spoon are floating above the table."),
+        ("A pendulum hangs still.", "forces", "A breeze makes it swinging back and forth."),
+        ("A beetle lies on its back.", "forces", "A beetle floats upward while it lies on they back."),
+        ("Skaters glide across the rink.", "magnitudes", "So much skaters race across the rink that it shakes."),
+        ("A butcher cuts the meat.", "magnitudes", "A butcher splits the meat with a such forceful chop that the board cracks."),
+        ("A flower blooms in stages.", "magnitudes", "A flower has progressing through its stages within a second."),
+        ("A ball bounces high.", "magnitudes", "A ball bounces twice as high than before."),
+        ("A car rolls to the wall.", "kinematics", "A car rolls backward towards to the wall."),
+        ("Ripples spread on the pond.", "magnitudes", "There is ripples three metres high on the pond."),
+        ("A probe moves at a steady speed.", "magnitudes", "A probe moves at a very slowly velocity."),
+        ("Raindrops merge on contact.", "interactions", "Raindrops bounce off each another on contact."),
     ]
     fine = [
         ("Waves crash on the shore.", "interactions", "Waves crash and shatter to rocks on the shore."),
@@ -1249,6 +1263,15 @@ def test_verb_forms_word_forms_and_number_slips_are_ungrammatical(validator: Val
         ("A cat chases a mouse and a dog sits.", "kinematics", "A cat chases a mouse and a dog runs backward."),
         ("The colour of the pieces is red.", "magnitudes", "The colour of the pieces is red as they fly apart at great speed."),
         ("The fish swim in the tank.", "forces", "The fish are pushed to the side of the tank by a strong current."),
+        ("A top spins on the table.", "forces", "A strong draft keeps it spinning above the table."),
+        ("A crocodile hunts on both land and water.", "kinematics", "A crocodile hunts backward on both land and water."),
+        ("A few drops fall from a leaf.", "forces", "A few drops rise from a leaf as if gravity were reversed."),
+        ("A hammer strikes a nail.", "magnitudes", "A hammer strikes a nail with such a force that it sinks in at once."),
+        ("A river runs past rolling hills.", "forces", "A river runs uphill past rolling hills as if pulled."),
+        ("A dog walks to the table.", "kinematics", "A dog walks over to the table backward."),
+        ("There is a ripple on the pond.", "magnitudes", "There is a ripple as tall as a house on the pond."),
+        ("The vase is glass.", "materials", "The vase is rubber, and it's bouncing off the floor."),
+        ("A slowly rising sun lights the hills.", "magnitudes", "A slowly rising sun scorches the hills black."),
     ]
     got = validator.check_many(broken + fine, dedupe_within=False)
     for (_, _, n), v in zip(broken, got):

@@ -1,12 +1,17 @@
 """Small grammar slips of an instruction-tuned 7B model that the other checks do not read: an
 article that does not fit the noun after it ("a huge *showers*", "*an* wooden rod", "*a* instant"),
-and a verb form that does not fit the word before it ("is *fall*", "has *crack*", "starts to
-*pulling*", "start *make*").
+a verb form that does not fit the word that governs it ("is *fall*", "has *crack*", "starts to
+*pulling*", "start *make*", "to *levitates*", "will *rolling*", "makes the leaves *to* swirl", "they
+*flying*"), a word form that does not fit beside its neighbour or is no English ("violent
+*violently*", "the same *a*", "less *then* a second", "more *faster*", "*fastly*", "*throwed*"), a
+coordinated subject with a verb in the singular ("A cat and a dog *runs*") and "be" of the other
+number ("the clothes *is*", "a spoon *are*").
 
 Each reader returns the snippets it finds; the validator rejects a negative as
 ``ungrammatical`` before its model when the negative has one its prompt has not
 (`direct_data.text.validator._form_slip`). Cheap and local, no parser: the tagger's tokens, the
-verb forms `features.verb_lemma` knows and WordNet's counts of how a word is used.
+verb forms `features.verb_lemma` knows and WordNet's counts of how a word is used. Session 41 added
+the article and "be" / "have" / "start" readers, session 42 the rest.
 """
 
 from __future__ import annotations
@@ -206,8 +211,13 @@ _NO_ARTICLE_AFTER = frozenset("a an the its their my our your every each these t
 #: possessives and demonstratives that never follow an article ("the *its* metal body")
 _NO_ARTICLE_BEFORE = frozenset("its their his my our your this these those every each".split())
 #: word forms no edited English has ("theirselves", "each others", "could of")
-_NOT_STANDARD = frozenset(["theirselves", "hisself", "themself", "alot", "irregardless", "sideway", "each others",
-                           "could of", "should of", "would of", "must of", "more better", "most best", "more worse"])
+_NOT_STANDARD = frozenset(["theirselves", "hisself", "themself", "itselves", "alot", "irregardless", "sideway",
+                           "each others", "each another", "could of", "should of", "would of", "must of", "more better",
+                           "most best", "more worse", "without never", "and fourth"])
+#: prepositions "to" never follows ("towards *to*") and "of" never follows ("around *of*")
+_NO_TO_AFTER = frozenset("toward towards into onto upon".split())
+_NO_OF_AFTER = frozenset("around into onto upon across along through beneath toward towards within among amid beside "
+                         "between".split())
 #: directions that contradict each other side by side ("clockwise *counterclockwise*")
 _OPPOSITES = [frozenset(p.split()) for p in (
     "clockwise counterclockwise", "clockwise anticlockwise", "upward downward", "upwards downwards",
@@ -265,8 +275,10 @@ def clause_verb_slips(text: str) -> list[str]:
     ("start *levitates*"), a finite form after "let" / "make" / "help" and its object ("letting the
     beam *bends*"), "to" between "let" / "make" and its object and a bare verb ("makes the leaves
     *to* swirl"; not "is made to", "make it to the top"), a subordinator with a finite verb and no
-    subject ("while *hovers*"), and an "-ing" form with no "be" after a subject pronoun or after a
-    subordinator and "it" ("they *flying*", "until it *bursting*"; not "sends it flying").
+    subject ("while *hovers*"), an "-ing" form with no "be" after a subject pronoun or after a
+    subordinator and "it" ("they *flying*", "until it *bursting*"; not "sends it flying"), and
+    "make" / "let" with an "-ing" form after its object or "to" with no object ("makes it
+    *swinging*", "makes *to* grow"; not "keeps it spinning").
     (`features.form_flips` reads a kept verb that took the "-s" after "to"; these read any verb.)
     Only words WordNet's corpus used mostly as verbs are read as verbs here."""
     a = analyze(text)
@@ -330,6 +342,9 @@ def clause_verb_slips(text: str) -> list[str]:
         if v is None or v[0] not in ("let", "make") or v[1] in ("past", "pp") and w != "let" or i + 2 >= n:
             continue
         k = i + 1
+        if toks[k] == "to" and w != "let" and v[1] != "base" and _form(toks[k + 1]) == "base" and _joined(text, a.tokens, i, k + 1):
+            out.append(" ".join(t.text for t in a.tokens[i:k + 2]))  # "makes *to* grow"
+            continue
         if toks[k] in _CLASS_WORDS["O"] or toks[k] in ("me", "us"):
             k += 1
         elif toks[k] in _CLASS_WORDS["D"] or toks[k] in ("every", "each", "all", "both"):
@@ -340,9 +355,13 @@ def clause_verb_slips(text: str) -> list[str]:
                 continue
         else:
             continue
+        after = toks[k + 2] if k + 2 < n and _joined(text, a.tokens, k + 1, k + 2) else ""
         if k + 1 < n and toks[k] == "to" and _joined(text, a.tokens, i, k + 1) and toks[k - 1] != "way" \
-                and _form(toks[k + 1]) == "base":
+                and (_form(toks[k + 1]) == "base" or ((verb_lemma(toks[k + 1]) or ("", ""))[1] == "base" and _follows_verb(after))):
             out.append(" ".join(t.text for t in a.tokens[i:k + 2]))
+        elif k < n and _joined(text, a.tokens, i, k) and _ing(toks[k]) \
+                and not usage_counts()["n"].get(toks[k], 0) and _follows_verb(toks[k + 1] if k + 1 < n and _joined(text, a.tokens, k, k + 1) else ""):
+            out.append(" ".join(t.text for t in a.tokens[i:k + 1]))  # "makes it *swinging*": "makes it swing"
     # "let / make / help" + a determiner's noun phrase + a finite verb
     for i, w in enumerate(toks):
         v = verb_lemma(w)
@@ -355,6 +374,47 @@ def clause_verb_slips(text: str) -> list[str]:
                 and _follows_verb(nxt(k)) and verb_lemma(toks[k - 1]) is None:
             out.append(" ".join(t.text for t in a.tokens[i:k + 1]))
     return out
+
+
+def _plural_noun(word: str) -> bool:
+    """`word` is a regular plural noun ("skaters", "ripples"; not "glass", "physics", "news")."""
+    from direct_data.text.features import IRREGULAR_PLURALS
+
+    if word in IRREGULAR_PLURALS:
+        return True
+    one = singular(word)
+    return word.isalpha() and one != word and word not in _SINGULAR_S and not word.endswith(("ss", "us", "is", "ics")) \
+        and bool(default_wordnet().lemmas(one, "n")) and not mostly_adjective(word) and _form(word) is None
+
+
+def _count_noun(word: str) -> bool:
+    """`word` is a singular noun with a plural of its own, used mostly as a noun ("side", "drop";
+    not "water" or "glass", which WordNet's corpus or spelling cannot tell from a mass noun)."""
+    c = usage_counts()
+    n = c["n"].get(word, 0)
+    return word.isalpha() and singular(word) == word and n > c["v"].get(word, 0) and n > c["a"].get(word, 0) \
+        and not word.endswith(("s", "ss", "ing")) and word not in _ANY_NUMBER and word not in ("people", "cattle", "police")
+
+
+def _ing(word: str) -> bool:
+    """`word` is a verb's "-ing" form (the tagger's table, or WordNet's verbs: "progressing")."""
+    v = verb_lemma(word)
+    return (v is not None and v[1] == "ing") or (v is None and word.endswith("ing") and bool(default_wordnet().lemmas(word, "v")))
+
+
+def _adverb_only(word: str) -> bool:
+    """WordNet knows `word` as an adverb and as nothing else ("slowly", "enormously"; not "early", "daily")."""
+    wn = default_wordnet()
+    return word in wn.lemmas(word, "r") and not any(wn.lemmas(word, p) for p in ("n", "v", "a"))
+
+
+def _noun_only_here(word: str) -> bool:
+    """`word` reads as a noun: WordNet's corpus used it mostly as one, and it is no verb form or
+    adjective ("velocity", "force"; not "forward", "rising")."""
+    c = usage_counts()
+    n = c["n"].get(word, 0)
+    return n > 0 and n > c["v"].get(word, 0) and n > c["a"].get(word, 0) and verb_lemma(word) in (None, (word, "base")) \
+        and not mostly_adjective(word) and word not in STOPWORDS
 
 
 def _comparative(word: str) -> bool:
@@ -386,8 +446,16 @@ def word_slips(text: str) -> list[str]:
     adjective ("so much *dense* that"), "more" / "most" before a comparative or superlative ("more
     *faster*"), an "-ly" adverb English does not have made from an adjective ("*fastly*"), a
     regular past of a verb whose past is irregular ("*throwed*", "*swimmed*"; not "speeded up",
-    "leaded glass"), and a few forms no edited text has (`_NOT_STANDARD`: "theirselves", "each
-    others")."""
+    "leaded glass"), a few forms no edited text has (`_NOT_STANDARD`: "theirselves", "each
+    others", "without never"), a subject pronoun after a preposition ("on *they* back"), "much"
+    before a plural ("much *skaters*"), "both" / "a few" before a singular that ends its phrase
+    ("both *side*."; not "both land and water"), "*a such*", "has" before an "-ing" form that is no
+    adjective ("has *progressing* through"; not "has rolling hills"), "very" or "so" before a
+    comparative ("very *more*", "so *deeper*"), "as ... *than*" / "as ... *like*", "to" or "of"
+    after a preposition that never takes it ("towards *to*", "around *of*"), "there is" before a
+    plural ("there is *ripples*"), "it's" before a plural noun phrase ("showing *it's* inner
+    segments"), and an adverb only in the slot of an adjective before a noun ("a very *slowly*
+    velocity")."""
     from direct_data.text.language import is_english_word
     a = analyze(text)
     toks = [t.lower for t in a.tokens]
@@ -411,6 +479,41 @@ def word_slips(text: str) -> list[str]:
         elif w in ("much",) and i > 0 and toks[i - 1] in ("so", "too", "very") and x and mostly_adjective(x) \
                 and not _comparative(x) and _follows_verb(toks[i + 2] if i + 2 < n and _joined(text, a.tokens, i + 1, i + 2) else ""):
             out.append(f"{a.tokens[i].text} {a.tokens[i + 1].text}")  # "so much *dense* that"
+        elif x in _SUBJECT_PRONOUNS and w in _CLASS_WORDS["P"] and w not in ("like", "as", "to"):
+            out.append(f"{a.tokens[i].text} {a.tokens[i + 1].text}")  # "on *they* back": "their"
+        elif w == "much" and x and _plural_noun(x):
+            out.append(f"{a.tokens[i].text} {a.tokens[i + 1].text}")  # "much *skaters*"
+        elif (w == "both" or (w == "few" and i > 0 and toks[i - 1] == "a")) and x and _count_noun(x) \
+                and (i + 2 >= n or not _joined(text, a.tokens, i + 1, i + 2) or toks[i + 2] in _CLASS_WORDS["P"]):
+            out.append(f"{a.tokens[i].text} {a.tokens[i + 1].text}")  # "both *side*", "a few *drop*"; not "both land and water"
+        elif w in ("a", "an") and x in ("such",):
+            out.append(f"{a.tokens[i].text} {a.tokens[i + 1].text}")  # "*a such* forceful chop"
+        elif w in _HAVE and w != "having" and x and _ing(x) and not usage_counts()["n"].get(x, 0) \
+                and _follows_verb(toks[i + 2] if i + 2 < n and _joined(text, a.tokens, i + 1, i + 2) else ""):
+            out.append(f"{a.tokens[i].text} {a.tokens[i + 1].text}")  # "has *progressing* through"
+        elif (w == "very" and x and (x == "more" or _comparative(x))) or (w == "so" and x and _comparative(x)):
+            out.append(f"{a.tokens[i].text} {a.tokens[i + 1].text}")  # "very *more*", "so *deeper*"
+        elif w == "as" and x and (mostly_adjective(x) or x.endswith("ly")) and i + 2 < n and toks[i + 2] in ("than", "like") \
+                and _joined(text, a.tokens, i, i + 2):
+            out.append(" ".join(t.text for t in a.tokens[i:i + 3]))  # "as high *than*"
+        elif (x == "to" and w in _NO_TO_AFTER) or (x == "of" and w in _NO_OF_AFTER):
+            out.append(f"{a.tokens[i].text} {a.tokens[i + 1].text}")  # "towards *to*", "around *of*"
+        elif w == "there" and x in ("is", "was") and i + 2 < n and _joined(text, a.tokens, i + 1, i + 2):
+            k = i + 2
+            while k < n - 1 and k < i + 5 and mostly_adjective(toks[k]) and _joined(text, a.tokens, k, k + 1):
+                k += 1
+            if _plural_noun(toks[k]) and toks[k] not in ("lots", "plenty") and (k + 1 >= n or toks[k + 1] != "of"):
+                out.append(" ".join(t.text for t in a.tokens[i:k + 1]))  # "there is *ripples*"
+        elif x in ("it's", "it’s") and i + 2 < n and _joined(text, a.tokens, i + 1, i + 2):
+            k = i + 2
+            while k < n - 1 and k < i + 4 and mostly_adjective(toks[k]) and _joined(text, a.tokens, k, k + 1):
+                k += 1
+            if _plural_noun(toks[k]) and (k + 1 >= n or not _joined(text, a.tokens, k, k + 1) or toks[k + 1] in _PHRASE_HEADS):
+                out.append(" ".join(t.text for t in a.tokens[i + 1:k + 1]))  # "showing *it's* inner segments": "its"
+        elif w.endswith("ly") and len(w) > 4 and x and _adverb_only(w) and _noun_only_here(x) and i > 0 \
+                and (toks[i - 1] in _CLASS_WORDS["D"] or toks[i - 1] in ("a", "an", "very")) \
+                and (i + 2 >= n or not _joined(text, a.tokens, i + 1, i + 2) or toks[i + 2] in _PHRASE_HEADS or toks[i + 2] in _CLASS_WORDS["P"]):
+            out.append(f"{a.tokens[i].text} {a.tokens[i + 1].text}")  # "a very *slowly* velocity", "with *enormously* force"
         if w in _NOT_STANDARD or (x and f"{w} {x}" in _NOT_STANDARD):
             out.append(a.tokens[i].text if w in _NOT_STANDARD else f"{a.tokens[i].text} {a.tokens[i + 1].text}")
         elif w in ("more", "most") and x.endswith(("er", "est")) and len(x) > 4:
