@@ -222,7 +222,7 @@ _NO_OF_AFTER = frozenset("around into onto upon across along through beneath tow
 _OPPOSITES = [frozenset(p.split()) for p in (
     "clockwise counterclockwise", "clockwise anticlockwise", "upward downward", "upwards downwards",
     "forward backward", "forwards backwards", "inward outward", "inwards outwards", "faster slower",
-    "quickly slowly", "rapidly slowly", "upward down", "downward up", "higher lower", "louder quieter")]
+    "quickly slowly", "rapidly slowly", "higher lower", "louder quieter")]
 #: past tenses in "-ed" of verbs whose past WordNet's table gives another form, that are right
 #: too ("speeded up", "leaded glass", "a stringed instrument", "hanged", "heaved")
 _RIGHT_ED = frozenset("speeded leaded stringed hanged heaved winded thrived waked cleaved putted costed "
@@ -234,14 +234,14 @@ _RIGHT_ED = frozenset("speeded leaded stringed hanged heaved winded thrived wake
 def _form(word: str) -> str | None:
     """The verb form ("s", "past", "ing", ...) of `word` when it reads as a verb: WordNet's corpus
     used its lemma mostly as a verb (`_verb_mostly`), or WordNet knows it as a verb and never as a
-    noun or an adjective ("levitates", "reattaches"); else None."""
+    noun or an adjective ("levitates", "hovers"); else None."""
     v = _verb_mostly(word)
     if v is not None:
         return v[1]
     v = verb_lemma(word)
     wn = default_wordnet()
     if v is None and word.endswith("s") and wn.lemmas(word, "v"):
-        v = (wn.lemmas(word, "v")[0], "s")  # "reattaches": a verb the tagger's table lacks
+        v = (wn.lemmas(word, "v")[0], "s")  # a verb the tagger's table lacks
     if v is not None and not wn.lemmas(word, "n") and not wn.lemmas(word, "a") and not wn.lemmas(v[0], "n"):
         return v[1]
     return None
@@ -269,7 +269,7 @@ def _follows_verb(word: str) -> bool:
 
 def clause_verb_slips(text: str) -> list[str]:
     """Verb forms that do not fit the word that governs them: a finite or past form after "to"
-    ("to *reattaches*", "seen to *moved* across"; not "to *rocks*", "glued to *painted* wood": a
+    ("to *levitates*", "seen to *moved* across"; not "to *rocks*", "glued to *painted* wood": a
     noun or an adjective there), a form other than the bare verb after a modal ("can *floats*",
     "will *rolling*"; not "a *can* rolls"), a finite form after "start" / "keep" / "stop" ...
     ("start *levitates*"), a finite form after "let" / "make" / "help" and its object ("letting the
@@ -277,8 +277,8 @@ def clause_verb_slips(text: str) -> list[str]:
     *to* swirl"; not "is made to", "make it to the top"), a subordinator with a finite verb and no
     subject ("while *hovers*"), an "-ing" form with no "be" after a subject pronoun or after a
     subordinator and "it" ("they *flying*", "until it *bursting*"; not "sends it flying"), and
-    "make" / "let" with an "-ing" form after its object or "to" with no object ("makes it
-    *swinging*", "makes *to* grow"; not "keeps it spinning").
+    "make" / "let" with an "-ing" form after a pronoun object or "to" with no object ("makes it
+    *swinging*", "makes *to* grow"; not "keeps it spinning", "makes the ball roll while spinning").
     (`features.form_flips` reads a kept verb that took the "-s" after "to"; these read any verb.)
     Only words WordNet's corpus used mostly as verbs are read as verbs here."""
     a = analyze(text)
@@ -349,7 +349,8 @@ def clause_verb_slips(text: str) -> list[str]:
             k += 1
         elif toks[k] in _CLASS_WORDS["D"] or toks[k] in ("every", "each", "all", "both"):
             k += 1
-            while k < n and k < i + 5 and toks[k] != "to" and toks[k] not in _PHRASE_HEADS and _joined(text, a.tokens, k - 1, k):
+            while k < n and k < i + 5 and toks[k] != "to" and toks[k] not in _PHRASE_HEADS and _joined(text, a.tokens, k - 1, k) \
+                    and _form(toks[k]) != "base":  # "makes the dog *run* to catch it": the bare verb is there
                 k += 1
             if k == i + 2:
                 continue
@@ -359,7 +360,7 @@ def clause_verb_slips(text: str) -> list[str]:
         if k + 1 < n and toks[k] == "to" and _joined(text, a.tokens, i, k + 1) and toks[k - 1] != "way" \
                 and (_form(toks[k + 1]) == "base" or ((verb_lemma(toks[k + 1]) or ("", ""))[1] == "base" and _follows_verb(after))):
             out.append(" ".join(t.text for t in a.tokens[i:k + 2]))
-        elif k < n and _joined(text, a.tokens, i, k) and _ing(toks[k]) \
+        elif k == i + 2 and k < n and _joined(text, a.tokens, i, k) and _ing(toks[k]) \
                 and not usage_counts()["n"].get(toks[k], 0) and _follows_verb(toks[k + 1] if k + 1 < n and _joined(text, a.tokens, k, k + 1) else ""):
             out.append(" ".join(t.text for t in a.tokens[i:k + 1]))  # "makes it *swinging*": "makes it swing"
     # "let / make / help" + a determiner's noun phrase + a finite verb
