@@ -1212,8 +1212,8 @@ def test_verb_forms_word_forms_and_number_slips_are_ungrammatical(validator: Val
     water", "speeded up", "leaded glass", "A cat chases a mouse and a dog runs", "the colour of
     the pieces is", "the fish are". Also (round two, on the blind writers' sets): "makes it
     *swinging*", "on *they* back", "much *skaters*", "*a such*", "has *progressing*", "as high
-    *than*", "towards *to*", "there is *ripples*", "a very *slowly* velocity", "each *another*";
-    not "keeps it spinning", "both land and water", "such a force", "rolling hills", "over to",
+    *than*", "towards *to*", "there is *ripples*", "a very *slowly* velocity", "each *another*",
+    "off *surface* of the water"; not "keeps it spinning", "on one side of", "in front of", "both land and water", "such a force", "rolling hills", "over to",
     "there is a ripple", "it's bouncing", "a slowly rising sun"."""
     from direct_data.text.slips import be_number_slips, clause_verb_slips, coordinated_subject_slips, word_slips
 
@@ -1248,6 +1248,7 @@ def test_verb_forms_word_forms_and_number_slips_are_ungrammatical(validator: Val
         ("Ripples spread on the pond.", "magnitudes", "There is ripples three metres high on the pond."),
         ("A probe moves at a steady speed.", "magnitudes", "A probe moves at a very slowly velocity."),
         ("Raindrops merge on contact.", "interactions", "Raindrops bounce off each another on contact."),
+        ("A paddle dips into the water.", "interactions", "A paddle bounces off surface of the water as if it were solid."),
     ]
     fine = [
         ("Waves crash on the shore.", "interactions", "Waves crash and shatter to rocks on the shore."),
@@ -1272,6 +1273,8 @@ def test_verb_forms_word_forms_and_number_slips_are_ungrammatical(validator: Val
         ("There is a ripple on the pond.", "magnitudes", "There is a ripple as tall as a house on the pond."),
         ("The vase is glass.", "materials", "The vase is rubber, and it's bouncing off the floor."),
         ("A slowly rising sun lights the hills.", "magnitudes", "A slowly rising sun scorches the hills black."),
+        ("A ball is released on one side of a bowl.", "kinematics", "A ball is released on one side of a bowl and rolls up out of it."),
+        ("A cat sits in front of the car.", "forces", "A cat is blown sideways in front of the car."),
     ]
     got = validator.check_many(broken + fine, dedupe_within=False)
     for (_, _, n), v in zip(broken, got):

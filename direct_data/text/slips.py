@@ -19,7 +19,7 @@ from __future__ import annotations
 from direct_data.text.axes import STOPWORDS
 from direct_data.text.features import _CLASS_WORDS, _PHRASE_HEADS, _joined, verb_lemma
 from direct_data.text.tagger import analyze, inflect, singular
-from direct_data.text.wordnet import default_wordnet, mostly_adjective, usage_counts, vocabulary
+from direct_data.text.wordnet import default_wordnet, mostly_adjective, noun_file, usage_counts, vocabulary
 
 #: words between "a" and a plural noun that make the plural right ("a few *seconds*", "a hundred
 #: *times*", "a couple of")
@@ -214,6 +214,15 @@ _NO_ARTICLE_BEFORE = frozenset("its their his my our your this these those every
 _NOT_STANDARD = frozenset(["theirselves", "hisself", "themself", "itselves", "alot", "irregardless", "sideway",
                            "each others", "each another", "could of", "should of", "would of", "must of", "more better",
                            "most best", "more worse", "without never", "and fourth"])
+#: words that stand for a determiner before a noun ("on *one* side of", "with *each* contour of")
+_QUANTIFIERS = frozenset("one each every any no some either neither very much more most half all both".split())
+#: nouns a preposition takes with no article before "of" ("in front of", "on top of", "in place of")
+_OF_IDIOMS = frozenset("front top place means spite risk behalf case charge search view favor favour terms light need "
+                       "danger lack sight hold care control possession part account honour honor instead course way "
+                       "time lieu face middle midst edge center centre brink verge point aid order sake use fear".split())
+#: WordNet noun files of concrete things, which take an article ("off *surface* of"; not "with
+#: *knowledge* of")
+_CONCRETE_FILES = frozenset("artifact object body location shape animal plant person".split())
 #: prepositions "to" never follows ("towards *to*") and "of" never follows ("around *of*")
 _NO_TO_AFTER = frozenset("toward towards into onto upon".split())
 _NO_OF_AFTER = frozenset("around into onto upon across along through beneath toward towards within among amid beside "
@@ -455,8 +464,10 @@ def word_slips(text: str) -> list[str]:
     comparative ("very *more*", "so *deeper*"), "as ... *than*" / "as ... *like*", "to" or "of"
     after a preposition that never takes it ("towards *to*", "around *of*"), "there is" before a
     plural ("there is *ripples*"), "it's" before a plural noun phrase ("showing *it's* inner
-    segments"), and an adverb only in the slot of an adjective before a noun ("a very *slowly*
-    velocity")."""
+    segments"), an adverb only in the slot of an adjective before a noun ("a very *slowly*
+    velocity"), and a concrete singular noun with no article between a preposition and "of" ("bounces
+    off *surface* of the water"; not "in front of", "on top of", "on one side of", "with knowledge
+    of")."""
     from direct_data.text.language import is_english_word
     a = analyze(text)
     toks = [t.lower for t in a.tokens]
@@ -515,6 +526,14 @@ def word_slips(text: str) -> list[str]:
                 and (toks[i - 1] in _CLASS_WORDS["D"] or toks[i - 1] in ("a", "an", "very")) \
                 and (i + 2 >= n or not _joined(text, a.tokens, i + 1, i + 2) or toks[i + 2] in _PHRASE_HEADS or toks[i + 2] in _CLASS_WORDS["P"]):
             out.append(f"{a.tokens[i].text} {a.tokens[i + 1].text}")  # "a very *slowly* velocity", "with *enormously* force"
+        if w in _CLASS_WORDS["P"] and w not in ("of", "like") and x and x not in _QUANTIFIERS:
+            k = i + 1
+            while k < n - 1 and k < i + 3 and mostly_adjective(toks[k]) and _joined(text, a.tokens, k, k + 1):
+                k += 1
+            if k + 2 < n and _joined(text, a.tokens, i, k + 1) and toks[k + 1] == "of" and toks[k + 2] in _CLASS_WORDS["D"] \
+                    and a.tokens[k].text.islower() and toks[k] not in _OF_IDIOMS and _count_noun(toks[k]) \
+                    and noun_file(toks[k]) in _CONCRETE_FILES:
+                out.append(" ".join(t.text for t in a.tokens[i:k + 2]))  # "bounces off *surface* of the water": "the surface"
         if w in _NOT_STANDARD or (x and f"{w} {x}" in _NOT_STANDARD):
             out.append(a.tokens[i].text if w in _NOT_STANDARD else f"{a.tokens[i].text} {a.tokens[i + 1].text}")
         elif w in ("more", "most") and x.endswith(("er", "est")) and len(x) > 4:
