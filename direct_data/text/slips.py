@@ -193,12 +193,11 @@ _PAST_NOT_PP = frozenset("went fell broke ran swam took gave ate drove flew froz
 #: modal verbs: a bare verb follows ("can *floats*", "will *rolling*")
 _MODALS = frozenset("can could will would shall should might must".split())
 #: verbs that take an "-ing" form or "to" and a bare verb, never a finite form ("start *levitates*")
-_ASPECT_ANY = frozenset("start begin keep stop continue finish".split())
+_ASPECT_ANY = _ASPECT | {"continue"}
 #: verbs that take an object and a bare verb ("letting the beam *bends*": "let the beam bend")
 _CAUSATIVE = frozenset("let make help".split())
 #: words before "to" that make it an infinitive's ("starts to", "is seen to", "able to")
-_TO_TAKERS = _TO_INFINITIVE | frozenset("see cause allow force get used able about going ought expect happen "
-                                        "seem begin start".split())
+_TO_TAKERS = _TO_INFINITIVE | frozenset("see cause allow force get used able about going ought expect happen".split())
 #: subordinators that open a clause with its own subject ("while *hovers*": no subject)
 _SUBORDINATORS = frozenset("while whereas although though because unless".split())
 #: pronouns that are subjects only: an "-ing" form right after one needs "be" ("they *flying*")
